@@ -1,0 +1,88 @@
+"""Wiring: configuration in, a ready Dispatcher out. Transports (console, Slack) start here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.audit import Audit
+from bot.config import Config, RegistryConfig
+from bot.context import Context, Registries
+from bot.dispatch import Dispatcher, Handler
+from bot.requests import Clock, Requests
+from bot.roles import RoleTable
+from bot.store import Store
+from handlers import access, audit_log, browse, credentials, deletions, meta
+from handlers.oci_layout import OciLayoutRegistry
+from handlers.registry import Registry
+
+HANDLERS: dict[str, Handler] = {
+    "help": meta.help_command,
+    "whoami": meta.whoami,
+    "registries": meta.registries,
+    "repos": browse.repos,
+    "tags": browse.tags,
+    "show": browse.show,
+    "delete": deletions.delete,
+    "requests": deletions.list_requests,
+    "approve": deletions.approve,
+    "deny": deletions.deny,
+    "cancel": deletions.cancel,
+    "rotate": credentials.rotate,
+    "admin": credentials.admin,
+    "roles": access.roles,
+    "grant": access.grant,
+    "revoke": access.revoke,
+    "audit": audit_log.audit,
+}
+
+BackendFactory = Callable[[RegistryConfig], Registry]
+
+
+def _oci_layout(cfg: RegistryConfig) -> Registry:
+    return OciLayoutRegistry(cfg.name, cfg.options["path"], login_server=cfg.login_server)
+
+
+BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_context(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    registries: list[Registry] | None = None,
+    groups_of: Callable[[str], Any] | None = None,
+) -> Context:
+    """Open the database and build one client per registry, once, to share."""
+    store = Store(config.database)
+    audit = Audit(store)
+    if groups_of is None:
+
+        def groups_of(user: str) -> list[str]:
+            return [name for name, members in config.groups.items() if user in members]
+
+    if registries is None:
+        registries = [BACKENDS[r.type](r) for r in config.registries]
+    return Context(
+        config=config,
+        store=store,
+        roles=RoleTable(store, groups_of=groups_of),
+        audit=audit,
+        requests=Requests(store, audit, clock=clock),
+        registries=Registries(registries),
+        clock=clock,
+    )
+
+
+def build_dispatcher(config: Config, **kwargs: Any) -> Dispatcher:
+    return Dispatcher(build_context(config, **kwargs), HANDLERS)
+
+
+def configure_logging(level: int = logging.WARNING) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

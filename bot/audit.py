@@ -1,0 +1,144 @@
+"""The append-only audit: one row per command, decision and outcome, chained by hashes.
+
+Each row's hash covers its own fields and the previous row's hash, so editing or deleting any
+row breaks the chain from there on; the chain head is also kept in `meta`, so dropping the
+newest rows is caught too. `acrbot audit verify` walks the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from bot.store import Store
+
+GENESIS = "0" * 64
+HEAD_KEY = "audit_head"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: str
+    actor: str
+    action: str
+    target: str
+    request_id: int | None
+    outcome: str
+    error: str | None
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verification:
+    checked: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def entry_hash(prev_hash: str, row: dict) -> str:
+    """SHA-256 over the previous hash and the row's fields, in a fixed JSON form."""
+    fields = [
+        prev_hash,
+        row["id"],
+        row["ts"],
+        row["actor"],
+        row["action"],
+        row["target"],
+        row["request_id"],
+        row["outcome"],
+        row["error"],
+    ]
+    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Audit:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        outcome: str,
+        at: datetime,
+        request_id: int | None = None,
+        error: str | None = None,
+    ) -> AuditEntry:
+        """Add one row at the head of the chain, inside the caller's transaction if any."""
+        with self._store.transaction() as db:
+            head = db.execute("select id, hash from audit order by id desc limit 1").fetchone()
+            prev_id, prev_hash = head if head else (0, GENESIS)
+            row = {
+                "id": prev_id + 1,
+                "ts": at.isoformat(timespec="milliseconds"),
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "request_id": request_id,
+                "outcome": outcome,
+                "error": error,
+                "prev_hash": prev_hash,
+            }
+            row["hash"] = entry_hash(prev_hash, row)
+            db["audit"].insert(row)
+            db["meta"].upsert({"key": HEAD_KEY, "value": f"{row['id']}:{row['hash']}"}, pk="key")
+        return AuditEntry(**row)
+
+    def entries(
+        self,
+        *,
+        last: int = 20,
+        actor: str | None = None,
+        request_id: int | None = None,
+    ) -> list[AuditEntry]:
+        """The newest ``last`` rows matching the filters, oldest first."""
+        where, params = [], []
+        if actor is not None:
+            where.append("actor = ?")
+            params.append(actor)
+        if request_id is not None:
+            where.append("request_id = ?")
+            params.append(request_id)
+        sql = "select * from audit"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by id desc limit ?"
+        rows = list(self._store.db.query(sql, [*params, last]))
+        return [AuditEntry(**row) for row in reversed(rows)]
+
+    def verify(self) -> Verification:
+        """Walk the whole chain; report every row whose hash or link does not hold."""
+        problems: list[str] = []
+        prev_id, prev_hash = 0, GENESIS
+        checked = 0
+        for row in self._store.db.query("select * from audit order by id"):
+            checked += 1
+            if row["id"] != prev_id + 1:
+                problems.append(f"rows {prev_id + 1}–{row['id'] - 1} are missing")
+            if row["prev_hash"] != prev_hash:
+                problems.append(f"row {row['id']}: does not link to the row before it")
+            if entry_hash(row["prev_hash"], row) != row["hash"]:
+                problems.append(f"row {row['id']}: content does not match its hash (edited)")
+            prev_id, prev_hash = row["id"], row["hash"]
+        head = self._store.db.execute("select value from meta where key = ?", [HEAD_KEY]).fetchone()
+        expected = head[0] if head else None
+        actual = f"{prev_id}:{prev_hash}" if checked else None
+        if expected != actual:
+            problems.append(
+                f"the chain head is {actual or 'empty'} but {expected or 'nothing'} was recorded "
+                "(rows removed from the end?)"
+            )
+        return Verification(checked=checked, problems=tuple(problems))

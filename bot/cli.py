@@ -1,0 +1,188 @@
+"""`acrbot`: the command line. A thin layer that turns BotErrors into one clean line.
+
+acrbot demo                      seed the offline demo and open its console
+acrbot console [--user ID]       chat with the bot in a terminal
+acrbot run --user ID "COMMAND"   run one command (exit 1 if refused or failed)
+acrbot roles grant|revoke|list   bootstrap the role table without Slack
+acrbot audit [--json] | audit verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+
+from bot import __version__, commands
+from bot.app import build_context, build_dispatcher, configure_logging
+from bot.config import Config, default_user, load
+from bot.console import run_console
+from bot.errors import BotError, ConfigError, UsageError
+from bot.policy import ALL, Grant
+from bot.render_text import render
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="configuration file (default: $ACRBOT_CONFIG)"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acrbot", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"acrbot {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="seed the offline demo and open its console")
+    demo.add_argument("--dir", default=".acrbot-demo", help="demo directory (default: %(default)s)")
+    demo.add_argument("--fresh", action="store_true", help="throw away the old demo first")
+    demo.add_argument("--user", default="alice", help="acting user (default: %(default)s)")
+
+    console = sub.add_parser("console", help="chat with the bot on stdin/stdout")
+    _config_arg(console)
+    console.add_argument("--user", help="acting user id (default: $ACRBOT_USER or $USER)")
+
+    run = sub.add_parser("run", help="run one command and exit")
+    _config_arg(run)
+    run.add_argument("--user", required=True, help="acting user id")
+    run.add_argument("--json", action="store_true", help="print the reply as JSON")
+    run.add_argument("words", nargs="+", metavar="COMMAND", help='e.g. "tags baseimages/fedora"')
+
+    roles = sub.add_parser("roles", help="manage the role table as the operator")
+    roles_sub = roles.add_subparsers(dest="roles_cmd", required=True, metavar="ACTION")
+    for action in ("grant", "revoke"):
+        p = roles_sub.add_parser(action, help=f"{action} a role")
+        _config_arg(p)
+        p.add_argument("user", help="user or user-group id")
+        p.add_argument("role", help="reader, contributor, owner or oncall")
+        p.add_argument("--registry", default=ALL, help="registry name (default: all)")
+        p.add_argument("--repo", default=ALL, help="repository glob (default: *)")
+    listing = roles_sub.add_parser("list", help="list grants")
+    _config_arg(listing)
+    listing.add_argument("user", nargs="?", help="only this user's grants")
+
+    audit = sub.add_parser("audit", help="print or verify the audit log")
+    _config_arg(audit)
+    audit.add_argument("action", nargs="?", choices=["verify"], help="check the hash chain")
+    audit.add_argument("--json", action="store_true", help="JSON lines")
+    audit.add_argument("--last", type=int, default=50, help="entries to print (default 50)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging()
+    try:
+        return _COMMANDS[args.cmd](args)
+    except ConfigError as exc:
+        print(f"acrbot: {exc}", file=sys.stderr)
+        return 2
+    except BotError as exc:
+        print(f"acrbot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bot import demo
+
+    config = demo.prepare(Path(args.dir), fresh=args.fresh)
+    print(f"Demo registry and database in {Path(args.dir).resolve()}.")
+    print("Users: alice (contributor), bob and erin (owners), carol (reader), dave (oncall).")
+    print(
+        'Try: repos · tags baseimages/fedora · delete baseimages/fedora:24 --reason "EOL" · '
+        ":as bob · requests · approve 1"
+    )
+    return _console_loop(config, args.user)
+
+
+def _console(args: argparse.Namespace) -> int:
+    user = args.user or default_user()
+    if not user:
+        raise ConfigError("no acting user: pass --user ID")
+    return _console_loop(load(args.config), user)
+
+
+def _console_loop(config: Config, user: str) -> int:
+    dispatcher = build_dispatcher(config)
+    run_console(
+        dispatcher, user=user, stdin=sys.stdin, stdout=sys.stdout, interactive=sys.stdin.isatty()
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    text = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
+    reply = build_dispatcher(load(args.config)).handle(text, user=args.user)
+    if args.json:
+        print(json.dumps(reply.as_json(), indent=2, default=str))
+        if reply.secret is not None:
+            print(f"(shown once, only to you) {reply.secret}", file=sys.stderr)
+    else:
+        print(render(reply))
+    return 0 if reply.ok else 1
+
+
+def _roles(args: argparse.Namespace) -> int:
+    ctx = build_context(load(args.config))
+    if args.roles_cmd == "list":
+        grants = ctx.roles.direct_grants(args.user) if args.user else ctx.roles.all_grants()
+        for g in grants:
+            print(f"{g.principal}\t{g.role}\t{g.registry}\t{g.repositories}")
+        return 0
+    try:
+        grant = Grant(
+            principal=commands.principal(args.user),
+            role=commands.role(args.role),
+            registry=commands.registry_or_all(args.registry),
+            repositories=commands.repo_glob(args.repo),
+        )
+    except UsageError as exc:
+        raise BotError(str(exc)) from None
+    if args.registry != ALL:
+        ctx.registries.get(args.registry)
+    actor = f"cli:{default_user() or 'operator'}"
+    if args.roles_cmd == "grant":
+        added = ctx.roles.grant(grant, by=actor, at=ctx.clock())
+        print(
+            f"Granted {grant.principal} {grant}."
+            if added
+            else f"{grant.principal} already has {grant}."
+        )
+    else:
+        ctx.roles.revoke(grant)
+        print(f"Revoked {grant} from {grant.principal}.")
+    ctx.audit.append(
+        actor=actor, action=args.roles_cmd, target=str(grant), outcome="ok", at=ctx.clock()
+    )
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    ctx = build_context(load(args.config))
+    if args.action == "verify":
+        result = ctx.audit.verify()
+        if result.ok:
+            print(f"audit chain intact: {result.checked} entries verified")
+            return 0
+        print(f"audit chain BROKEN ({result.checked} entries checked):")
+        for problem in result.problems:
+            print(f"  {problem}")
+        return 1
+    for entry in ctx.audit.entries(last=args.last):
+        if args.json:
+            print(json.dumps(entry.as_dict()))
+        else:
+            print(
+                f"{entry.id:>5} {entry.ts} {entry.actor} {entry.action} {entry.target} "
+                f"{entry.outcome}" + (f" ({entry.error})" if entry.error else "")
+            )
+    return 0
+
+
+_COMMANDS = {"demo": _demo, "console": _console, "run": _run, "roles": _roles, "audit": _audit}

@@ -1,0 +1,386 @@
+"""Every command of the grammar: its arguments, help text, example and the role it needs.
+
+This table is the single source for parsing, `help`, the README command list (a test keeps
+them in step) and the permission checks made by the dispatcher.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+
+from bot.errors import UsageError
+from bot.grammar import CommandSpec, Param
+from bot.policy import Role, Scope
+from bot.references import _shorten, parse_image, validate_repository
+
+_REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Slack sends mentions as <@U123> or <@U123|name>, user groups as <!subteam^S123|@name>.
+_SLACK_USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+_SLACK_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
+_GLOB = re.compile(r"[a-z0-9._/*?\-]{1,255}")
+MAX_REASON = 500
+
+
+def registry_name(value: str) -> str:
+    if not _REGISTRY_NAME.fullmatch(value):
+        raise UsageError(f"`{_shorten(value, 30)}` is not a registry name")
+    return value
+
+
+def registry_or_all(value: str) -> str:
+    return value if value == "*" else registry_name(value)
+
+
+def principal(value: str) -> str:
+    """A user or group id; Slack mentions are reduced to their id."""
+    for pattern in (_SLACK_USER, _SLACK_GROUP):
+        match = pattern.fullmatch(value)
+        if match:
+            return match.group(1)
+    value = value.removeprefix("@")
+    if not _PRINCIPAL.fullmatch(value):
+        raise UsageError(f"`{_shorten(value, 30)}` is not a user or group id")
+    return value
+
+
+def role(value: str) -> Role:
+    try:
+        return Role(value.lower())
+    except ValueError:
+        raise UsageError(
+            f"`{_shorten(value, 30)}` is not a role (one of: {', '.join(r.value for r in Role)})"
+        ) from None
+
+
+def repo_glob(value: str) -> str:
+    if not _GLOB.fullmatch(value):
+        raise UsageError(f"`{_shorten(value, 30)}` is not a repository glob (e.g. `team/*`)")
+    return value
+
+
+def request_id(value: str) -> int:
+    digits = value.removeprefix("#")
+    if not digits.isdigit() or len(digits) > 12 or int(digits) == 0:
+        raise UsageError(f"`{_shorten(value, 30)}` is not a request id (e.g. 12 or #12)")
+    return int(digits)
+
+
+def reason(value: str) -> str:
+    value = " ".join(value.split())
+    if not value:
+        raise UsageError("the reason must not be empty")
+    if len(value) > MAX_REASON:
+        raise UsageError(f"the reason is too long ({len(value)} characters; max {MAX_REASON})")
+    return value
+
+
+def count(value: str, *, limit: int = 1000) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= limit:
+        raise UsageError(f"`{_shorten(value, 30)}` is not a number from 1 to {limit}")
+    return int(value)
+
+
+def choice(*values: str) -> Callable[[str], str]:
+    def convert(value: str) -> str:
+        if value.lower() not in values:
+            raise UsageError(f"`{_shorten(value, 30)}` is not one of: {', '.join(values)}")
+        return value.lower()
+
+    return convert
+
+
+def command_name(value: str) -> str:
+    return value.lower()
+
+
+REGISTRY_OPT = Param(
+    "registry",
+    "R",
+    "registry name (default: the default registry)",
+    registry_name,
+    flag="--registry",
+    required=False,
+)
+TOP_OPT = Param("top", "N", "show at most N rows", count, flag="--top", required=False)
+REASON_OPT = Param("reason", "TEXT", "why (quote several words)", reason, flag="--reason")
+USER_ARG = Param("user", "USER", "a user id, @mention or user-group id", principal)
+ROLE_ARG = Param("role", "ROLE", "reader, contributor, owner or oncall", role)
+GRANT_REGISTRY_OPT = Param(
+    "registry",
+    "R",
+    "registry name, or * for all (default: the default registry)",
+    registry_or_all,
+    flag="--registry",
+    required=False,
+)
+REPO_GLOB_OPT = Param(
+    "repo",
+    "GLOB",
+    "repositories the grant covers (default: *)",
+    repo_glob,
+    flag="--repo",
+    required=False,
+)
+REQUEST_ARG = Param("id", "ID", "request id, e.g. 12 or #12", request_id)
+
+
+def _spec(
+    name: str,
+    summary: str,
+    example: str,
+    needs: frozenset[Role] | None,
+    scope: Scope,
+    *params: Param,
+    exclusive: tuple[tuple[str, ...], ...] = (),
+    needs_when: tuple[str, dict[str, frozenset[Role]]] | None = None,
+) -> CommandSpec:
+    """``needs_when`` lowers or raises the role for one value of an argument (`admin status`)."""
+    return CommandSpec(
+        name=name,
+        summary=summary,
+        example=example,
+        params=params,
+        exclusive=exclusive,
+        meta={"needs": needs or frozenset(), "scope": scope, "needs_when": needs_when},
+    )
+
+
+READ = frozenset({Role.READER})
+CONTRIBUTE = frozenset({Role.CONTRIBUTOR})
+OWN = frozenset({Role.OWNER})
+ROTATE = frozenset({Role.ONCALL, Role.OWNER})
+
+COMMAND_LIST: tuple[CommandSpec, ...] = (
+    _spec(
+        "help",
+        "list the commands you may run, or explain one",
+        "help tags",
+        None,
+        Scope.NONE,
+        Param("command", "COMMAND", "a command name", command_name, required=False),
+    ),
+    _spec("whoami", "show who the bot thinks you are and your roles", "whoami", None, Scope.NONE),
+    _spec("registries", "list the registries you can see", "registries", READ, Scope.ANYWHERE),
+    _spec(
+        "repos",
+        "list repositories",
+        "repos --filter 'base*' --top 20",
+        READ,
+        Scope.SOME_REPOSITORY,
+        Param("registry", "REGISTRY", "registry name", registry_name, required=False),
+        Param(
+            "filter",
+            "GLOB",
+            "only repositories matching GLOB",
+            repo_glob,
+            flag="--filter",
+            required=False,
+        ),
+        TOP_OPT,
+    ),
+    _spec(
+        "tags",
+        "list the tags of a repository",
+        "tags baseimages/fedora --orderby time_desc",
+        READ,
+        Scope.REPOSITORY,
+        Param("repository", "REPO", "repository name", validate_repository),
+        REGISTRY_OPT,
+        TOP_OPT,
+        Param(
+            "orderby",
+            "ORDER",
+            "time_desc (default), time_asc or name",
+            choice("time_desc", "time_asc", "name"),
+            flag="--orderby",
+            required=False,
+        ),
+    ),
+    _spec(
+        "show",
+        "show an image: digest, size, dates, every tag on its digest, locks",
+        "show baseimages/fedora:24",
+        READ,
+        Scope.REPOSITORY,
+        Param(
+            "image",
+            "IMAGE",
+            "repo:tag, repo@sha256:… or loginserver/repo:tag",
+            partial(parse_image, default_tag="latest"),
+        ),
+        REGISTRY_OPT,
+    ),
+    _spec(
+        "delete",
+        "request deletion of a tag (or with --manifest, the image and all its tags)",
+        'delete baseimages/fedora:24 --reason "EOL"',
+        CONTRIBUTE,
+        Scope.REPOSITORY,
+        Param("image", "IMAGE", "repo:tag, repo@sha256:… or loginserver/repo:tag", parse_image),
+        REASON_OPT,
+        Param(
+            "manifest",
+            "",
+            "delete the manifest and every tag on it",
+            flag="--manifest",
+            takes_value=False,
+            required=False,
+        ),
+        REGISTRY_OPT,
+    ),
+    _spec(
+        "requests",
+        "list deletion requests (default: pending ones you can see)",
+        "requests --mine",
+        READ,
+        Scope.ANYWHERE,
+        Param(
+            "mine", "", "only requests you made", flag="--mine", takes_value=False, required=False
+        ),
+        Param(
+            "pending",
+            "",
+            "only pending requests",
+            flag="--pending",
+            takes_value=False,
+            required=False,
+        ),
+        Param(
+            "all",
+            "",
+            "every request, whatever its state",
+            flag="--all",
+            takes_value=False,
+            required=False,
+        ),
+        exclusive=(("mine", "pending", "all"),),
+    ),
+    _spec(
+        "approve",
+        "approve a pending request (never your own)",
+        "approve 12",
+        OWN,
+        Scope.REQUEST,
+        REQUEST_ARG,
+        Param("reason", "TEXT", "optional note", reason, flag="--reason", required=False),
+    ),
+    _spec(
+        "deny",
+        "deny a pending request",
+        'deny 12 --reason "still in use"',
+        OWN,
+        Scope.REQUEST,
+        REQUEST_ARG,
+        REASON_OPT,
+    ),
+    _spec(
+        "cancel",
+        "cancel a pending request you made",
+        "cancel 12",
+        CONTRIBUTE,
+        Scope.REQUEST,
+        REQUEST_ARG,
+    ),
+    _spec(
+        "rotate",
+        "regenerate the registry's admin password not in use",
+        'rotate password2 --reason "quarterly rotation"',
+        ROTATE,
+        Scope.REGISTRY,
+        Param(
+            "which",
+            "password|password2",
+            "which admin password to regenerate",
+            choice("password", "password2"),
+        ),
+        REGISTRY_OPT,
+        REASON_OPT,
+    ),
+    _spec(
+        "admin",
+        "enable, disable or show the registry's admin user",
+        "admin status",
+        OWN,
+        Scope.REGISTRY,
+        Param(
+            "action", "enable|disable|status", "what to do", choice("enable", "disable", "status")
+        ),
+        REGISTRY_OPT,
+        needs_when=("action", {"status": ROTATE}),
+    ),
+    _spec(
+        "roles",
+        "show your roles, or another user's",
+        "roles @carol",
+        None,
+        Scope.NONE,
+        Param("user", "USER", "a user id or @mention", principal, required=False),
+    ),
+    _spec(
+        "grant",
+        "give a user or group a role",
+        "grant carol reader --repo 'testimages/*'",
+        OWN,
+        Scope.REGISTRY,
+        USER_ARG,
+        ROLE_ARG,
+        GRANT_REGISTRY_OPT,
+        REPO_GLOB_OPT,
+    ),
+    _spec(
+        "revoke",
+        "take a role back",
+        "revoke carol reader --repo 'testimages/*'",
+        OWN,
+        Scope.REGISTRY,
+        USER_ARG,
+        ROLE_ARG,
+        GRANT_REGISTRY_OPT,
+        REPO_GLOB_OPT,
+    ),
+    _spec(
+        "audit",
+        "show the audit log",
+        "audit --last 20 --user alice",
+        OWN,
+        Scope.ANYWHERE,
+        Param("last", "N", "the last N entries (default 20)", count, flag="--last", required=False),
+        Param("user", "USER", "only this user's entries", principal, flag="--user", required=False),
+        Param(
+            "request",
+            "ID",
+            "only this request's entries",
+            request_id,
+            flag="--request",
+            required=False,
+        ),
+    ),
+)
+
+COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in COMMAND_LIST}
+
+
+def needs(spec: CommandSpec, args: dict | None = None) -> frozenset[Role]:
+    """The roles that may run ``spec`` (with these ``args``, when the role depends on them)."""
+    when = spec.meta["needs_when"]
+    if when is not None and args is not None:
+        name, by_value = when
+        if args.get(name) in by_value:
+            return by_value[args[name]]
+    return spec.meta["needs"]
+
+
+def scope(spec: CommandSpec) -> Scope:
+    return spec.meta["scope"]
+
+
+def any_needs(spec: CommandSpec) -> frozenset[Role]:
+    """Every role that can run ``spec`` in some form (used by `help`)."""
+    roles = set(spec.meta["needs"])
+    if spec.meta["needs_when"] is not None:
+        for extra in spec.meta["needs_when"][1].values():
+            roles |= extra
+    return frozenset(roles)

@@ -1,0 +1,210 @@
+"""Read and check the TOML configuration; the only module that reads the environment.
+
+A bad configuration stops the bot with one message naming the key, e.g.
+`acrbot.toml: registry[1].path: required for type "oci-layout"`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError
+
+CONFIG_ENV = "ACRBOT_CONFIG"
+REGISTRY_TYPES = {"oci-layout": ("path",)}
+ACTIONS = ("delete", "delete_manifest")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """One `[[registry]]` table; ``options`` holds the type's own keys, paths resolved."""
+
+    name: str
+    type: str
+    login_server: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApprovalConfig:
+    ttl: timedelta = timedelta(hours=24)
+    required: Mapping[str, int] = field(default_factory=lambda: {a: 1 for a in ACTIONS})
+
+    def required_for(self, action: str) -> int:
+        return self.required.get(action, self.required.get("delete", 1))
+
+
+@dataclass(frozen=True)
+class Config:
+    database: Path
+    registries: tuple[RegistryConfig, ...]
+    approvals: ApprovalConfig = ApprovalConfig()
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+    @property
+    def default_registry(self) -> RegistryConfig:
+        return self.registries[0]
+
+
+def parse_duration(value: object, *, key: str) -> timedelta:
+    """`90`, `"90s"`, `"30m"`, `"24h"`, `"1d12h"` → timedelta."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match and any(match.groups()):
+            d, h, m, s = (int(g or 0) for g in match.groups())
+            total = timedelta(days=d, hours=h, minutes=m, seconds=s)
+            if total.total_seconds() > 0:
+                return total
+    raise ConfigError(f'{key}: expected a duration such as "24h", "30m" or 3600, got {value!r}')
+
+
+def config_path_from_env() -> str | None:
+    return os.environ.get(CONFIG_ENV) or None
+
+
+def default_user() -> str | None:
+    """The console's acting user when none is given: the login name."""
+    return os.environ.get("ACRBOT_USER") or os.environ.get("USER") or None
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Load ``path`` (or $ACRBOT_CONFIG); raise ConfigError naming the first bad key."""
+    path = path or config_path_from_env()
+    if path is None:
+        raise ConfigError(
+            f"no configuration: pass --config FILE or set {CONFIG_ENV} (or try `acrbot demo`)"
+        )
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return from_mapping(data, base=path.parent, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def from_mapping(
+    data: Mapping[str, Any],
+    *,
+    base: Path,
+    source: str = "<mapping>",
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build a Config from parsed TOML; relative paths are resolved against ``base``."""
+    environ = os.environ if environ is None else environ
+    known = {"database", "approvals", "registry", "groups"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
+    database = data.get("database", "acrbot.db")
+    if not isinstance(database, str) or not database:
+        raise ConfigError("database: expected a file path")
+    registries = _registries(data.get("registry"), base=base, environ=environ)
+    return Config(
+        database=(base / database).resolve(),
+        registries=registries,
+        approvals=_approvals(data.get("approvals", {})),
+        groups=_groups(data.get("groups", {})),
+        source=source,
+    )
+
+
+def _registries(
+    tables: Any, *, base: Path, environ: Mapping[str, str]
+) -> tuple[RegistryConfig, ...]:
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError("registry: at least one [[registry]] table is required")
+    seen: set[str] = set()
+    result = []
+    for i, table in enumerate(tables):
+        key = f"registry[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table")
+        name, kind = table.get("name"), table.get("type")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigError(f"{key}.name: expected a name of letters, digits, . _ -")
+        if name in seen:
+            raise ConfigError(f"{key}.name: {name!r} is used twice")
+        seen.add(name)
+        if kind not in REGISTRY_TYPES:
+            raise ConfigError(
+                f"{key}.type: expected one of {', '.join(REGISTRY_TYPES)}, got {kind!r}"
+            )
+        options: dict[str, Any] = {}
+        secrets: dict[str, str] = {}
+        for required in REGISTRY_TYPES[kind]:
+            if not isinstance(table.get(required), str) or not table[required]:
+                raise ConfigError(f"{key}.{required}: required for type {kind!r}")
+        for opt, value in table.items():
+            if opt in ("name", "type", "login_server"):
+                continue
+            if opt.endswith("_env"):
+                if not isinstance(value, str) or value not in environ:
+                    raise ConfigError(f"{key}.{opt}: environment variable {value!r} is not set")
+                secrets[opt.removesuffix("_env")] = environ[value]
+            elif opt == "path":
+                options[opt] = (base / str(value)).resolve()
+            else:
+                options[opt] = value
+        login = table.get("login_server")
+        if login is not None and not isinstance(login, str):
+            raise ConfigError(f"{key}.login_server: expected a host name")
+        result.append(
+            RegistryConfig(
+                name=name,
+                type=kind,
+                login_server=login and login.lower(),
+                options=options,
+                secrets=secrets,
+            )
+        )
+    return tuple(result)
+
+
+def _approvals(table: Any) -> ApprovalConfig:
+    if not isinstance(table, dict):
+        raise ConfigError("approvals: expected a table")
+    ttl = parse_duration(table.get("ttl", "24h"), key="approvals.ttl")
+    required = {a: 1 for a in ACTIONS}
+    for key, value in table.items():
+        if key == "ttl":
+            continue
+        if key not in ACTIONS:
+            raise ConfigError(f"approvals.{key}: unknown action (known: {', '.join(ACTIONS)})")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10:
+            raise ConfigError(f"approvals.{key}: expected a number of approvals from 1 to 10")
+        required[key] = value
+    if "delete_manifest" not in table:
+        required["delete_manifest"] = required["delete"]
+    return ApprovalConfig(ttl=ttl, required=required)
+
+
+def _groups(table: Any) -> dict[str, tuple[str, ...]]:
+    """Static user groups for the console and tests; Slack resolves its own groups."""
+    if not isinstance(table, dict):
+        raise ConfigError("groups: expected a table of group = [members]")
+    groups = {}
+    for name, members in table.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"groups.{name}: expected a list of user ids")
+        groups[name] = tuple(members)
+    return groups

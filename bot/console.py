@@ -1,0 +1,57 @@
+"""A line-oriented chat on stdin/stdout with the same grammar and rules as Slack.
+
+Piped input works too, so a script of commands can be replayed (`acrbot console < demo.txt`).
+Lines starting with `:` talk to the console itself: `:as USER` switches the acting user,
+`:quit` leaves. When input is not a terminal each command is echoed, so the output reads like
+the chat it was.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from bot.dispatch import Dispatcher
+from bot.render_text import render
+
+CONSOLE_HELP = (
+    "Console commands: `:as USER` act as another user, `:whoami`, `:quit`. "
+    "Anything else is a bot command; try `help`."
+)
+
+
+def run_console(
+    dispatcher: Dispatcher, *, user: str, stdin: TextIO, stdout: TextIO, interactive: bool
+) -> int:
+    """Read commands until EOF or `:quit`; return the number of failed commands."""
+    failures = 0
+    if interactive:
+        print(f"acr-chatops console — acting as {user}. {CONSOLE_HELP}", file=stdout)
+    while True:
+        if interactive:
+            print(f"{user}> ", end="", file=stdout, flush=True)
+        line = stdin.readline()
+        if not line:
+            if interactive:
+                print(file=stdout)
+            return failures
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not interactive:
+            print(f"{user}> {line}", file=stdout)
+        if line.startswith(":"):
+            word, _, rest = line[1:].partition(" ")
+            if word in ("q", "quit", "exit"):
+                return failures
+            if word == "as" and rest.strip():
+                user = rest.strip().removeprefix("@")
+                print(f"(now acting as {user})", file=stdout)
+            elif word == "whoami":
+                print(f"(acting as {user})", file=stdout)
+            else:
+                print(CONSOLE_HELP, file=stdout)
+            continue
+        reply = dispatcher.handle(line, user=user)
+        if not reply.ok:
+            failures += 1
+        print(render(reply), file=stdout, flush=True)

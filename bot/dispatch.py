@@ -1,0 +1,139 @@
+"""The one way in: text and a user id go in, a Reply comes out, and the audit gets a row.
+
+This is the error boundary. A UserError becomes a short reply; any other exception is logged
+with a reference id and the user gets one line with that id, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+
+from bot.commands import COMMANDS, needs, scope
+from bot.context import Call, Context
+from bot.errors import PermissionDenied, UsageError, UserError
+from bot.grammar import ParsedCommand, parse
+from bot.policy import ALL, Scope, require
+from bot.references import ImageRef
+from bot.replies import Reply, error
+
+log = logging.getLogger(__name__)
+Handler = Callable[..., Reply]
+
+
+class Dispatcher:
+    def __init__(self, ctx: Context, handlers: Mapping[str, Handler]) -> None:
+        missing = set(COMMANDS) - set(handlers)
+        if missing:
+            raise ValueError(f"commands without a handler: {', '.join(sorted(missing))}")
+        self.ctx = ctx
+        self._handlers = handlers
+
+    def handle(self, text: str, *, user: str) -> Reply:
+        """Parse, authorize, run and audit one command. Never raises."""
+        command: ParsedCommand | None = None
+        call: Call | None = None
+        try:
+            self.ctx.requests.expire_due()
+            command = parse(text, COMMANDS)
+            call = self._call(command, user)
+            reply = self._handlers[command.name](call, ctx=self.ctx)
+        except UserError as exc:
+            outcome = "refused" if isinstance(exc, PermissionDenied | UsageError) else "failed"
+            # A line that did not parse may hold anything the user typed: keep it out.
+            detail = (
+                "could not parse the command"
+                if isinstance(exc, UsageError) and command is None
+                else str(exc)
+            )
+            self._audit(user, command, call, outcome, detail)
+            return error(str(exc))
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception(
+                "command %r by %s failed (ref %s)", command.name if command else "?", user, ref
+            )
+            self._audit(user, command, call, "error", f"internal error (ref {ref})")
+            return error(
+                f"something went wrong on our side (ref {ref}); nothing was changed "
+                "unless the reply says so. Please tell the bot's operators."
+            )
+        self._audit(
+            user,
+            command,
+            call,
+            "ok" if reply.ok else "failed",
+            None if reply.ok else reply.text,
+            request_id=reply.request.id if reply.request else None,
+        )
+        return reply
+
+    def _call(self, command: ParsedCommand, user: str) -> Call:
+        """Resolve the registry and repository the command is about, and check the role."""
+        spec = COMMANDS[command.name]
+        args = command.args
+        grants = tuple(self.ctx.roles.grants_for(user))
+        registry = None
+        registry_name = args.get("registry")
+        repository = args.get("repository")
+        image = args.get("image")
+        if isinstance(image, ImageRef):
+            registry = self.ctx.registries.for_image(image, registry_name)
+            repository = image.repository
+        elif "registry" in args and registry_name != ALL:
+            registry = self.ctx.registries.get(registry_name)
+        if registry is not None:
+            registry_name = registry.name
+        require(
+            grants,
+            needs(spec, args),
+            scope(spec) if scope(spec) is not Scope.REQUEST else Scope.NONE,
+            action=spec.name,
+            registry=registry_name,
+            repository=repository,
+        )
+        return Call(
+            command=command,
+            user=user,
+            grants=grants,
+            registry=registry,
+            registry_name=registry_name,
+            repository=repository,
+        )
+
+    def _audit(
+        self,
+        user: str,
+        command: ParsedCommand | None,
+        call: Call | None,
+        outcome: str,
+        detail: str | None,
+        *,
+        request_id: int | None = None,
+    ) -> None:
+        target = ""
+        if call is not None:
+            parts = [call.registry_name or ""]
+            image = call.args.get("image")
+            if image is not None:
+                parts.append(str(image))
+            elif call.repository:
+                parts.append(call.repository)
+            target = "/".join(p for p in parts if p)
+            if call.args.get("id"):
+                target = f"#{call.args['id']}"
+        if request_id is None and call is not None:
+            request_id = call.args.get("id")
+        try:
+            self.ctx.audit.append(
+                actor=user,
+                action=command.name if command else "(unparsed)",
+                target=target,
+                request_id=request_id,
+                outcome=outcome,
+                error=detail,
+                at=self.ctx.clock(),
+            )
+        except Exception:
+            log.exception("could not write the audit row for %s", user)

@@ -1,0 +1,56 @@
+"""The one error tree of acr-chatops.
+
+    BotError                  root: anything the bot raises on purpose
+    ├── ConfigError           the configuration file or environment is wrong (names the key)
+    └── UserError             a message the person at the keyboard should read, as is
+        ├── UsageError        the command was not understood; carries the usage line
+        ├── PermissionDenied  the role table says no; says which rule
+        ├── NotFound          the registry, repository, tag, request or user does not exist
+        ├── Conflict          the world changed or the request is in the wrong state
+        └── Unsupported       the backend cannot do this (and says what to do instead)
+
+The dispatcher shows a UserError's text to the user. Any other exception is a bug: it is
+logged with a reference id and the user gets one short line with that id.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Root of every error raised on purpose by acr-chatops."""
+
+
+class ConfigError(BotError):
+    """The configuration is wrong; the message names the key and what is expected."""
+
+
+class UserError(BotError):
+    """An error whose message is written for the user and shown verbatim."""
+
+
+class UsageError(UserError):
+    """The command could not be parsed. ``usage`` is the command's usage line, if known."""
+
+    def __init__(self, message: str, *, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\nUsage: {self.usage}" if self.usage else base
+
+
+class PermissionDenied(UserError):
+    """The role table does not allow this action."""
+
+
+class NotFound(UserError):
+    """Something named in the command does not exist."""
+
+
+class Conflict(UserError):
+    """The action clashes with the current state (request decided, tag moved, tag locked)."""
+
+
+class Unsupported(UserError):
+    """The registry backend cannot perform this operation."""

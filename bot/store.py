@@ -1,0 +1,173 @@
+"""The SQLite database: connections, transactions and versioned schema migrations.
+
+One file holds grants, requests, approvals and the audit. Each thread gets its own connection
+(SQLite connections are not for sharing); writers serialize through `BEGIN IMMEDIATE`, which is
+what makes approvals that race each other execute a request exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from bot.errors import ConfigError
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["grants"].create(
+        {
+            "id": int,
+            "principal": str,
+            "role": str,
+            "registry": str,
+            "repositories": str,
+            "granted_by": str,
+            "granted_at": str,
+        },
+        pk="id",
+        not_null={"principal", "role", "registry", "repositories"},
+    )
+    db["grants"].create_index(["principal", "role", "registry", "repositories"], unique=True)
+    db["requests"].create(
+        {
+            "id": int,
+            "action": str,
+            "registry": str,
+            "repository": str,
+            "tag": str,
+            "digest": str,
+            "manifest": int,
+            "tags": str,
+            "requester": str,
+            "reason": str,
+            "created_at": str,
+            "expires_at": str,
+            "required": int,
+            "state": str,
+            "decided_by": str,
+            "decision_reason": str,
+            "error": str,
+            "finished_at": str,
+        },
+        pk="id",
+        not_null={"action", "registry", "repository", "digest", "requester", "state"},
+    )
+    db["requests"].create_index(["state", "expires_at"])
+    db["approvals"].create(
+        {"request_id": int, "approver": str, "reason": str, "created_at": str},
+        pk=("request_id", "approver"),
+        foreign_keys=[("request_id", "requests", "id")],
+    )
+    db["audit"].create(
+        {
+            "id": int,
+            "ts": str,
+            "actor": str,
+            "action": str,
+            "target": str,
+            "request_id": int,
+            "outcome": str,
+            "error": str,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="id",
+        not_null={"ts", "actor", "action", "outcome", "prev_hash", "hash"},
+    )
+    db["audit"].create_index(["actor"])
+    db["audit"].create_index(["request_id"])
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    # Append-only: refuse edits through SQL. `audit verify` still catches edits made by
+    # someone who drops these triggers, through the hash chain.
+    db.executescript(
+        """
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END;
+        """
+    )
+
+
+# Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    """Per-thread connections to one SQLite file, migrated to the current schema on open."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"database {self.path}: {exc}") from None
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            db = sqlite_utils.Database(conn, execute_plugins=False)
+            self._local.db = db
+            with self._lock:
+                self._connections.append(conn)
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction taken up front (`BEGIN IMMEDIATE`); nested calls join it.
+
+        Taking the write lock at BEGIN avoids the deferred-transaction upgrade that fails with
+        SQLITE_BUSY when two threads read, then both try to write.
+        """
+        db = self.db
+        if db.conn.in_transaction:
+            yield db
+            return
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
+
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; return the version found before."""
+        db = self.db
+        db.execute("PRAGMA journal_mode = WAL")
+        with self.transaction():
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"database {self.path} has schema {found}, newer than this acrbot "
+                    f"({SCHEMA_VERSION}); upgrade acrbot"
+                )
+            for version in range(found, SCHEMA_VERSION):
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()

@@ -1,0 +1,51 @@
+"""`rotate` and `admin`: the registry's admin user and its two passwords.
+
+A registry has two admin passwords so that consumers can move from one to the other without an
+outage: rotate the one not in use, switch consumers to it, then rotate the other. The new value
+goes only to the caller (Reply.secret); audit rows and channel messages never carry it.
+"""
+
+from __future__ import annotations
+
+from bot.context import Call, Context
+from bot.errors import Conflict
+from bot.replies import Reply
+
+
+def rotate(call: Call, *, ctx: Context) -> Reply:
+    registry = call.registry
+    assert registry is not None
+    status = registry.admin_status()
+    if not status.enabled:
+        raise Conflict(
+            f"admin user is disabled on {registry.name}; an owner can run "
+            f"`admin enable --registry {registry.name}`"
+        )
+    which = call.args["which"]
+    other = "password2" if which == "password" else "password"
+    new = registry.regenerate_password(which)
+    return Reply(
+        text=f"Regenerated {which} of {registry.name} (admin user {new.username}).",
+        notes=(
+            f"Consumers still using {other} keep working: move them to {which}, "
+            f"then rotate {other}.",
+        ),
+        secret=new.value,
+        data={"registry": registry.name, "password": which, "username": new.username},
+    )
+
+
+def admin(call: Call, *, ctx: Context) -> Reply:
+    registry = call.registry
+    assert registry is not None
+    action = call.args["action"]
+    if action == "status":
+        status = registry.admin_status()
+    else:
+        status = registry.set_admin(enabled=action == "enable")
+    state = "enabled" if status.enabled else "disabled"
+    user = f" (user {status.username})" if status.enabled and status.username else ""
+    return Reply(
+        text=f"Admin user on {registry.name} is {state}{user}.",
+        data={"registry": registry.name, "enabled": status.enabled, "username": status.username},
+    )

@@ -1,0 +1,262 @@
+"""`delete`, `requests`, `approve`, `deny`, `cancel`: deletions as approved requests.
+
+`delete` only records a request that pins the digest the tag points to now. The deletion
+runs when the quorum of approvals is met, and only if the tag still points at that digest,
+nothing on it is locked, and (for --manifest) it carries no tag the request did not list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot import formatting as fmt
+from bot.commands import CONTRIBUTE, OWN, READ
+from bot.context import Call, Context
+from bot.errors import Conflict, NotFound, Unsupported, UsageError
+from bot.policy import Role, Scope, allows, require
+from bot.replies import Reply, Table
+from bot.requests import DeletionRequest, State
+
+
+def describe(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
+    """The facts an approver needs, shared by the console and the Slack card."""
+    going = ", ".join(request.tags) or "(none: the manifest is untagged)"
+    fields = [
+        (
+            "image",
+            f"{request.registry}/{request.repository}" + (f":{request.tag}" if request.tag else ""),
+        ),
+        ("digest", request.digest),
+        ("deletes", ("manifest and tags: " if request.manifest else "tag: ") + going),
+        ("requester", request.requester),
+        ("reason", request.reason),
+        (
+            "approvals",
+            f"{len(request.approvals)} of {request.required}"
+            + (
+                f" ({', '.join(a.approver for a in request.approvals)})"
+                if request.approvals
+                else ""
+            ),
+        ),
+        ("state", request.state.value),
+        ("expires", fmt.when(request.expires_at)),
+    ]
+    if request.decided_by and request.state in (State.DENIED, State.CANCELLED):
+        fields.append(
+            (
+                "decided by",
+                request.decided_by
+                + (f": {request.decision_reason}" if request.decision_reason else ""),
+            )
+        )
+    if request.error:
+        fields.append(("error", request.error))
+    return tuple(fields)
+
+
+def _request_data(request: DeletionRequest) -> dict:
+    return {
+        "id": request.id,
+        "state": request.state.value,
+        "registry": request.registry,
+        "repository": request.repository,
+        "tag": request.tag,
+        "digest": request.digest,
+        "manifest": request.manifest,
+        "tags": list(request.tags),
+        "requester": request.requester,
+        "reason": request.reason,
+        "approvals": [a.approver for a in request.approvals],
+        "required": request.required,
+        "expires_at": request.expires_at.isoformat(),
+        "error": request.error,
+    }
+
+
+def _reply(text: str, request: DeletionRequest, *, ok: bool = True) -> Reply:
+    return Reply(
+        text=text, ok=ok, fields=describe(request), request=request, data=_request_data(request)
+    )
+
+
+def delete(call: Call, *, ctx: Context) -> Reply:
+    """Record a deletion request pinned to the digest the tag points at now."""
+    registry, ref = call.registry, call.args["image"]
+    assert registry is not None
+    manifest = call.args["manifest"]
+    if ref.tag is None and not manifest:
+        raise UsageError("a digest names a whole image: add --manifest to delete it and its tags")
+    if not manifest and not registry.can_untag:
+        raise Unsupported(
+            f"{registry.name} cannot remove a single tag; add --manifest to delete "
+            "the image and every tag on it (the request will list them)"
+        )
+    digest = registry.resolve(ref.repository, ref.tag) if ref.tag else ref.digest
+    if ref.tag and ref.digest and digest != ref.digest:
+        raise Conflict(f"{ref.repository}:{ref.tag} points at {digest}, not {ref.digest}")
+    info = registry.image(ref.repository, digest)
+    going = info.tags if manifest else (ref.tag,)
+    locked = sorted(set(going) & set(info.locked_tags))
+    if locked:
+        raise Conflict(
+            f"{registry.name}/{ref.repository}: {', '.join(locked)} "
+            f"{'is' if len(locked) == 1 else 'are'} locked; nothing was requested"
+        )
+    for pending in ctx.requests.list(states=[State.PENDING]):
+        if (
+            pending.registry,
+            pending.repository,
+            pending.digest,
+            pending.tag,
+            pending.manifest,
+        ) == (registry.name, ref.repository, digest, ref.tag, manifest):
+            raise Conflict(f"request #{pending.id} already asks for this; approve or cancel it")
+    action = "delete_manifest" if manifest else "delete"
+    request = ctx.requests.create(
+        registry=registry.name,
+        repository=ref.repository,
+        tag=ref.tag,
+        digest=digest,
+        manifest=manifest,
+        tags=going,
+        requester=call.user,
+        reason=call.args["reason"],
+        ttl=ctx.config.approvals.ttl,
+        required=ctx.config.approvals.required_for(action),
+    )
+    need = request.required
+    return _reply(
+        f"Request #{request.id} created: waiting for {need} approval"
+        f"{'' if need == 1 else 's'} from an owner (not you).",
+        request,
+    )
+
+
+def list_requests(call: Call, *, ctx: Context) -> Reply:
+    """Requests the caller may read: pending by default, --mine, or --all."""
+    if call.args["mine"]:
+        found, what = ctx.requests.list(requester=call.user), "your requests"
+    elif call.args["all"]:
+        found, what = ctx.requests.list(), "requests"
+    else:
+        found, what = ctx.requests.list(states=[State.PENDING]), "pending requests"
+    found = [
+        r
+        for r in found
+        if allows(call.grants, READ, Scope.REPOSITORY, registry=r.registry, repository=r.repository)
+        or r.requester == call.user
+    ]
+    rows = tuple(
+        (
+            f"#{r.id}",
+            r.state.value,
+            r.target,
+            r.requester,
+            f"{len(r.approvals)}/{r.required}",
+            fmt.when(r.expires_at),
+        )
+        for r in found
+    )
+    noun = what if len(rows) != 1 else what.replace("requests", "request")
+    return Reply(
+        text=f"{len(rows)} {noun}" + (":" if rows else "."),
+        table=Table(("id", "state", "target", "requester", "approvals", "expires"), rows),
+        data=[_request_data(r) for r in found],
+    )
+
+
+def _authorizer(
+    call: Call, ctx: Context, needs: frozenset[Role], action: str
+) -> Callable[[DeletionRequest], None]:
+    """Re-read the caller's grants at decision time: a role revoked a second ago counts."""
+
+    def authorize(request: DeletionRequest) -> None:
+        require(
+            ctx.roles.grants_for(call.user),
+            needs,
+            Scope.REQUEST,
+            action=action,
+            registry=request.registry,
+            repository=request.repository,
+        )
+
+    return authorize
+
+
+def execute(ctx: Context, request: DeletionRequest) -> None:
+    """Delete exactly what was approved, or raise Conflict and delete nothing."""
+    registry = ctx.registries.get(request.registry)
+    repo = request.repository
+    if request.manifest:
+        try:
+            info = registry.image(repo, request.digest)
+        except NotFound:
+            raise Conflict(
+                f"{request.digest} is no longer in {registry.name}/{repo}; nothing was deleted"
+            ) from None
+        extra = sorted(set(info.tags) - set(request.tags))
+        if extra:
+            raise Conflict(
+                f"the image now also carries tag(s) {', '.join(extra)} that the "
+                "request did not list; nothing was deleted: make a new request"
+            )
+        if info.locked_tags:
+            raise Conflict(f"tag(s) {', '.join(info.locked_tags)} are locked; nothing was deleted")
+        registry.delete_manifest(repo, request.digest)
+        return
+    assert request.tag is not None
+    try:
+        current = registry.resolve(repo, request.tag)
+    except NotFound:
+        raise Conflict(f"{repo}:{request.tag} no longer exists; nothing was deleted") from None
+    if current != request.digest:
+        raise Conflict(
+            f"{repo}:{request.tag} now points at {fmt.short_digest(current)}, not the "
+            f"approved {fmt.short_digest(request.digest)}; nothing was deleted"
+        )
+    if request.tag in registry.image(repo, current).locked_tags:
+        raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
+    registry.untag(repo, request.tag)
+
+
+def approve(call: Call, *, ctx: Context) -> Reply:
+    """Approve; the approval that completes the quorum runs the deletion, once."""
+    result = ctx.requests.approve(
+        call.args["id"],
+        approver=call.user,
+        reason=call.args["reason"],
+        authorize=_authorizer(call, ctx, OWN, "approve"),
+        execute=lambda request: execute(ctx, request),
+    )
+    request = result.request
+    if request.state is State.DONE:
+        gone = ", ".join(request.tags) or request.digest
+        return _reply(
+            f"Request #{request.id} approved and done: deleted {gone} from "
+            f"{request.registry}/{request.repository}.",
+            request,
+        )
+    if request.state is State.FAILED:
+        return _reply(
+            f"Request #{request.id} approved but failed: {request.error}", request, ok=False
+        )
+    left = request.required - len(request.approvals)
+    return _reply(f"Approval recorded for request #{request.id}; {left} more needed.", request)
+
+
+def deny(call: Call, *, ctx: Context) -> Reply:
+    request = ctx.requests.deny(
+        call.args["id"],
+        user=call.user,
+        reason=call.args["reason"],
+        authorize=_authorizer(call, ctx, OWN, "deny"),
+    )
+    return _reply(f"Request #{request.id} denied.", request)
+
+
+def cancel(call: Call, *, ctx: Context) -> Reply:
+    request_id = call.args["id"]
+    require(call.grants, CONTRIBUTE, Scope.ANYWHERE, action="cancel")
+    request = ctx.requests.cancel(request_id, user=call.user)
+    return _reply(f"Request #{request.id} cancelled.", request)

@@ -1,0 +1,72 @@
+"""`help`, `whoami`, `registries`: what the caller can do, and where."""
+
+from __future__ import annotations
+
+from bot.commands import COMMAND_LIST, COMMANDS, any_needs, needs, scope
+from bot.context import Call, Context
+from bot.errors import UsageError
+from bot.grammar import unknown_command_message
+from bot.policy import Scope, allows
+from bot.replies import Reply, Table
+
+
+def may_run_somewhere(call: Call, name: str) -> bool:
+    spec = COMMANDS[name]
+    return allows(
+        call.grants, any_needs(spec), Scope.NONE if scope(spec) is Scope.NONE else Scope.ANYWHERE
+    )
+
+
+def help_command(call: Call, *, ctx: Context) -> Reply:
+    """List the commands the caller may run, or explain one command."""
+    name = call.args["command"]
+    if name is None:
+        specs = [s for s in COMMAND_LIST if may_run_somewhere(call, s.name)]
+        rows = tuple((s.usage, s.summary) for s in specs)
+        return Reply(
+            text="Commands you can run (`help COMMAND` for details):",
+            table=Table(("usage", "what it does"), rows),
+            data=[{"usage": u, "summary": s} for u, s in rows],
+        )
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise UsageError(unknown_command_message(name, COMMANDS))
+    fields = [("usage", spec.usage)]
+    fields += [(p.usage.strip("[]"), p.help) for p in spec.params]
+    fields.append(("example", spec.example))
+    role_names = " or ".join(sorted(needs(spec))) or "anyone"
+    fields.append(("needs", role_names))
+    return Reply(
+        text=f"{spec.name}: {spec.summary}",
+        fields=tuple(fields),
+        data={"usage": spec.usage, "summary": spec.summary, "example": spec.example},
+    )
+
+
+def whoami(call: Call, *, ctx: Context) -> Reply:
+    """Who the bot thinks you are: your id, groups and grants."""
+    groups = ctx.roles.principals(call.user)[1:]
+    grants = [str(g) for g in call.grants] or ["no roles yet: ask an owner to `grant` you one"]
+    fields = [("user", call.user)]
+    if groups:
+        fields.append(("groups", ", ".join(groups)))
+    fields.append(("roles", "; ".join(grants)))
+    return Reply(
+        text=f"You are {call.user}.",
+        fields=tuple(fields),
+        data={"user": call.user, "groups": groups, "grants": [str(g) for g in call.grants]},
+    )
+
+
+def registries(call: Call, *, ctx: Context) -> Reply:
+    """The configured registries the caller holds a role on."""
+    rows = tuple(
+        (r.name, r.kind, r.login_server or "-", "yes" if r is ctx.registries.default else "")
+        for r in ctx.registries
+        if any(g.covers_registry(r.name) for g in call.grants)
+    )
+    return Reply(
+        text=f"{len(rows)} registr{'y' if len(rows) == 1 else 'ies'}:",
+        table=Table(("name", "type", "login server", "default"), rows),
+        data=[{"name": n, "type": t, "login_server": s} for n, t, s, _ in rows],
+    )

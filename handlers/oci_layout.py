@@ -1,0 +1,303 @@
+"""The embedded `oci-layout` backend: one OCI image layout per repository, on local disk.
+
+The layout is what `skopeo copy … oci:DIR/REPO:TAG` writes: `DIR/REPO/oci-layout`,
+`index.json` and `blobs/sha256/…`. Tags are the `org.opencontainers.image.ref.name`
+annotations of the descriptors in `index.json`. Untag and manifest delete rewrite `index.json`
+with write-then-rename under a lock file, so a crash or a concurrent writer never leaves a
+corrupt or half-written index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bot.errors import Conflict, NotFound, UsageError
+from bot.references import DIGEST_RE, REPOSITORY_RE
+from handlers.registry import ImageInfo, NoAdminUser, TagInfo
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CREATED = "org.opencontainers.image.created"
+LOCKED = "dev.acr-chatops.locked"  # our own annotation: "true" marks a tag that must not go
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+LOCK_FILE = ".acrbot.lock"
+
+
+class OciLayoutRegistry(NoAdminUser):
+    """A directory of OCI image layouts, one per repository (nested for `team/app`)."""
+
+    kind = "oci-layout"
+    can_untag = True
+
+    def __init__(self, name: str, root: Path, *, login_server: str | None = None) -> None:
+        self.name = name
+        self.root = Path(root)
+        self.login_server = login_server
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def repositories(self) -> list[str]:
+        if not self.root.is_dir():
+            raise NotFound(f"{self.name}: the layout directory {self.root} does not exist")
+        found = []
+        for marker in self.root.rglob("oci-layout"):
+            name = marker.parent.relative_to(self.root).as_posix()
+            if REPOSITORY_RE.fullmatch(name):
+                found.append(name)
+        return sorted(found)
+
+    def tags(self, repository: str) -> list[TagInfo]:
+        index = self._read_index(repository)
+        result = []
+        for desc in index["manifests"]:
+            tag = _tag_of(desc)
+            if tag is None:
+                continue
+            created, size = self._details(repository, desc)
+            result.append(
+                TagInfo(
+                    name=tag,
+                    digest=desc["digest"],
+                    created=created,
+                    size=size,
+                    locked=_locked(desc),
+                )
+            )
+        return result
+
+    def resolve(self, repository: str, tag: str) -> str:
+        for desc in self._read_index(repository)["manifests"]:
+            if _tag_of(desc) == tag:
+                return desc["digest"]
+        raise NotFound(f"{self.name}: {repository} has no tag `{tag}`")
+
+    def image(self, repository: str, reference: str) -> ImageInfo:
+        digest = (
+            reference if DIGEST_RE.fullmatch(reference) else self.resolve(repository, reference)
+        )
+        descs = [d for d in self._read_index(repository)["manifests"] if d["digest"] == digest]
+        if not descs:
+            raise NotFound(f"{self.name}: {repository} has no manifest {digest}")
+        created, size = self._details(repository, descs[0])
+        tags = tuple(sorted(t for d in descs if (t := _tag_of(d))))
+        locked = tuple(sorted(t for d in descs if (t := _tag_of(d)) and _locked(d)))
+        return ImageInfo(
+            repository=repository,
+            digest=digest,
+            media_type=descs[0].get("mediaType"),
+            size=size,
+            created=created,
+            tags=tags,
+            locked_tags=locked,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def untag(self, repository: str, tag: str) -> None:
+        """Remove one tag; the manifest stays (untagged) when no other tag points at it."""
+        with self._rewrite(repository) as index:
+            manifests = index["manifests"]
+            hits = [d for d in manifests if _tag_of(d) == tag]
+            if not hits:
+                raise NotFound(f"{self.name}: {repository} has no tag `{tag}`")
+            if any(_locked(d) for d in hits):
+                raise Conflict(f"{self.name}: {repository}:{tag} is locked")
+            digest = hits[0]["digest"]
+            rest = [d for d in manifests if _tag_of(d) != tag]
+            if not any(d["digest"] == digest for d in rest):
+                untagged = {k: v for k, v in hits[0].items() if k != "annotations"}
+                notes = {
+                    k: v
+                    for k, v in hits[0].get("annotations", {}).items()
+                    if k not in (REF_NAME, LOCKED)
+                }
+                if notes:
+                    untagged["annotations"] = notes
+                rest.append(untagged)
+            index["manifests"] = rest
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """Remove the manifest and every tag on it, then its blob if nothing else needs it."""
+        with self._rewrite(repository) as index:
+            hits = [d for d in index["manifests"] if d["digest"] == digest]
+            if not hits:
+                raise NotFound(f"{self.name}: {repository} has no manifest {digest}")
+            locked = sorted(t for d in hits if (t := _tag_of(d)) and _locked(d))
+            if locked:
+                raise Conflict(f"{self.name}: {repository} tag(s) {', '.join(locked)} are locked")
+            index["manifests"] = [d for d in index["manifests"] if d["digest"] != digest]
+        # The index no longer names it: removing the blob now cannot corrupt the layout.
+        with contextlib.suppress(FileNotFoundError):
+            self._blob_path(repository, digest).unlink()
+
+    def set_lock(self, repository: str, tag: str, *, locked: bool) -> None:
+        """Lock or unlock a tag (an annotation of ours), as `az acr repository update` does."""
+        with self._rewrite(repository) as index:
+            hits = [d for d in index["manifests"] if _tag_of(d) == tag]
+            if not hits:
+                raise NotFound(f"{self.name}: {repository} has no tag `{tag}`")
+            for desc in hits:
+                notes = desc.setdefault("annotations", {})
+                if locked:
+                    notes[LOCKED] = "true"
+                else:
+                    notes.pop(LOCKED, None)
+
+    def push(
+        self,
+        repository: str,
+        tag: str,
+        *,
+        config: dict[str, Any],
+        layers: list[bytes],
+    ) -> str:
+        """Write an image (config + gzip layers) and point ``tag`` at it; return its digest.
+
+        Used by the demo and tests to seed a layout, like `skopeo copy` would.
+        """
+        path = self._repo_path(repository, must_exist=False)
+        path.mkdir(parents=True, exist_ok=True)
+        layout = path / "oci-layout"
+        if not layout.exists():
+            layout.write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+            (path / "index.json").write_text(
+                json.dumps({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": []})
+            )
+        config_desc = self._write_blob(repository, CONFIG_TYPE, _canonical(config))
+        layer_descs = [self._write_blob(repository, LAYER_TYPE, layer) for layer in layers]
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": config_desc,
+            "layers": layer_descs,
+        }
+        manifest_desc = self._write_blob(repository, MANIFEST_TYPE, _canonical(manifest))
+        with self._rewrite(repository) as index:
+            kept = [d for d in index["manifests"] if _tag_of(d) != tag]
+            kept = [d for d in kept if _tag_of(d) or d["digest"] != manifest_desc["digest"]]
+            kept.append({**manifest_desc, "annotations": {REF_NAME: tag}})
+            index["manifests"] = kept
+        return manifest_desc["digest"]
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _repo_path(self, repository: str, *, must_exist: bool = True) -> Path:
+        if not REPOSITORY_RE.fullmatch(repository):
+            raise UsageError(f"`{repository}` is not a valid repository name")
+        path = self.root / repository
+        if must_exist and not (path / "oci-layout").is_file():
+            raise NotFound(f"{self.name}: no repository `{repository}`")
+        return path
+
+    def _blob_path(self, repository: str, digest: str) -> Path:
+        algorithm, encoded = digest.split(":", 1)
+        return self._repo_path(repository) / "blobs" / algorithm / encoded
+
+    def _read_index(self, repository: str) -> dict[str, Any]:
+        path = self._repo_path(repository) / "index.json"
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise Conflict(f"{self.name}: {repository}/index.json is unreadable") from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            raise Conflict(f"{self.name}: {repository}/index.json is not an OCI image index")
+        return index
+
+    @contextlib.contextmanager
+    def _rewrite(self, repository: str) -> Iterator[dict[str, Any]]:
+        """Lock, read index.json, let the caller change it, write it back atomically."""
+        path = self._repo_path(repository)
+        with open(path / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            index = self._read_index(repository)
+            yield index
+            _atomic_write(path / "index.json", json.dumps(index, indent=2).encode())
+
+    def _write_blob(self, repository: str, media_type: str, data: bytes) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        target = self._repo_path(repository) / "blobs" / "sha256" / digest.split(":")[1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            _atomic_write(target, data)
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    def _read_json_blob(self, repository: str, digest: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self._blob_path(repository, digest).read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _details(self, repository: str, desc: dict[str, Any]) -> tuple[datetime | None, int | None]:
+        """Creation time and total size (manifest + config + layers), where readable."""
+        created = _parse_time(desc.get("annotations", {}).get(CREATED))
+        manifest = self._read_json_blob(repository, desc["digest"])
+        if manifest is None:
+            return created, desc.get("size")
+        parts = [manifest.get("config", {}), *manifest.get("layers", [])]
+        size = desc.get("size", 0) + sum(p.get("size", 0) for p in parts if isinstance(p, dict))
+        if created is None and isinstance(manifest.get("config"), dict):
+            config = self._read_json_blob(repository, manifest["config"].get("digest", ""))
+            created = _parse_time((config or {}).get("created"))
+        return created, size
+
+
+def _tag_of(desc: dict[str, Any]) -> str | None:
+    return desc.get("annotations", {}).get(REF_NAME)
+
+
+def _locked(desc: dict[str, Any]) -> bool:
+    return desc.get("annotations", {}).get(LOCKED) == "true"
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _canonical(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def make_layer(files: dict[str, bytes]) -> bytes:
+    """A reproducible gzip'd tar layer holding ``files`` (fixed mtimes, so fixed digests)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(content), 0, 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(raw.getvalue(), mtime=0)
