@@ -48,7 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(run)
     run.add_argument("--user", required=True, help="acting user id")
     run.add_argument("--json", action="store_true", help="print the reply as JSON")
-    run.add_argument("words", nargs="+", metavar="COMMAND", help='e.g. "tags baseimages/fedora"')
+    # REMAINDER: everything after the first word is the bot command, its --options included.
+    run.add_argument(
+        "words",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help='e.g. "tags baseimages/fedora" (after acrbot\'s own options)',
+    )
 
     roles = sub.add_parser("roles", help="manage the role table as the operator")
     roles_sub = roles.add_subparsers(dest="roles_cmd", required=True, metavar="ACTION")
@@ -117,6 +123,8 @@ def _console_loop(config: Config, user: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not args.words:
+        raise ConfigError('run: give the bot command to run, e.g. acrbot run --user ID "help"')
     text = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
     reply = build_dispatcher(load(args.config)).handle(text, user=args.user)
     if args.json:

@@ -109,7 +109,7 @@ def parse(text: str, commands: Mapping[str, CommandSpec]) -> ParsedCommand:
 
 def unknown_command_message(word: str, commands: Mapping[str, CommandSpec]) -> str:
     """One line: the unknown word and the closest known command, if any is close."""
-    close = difflib.get_close_matches(word.lower(), list(commands), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word.lower(), list(commands), n=1, cutoff=0.7)
     hint = f" Did you mean `{close[0]}`?" if close else " Try `help`."
     return f"unknown command `{_shorten(word, 30)}`.{hint}"
 

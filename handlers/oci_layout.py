@@ -186,12 +186,22 @@ class OciLayoutRegistry(NoAdminUser):
             "layers": layer_descs,
         }
         manifest_desc = self._write_blob(repository, MANIFEST_TYPE, _canonical(manifest))
+        self._point(repository, tag, manifest_desc)
+        return manifest_desc["digest"]
+
+    def add_tag(self, repository: str, tag: str, digest: str) -> None:
+        """Point ``tag`` at a manifest already in the repository (like `docker tag` + push)."""
+        descs = [d for d in self._read_index(repository)["manifests"] if d["digest"] == digest]
+        if not descs:
+            raise NotFound(f"{self.name}: {repository} has no manifest {digest}")
+        self._point(repository, tag, {k: v for k, v in descs[0].items() if k != "annotations"})
+
+    def _point(self, repository: str, tag: str, manifest_desc: dict[str, Any]) -> None:
         with self._rewrite(repository) as index:
             kept = [d for d in index["manifests"] if _tag_of(d) != tag]
             kept = [d for d in kept if _tag_of(d) or d["digest"] != manifest_desc["digest"]]
             kept.append({**manifest_desc, "annotations": {REF_NAME: tag}})
             index["manifests"] = kept
-        return manifest_desc["digest"]
 
     # -- internals -------------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""Fixtures that make tests read like a chat: `bot.say("alice", "tags baseimages/fedora")`.
+
+Everything is real: a SQLite file, an OCI image layout on disk seeded like the demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import build_dispatcher
+from bot.config import Config, from_mapping
+from bot.demo import USERS, seed_registry
+from bot.dispatch import Dispatcher
+from bot.policy import Grant, Role
+from bot.render_text import render
+from bot.replies import Reply
+from handlers.oci_layout import OciLayoutRegistry
+
+
+class FakeClock:
+    """A clock the test moves by hand, so expiry is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class CountingRegistry:
+    """The real layout registry, counting destructive calls (a Protocol fake, no patching)."""
+
+    def __init__(self, inner: OciLayoutRegistry, *, can_untag: bool = True) -> None:
+        self.inner = inner
+        self.name, self.kind, self.login_server = inner.name, inner.kind, inner.login_server
+        self.can_untag = can_untag
+        self.deletions: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def untag(self, repository: str, tag: str) -> None:
+        self.deletions.append((repository, tag))
+        self.inner.untag(repository, tag)
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        self.deletions.append((repository, digest))
+        self.inner.delete_manifest(repository, digest)
+
+
+class ChatBot:
+    def __init__(self, dispatcher: Dispatcher, registry: OciLayoutRegistry) -> None:
+        self.dispatcher = dispatcher
+        self.ctx = dispatcher.ctx
+        self.registry = registry
+
+    def say(self, user: str, text: str) -> Reply:
+        return self.dispatcher.handle(text, user=user)
+
+    def text(self, user: str, text: str) -> str:
+        return render(self.say(user, text))
+
+    def grant(self, user: str, role: str, **scope: str) -> None:
+        self.ctx.roles.grant(
+            Grant(principal=user, role=Role(role), **scope), by="test", at=self.ctx.clock()
+        )
+
+
+def make_config(tmp_path: Path, **extra: Any) -> Config:
+    data: dict[str, Any] = {
+        "database": "acrbot.db",
+        "registry": [
+            {
+                "name": "demo",
+                "type": "oci-layout",
+                "path": "registry",
+                "login_server": "demo.registry.local",
+            }
+        ],
+    }
+    data.update(extra)
+    return from_mapping(data, base=tmp_path, environ={})
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> OciLayoutRegistry:
+    return seed_registry(tmp_path / "registry")
+
+
+@pytest.fixture
+def make_bot(
+    tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry
+) -> Callable[..., ChatBot]:
+    """Build a bot with the demo's users and roles; keyword arguments go into the config."""
+
+    def make(*, users: dict[str, str] | None = None, backend: Any = None, **config: Any) -> ChatBot:
+        dispatcher = build_dispatcher(
+            make_config(tmp_path, **config), clock=clock, registries=[backend or registry]
+        )
+        bot = ChatBot(dispatcher, backend or registry)
+        for user, role in (users if users is not None else USERS).items():
+            bot.grant(user, role)
+        return bot
+
+    return make
+
+
+@pytest.fixture
+def bot(make_bot: Callable[..., ChatBot]) -> ChatBot:
+    return make_bot()

@@ -1,0 +1,103 @@
+"""The audit: every command lands in it, and any edit or removal is detected."""
+
+import sqlite3
+
+import pytest
+
+from bot.audit import Audit
+from bot.store import Store
+
+
+def flow(bot):
+    bot.say("alice", "tags baseimages/fedora")
+    bot.say("alice", "delete baseimages/fedora:24 --reason 'EOL'")
+    bot.say("carol", "approve 1")
+    bot.say("bob", "approve 1")
+
+
+def test_every_command_decision_and_outcome_is_recorded(bot):
+    flow(bot)
+    rows = [
+        (e.actor, e.action, e.target, e.request_id, e.outcome)
+        for e in bot.ctx.audit.entries(last=100)
+    ]
+    assert rows == [
+        ("alice", "tags", "demo/baseimages/fedora", None, "ok"),
+        ("alice", "request.create", "demo/baseimages/fedora:24", 1, "pending"),
+        ("alice", "delete", "demo/baseimages/fedora:24", 1, "ok"),
+        ("carol", "approve", "#1", 1, "refused"),
+        ("bob", "request.approve", "demo/baseimages/fedora:24", 1, "1/1"),
+        ("acrbot", "request.done", "demo/baseimages/fedora:24", 1, "done"),
+        ("bob", "approve", "#1", 1, "ok"),
+    ]
+    refused = bot.ctx.audit.entries(actor="carol")[0]
+    assert refused.error.startswith("`approve` needs owner")
+
+
+def test_unparsable_input_is_not_copied_into_the_audit(bot):
+    bot.say("alice", "hunter2-is-my-password")
+    entry = bot.ctx.audit.entries(last=1)[0]
+    assert (entry.action, entry.outcome, entry.error) == (
+        "(unparsed)",
+        "refused",
+        "could not parse the command",
+    )
+
+
+def test_chain_verifies(bot):
+    flow(bot)
+    result = bot.ctx.audit.verify()
+    assert result.ok and result.checked == 7
+
+
+def test_triggers_refuse_edits_and_deletes(bot):
+    flow(bot)
+    db = bot.ctx.store.db
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("update audit set actor = 'mallory' where id = 3")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("delete from audit where id = 3")
+
+
+def tamper(store, sql):
+    """What someone with the database file could do: drop the guard, then edit."""
+    conn = sqlite3.connect(store.path)
+    conn.executescript(f"DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; {sql};")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        (
+            "update audit set actor = 'mallory' where id = 4",
+            "row 4: content does not match its hash (edited)",
+        ),
+        (
+            "update audit set outcome = 'ok' where id = 4",
+            "row 4: content does not match its hash (edited)",
+        ),
+        ("delete from audit where id = 3", "rows 3–3 are missing"),
+        ("delete from audit where id = 7", "the chain head is 6:"),
+    ],
+)
+def test_verify_detects_edits_and_deletions(bot, sql, problem):
+    flow(bot)
+    tamper(bot.ctx.store, sql)
+    result = Audit(Store(bot.ctx.store.path)).verify()
+    assert not result.ok
+    assert any(p.startswith(problem) for p in result.problems), result.problems
+
+
+def test_verify_detects_a_rewritten_row_with_a_recomputed_hash(bot):
+    """Recomputing one row's hash is not enough: the next row no longer links to it."""
+    from bot.audit import entry_hash
+
+    flow(bot)
+    row = dict(next(bot.ctx.store.db.query("select * from audit where id = 4")))
+    row["actor"] = "mallory"
+    new_hash = entry_hash(row["prev_hash"], row)
+    tamper(bot.ctx.store, f"update audit set actor = 'mallory', hash = '{new_hash}' where id = 4")
+    problems = Audit(Store(bot.ctx.store.path)).verify().problems
+    assert "row 5: does not link to the row before it" in problems

@@ -1,0 +1,112 @@
+"""The embedded oci-layout backend on a real layout directory."""
+
+import json
+import threading
+
+import pytest
+
+from bot.errors import Conflict, NotFound
+from handlers.oci_layout import REF_NAME, OciLayoutRegistry
+from handlers.registry import Registry
+
+
+def index(registry, repository):
+    return json.loads((registry.root / repository / "index.json").read_text())
+
+
+def test_is_a_registry(registry):
+    assert isinstance(registry, Registry)
+
+
+def test_lists_the_demo_repositories(registry):
+    assert registry.repositories() == [
+        "baseimages/alpine",
+        "baseimages/fedora",
+        "testimages/nginx",
+        "testimages/wordpress",
+        "webserver/nginx",
+        "webservers/nginx",
+    ]
+
+
+def test_tags_carry_digest_size_and_creation_time(registry):
+    tags = {t.name: t for t in registry.tags("baseimages/alpine")}
+    assert set(tags) == {"3.19", "3.20", "latest"}
+    assert tags["3.20"].digest == tags["latest"].digest != tags["3.19"].digest
+    assert tags["3.20"].created.isoformat() == "2024-05-22T00:00:00+00:00"
+    assert tags["3.20"].size > 500
+
+
+def test_image_lists_every_tag_on_its_digest(registry):
+    info = registry.image("baseimages/alpine", "latest")
+    assert info.tags == ("3.20", "latest")
+    assert registry.image("baseimages/alpine", info.digest) == info
+
+
+def test_untag_keeps_a_shared_manifest_and_leaves_a_lone_one_untagged(registry):
+    shared = registry.resolve("baseimages/alpine", "latest")
+    registry.untag("baseimages/alpine", "latest")
+    assert registry.image("baseimages/alpine", shared).tags == ("3.20",)
+    lone = registry.resolve("baseimages/alpine", "3.19")
+    registry.untag("baseimages/alpine", "3.19")
+    assert registry.image("baseimages/alpine", lone).tags == ()
+    assert [
+        d.get("annotations", {}).get(REF_NAME)
+        for d in index(registry, "baseimages/alpine")["manifests"]
+    ] == ["3.20", None]
+
+
+def test_delete_manifest_removes_every_tag_and_the_blob(registry):
+    digest = registry.resolve("baseimages/alpine", "latest")
+    registry.delete_manifest("baseimages/alpine", digest)
+    assert [t.name for t in registry.tags("baseimages/alpine")] == ["3.19"]
+    assert not (registry.root / "baseimages/alpine/blobs/sha256" / digest[7:]).exists()
+    with pytest.raises(NotFound, match="has no manifest"):
+        registry.image("baseimages/alpine", digest)
+
+
+def test_locked_tags_refuse_untag_and_manifest_delete(registry):
+    registry.set_lock("baseimages/fedora", "24", locked=True)
+    assert registry.image("baseimages/fedora", "24").locked_tags == ("24",)
+    with pytest.raises(Conflict, match="is locked"):
+        registry.untag("baseimages/fedora", "24")
+    with pytest.raises(Conflict, match="are locked"):
+        registry.delete_manifest("baseimages/fedora", registry.resolve("baseimages/fedora", "24"))
+    registry.set_lock("baseimages/fedora", "24", locked=False)
+    registry.untag("baseimages/fedora", "24")
+
+
+def test_not_found_messages_name_the_registry(registry):
+    with pytest.raises(NotFound, match=r"^demo: no repository `nope`$"):
+        registry.tags("nope")
+    with pytest.raises(NotFound, match=r"^demo: baseimages/fedora has no tag `99`$"):
+        registry.resolve("baseimages/fedora", "99")
+
+
+def test_rewrites_leave_no_temporary_files(registry):
+    registry.untag("baseimages/alpine", "latest")
+    leftovers = [
+        p.name
+        for p in (registry.root / "baseimages/alpine").iterdir()
+        if p.name.startswith(".index.json")
+    ]
+    assert leftovers == []
+
+
+def test_concurrent_untags_all_land(tmp_path):
+    registry = OciLayoutRegistry("t", tmp_path)
+    names = [f"v{i}" for i in range(20)]
+    for name in names:
+        registry.push("app", name, config={"v": name}, layers=[])
+    threads = [threading.Thread(target=registry.untag, args=("app", n)) for n in names[:10]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(t.name for t in registry.tags("app")) == sorted(names[10:])
+
+
+def test_corrupt_index_is_reported_not_raised_as_a_traceback(registry):
+    (registry.root / "webserver/nginx/index.json").write_text("{not json")
+    with pytest.raises(Conflict, match=r"index\.json is unreadable"):
+        registry.tags("webserver/nginx")
