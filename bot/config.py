@@ -71,8 +71,20 @@ def parse_duration(value: object, *, key: str) -> timedelta:
     raise ConfigError(f'{key}: expected a duration such as "24h", "30m" or 3600, got {value!r}')
 
 
+# Looked for, in order, when neither --config nor $ACRBOT_CONFIG is given: a config in the
+# working directory, then the one `acrbot demo` writes, so `acrbot run` works after the demo.
+FALLBACK_PATHS = (Path("acrbot.toml"), Path(".acrbot-demo") / "acrbot.toml")
+
+
 def config_path_from_env() -> str | None:
     return os.environ.get(CONFIG_ENV) or None
+
+
+def find_config() -> Path | None:
+    named = config_path_from_env()
+    if named:
+        return Path(named)
+    return next((p for p in FALLBACK_PATHS if p.is_file()), None)
 
 
 def default_user() -> str | None:
@@ -81,11 +93,12 @@ def default_user() -> str | None:
 
 
 def load(path: str | Path | None = None) -> Config:
-    """Load ``path`` (or $ACRBOT_CONFIG); raise ConfigError naming the first bad key."""
-    path = path or config_path_from_env()
+    """Load ``path`` (or $ACRBOT_CONFIG, or a fallback); raise ConfigError naming the bad key."""
+    path = path or find_config()
     if path is None:
         raise ConfigError(
-            f"no configuration: pass --config FILE or set {CONFIG_ENV} (or try `acrbot demo`)"
+            f"no configuration: pass --config FILE, set {CONFIG_ENV}, or put acrbot.toml in "
+            "this directory (or try `acrbot demo`)"
         )
     path = Path(path)
     try:

@@ -166,5 +166,15 @@ def test_missing_config_says_how_to_give_one(tmp_path):
     result = acrbot("run", "--user", "u", "help", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert result.stderr == (
-        "acrbot: no configuration: pass --config FILE or set ACRBOT_CONFIG (or try `acrbot demo`)\n"
+        "acrbot: no configuration: pass --config FILE, set ACRBOT_CONFIG, or put acrbot.toml "
+        "in this directory (or try `acrbot demo`)\n"
+    )
+
+
+def test_run_after_the_demo_needs_no_config(tmp_path):
+    acrbot("demo", stdin="", cwd=tmp_path)
+    result = acrbot("run", "--user", "carol", "tags baseimages/fedora", cwd=tmp_path)
+    assert (result.returncode, result.stdout.splitlines()[0]) == (
+        0,
+        "2 tags in demo/baseimages/fedora",
     )
