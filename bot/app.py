@@ -63,10 +63,7 @@ def build_context(
     store = Store(config.database)
     audit = Audit(store)
     if groups_of is None:
-
-        def groups_of(user: str) -> list[str]:
-            return [name for name, members in config.groups.items() if user in members]
-
+        groups_of = static_groups(config)
     if registries is None:
         registries = [BACKENDS[r.type](r) for r in config.registries]
     return Context(
@@ -78,6 +75,15 @@ def build_context(
         registries=Registries(registries),
         clock=clock,
     )
+
+
+def static_groups(config: Config) -> Callable[[str], list[str]]:
+    """Group membership from the config's [groups] table."""
+
+    def groups_of(user: str) -> list[str]:
+        return [name for name, members in config.groups.items() if user in members]
+
+    return groups_of
 
 
 def build_dispatcher(config: Config, **kwargs: Any) -> Dispatcher:

@@ -44,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(console)
     console.add_argument("--user", help="acting user id (default: $ACRBOT_USER or $USER)")
 
+    serve = sub.add_parser(
+        "serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)"
+    )
+    _config_arg(serve)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="HTTP mode: address (default %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=3000, help="HTTP mode: port (default %(default)s)"
+    )
+
     run = sub.add_parser("run", help="run one command and exit")
     _config_arg(run)
     run.add_argument("--user", required=True, help="acting user id")
@@ -122,6 +133,18 @@ def _console_loop(config: Config, user: str) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from bot.config import slack_settings
+    from bot.slack.service import serve
+
+    config, settings = load(args.config), slack_settings()
+    logging.getLogger().setLevel(logging.INFO)
+    serve(config, settings, host=args.host, port=args.port)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if not args.words:
         raise ConfigError('run: give the bot command to run, e.g. acrbot run --user ID "help"')
@@ -193,4 +216,11 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _demo, "console": _console, "run": _run, "roles": _roles, "audit": _audit}
+_COMMANDS = {
+    "serve": _serve,
+    "demo": _demo,
+    "console": _console,
+    "run": _run,
+    "roles": _roles,
+    "audit": _audit,
+}

@@ -76,6 +76,41 @@ def parse_duration(value: object, *, key: str) -> timedelta:
 FALLBACK_PATHS = (Path("acrbot.toml"), Path(".acrbot-demo") / "acrbot.toml")
 
 
+@dataclass(frozen=True)
+class SlackSettings:
+    """Tokens and endpoints for `acrbot serve`, from the environment. Secrets: never log."""
+
+    bot_token: str = field(repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
+    app_token: str | None = field(default=None, repr=False)
+    api_url: str = "https://slack.com/api/"
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.app_token is not None
+
+
+def slack_settings(environ: Mapping[str, str] | None = None) -> SlackSettings:
+    """Read SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN and SLACK_API_URL."""
+    env = os.environ if environ is None else environ
+    bot_token = env.get("SLACK_BOT_TOKEN")
+    if not bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN: not set (the bot token, xoxb-…)")
+    app_token = env.get("SLACK_APP_TOKEN") or None
+    signing_secret = env.get("SLACK_SIGNING_SECRET") or None
+    if app_token is None and signing_secret is None:
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET: not set; HTTP mode needs it (or set SLACK_APP_TOKEN for "
+            "Socket Mode)"
+        )
+    api_url = env.get("SLACK_API_URL") or "https://slack.com/api/"
+    if not api_url.endswith("/"):
+        api_url += "/"
+    return SlackSettings(
+        bot_token=bot_token, signing_secret=signing_secret, app_token=app_token, api_url=api_url
+    )
+
+
 def config_path_from_env() -> str | None:
     return os.environ.get(CONFIG_ENV) or None
 

@@ -11,14 +11,15 @@ def render(reply: Reply) -> str:
         width = max(len(k) for k, _ in reply.fields)
         lines.extend(f"  {k.ljust(width)}  {v}" for k, v in reply.fields)
     if reply.table is not None:
-        lines.extend(_table(reply.table))
+        lines.extend(table_lines(reply.table))
     lines.extend(reply.notes)
     if reply.secret is not None:
         lines.append(f"  (shown once, only to you) {reply.secret}")
     return "\n".join(lines)
 
 
-def _table(table: Table) -> list[str]:
+def table_lines(table: Table) -> list[str]:
+    """Aligned columns, header first; shared by the console and Slack's code blocks."""
     if not table.rows:
         return []
     widths = [len(c) for c in table.columns]

@@ -37,6 +37,11 @@ class RoleTable:
         rows = self._store.db["grants"].rows_where("principal = ?", [principal], order_by="id")
         return [_grant(row) for row in rows]
 
+    def principal_ids(self, keep: Callable[[str], bool]) -> list[str]:
+        """Distinct principals in the table that ``keep`` accepts (e.g. Slack user groups)."""
+        rows = self._store.db.query("select distinct principal from grants order by principal")
+        return [row["principal"] for row in rows if keep(row["principal"])]
+
     def all_grants(self) -> list[Grant]:
         return [_grant(row) for row in self._store.db["grants"].rows_where(order_by="id")]
 

@@ -94,8 +94,20 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v2(db: sqlite_utils.Database) -> None:
+    """Chat surfaces: where each request's card lives, and deliveries already handled."""
+    db["cards"].create(
+        {"request_id": int, "channel": str, "ts": str, "announced": str},
+        pk="request_id",
+        not_null={"channel", "ts"},
+        foreign_keys=[("request_id", "requests", "id")],
+    )
+    db["cards"].create_index(["channel", "ts"], unique=True)
+    db["deliveries"].create({"key": str, "at": str}, pk="key")
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

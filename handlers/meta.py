@@ -46,7 +46,9 @@ def help_command(call: Call, *, ctx: Context) -> Reply:
 def whoami(call: Call, *, ctx: Context) -> Reply:
     """Who the bot thinks you are: your id, groups and grants."""
     groups = ctx.roles.principals(call.user)[1:]
-    grants = [str(g) for g in call.grants] or ["no roles yet: ask an owner to `grant` you one"]
+    grants = [
+        str(g) + (f" (via {g.principal})" if g.principal != call.user else "") for g in call.grants
+    ] or ["no roles yet: ask an owner to `grant` you one"]
     fields = [("user", call.user)]
     if groups:
         fields.append(("groups", ", ".join(groups)))

@@ -121,3 +121,58 @@ def make_bot(
 @pytest.fixture
 def bot(make_bot: Callable[..., ChatBot]) -> ChatBot:
     return make_bot()
+
+
+@pytest.fixture
+def fake_slack():
+    from tests.fake_slack import FakeSlack
+
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def make_slack(tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fake_slack):
+    """Start the real Bolt app on waitress (127.0.0.1, free port) against the fake Web API."""
+    from bot.config import SlackSettings
+    from bot.slack.service import SlackService
+    from tests.slack_support import SECRET, SlackHarness
+
+    started = []
+
+    def make(*, users: dict[str, str] | None = None, backend: Any = None, **config: Any):
+        settings = SlackSettings(
+            bot_token="xoxb-test", signing_secret=SECRET, api_url=fake_slack.api_url
+        )
+        service = SlackService(
+            make_config(tmp_path, **config),
+            settings,
+            workers=8,
+            clock=clock,
+            registries=[backend or registry],
+        )
+        harness = SlackHarness(fake_slack, service).start()
+        started.append(harness)
+        for user, role in (users if users is not None else SLACK_USERS).items():
+            harness.grant(user, role)
+        return harness
+
+    yield make
+    for harness in started:
+        harness.stop()
+
+
+# Slack user ids for the demo's people.
+SLACK_USERS = {
+    "UALICE": "contributor",
+    "UBOB": "owner",
+    "UERIN": "owner",
+    "UCAROL": "reader",
+    "UDAVE": "oncall",
+}
+
+
+@pytest.fixture
+def slack(make_slack):
+    return make_slack()

@@ -1,0 +1,240 @@
+"""Render Replies and request cards as Block Kit, within Slack's limits.
+
+A message holds at most 50 blocks and a text object at most 3,000 characters. Long lists are
+split into pages of code blocks; the first page carries a "More" button for the next one, so
+nothing is ever cut silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot import formatting as fmt
+from bot.render_text import table_lines
+from bot.replies import Reply
+from bot.requests import DeletionRequest, State
+
+MAX_TEXT = 3000
+CHUNK = MAX_TEXT - 100  # room for the code fences
+SECTIONS_PER_PAGE = 5  # ~15k characters a page, far below 50 blocks
+APPROVE, DENY, MORE = "acr_approve", "acr_deny", "acr_more"
+
+_STATE_EMOJI = {
+    State.PENDING: ":hourglass_flowing_sand:",
+    State.EXECUTING: ":gear:",
+    State.DONE: ":white_check_mark:",
+    State.DENIED: ":no_entry:",
+    State.CANCELLED: ":wastebasket:",
+    State.EXPIRED: ":hourglass:",
+    State.FAILED: ":x:",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Slack message: fallback text (notifications, screen readers) and blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, so user text cannot @channel or fake a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _section(text: str) -> dict[str, Any]:
+    return SectionBlock(text=MarkdownTextObject(text=text)).to_dict()
+
+
+def _chunks(lines: list[str], *, code: bool) -> list[str]:
+    """Group lines into texts under the limit; a line longer than the limit is split."""
+    pieces: list[str] = []
+    for line in lines:
+        pieces.extend(line[i : i + CHUNK] for i in range(0, max(len(line), 1), CHUNK))
+    chunks, current = [], ""
+    for piece in pieces:
+        if current and len(current) + len(piece) + 1 > CHUNK:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{piece}" if current else piece
+    if current:
+        chunks.append(current)
+    return [f"```{c}```" if code else c for c in chunks]
+
+
+def reply_pages(reply: Reply) -> list[Message]:
+    """The reply as one or more pages; never includes ``reply.secret``."""
+    headline = escape(reply.text) if reply.ok else f":x: {escape(reply.text)}"
+    bodies: list[str] = []
+    if reply.fields:
+        bodies += _chunks([f"*{escape(k)}:* {escape(v)}" for k, v in reply.fields], code=False)
+    if reply.table is not None and reply.table.rows:
+        bodies += _chunks([escape(line) for line in table_lines(reply.table)], code=True)
+    notes = [escape(n) for n in reply.notes]
+    head = _chunks([headline], code=False)
+    sections = head + bodies
+    pages = [
+        sections[i : i + SECTIONS_PER_PAGE] for i in range(0, len(sections), SECTIONS_PER_PAGE)
+    ]
+    fallback = reply.text if reply.ok else f"Error: {reply.text}"
+    messages = []
+    for number, page in enumerate(pages, start=1):
+        blocks = [_section(text) for text in page]
+        if len(pages) > 1:
+            blocks.append(
+                ContextBlock(
+                    elements=[MarkdownTextObject(text=f"page {number} of {len(pages)}")]
+                ).to_dict()
+            )
+        if number == len(pages) and notes:
+            blocks.append(
+                ContextBlock(elements=[MarkdownTextObject(text=n) for n in notes[:10]]).to_dict()
+            )
+        messages.append(Message(text=fallback[:MAX_TEXT], blocks=blocks))
+    return messages
+
+
+def with_more_button(message: Message, token: str, remaining: int) -> Message:
+    button = ButtonElement(
+        text=f"More ({remaining} more page{'s' if remaining > 1 else ''})",
+        action_id=MORE,
+        value=token,
+    )
+    return Message(
+        text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()]
+    )
+
+
+def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
+    going = ", ".join(request.tags) or "(untagged manifest)"
+    approvals = f"{len(request.approvals)} of {request.required}"
+    if request.approvals:
+        approvals += " (" + ", ".join(f"<@{a.approver}>" for a in request.approvals) + ")"
+    return [
+        ("Requester", f"<@{request.requester}>"),
+        ("Image", f"`{escape(request.registry)}/{escape(request.image)}`"),
+        ("Digest", f"`{request.digest}`"),
+        ("Will delete", ("manifest and tags " if request.manifest else "tag ") + escape(going)),
+        ("Reason", escape(request.reason)),
+        ("Expires", fmt.when(request.expires_at)),
+        ("Approvals", approvals),
+    ]
+
+
+def state_line(request: DeletionRequest) -> str:
+    line = f"{_STATE_EMOJI[request.state]} *{request.state.value}*"
+    if request.decided_by and request.state in (State.DENIED, State.CANCELLED):
+        line += f" by <@{request.decided_by}>"
+        if request.decision_reason:
+            line += f": {escape(request.decision_reason)}"
+    if request.error:
+        line += f": {escape(request.error)}"
+    return line
+
+
+def request_card(request: DeletionRequest) -> Message:
+    """The card posted in the channel; buttons only while the request can be decided."""
+    blocks: list[Block] = [
+        HeaderBlock(text=f"Deletion request #{request.id}"),
+        SectionBlock(
+            fields=[MarkdownTextObject(text=f"*{k}*\n{v}") for k, v in request_fields(request)]
+        ),
+        ContextBlock(elements=[MarkdownTextObject(text=state_line(request))]),
+    ]
+    if request.state is State.PENDING:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text="Approve", action_id=APPROVE, value=str(request.id), style="primary"
+                    ),
+                    ButtonElement(
+                        text="Deny", action_id=DENY, value=str(request.id), style="danger"
+                    ),
+                ]
+            )
+        )
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text="Owners: click, or reply in this thread with `approve` or "
+                        "`deny <reason>`. The requester cannot approve their own request."
+                    )
+                ]
+            )
+        )
+    text = (
+        f"Deletion request #{request.id} by {request.requester}: {request.target} "
+        f"({request.state.value})"
+    )
+    return Message(text=text, blocks=[b.to_dict() for b in blocks])
+
+
+def outcome_text(request: DeletionRequest) -> str:
+    """The line posted in the card's thread when the request reaches a final state."""
+    if request.state is State.DONE:
+        gone = ", ".join(request.tags) or request.digest
+        approvers = ", ".join(f"<@{a.approver}>" for a in request.approvals)
+        return (
+            f":white_check_mark: Done: deleted {escape(gone)} from "
+            f"`{escape(request.registry)}/{escape(request.repository)}` "
+            f"(approved by {approvers})."
+        )
+    if request.state is State.DENIED:
+        return (
+            f":no_entry: Denied by <@{request.decided_by}>: {escape(request.decision_reason or '')}"
+        )
+    if request.state is State.CANCELLED:
+        return f":wastebasket: Cancelled by <@{request.decided_by}>."
+    if request.state is State.EXPIRED:
+        return (
+            f":hourglass: Expired at {fmt.when(request.expires_at)} with "
+            f"{len(request.approvals)} of {request.required} approvals; nothing was deleted."
+        )
+    return f":x: Failed: {escape(request.error or 'unknown error')}"
+
+
+def home_view(
+    *, user: str, grants: list[str], actionable: list[DeletionRequest], mine: list[DeletionRequest]
+) -> dict[str, Any]:
+    """The App Home tab: the caller's roles and the pending requests they can act on."""
+    blocks: list[dict[str, Any]] = [
+        HeaderBlock(text="acr-chatops").to_dict(),
+        _section(
+            f"*Your roles, <@{user}>:* "
+            + (escape("; ".join(grants)) if grants else "none yet — ask an owner for one.")
+        ),
+        HeaderBlock(text="Waiting for you").to_dict(),
+    ]
+    if not actionable:
+        blocks.append(_section("Nothing needs your approval."))
+    for request in actionable[:10]:
+        card = request_card(request)
+        blocks.extend(
+            b for b in card.blocks[1:] if b["type"] != "context" or "Owners:" not in str(b)
+        )
+    if len(actionable) > 10:
+        blocks.append(_section(f"…and {len(actionable) - 10} more: `/acr requests`."))
+    if mine:
+        blocks.append(HeaderBlock(text="Your pending requests").to_dict())
+        blocks.extend(
+            _section(
+                f"#{r.id} `{escape(r.target)}` — {len(r.approvals)} of "
+                f"{r.required} approvals, expires {fmt.when(r.expires_at)}"
+            )
+            for r in mine[:10]
+        )
+    return {"type": "home", "blocks": blocks[:100]}

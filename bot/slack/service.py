@@ -1,0 +1,140 @@
+"""Wire the core to Slack and run it: HTTP on waitress, or Socket Mode.
+
+Bolt's built-in server (`app.start()`) answers one request at a time from a 5-slot listen
+queue, so a burst of slash commands waits for seconds; waitress is a production WSGI server
+with a thread pool and a deep backlog. Listeners run with process_before_response=True: each
+acks and hands off to our own worker pool, sized for slow registry calls, so acks never queue
+behind registry work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+
+from bot.app import build_dispatcher, static_groups
+from bot.config import Config, SlackSettings
+from bot.slack.groups import SlackGroups, is_usergroup
+from bot.slack.listeners import SlackBot
+
+log = logging.getLogger(__name__)
+
+
+class SlackService:
+    """The Bolt app, our listeners, the worker pool and the expiry sweep of one bot."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: SlackSettings,
+        *,
+        workers: int = 16,
+        sweep_interval: float = 60.0,
+        **context: Any,
+    ) -> None:
+        self.settings = settings
+        self.client = WebClient(token=settings.bot_token, base_url=settings.api_url)
+        self.groups = SlackGroups(self.client)
+        static = static_groups(config)
+        dispatcher = build_dispatcher(
+            config, groups_of=lambda user: [*static(user), *self.groups.groups_of(user)], **context
+        )
+        self.groups.candidates = lambda: dispatcher.ctx.roles.principal_ids(is_usergroup)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acr-work")
+        self.app = App(
+            client=self.client,
+            signing_secret=settings.signing_secret or "unused-in-socket-mode",
+            request_verification_enabled=settings.signing_secret is not None,
+            process_before_response=True,
+        )
+        self.bot = SlackBot(dispatcher, client=self.client, workers=self.pool)
+        self.bot.register(self.app)
+        self._sweep_interval = sweep_interval
+        self._stopping = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def start_sweeper(self) -> None:
+        """Announce outcomes reached while we were down, then expire requests periodically."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.bot.sweep()
+                except Exception:
+                    log.exception("expiry sweep failed; retrying in %ss", self._sweep_interval)
+                if self._stopping.wait(self._sweep_interval):
+                    return
+
+        self._sweeper = threading.Thread(target=loop, name="acr-sweep", daemon=True)
+        self._sweeper.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.pool.shutdown(wait=True, cancel_futures=False)
+        self.bot.ctx.store.close()
+
+    def wsgi(self) -> Any:
+        """`/slack/events` for Slack (commands, interactivity, events), `GET /healthz`."""
+        slack = SlackRequestHandler(self.app, path="/slack/events")
+
+        def application(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") == "/healthz" and environ["REQUEST_METHOD"] == "GET":
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [b"ok\n"]
+            return slack(environ, start_response)
+
+        return application
+
+
+def make_http_server(service: SlackService, *, host: str, port: int, threads: int = 8) -> Any:
+    """A waitress server for the service (call .run(); .close() to stop)."""
+    from waitress.server import create_server
+
+    return create_server(
+        service.wsgi(),
+        host=host,
+        port=port,
+        threads=threads,
+        backlog=1024,
+        connection_limit=1000,
+        channel_timeout=30,
+        ident="acr-chatops",
+    )
+
+
+def serve(config: Config, settings: SlackSettings, *, host: str, port: int) -> None:
+    """Run until interrupted: Socket Mode if an app token is set, else HTTP."""
+    service = SlackService(config, settings)
+    service.start_sweeper()
+    try:
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            log.warning("acr-chatops: Socket Mode (no public URL needed)")
+            SocketModeHandler(
+                service.app, app_token=settings.app_token, web_client=service.client
+            ).start()
+        else:
+            server = make_http_server(service, host=host, port=port)
+            log.warning("acr-chatops: HTTP on http://%s:%s/slack/events", host, port)
+            server.run()
+    finally:
+        service.stop()
+
+
+def stop_http_server(server: Any) -> None:
+    """Stop a server made by make_http_server whose .run() is in another thread.
+
+    The closing runs inside waitress's own loop (through its trigger): closing sockets from
+    another thread races the loop's select() and fails with EBADF.
+    """
+    from waitress import wasyncore
+
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    server.task_dispatcher.shutdown()

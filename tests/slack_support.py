@@ -1,0 +1,226 @@
+"""Drive the real Bolt app over HTTP the way Slack does: signed bodies, real payload shapes."""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from slack_sdk.signature import SignatureVerifier
+
+from bot.policy import Grant, Role
+from bot.slack.service import SlackService, make_http_server, stop_http_server
+from tests.fake_slack import FakeSlack
+
+SECRET = "test-signing-secret"
+TEAM = "T0001"
+
+
+class SlackHarness:
+    def __init__(self, fake: FakeSlack, service: SlackService) -> None:
+        self.fake = fake
+        self.service = service
+        self.ctx = service.bot.ctx
+        self.server = make_http_server(service, host="127.0.0.1", port=0)
+        self.port = self.server.effective_port
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._ids = itertools.count(1)
+
+    def start(self) -> SlackHarness:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        stop_http_server(self.server)
+        self._thread.join(timeout=5)
+        self.service.stop()
+
+    def grant(self, user: str, role: str, **scope: str) -> None:
+        self.ctx.roles.grant(
+            Grant(principal=user, role=Role(role), **scope), by="test", at=self.ctx.clock()
+        )
+
+    # -- raw HTTP --------------------------------------------------------------------------
+
+    def request(
+        self, method: str, path: str, body: str = "", headers: dict | None = None
+    ) -> tuple[int, str, float]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        started = time.perf_counter()
+        conn.request(method, path, body=body.encode(), headers=headers or {})
+        response = conn.getresponse()
+        text = response.read().decode()
+        elapsed = time.perf_counter() - started
+        conn.close()
+        return response.status, text, elapsed
+
+    def signed(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        secret: str = SECRET,
+        extra: dict | None = None,
+    ) -> tuple[int, str, float]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature,
+            **(extra or {}),
+        }
+        return self.request("POST", "/slack/events", body, headers)
+
+    # -- what Slack sends ------------------------------------------------------------------
+
+    def command(self, user: str, text: str, *, channel: str = "C0CHAN") -> tuple[str, int]:
+        """Send `/acr text`; return (the response_url name, HTTP status)."""
+        name = f"cmd{next(self._ids)}"
+        body = urlencode(
+            {
+                "token": "legacy",
+                "team_id": TEAM,
+                "team_domain": "acme",
+                "channel_id": channel,
+                "channel_name": "platform",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/acr",
+                "text": text,
+                "api_app_id": "A0001",
+                "is_enterprise_install": "false",
+                "response_url": self.fake.response_url(name),
+                "trigger_id": f"trig.{next(self._ids)}",
+            }
+        )
+        status, _, _ = self.signed(body, "application/x-www-form-urlencoded")
+        return name, status
+
+    def response(self, name: str, timeout: float = 10) -> dict[str, Any]:
+        return self.fake.wait_for(f"response_url:{name}", timeout=timeout)[0]
+
+    def say(self, user: str, text: str, **kw: Any) -> dict[str, Any]:
+        """A slash command and the reply it gets through response_url."""
+        name, status = self.command(user, text, **kw)
+        assert status == 200
+        return self.response(name)
+
+    def click(
+        self,
+        user: str,
+        action_id: str,
+        value: str,
+        *,
+        channel: str,
+        message_ts: str,
+        retry: int | None = None,
+        trigger: str | None = None,
+    ) -> int:
+        """A block_actions payload as Slack sends it for a button on a message in a channel."""
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
+            "api_app_id": "A0001",
+            "token": "legacy",
+            "container": {
+                "type": "message",
+                "message_ts": message_ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
+            "trigger_id": trigger or f"trig.{next(self._ids)}",
+            "team": {"id": TEAM, "domain": "acme"},
+            "channel": {"id": channel, "name": "platform"},
+            "message": {"type": "message", "ts": message_ts, "bot_id": "BBOT", "text": "card"},
+            "response_url": self.fake.response_url(self._click_response_name()),
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "b1",
+                    "value": value,
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": action_id},
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        extra = (
+            {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+            if retry
+            else None
+        )
+        status, _, _ = self.signed(
+            urlencode({"payload": json.dumps(payload)}),
+            "application/x-www-form-urlencoded",
+            extra=extra,
+        )
+        return status
+
+    def _click_response_name(self) -> str:
+        self.last_click_response = f"click{next(self._ids)}"
+        return self.last_click_response
+
+    def submit_view(self, user: str, view: dict[str, Any], reason: str) -> tuple[int, str]:
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM},
+            "user": {"id": user},
+            "api_app_id": "A0001",
+            "token": "legacy",
+            "trigger_id": f"trig.{next(self._ids)}",
+            "view": {
+                **view,
+                "id": "V0001",
+                "state": {
+                    "values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}
+                },
+            },
+        }
+        status, text, _ = self.signed(
+            urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded"
+        )
+        return status, text
+
+    def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
+    ) -> int:
+        body = json.dumps(
+            {
+                "token": "legacy",
+                "team_id": TEAM,
+                "api_app_id": "A0001",
+                "event": event,
+                "type": "event_callback",
+                "event_id": event_id or f"Ev{next(self._ids):08d}",
+                "event_time": int(time.time()),
+                "authorizations": [{"team_id": TEAM, "user_id": "UBOT", "is_bot": True}],
+            }
+        )
+        extra = (
+            {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+            if retry
+            else None
+        )
+        status, _, _ = self.signed(body, "application/json", extra=extra)
+        return status
+
+    def thread_reply(self, user: str, text: str, *, channel: str, thread_ts: str, **kw: Any) -> int:
+        ts = f"{time.time():.6f}"
+        return self.event(
+            {
+                "type": "message",
+                "channel": channel,
+                "user": user,
+                "text": text,
+                "ts": ts,
+                "thread_ts": thread_ts,
+                "channel_type": "channel",
+            },
+            **kw,
+        )

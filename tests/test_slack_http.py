@@ -1,0 +1,274 @@
+"""The Slack app over signed HTTP: the real Bolt code paths against a fake Web API."""
+
+import json
+import time
+
+from tests.conftest import CountingRegistry
+
+
+def test_healthz(slack):
+    assert slack.request("GET", "/healthz")[:2] == (200, "ok\n")
+
+
+def test_signature_is_checked(slack):
+    body = "command=%2Facr&text=help&user_id=UBOB&channel_id=C1&team_id=T0001"
+    form = "application/x-www-form-urlencoded"
+    assert slack.signed(body, form, secret="wrong")[0] == 401
+    assert slack.signed(body, form, timestamp=int(time.time()) - 600)[0] == 401
+    assert slack.request("POST", "/slack/events", body, {"Content-Type": form})[0] == 401
+
+
+def test_lookup_answers_ephemerally_through_response_url(slack):
+    reply = slack.say("UCAROL", "tags baseimages/fedora")
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"] == "2 tags in demo/baseimages/fedora"
+    assert "latest" in json.dumps(reply["blocks"])
+
+
+def test_public_flag_posts_in_channel(slack):
+    assert slack.say("UCAROL", "repos --public")["response_type"] == "in_channel"
+
+
+def test_errors_are_short_ephemeral_and_never_tracebacks(slack):
+    reply = slack.say("UCAROL", "tags")
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"] == (
+        "Error: missing REPO\nUsage: tags REPO [--registry R] [--top N] [--orderby ORDER]"
+    )
+    assert json.dumps(reply["blocks"]).startswith('[{"text": {"text": ":x: missing REPO')
+    assert "Traceback" not in slack.fake.all_text()
+
+
+def card_of(slack):
+    """The card: the one chat.postMessage that has Approve/Deny buttons."""
+    cards = [c for c in slack.fake.wait_for("chat.postMessage") if "blocks" in c]
+    assert len(cards) == 1
+    return cards[0]
+
+
+def buttons(blocks):
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_full_delete_flow(slack):
+    fake = slack.fake
+    ack = slack.say("UALICE", "delete baseimages/fedora:24 --reason 'EOL since 2017'")
+    assert ack["text"].startswith(":white_check_mark: Request #1 posted in this channel")
+    card = card_of(slack)
+    assert card["channel"] == "C0CHAN"
+    shown = json.dumps(card["blocks"])
+    for fact in (
+        "Deletion request #1",
+        "<@UALICE>",
+        "demo/baseimages/fedora:24",
+        "sha256:",
+        "tag 24",
+        "EOL since 2017",
+        "0 of 1",
+        "Expires",
+    ):
+        assert fact in shown, fact
+    assert buttons(card["blocks"]) == ["acr_approve", "acr_deny"]
+    ts = _card_ts(slack)
+
+    # The requester's own click is refused, ephemerally, and changes nothing.
+    assert slack.click("UALICE", "acr_approve", "1", channel="C0CHAN", message_ts=ts) == 200
+    refusal = fake.wait_for("chat.postEphemeral")[0]
+    assert refusal["user"] == "UALICE"
+    assert (
+        refusal["text"] == ":x: you cannot approve request #1: you made it (separation of duties)"
+    )
+    # A reader's click too.
+    slack.click("UCAROL", "acr_approve", "1", channel="C0CHAN", message_ts=ts)
+    refusal = fake.wait_for("chat.postEphemeral", 2)[1]
+    assert refusal["text"].startswith(":x: `approve` needs owner on demo/baseimages/fedora")
+    assert fake.calls_to("chat.update") == []
+    assert sorted(
+        t.name for t in slack.service.bot.ctx.registries.default.tags("baseimages/fedora")
+    ) == ["24", "latest"]
+
+    # The owner approves: the tag goes, the card updates, the thread and requester hear.
+    slack.click("UBOB", "acr_approve", "1", channel="C0CHAN", message_ts=ts)
+    update = fake.wait_for("chat.update")[0]
+    assert update["ts"] == ts
+    assert "*done*" in json.dumps(update["blocks"])
+    assert buttons(update["blocks"]) == []
+    posts = fake.wait_for("chat.postMessage", 3)
+    thread = [p for p in posts if p.get("thread_ts") == ts]
+    assert thread[0]["text"].startswith(
+        ":white_check_mark: Done: deleted 24 from `demo/baseimages/fedora` (approved by <@UBOB>)"
+    )
+    dm = [p for p in posts if p["channel"] == "UALICE"]
+    assert dm[0]["text"].startswith(
+        "Your deletion request #1 (demo/baseimages/fedora:24): :white_check_mark: Done"
+    )
+    assert [t.name for t in slack.service.bot.ctx.registries.default.tags("baseimages/fedora")] == [
+        "latest"
+    ]
+    actions = [(e.actor, e.action, e.outcome) for e in slack.ctx.audit.entries(last=50)]
+    assert actions == [
+        ("UALICE", "request.create", "pending"),
+        ("UALICE", "delete", "ok"),
+        ("UALICE", "approve", "refused"),
+        ("UCAROL", "approve", "refused"),
+        ("UBOB", "request.approve", "1/1"),
+        ("acrbot", "request.done", "done"),
+        ("UBOB", "approve", "ok"),
+    ]
+    assert slack.ctx.audit.verify().ok
+
+
+def _card_ts(slack):
+    return slack.ctx.store.db.execute("select ts from cards where request_id = 1").fetchone()[0]
+
+
+def request_card(slack, text="delete baseimages/fedora:24 --reason 'EOL'"):
+    slack.say("UALICE", text)
+    card_of(slack)
+    return _card_ts(slack)
+
+
+def test_thread_replies_approve(slack):
+    ts = request_card(slack)
+    assert slack.thread_reply("UERIN", "looks fine to me", channel="C0CHAN", thread_ts=ts) == 200
+    slack.thread_reply(
+        "UBOB", "<@UBOT> approve checked with the team", channel="C0CHAN", thread_ts=ts
+    )
+    slack.fake.wait_for("chat.update")
+    request = slack.ctx.requests.get(1)
+    assert request.state.value == "done"
+    assert request.approvals[0].reason == "checked with the team"
+
+
+def test_thread_reply_deny_needs_a_reason(slack):
+    ts = request_card(slack)
+    slack.thread_reply("UBOB", "deny", channel="C0CHAN", thread_ts=ts)
+    hint = slack.fake.wait_for("chat.postEphemeral")[0]
+    assert (hint["user"], hint["thread_ts"], hint["text"]) == (
+        "UBOB",
+        ts,
+        ":x: Say why: reply `deny <reason>`.",
+    )
+    slack.thread_reply("UBOB", "deny still pulled by CI", channel="C0CHAN", thread_ts=ts)
+    slack.fake.wait_for("chat.update")
+    thread = [p for p in slack.fake.wait_for("chat.postMessage", 3) if p.get("thread_ts") == ts]
+    assert thread[0]["text"] == ":no_entry: Denied by <@UBOB>: still pulled by CI"
+
+
+def test_deny_button_opens_a_modal_and_the_reason_decides(slack):
+    ts = request_card(slack)
+    slack.click("UERIN", "acr_deny", "1", channel="C0CHAN", message_ts=ts)
+    view = slack.fake.wait_for("views.open")[0]["view"]
+    assert view["callback_id"] == "acr_deny_modal"
+    status, body = slack.submit_view("UERIN", view, "   ")
+    assert (status, json.loads(body)["response_action"]) == (200, "errors")
+    assert slack.ctx.requests.get(1).state.value == "pending"
+    status, _ = slack.submit_view("UERIN", view, "needed for rollback")
+    slack.fake.wait_for("chat.update")
+    request = slack.ctx.requests.get(1)
+    assert (request.state.value, request.decided_by, request.decision_reason) == (
+        "denied",
+        "UERIN",
+        "needed for rollback",
+    )
+
+
+def test_double_clicks_and_retries_execute_once(make_slack, registry):
+    counting = CountingRegistry(registry)
+    slack = make_slack(backend=counting)
+    ts = request_card(slack)
+    slack.click("UBOB", "acr_approve", "1", channel="C0CHAN", message_ts=ts, trigger="t.1")
+    slack.click("UBOB", "acr_approve", "1", channel="C0CHAN", message_ts=ts, trigger="t.1", retry=1)
+    slack.click("UERIN", "acr_approve", "1", channel="C0CHAN", message_ts=ts)
+    slack.fake.wait_for("chat.update")
+    late = slack.fake.wait_for("chat.postEphemeral")
+    time.sleep(0.3)
+    assert counting.deletions == [("baseimages/fedora", "24")]
+    assert [c["text"] for c in late] in (
+        [":x: request #1 is done; it cannot change now"],
+        [":x: request #1 is executing; it cannot change now"],
+    )
+    assert [e.actor for e in slack.ctx.audit.entries(last=50) if e.action == "approve"] == [
+        "UBOB",
+        "UERIN",
+    ]
+
+
+def test_event_retries_are_ignored(slack):
+    ts = request_card(slack)
+    event = {
+        "type": "message",
+        "channel": "C0CHAN",
+        "user": "UBOB",
+        "text": "approve",
+        "ts": "1700000001.000100",
+        "thread_ts": ts,
+    }
+    assert slack.event(event, event_id="Ev1") == 200
+    assert slack.event(event, event_id="Ev1", retry=1) == 200
+    slack.fake.wait_for("chat.update")
+    time.sleep(0.3)
+    assert [e.action for e in slack.ctx.audit.entries(last=50)].count("approve") == 1
+
+
+def test_roles_granted_to_a_user_group(make_slack):
+    slack = make_slack(users={"UALICE": "contributor"})
+    slack.grant("S0PLATFORM", "owner")
+    slack.fake.usergroups["S0PLATFORM"] = ["UPAT", "UQUINN"]
+    ts = request_card(slack)
+    assert slack.say("UNOBODY", "approve 1")["text"].startswith("Error: `approve` needs owner")
+    slack.click("UPAT", "acr_approve", "1", channel="C0CHAN", message_ts=ts)
+    slack.fake.wait_for("chat.update")
+    assert slack.ctx.requests.get(1).state.value == "done"
+    assert slack.say("UQUINN", "whoami")["blocks"][1]["text"]["text"].count("S0PLATFORM") == 2
+    assert len(slack.fake.calls_to("usergroups.users.list")) == 1  # cached
+
+
+def test_app_home_shows_roles_and_what_to_act_on(slack):
+    request_card(slack)
+    slack.event({"type": "app_home_opened", "user": "UBOB", "channel": "D1", "tab": "home"})
+    view = slack.fake.wait_for("views.publish")[0]
+    assert view["user_id"] == "UBOB"
+    shown = json.dumps(view["view"])
+    assert "owner on */*" in shown and "demo/baseimages/fedora:24" in shown
+    assert buttons(view["view"]["blocks"]) == ["acr_approve", "acr_deny"]
+    slack.event({"type": "app_home_opened", "user": "UALICE", "channel": "D2", "tab": "home"})
+    mine = json.dumps(slack.fake.wait_for("views.publish", 2)[1]["view"])
+    assert "Nothing needs your approval." in mine and "Your pending requests" in mine
+
+
+def test_expiry_is_announced_once_and_survives_restarts(make_slack, clock):
+    slack = make_slack()
+    ts = request_card(slack)
+    clock.advance(hours=25)
+    slack.service.bot.ctx.requests.expire_due()  # expired while nobody announced it
+    slack.stop()
+    restarted = make_slack(users={})
+    restarted.service.bot.sweep()
+    restarted.service.bot.sweep()
+    thread = [p for p in restarted.fake.calls_to("chat.postMessage") if p.get("thread_ts") == ts]
+    assert [p["text"][:12] for p in thread] == [":hourglass: "]
+    assert "*expired*" in json.dumps(restarted.fake.calls_to("chat.update")[-1]["blocks"])
+
+
+def test_long_lists_are_paginated_with_a_more_button(slack, registry):
+    for i in range(250):
+        registry.add_tag(
+            "testimages/nginx",
+            f"build-{i:04d}-{'x' * 40}",
+            registry.resolve("testimages/nginx", "latest"),
+        )
+    reply = slack.say("UCAROL", "tags testimages/nginx --top 1000")
+    assert len(reply["blocks"]) <= 50
+    assert all(len(b["text"]["text"]) <= 3000 for b in reply["blocks"] if b["type"] == "section")
+    seen = json.dumps(reply["blocks"])
+    more = [e for b in reply["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    while more:
+        status = slack.click(
+            "UCAROL", "acr_more", more[0]["value"], channel="C0CHAN", message_ts="1"
+        )
+        assert status == 200
+        page = slack.response(slack.last_click_response)
+        seen += json.dumps(page["blocks"])
+        more = [e for b in page["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert all(f"build-{i:04d}" in seen for i in range(250))
