@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import redaction
 from bot.audit import Audit
 from bot.config import Config, RegistryConfig
 from bot.context import Context, Registries
@@ -92,3 +93,4 @@ def build_dispatcher(config: Config, **kwargs: Any) -> Dispatcher:
 
 def configure_logging(level: int = logging.WARNING) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redaction.install()

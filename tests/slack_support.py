@@ -35,6 +35,8 @@ class SlackHarness:
         return self
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
         stop_http_server(self.server)
         self._thread.join(timeout=5)
         self.service.stop()

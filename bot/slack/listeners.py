@@ -23,6 +23,7 @@ from bot.cards import FINAL, Cards, Deliveries
 from bot.commands import OWN
 from bot.dispatch import Dispatcher
 from bot.policy import Scope, allows
+from bot.redaction import REDACTOR
 from bot.replies import Reply
 from bot.requests import State
 from bot.slack import blocks
@@ -115,6 +116,7 @@ class SlackBot:
 
     def _deliver_secret(self, reply: Reply, respond: Respond, *, channel: str, user: str) -> None:
         """The secret goes to the caller only; the channel hears that it happened."""
+        REDACTOR.add(reply.secret or "")
         first = blocks.reply_pages(reply)[0]
         secret = blocks.escape(reply.secret or "")
         respond(

@@ -18,6 +18,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
+from bot import redaction
 from bot.app import build_dispatcher, static_groups
 from bot.config import Config, SlackSettings
 from bot.slack.groups import SlackGroups, is_usergroup
@@ -39,6 +40,7 @@ class SlackService:
         **context: Any,
     ) -> None:
         self.settings = settings
+        redaction.install()
         self.client = WebClient(token=settings.bot_token, base_url=settings.api_url)
         self.groups = SlackGroups(self.client)
         static = static_groups(config)
