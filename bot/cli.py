@@ -139,7 +139,8 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.config import slack_settings
     from bot.slack.service import serve
 
-    config, settings = load(args.config), slack_settings()
+    settings = slack_settings()
+    config = load(args.config)
     logging.getLogger().setLevel(logging.INFO)
     serve(config, settings, host=args.host, port=args.port)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from bot.commands import COMMANDS, needs, scope
 from bot.context import Call, Context
@@ -19,6 +20,7 @@ from bot.references import ImageRef
 from bot.replies import Reply, error
 
 log = logging.getLogger(__name__)
+SWEEP_EVERY = 30  # seconds between expiry sweeps made on the way through
 Handler = Callable[..., Reply]
 
 
@@ -29,13 +31,14 @@ class Dispatcher:
             raise ValueError(f"commands without a handler: {', '.join(sorted(missing))}")
         self.ctx = ctx
         self._handlers = handlers
+        self._last_sweep: datetime | None = None
 
     def handle(self, text: str, *, user: str) -> Reply:
         """Parse, authorize, run and audit one command. Never raises."""
         command: ParsedCommand | None = None
         call: Call | None = None
         try:
-            self.ctx.requests.expire_due()
+            self._expire_due()
             command = parse(text, COMMANDS)
             call = self._call(command, user)
             reply = self._handlers[command.name](call, ctx=self.ctx)
@@ -68,6 +71,17 @@ class Dispatcher:
             request_id=reply.request.id if reply.request else None,
         )
         return reply
+
+    def _expire_due(self) -> None:
+        """Sweep expired requests now and then, not on every command (it takes the write lock).
+
+        Deciding an overdue request is refused regardless (Requests._pending); this only
+        keeps listings current for transports without a sweeper of their own (the console).
+        """
+        now = self.ctx.clock()
+        if self._last_sweep is None or (now - self._last_sweep).total_seconds() >= SWEEP_EVERY:
+            self._last_sweep = now
+            self.ctx.requests.expire_due()
 
     def _call(self, command: ParsedCommand, user: str) -> Call:
         """Resolve the registry and repository the command is about, and check the role."""

@@ -188,10 +188,8 @@ def test_double_clicks_and_retries_execute_once(make_slack, registry):
         [":x: request #1 is done; it cannot change now"],
         [":x: request #1 is executing; it cannot change now"],
     )
-    assert [e.actor for e in slack.ctx.audit.entries(last=50) if e.action == "approve"] == [
-        "UBOB",
-        "UERIN",
-    ]
+    approvers = [e.actor for e in slack.ctx.audit.entries(last=50) if e.action == "approve"]
+    assert sorted(approvers) == ["UBOB", "UERIN"]  # the retry of UBOB's click never ran
 
 
 def test_event_retries_are_ignored(slack):

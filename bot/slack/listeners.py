@@ -11,6 +11,8 @@ import json
 import logging
 import secrets
 import shlex
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -42,6 +44,26 @@ def strip_public(text: str) -> tuple[str, bool]:
     return " ".join(w for w in words if w != PUBLIC_FLAG), True
 
 
+class RecentKeys:
+    """The last ``size`` keys seen, in memory (a bounded, thread-safe set)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first_time(self, key: object) -> bool:
+        if not key:
+            return True
+        with self._lock:
+            if key in self._keys:
+                return False
+            self._keys[str(key)] = None
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+        return True
+
+
 class SlackBot:
     """The Slack surface of one Dispatcher."""
 
@@ -60,6 +82,7 @@ class SlackBot:
         self.pages = pages or PageCache()
         self.cards = Cards(self.ctx.store)
         self.deliveries = Deliveries(self.ctx.store)
+        self.recent = RecentKeys()
 
     def register(self, app: App) -> None:
         app.middleware(self._once)
@@ -74,10 +97,20 @@ class SlackBot:
     # -- plumbing --------------------------------------------------------------------------
 
     def _once(self, body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:
-        """Drop a delivery seen before (Slack retries, replayed envelopes): ack, do nothing."""
-        key = body.get("event_id") or body.get("trigger_id")
-        if key and not self.deliveries.first_time(str(key), now=self.ctx.clock()):
-            log.info("duplicate delivery %s ignored", key)
+        """Drop a delivery handled before (Slack's `X-Slack-Retry-Num` retries): ack only.
+
+        Events are remembered in the database (their retries may reach a restarted bot);
+        commands and clicks by trigger id in memory, which keeps their acks free of writes.
+        A double click is two clicks with two trigger ids: the request state machine makes
+        the second harmless.
+        """
+        event_id = body.get("event_id")
+        if event_id:
+            first = self.deliveries.first_time(str(event_id), now=self.ctx.clock())
+        else:
+            first = self.recent.first_time(body.get("trigger_id"))
+        if not first:
+            log.info("duplicate delivery %s ignored", event_id or body.get("trigger_id"))
             return BoltResponse(status=200, body="")
         return next()
 

@@ -1,0 +1,291 @@
+"""Ack latency of /acr under a burst, while every registry call takes 2 seconds.
+
+Fires N concurrent signed slash commands at the HTTP endpoint and N Socket Mode envelopes, and
+prints p50/p99/max ack latency and the number of non-200s, beside the same burst against
+Bolt's built-in development server (app.start) as the baseline. Everything runs on 127.0.0.1:
+the fake Slack Web API from tests/, the real Bolt app, waitress, slack_sdk's Socket Mode client.
+
+    .venv/bin/python bench/ack_latency.py [--n 50] [--delay 2.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_sdk.signature import SignatureVerifier
+
+from bot.config import SlackSettings, from_mapping
+from bot.demo import seed_registry
+from bot.policy import Grant, Role
+from bot.slack.service import SlackService, make_http_server, stop_http_server
+from tests.fake_slack import FakeSlack
+from tests.fake_socket_mode import FakeSocketMode
+
+SECRET = "bench-secret"
+
+
+class SlowRegistry:
+    """The demo layout, but every registry call takes ``delay`` seconds (a slow ACR)."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self._inner, self._delay = inner, delay
+        self.name, self.kind = inner.name, inner.kind
+        self.login_server, self.can_untag = inner.login_server, inner.can_untag
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(self._delay)
+            return attr(*args, **kwargs)
+
+        return slow
+
+
+def make_service(
+    tmp: Path,
+    fake: FakeSlack,
+    delay: float,
+    *,
+    app_token: str | None = None,
+) -> SlackService:
+    config = from_mapping(
+        {
+            "database": "bench.db",
+            "registry": [{"name": "demo", "type": "oci-layout", "path": "registry"}],
+        },
+        base=tmp,
+        environ={},
+    )
+    settings = SlackSettings(
+        bot_token="xoxb-bench", signing_secret=SECRET, app_token=app_token, api_url=fake.api_url
+    )
+    registry = SlowRegistry(seed_registry(tmp / "registry"), delay)
+    service = SlackService(config, settings, registries=[registry])
+    service.bot.ctx.roles.grant(
+        Grant("UCAROL", Role.READER), by="bench", at=service.bot.ctx.clock()
+    )
+    return service
+
+
+def fire(port: int, n: int, fake: FakeSlack, tag: str) -> tuple[list[float], int]:
+    """N concurrent signed slash commands; returns ack latencies (s) and the non-200 count."""
+    start = threading.Barrier(n)
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        body = urlencode(
+            {
+                "command": "/acr",
+                "text": "tags baseimages/fedora",
+                "user_id": "UCAROL",
+                "channel_id": "C1",
+                "team_id": "T0001",
+                "response_url": fake.response_url(f"{tag}{i}"),
+                "trigger_id": f"{tag}.{i}",
+            }
+        )
+        ts = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(
+                timestamp=ts, body=body
+            ),
+        }
+        start.wait()
+        began = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/slack/events", body=body, headers=headers)
+            status = conn.getresponse().status
+            conn.close()
+        except OSError:
+            status = 0
+        elapsed = time.perf_counter() - began
+        with lock:
+            latencies.append(elapsed)
+            if status != 200:
+                failures[0] += 1
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, failures[0]
+
+
+def fire_elsewhere(port: int, n: int, fake: FakeSlack, tag: str) -> tuple[list[float], int]:
+    """Run the burst from a separate process, so the load generator's threads do not compete
+    with the server for this process's GIL (Slack's traffic comes from elsewhere too)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_fire_remote, (port, n, fake.port, tag))
+
+
+def _fire_remote(port: int, n: int, fake_port: int, tag: str) -> tuple[list[float], int]:
+    class Urls:
+        def response_url(self, name: str) -> str:
+            return f"http://127.0.0.1:{fake_port}/response/{name}"
+
+    return fire(port, n, Urls(), tag)  # type: ignore[arg-type]
+
+
+def wait_answers(fake: FakeSlack, tag: str, n: int, timeout: float = 120) -> float:
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout:
+        done = sum(1 for c in fake.calls if c.method.startswith(f"response_url:{tag}"))
+        if done >= n:
+            return time.perf_counter() - began
+        time.sleep(0.05)
+    return float("nan")
+
+
+def summary(name: str, latencies: list[float], failures: int) -> dict[str, float]:
+    ms = sorted(x * 1000 for x in latencies)
+    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+    row = {"p50": statistics.median(ms), "p99": p99, "max": ms[-1], "fail": failures}
+    print(
+        f"{name:<34} p50 {row['p50']:8.1f} ms   p99 {row['p99']:8.1f} ms   "
+        f"max {row['max']:8.1f} ms   non-200 {failures}"
+    )
+    return row
+
+
+def bench_waitress(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        service = make_service(Path(tmp), fake, delay)
+        server = make_http_server(service, host="127.0.0.1", port=0)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        fire(server.effective_port, 2, fake, "warm")  # auth.test on first request
+        latencies, failures = fire_elsewhere(server.effective_port, n, fake, "w")
+        row = summary("HTTP, waitress + worker pool", latencies, failures)
+        print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, 'w', n):.1f} s")
+        stop_http_server(server)
+        service.stop()
+        return row
+
+
+def bench_builtin(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
+    """The same app on Bolt's built-in server (http.server.HTTPServer, one request at a time)."""
+    import http.server
+
+    import slack_bolt.app.app as bolt_app_module
+
+    class LoopbackHTTPServer(http.server.HTTPServer):
+        # The built-in server binds 0.0.0.0; the bench stays on 127.0.0.1. Same class otherwise.
+        def __init__(self, address: tuple[str, int], handler: Any) -> None:
+            super().__init__(("127.0.0.1", address[1]), handler)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        service = make_service(Path(tmp), fake, delay)
+        original = bolt_app_module.HTTPServer
+        bolt_app_module.HTTPServer = LoopbackHTTPServer  # type: ignore[misc]
+        try:
+            dev = bolt_app_module.SlackAppDevelopmentServer(
+                port=0, path="/slack/events", app=service.app
+            )
+        finally:
+            bolt_app_module.HTTPServer = original  # type: ignore[misc]
+        port = dev._server.server_address[1]
+        thread = threading.Thread(target=dev._server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        with contextlib.redirect_stderr(io.StringIO()):  # it logs every request to stderr
+            fire(port, 2, fake, "bwarm")
+            latencies, failures = fire_elsewhere(port, n, fake, "b")
+        row = summary("HTTP, Bolt built-in server", latencies, failures)
+        dev._server.shutdown()
+        dev._server.server_close()
+        service.stop()
+        return row
+
+
+def bench_socket_mode(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
+    os.environ["HTTPS_PROXY"] = ""  # the built-in client ignores NO_PROXY
+    ws = FakeSocketMode().start()
+    fake.socket_url = ws.url
+    with tempfile.TemporaryDirectory() as tmp:
+        service = make_service(Path(tmp), fake, delay, app_token="xapp-bench")
+        handler = SocketModeHandler(service.app, app_token="xapp-bench", web_client=service.client)
+        handler.connect()
+        ws.wait_connections(1)
+        envelopes = [
+            ws.send(
+                "slash_commands",
+                {
+                    "command": "/acr",
+                    "text": "tags baseimages/fedora",
+                    "user_id": "UCAROL",
+                    "channel_id": "C1",
+                    "team_id": "T0001",
+                    "trigger_id": f"s.{i}",
+                    "response_url": fake.response_url(f"s{i}"),
+                },
+            )
+            for i in range(n)
+        ]
+        latencies = []
+        failures = 0
+        for envelope in envelopes:
+            try:
+                latencies.append(ws.wait_ack(envelope, timeout=10)[1])
+            except AssertionError:
+                failures += 1
+        row = summary("Socket Mode, SDK client + pool", latencies, failures)
+        print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, 's', n):.1f} s")
+        handler.close()
+        service.stop()
+    ws.stop()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=50, help="concurrent commands (default 50)")
+    parser.add_argument("--delay", type=float, default=2.0, help="seconds per registry call")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    print(
+        f"{args.n} concurrent /acr commands, every registry call takes {args.delay:.1f} s, "
+        f"{os.cpu_count()} cores\n"
+    )
+    fake = FakeSlack().start()
+    ours = bench_waitress(args.n, args.delay, fake)
+    builtin = bench_builtin(args.n, args.delay, fake)
+    socket = bench_socket_mode(args.n, args.delay, fake)
+    fake.stop()
+    print(
+        f"\nbuilt-in / waitress: p99 ×{builtin['p99'] / ours['p99']:.1f}, "
+        f"max ×{builtin['max'] / ours['max']:.1f}"
+    )
+    target = 50.0
+    verdict = all(r["p99"] <= target and r["fail"] == 0 for r in (ours, socket))
+    print(
+        f"target p99 ≤ {target:.0f} ms and zero failures (HTTP and Socket Mode): "
+        f"{'met' if verdict else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The Slack app manifest asks for what the app uses, and nothing it does not."""
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+MANIFEST = json.loads((ROOT / "deploy" / "slack-app-manifest.json").read_text())
+LISTENERS = (ROOT / "bot" / "slack" / "listeners.py").read_text()
+
+
+def test_manifest_subscribes_to_the_events_the_app_listens_to():
+    events = set(MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+    listened = set(re.findall(r'app\.event\("([a-z_]+)"\)', LISTENERS))
+    assert {e.split(".")[0] for e in events} == listened
+
+
+def test_manifest_has_the_slash_command_socket_mode_and_interactivity():
+    assert [c["command"] for c in MANIFEST["features"]["slash_commands"]] == ["/acr"]
+    assert MANIFEST["settings"]["socket_mode_enabled"] is True
+    assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
+
+
+def test_manifest_scopes_cover_every_web_api_method_used():
+    needs = {
+        "chat_postMessage": "chat:write",
+        "chat_postEphemeral": "chat:write",
+        "chat_update": "chat:write",
+        "usergroups_users_list": "usergroups:read",
+    }
+    code = "".join(p.read_text() for p in (ROOT / "bot" / "slack").glob("*.py"))
+    used = set(re.findall(r"\.(chat_\w+|usergroups_\w+|views_\w+|conversations_\w+)\(", code))
+    scopes = set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    assert used <= set(needs) | {"views_open", "views_publish"}
+    assert {needs[m] for m in used if m in needs} <= scopes
+    assert {"commands", "channels:history", "groups:history"} <= scopes
+
+
+def test_dockerfile_runs_acrbot_serve():
+    assert 'CMD ["acrbot", "serve"' in (ROOT / "deploy" / "Dockerfile").read_text()
