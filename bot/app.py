@@ -17,6 +17,7 @@ from bot.roles import RoleTable
 from bot.store import Store
 from handlers import access, audit_log, browse, credentials, deletions, meta
 from handlers.oci_layout import OciLayoutRegistry
+from handlers.oci_registry import OciRegistry
 from handlers.registry import Registry
 
 HANDLERS: dict[str, Handler] = {
@@ -46,7 +47,22 @@ def _oci_layout(cfg: RegistryConfig) -> Registry:
     return OciLayoutRegistry(cfg.name, cfg.options["path"], login_server=cfg.login_server)
 
 
-BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout}
+def _oci(cfg: RegistryConfig) -> Registry:
+    options = cfg.options
+    return OciRegistry(
+        cfg.name,
+        options["url"],
+        login_server=cfg.login_server,
+        username=options.get("username"),
+        password=cfg.secrets.get("password"),
+        token=cfg.secrets.get("token"),
+        tag_delete=bool(options.get("tag_delete", False)),
+        verify=str(options["ca_bundle"]) if "ca_bundle" in options else True,
+        timeout=float(options.get("timeout", 10)),
+    )
+
+
+BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout, "oci": _oci}
 
 
 def utc_now() -> datetime:

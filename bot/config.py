@@ -18,7 +18,9 @@ from typing import Any
 from bot.errors import ConfigError
 
 CONFIG_ENV = "ACRBOT_CONFIG"
-REGISTRY_TYPES = {"oci-layout": ("path",)}
+# type -> required keys. Optional keys of `oci`: username, password_env, token_env,
+# tag_delete, ca_bundle, timeout.
+REGISTRY_TYPES = {"oci-layout": ("path",), "oci": ("url",)}
 ACTIONS = ("delete", "delete_manifest")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -209,8 +211,10 @@ def _registries(
                 if not isinstance(value, str) or value not in environ:
                     raise ConfigError(f"{key}.{opt}: environment variable {value!r} is not set")
                 secrets[opt.removesuffix("_env")] = environ[value]
-            elif opt == "path":
+            elif opt in ("path", "ca_bundle"):
                 options[opt] = (base / str(value)).resolve()
+            elif opt == "url" and not str(value).startswith(("http://", "https://")):
+                raise ConfigError(f"{key}.url: expected an http:// or https:// URL")
             else:
                 options[opt] = value
         login = table.get("login_server")

@@ -7,7 +7,8 @@
         ├── PermissionDenied  the role table says no; says which rule
         ├── NotFound          the registry, repository, tag, request or user does not exist
         ├── Conflict          the world changed or the request is in the wrong state
-        └── Unsupported       the backend cannot do this (and says what to do instead)
+        ├── Unsupported       the backend cannot do this (and says what to do instead)
+        └── RegistryError     the registry is unreachable, refuses the bot, throttles or fails
 
 The dispatcher shows a UserError's text to the user. Any other exception is a bug: it is
 logged with a reference id and the user gets one short line with that id.
@@ -54,3 +55,7 @@ class Conflict(UserError):
 
 class Unsupported(UserError):
     """The registry backend cannot perform this operation."""
+
+
+class RegistryError(UserError):
+    """The registry could not be used: unreachable, 401/403, 429 or 5xx; says what to do."""

@@ -176,3 +176,25 @@ SLACK_USERS = {
 @pytest.fixture
 def slack(make_slack):
     return make_slack()
+
+
+@pytest.fixture(scope="session")
+def distribution(tmp_path_factory):
+    """A real docker-registry (distribution 2.8), no auth, shared by the session."""
+    from tests.distribution import Distribution
+
+    server = Distribution(tmp_path_factory.mktemp("distribution")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def distribution_basic(tmp_path_factory):
+    """The same registry behind htpasswd Basic auth (user `bot`, password `s3cret-pw`)."""
+    from tests.distribution import Distribution
+
+    server = Distribution(
+        tmp_path_factory.mktemp("distribution-basic"), users={"bot": "s3cret-pw"}
+    ).start()
+    yield server
+    server.stop()

@@ -1,0 +1,296 @@
+"""The `oci` backend: any registry that speaks the OCI distribution API, over httpx.
+
+Listings follow `Link: <…>; rel="next"` pages; digests come from `HEAD /v2/<repo>/manifests/<tag>`
+with an Accept header naming the OCI and Docker manifest and index types (a HEAD without one is
+refused by distribution). Deletion is by digest. Registries without tag deletion (distribution
+2.8) need `--manifest`; set `tag_delete = true` for registries that implement the OCI 1.1 tag
+DELETE. Failures become short messages that name the registry and say what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bot.errors import NotFound, RegistryError, Unsupported
+from bot.references import DIGEST_RE
+from handlers.registry import ImageInfo, NoAdminUser, TagInfo
+from handlers.registry_auth import RegistryAuth
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+ACCEPT = ", ".join(MANIFEST_TYPES)
+RETRY_STATUSES = (429, 502, 503, 504)
+PAGE_SIZE = 1000
+
+
+class OciRegistry(NoAdminUser):
+    """A distribution-API registry at ``url`` (http for local registries, https otherwise)."""
+
+    kind = "oci"
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        login_server: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        tag_delete: bool = False,
+        verify: str | bool = True,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.name = name
+        self.url = url.rstrip("/")
+        self.login_server = login_server or httpx.URL(self.url).netloc.decode()
+        self.can_untag = tag_delete
+        self._retries, self._backoff = max(retries, 1), backoff
+        self._page_size = page_size
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+            auth=RegistryAuth(username=username, password=password, token=token),
+            headers={"User-Agent": "acr-chatops"},
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def repositories(self) -> list[str]:
+        names: list[str] = []
+        for page in self._pages(f"/v2/_catalog?n={self._page_size}", what="the catalog"):
+            names.extend(page.get("repositories") or [])
+        return sorted(set(names))
+
+    def tag_names(self, repository: str) -> list[str]:
+        names: list[str] = []
+        path = f"/v2/{repository}/tags/list?n={self._page_size}"
+        for page in self._pages(path, what=f"repository `{repository}`"):
+            names.extend(page.get("tags") or [])
+        return sorted(set(names))
+
+    def tags(self, repository: str) -> list[TagInfo]:
+        """Every tag with its digest (one HEAD each, eight at a time); dates are not known."""
+        names = self.tag_names(repository)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            digests = list(pool.map(lambda tag: self._digest_or_none(repository, tag), names))
+        return [TagInfo(name=n, digest=d) for n, d in zip(names, digests, strict=True) if d]
+
+    def resolve(self, repository: str, tag: str) -> str:
+        response = self._request(
+            "HEAD",
+            f"/v2/{repository}/manifests/{quote(tag)}",
+            headers={"Accept": ACCEPT},
+            what=f"{repository}:{tag}",
+            missing=f"no tag `{tag}`",
+        )
+        digest = response.headers.get("Docker-Content-Digest")
+        if not digest:
+            raise RegistryError(f"{self.name} did not say which digest {repository}:{tag} has")
+        return digest
+
+    def image(self, repository: str, reference: str) -> ImageInfo:
+        digest = (
+            reference if DIGEST_RE.fullmatch(reference) else self.resolve(repository, reference)
+        )
+        response = self._request(
+            "GET",
+            f"/v2/{repository}/manifests/{digest}",
+            headers={"Accept": ACCEPT},
+            what=f"{repository}@{digest}",
+            missing=f"no manifest {digest}",
+        )
+        manifest = _json(response)
+        size = len(response.content) + sum(
+            part.get("size", 0)
+            for part in [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+            if isinstance(part, dict)
+        )
+        tags = tuple(sorted(t.name for t in self.tags(repository) if t.digest == digest))
+        return ImageInfo(
+            repository=repository,
+            digest=digest,
+            media_type=response.headers.get("Content-Type"),
+            size=size,
+            created=self._created(repository, manifest),
+            tags=tags,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def untag(self, repository: str, tag: str) -> None:
+        if not self.can_untag:
+            raise Unsupported(f"{self.name} cannot remove a single tag; use --manifest")
+        self._request(
+            "DELETE",
+            f"/v2/{repository}/manifests/{quote(tag)}",
+            what=f"{repository}:{tag}",
+            missing=f"no tag `{tag}`",
+        )
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        self._request(
+            "DELETE",
+            f"/v2/{repository}/manifests/{digest}",
+            what=f"{repository}@{digest}",
+            missing=f"no manifest {digest}",
+        )
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _digest_or_none(self, repository: str, tag: str) -> str | None:
+        try:
+            return self.resolve(repository, tag)
+        except NotFound:
+            return None  # deleted between the listing and the HEAD
+
+    def _created(self, repository: str, manifest: dict[str, Any]) -> datetime | None:
+        config = manifest.get("config")
+        if not isinstance(config, dict) or not config.get("digest"):
+            return None
+        try:
+            blob = self._request(
+                "GET",
+                f"/v2/{repository}/blobs/{config['digest']}",
+                what=f"{repository} config",
+                missing="no config blob",
+            )
+            created = _json(blob).get("created")
+            return datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
+        except (NotFound, ValueError, AttributeError):
+            return None
+
+    def _pages(self, path: str, *, what: str) -> Iterator[dict[str, Any]]:
+        """GET ``path`` and every `rel="next"` page after it."""
+        seen: set[str] = set()
+        next_path: str | None = path
+        while next_path and next_path not in seen:
+            seen.add(next_path)
+            response = self._request("GET", next_path, what=what, missing=f"no {what}")
+            yield _json(response)
+            link = response.links.get("next", {}).get("url")
+            next_path = str(httpx.URL(self.url).join(link).raw_path.decode()) if link else None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        missing: str,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request with bounded retries on throttling, 5xx and refused connections."""
+        for attempt in range(1, self._retries + 1):
+            try:
+                response = self._http.request(method, path, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt < self._retries:
+                    time.sleep(self._backoff * 2 ** (attempt - 1))
+                    continue
+                raise RegistryError(
+                    f"{self.name} ({self.url}) is unreachable ({_reason(exc)}); check the URL "
+                    "and that the registry is running"
+                ) from None
+            if response.status_code in RETRY_STATUSES and attempt < self._retries:
+                time.sleep(min(_retry_after(response, self._backoff * 2 ** (attempt - 1)), 5))
+                continue
+            return self._check(response, what=what, missing=missing)
+        raise AssertionError("unreachable")
+
+    def _check(self, response: httpx.Response, *, what: str, missing: str) -> httpx.Response:
+        status = response.status_code
+        if status < 300:
+            return response
+        codes = _error_codes(response)
+        if status == 404 or "NAME_UNKNOWN" in codes or "MANIFEST_UNKNOWN" in codes:
+            repository = _repository_of(response.request.url.path)
+            if "NAME_UNKNOWN" in codes or repository is None:
+                raise NotFound(f"{self.name}: no repository `{repository or what}`")
+            raise NotFound(f"{self.name}: {repository} has {missing}")
+        if status == 405 or "UNSUPPORTED" in codes:
+            raise Unsupported(
+                f"deletion is disabled on {self.name}: ask its operators to enable "
+                "it (distribution: storage.delete.enabled)"
+            )
+        if status == 401:
+            raise RegistryError(
+                f"{self.name} rejected the bot's credentials (401); check the "
+                "registry's username and password_env/token_env in the config"
+            )
+        if status == 403:
+            raise RegistryError(
+                f"{self.name} denied the bot access to {what} (403); give the "
+                "bot's account pull and delete rights"
+            )
+        if status == 429:
+            wait = int(_retry_after(response, 30))
+            raise RegistryError(f"{self.name} is throttling requests (429); try again in {wait} s")
+        if status >= 500:
+            raise RegistryError(f"{self.name} failed (HTTP {status}); try again later")
+        raise RegistryError(
+            f"{self.name} refused {what} (HTTP {status}"
+            + (f", {', '.join(codes)}" if codes else "")
+            + ")"
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _repository_of(path: str) -> str | None:
+    """`/v2/team/app/manifests/x` → `team/app`; None for the catalog."""
+    for marker in ("/tags/list", "/manifests/", "/blobs/"):
+        if path.startswith("/v2/") and marker in path:
+            return path[len("/v2/") : path.index(marker)]
+    return None
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _error_codes(response: httpx.Response) -> list[str]:
+    errors = _json(response).get("errors") if response.content else None
+    return (
+        [e.get("code", "") for e in errors if isinstance(e, dict)]
+        if isinstance(errors, list)
+        else []
+    )
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return float(response.headers.get("Retry-After", default))
+    except ValueError:
+        return default
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return exc.__class__.__name__
