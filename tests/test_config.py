@@ -40,7 +40,12 @@ def test_secrets_come_from_the_environment(tmp_path):
         ({"registry": [REG], "colour": 1}, "colour: unknown key"),
         (
             {"registry": [{**REG, "type": "ftp"}]},
-            "registry[0].type: expected one of oci-layout, got 'ftp'",
+            "registry[0].type: expected one of oci-layout, oci, got 'ftp'",
+        ),
+        ({"registry": [{"name": "o", "type": "oci"}]}, "registry[0].url: required for type 'oci'"),
+        (
+            {"registry": [{"name": "o", "type": "oci", "url": "ftp://x"}]},
+            "registry[0].url: expected an http:// or https:// URL",
         ),
         ({"registry": [{**REG, "name": "bad name"}]}, "registry[0].name: expected a name"),
         ({"registry": [REG, REG]}, "registry[1].name: 'r' is used twice"),
