@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
+SERVICES := .cache/services-stamp
+
 .PHONY: demo test lint format clean
 
 $(STAMP): pyproject.toml
@@ -15,7 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## seed the offline demo registry and open the console as alice
 	$(BIN)/acrbot demo
 
-test: $(STAMP)  ## run the whole test suite
+# The real servers the tests use: docker-registry (apt, needs root) and Azurite (npm).
+$(SERVICES): tests/install-services.sh
+	bash tests/install-services.sh
+	mkdir -p .cache && touch $(SERVICES)
+
+test: $(STAMP) $(SERVICES)  ## run the whole test suite
 	$(BIN)/pytest
 
 lint: $(STAMP)  ## ruff lint and format check
@@ -27,4 +34,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .acrbot-demo .pytest_cache
+	rm -rf $(VENV) .acrbot-demo .pytest_cache .cache

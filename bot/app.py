@@ -83,6 +83,13 @@ def build_context(
         groups_of = static_groups(config)
     if registries is None:
         registries = [BACKENDS[r.type](r) for r in config.registries]
+    archive = None
+    if config.archive is not None:
+        from bot.archive import AuditArchive, container_client
+
+        archive = AuditArchive(
+            store, container_client(config.archive), prefix=config.archive.prefix
+        )
     return Context(
         config=config,
         store=store,
@@ -91,6 +98,7 @@ def build_context(
         requests=Requests(store, audit, clock=clock),
         registries=Registries(registries),
         clock=clock,
+        archive=archive,
     )
 
 
@@ -105,6 +113,18 @@ def static_groups(config: Config) -> Callable[[str], list[str]]:
 
 def build_dispatcher(config: Config, **kwargs: Any) -> Dispatcher:
     return Dispatcher(build_context(config, **kwargs), HANDLERS)
+
+
+def ship_audit(ctx: Context) -> None:
+    """Try to archive queued audit rows now; an unreachable archive only logs a warning."""
+    if ctx.archive is None:
+        return
+    from bot.archive import ArchiveUnavailable
+
+    try:
+        ctx.archive.ship()
+    except ArchiveUnavailable as exc:
+        logging.getLogger(__name__).warning("%s", exc)
 
 
 def configure_logging(level: int = logging.WARNING) -> None:

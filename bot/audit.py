@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -65,6 +66,7 @@ def entry_hash(prev_hash: str, row: dict) -> str:
 class Audit:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.on_append: Callable[[], None] | None = None  # e.g. wake the archive shipper
 
     def append(
         self,
@@ -105,6 +107,8 @@ class Audit:
                 "insert or replace into meta (key, value) values (?, ?)",
                 [HEAD_KEY, f"{row['id']}:{row['hash']}"],
             )
+        if self.on_append is not None:
+            self.on_append()
         return AuditEntry(**row)
 
     def entries(

@@ -14,9 +14,10 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bot import __version__, commands
-from bot.app import build_context, build_dispatcher, configure_logging
+from bot.app import build_context, build_dispatcher, configure_logging, ship_audit
 from bot.config import Config, default_user, load
 from bot.console import run_console
 from bot.errors import BotError, ConfigError, UsageError
@@ -84,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(audit)
     audit.add_argument("action", nargs="?", choices=["verify"], help="check the hash chain")
     audit.add_argument("--json", action="store_true", help="JSON lines")
+    audit.add_argument(
+        "--blob", action="store_true", help="with verify: check the archive in Azure Blob Storage"
+    )
     audit.add_argument("--last", type=int, default=50, help="entries to print (default 50)")
     return parser
 
@@ -128,7 +132,12 @@ def _console(args: argparse.Namespace) -> int:
 def _console_loop(config: Config, user: str) -> int:
     dispatcher = build_dispatcher(config)
     run_console(
-        dispatcher, user=user, stdin=sys.stdin, stdout=sys.stdout, interactive=sys.stdin.isatty()
+        dispatcher,
+        user=user,
+        stdin=sys.stdin,
+        stdout=sys.stdout,
+        interactive=sys.stdin.isatty(),
+        after=lambda: ship_audit(dispatcher.ctx),
     )
     return 0
 
@@ -150,7 +159,9 @@ def _run(args: argparse.Namespace) -> int:
     if not args.words:
         raise ConfigError('run: give the bot command to run, e.g. acrbot run --user ID "help"')
     text = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
-    reply = build_dispatcher(load(args.config)).handle(text, user=args.user)
+    dispatcher = build_dispatcher(load(args.config))
+    reply = dispatcher.handle(text, user=args.user)
+    ship_audit(dispatcher.ctx)
     if args.json:
         print(json.dumps(reply.as_json(), indent=2, default=str))
         if reply.secret is not None:
@@ -192,11 +203,14 @@ def _roles(args: argparse.Namespace) -> int:
     ctx.audit.append(
         actor=actor, action=args.roles_cmd, target=str(grant), outcome="ok", at=ctx.clock()
     )
+    ship_audit(ctx)
     return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
     ctx = build_context(load(args.config))
+    if args.action == "verify" and args.blob:
+        return _verify_archive(ctx)
     if args.action == "verify":
         result = ctx.audit.verify()
         if result.ok:
@@ -214,6 +228,24 @@ def _audit(args: argparse.Namespace) -> int:
                 f"{entry.id:>5} {entry.ts} {entry.actor} {entry.action} {entry.target} "
                 f"{entry.outcome}" + (f" ({entry.error})" if entry.error else "")
             )
+    return 0
+
+
+def _verify_archive(ctx: Any) -> int:
+    if ctx.archive is None:
+        raise ConfigError("audit verify --blob: no [audit.blob] table in the configuration")
+    ship_audit(ctx)
+    result = ctx.archive.verify()
+    local = ctx.audit.verify().checked
+    if not result.ok:
+        print(f"audit archive BROKEN ({result.checked} rows checked):")
+        for problem in result.problems:
+            print(f"  {problem}")
+        return 1
+    behind = (
+        f"; {local - result.last_id} newer rows not shipped yet" if local > result.last_id else ""
+    )
+    print(f"audit archive intact: {result.checked} rows verified from the archive alone{behind}")
     return 0
 
 

@@ -47,11 +47,22 @@ class ApprovalConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    """`[audit.blob]`: where the audit is archived. The connection string is a secret."""
+
+    container: str = "acrbot-audit"
+    prefix: str = "audit"
+    account_url: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path
     registries: tuple[RegistryConfig, ...]
     approvals: ApprovalConfig = ApprovalConfig()
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    archive: ArchiveConfig | None = None
     source: str = "<defaults>"
 
     @property
@@ -161,7 +172,7 @@ def from_mapping(
 ) -> Config:
     """Build a Config from parsed TOML; relative paths are resolved against ``base``."""
     environ = os.environ if environ is None else environ
-    known = {"database", "approvals", "registry", "groups"}
+    known = {"database", "approvals", "registry", "groups", "audit"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -174,6 +185,7 @@ def from_mapping(
         registries=registries,
         approvals=_approvals(data.get("approvals", {})),
         groups=_groups(data.get("groups", {})),
+        archive=_archive(data.get("audit", {}), environ=environ),
         source=source,
     )
 
@@ -248,6 +260,50 @@ def _approvals(table: Any) -> ApprovalConfig:
     if "delete_manifest" not in table:
         required["delete_manifest"] = required["delete"]
     return ApprovalConfig(ttl=ttl, required=required)
+
+
+def _archive(table: Any, *, environ: Mapping[str, str]) -> ArchiveConfig | None:
+    if not isinstance(table, dict) or set(table) - {"blob"}:
+        raise ConfigError("audit: expected only an [audit.blob] table")
+    blob = table.get("blob")
+    if blob is None:
+        return None
+    if not isinstance(blob, dict):
+        raise ConfigError("audit.blob: expected a table")
+    known = {"account_url", "connection_string_env", "container", "prefix"}
+    for key in blob:
+        if key not in known:
+            raise ConfigError(f"audit.blob.{key}: unknown key (known: {', '.join(sorted(known))})")
+    connection = None
+    if "connection_string_env" in blob:
+        name = blob["connection_string_env"]
+        if not isinstance(name, str) or not environ.get(name):
+            raise ConfigError(
+                f"audit.blob.connection_string_env: environment variable {name!r} is not set"
+            )
+        connection = environ[name]
+    account_url = blob.get("account_url")
+    if connection is None and not (
+        isinstance(account_url, str) and account_url.startswith("https://")
+    ):
+        raise ConfigError(
+            "audit.blob: give account_url (https://…, signed in with "
+            "DefaultAzureCredential) or connection_string_env"
+        )
+    container = blob.get("container", "acrbot-audit")
+    if not isinstance(container, str) or not re.fullmatch(
+        r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]", container
+    ):
+        raise ConfigError("audit.blob.container: expected a container name (3-63 of a-z 0-9 -)")
+    prefix = blob.get("prefix", "audit")
+    if not isinstance(prefix, str) or not prefix.strip("/"):
+        raise ConfigError('audit.blob.prefix: expected a path such as "audit"')
+    return ArchiveConfig(
+        container=container,
+        prefix=prefix.strip("/"),
+        account_url=account_url,
+        connection_string=connection,
+    )
 
 
 def _groups(table: Any) -> dict[str, tuple[str, ...]]:

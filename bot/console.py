@@ -8,6 +8,7 @@ the chat it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TextIO
 
 from bot.dispatch import Dispatcher
@@ -20,7 +21,13 @@ CONSOLE_HELP = (
 
 
 def run_console(
-    dispatcher: Dispatcher, *, user: str, stdin: TextIO, stdout: TextIO, interactive: bool
+    dispatcher: Dispatcher,
+    *,
+    user: str,
+    stdin: TextIO,
+    stdout: TextIO,
+    interactive: bool,
+    after: Callable[[], None] | None = None,
 ) -> int:
     """Read commands until EOF or `:quit`; return the number of failed commands."""
     failures = 0
@@ -55,3 +62,5 @@ def run_console(
         if not reply.ok:
             failures += 1
         print(render(reply), file=stdout, flush=True)
+        if after is not None:
+            after()

@@ -65,6 +65,7 @@ class Context:
     requests: Requests
     registries: Registries
     clock: Clock
+    archive: Any = None  # bot.archive.AuditArchive when [audit.blob] is configured
 
 
 @dataclass(frozen=True)

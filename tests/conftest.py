@@ -74,7 +74,7 @@ class ChatBot:
         )
 
 
-def make_config(tmp_path: Path, **extra: Any) -> Config:
+def make_config(tmp_path: Path, *, environ: dict[str, str] | None = None, **extra: Any) -> Config:
     data: dict[str, Any] = {
         "database": "acrbot.db",
         "registry": [
@@ -87,7 +87,7 @@ def make_config(tmp_path: Path, **extra: Any) -> Config:
         ],
     }
     data.update(extra)
-    return from_mapping(data, base=tmp_path, environ={})
+    return from_mapping(data, base=tmp_path, environ=environ or {})
 
 
 @pytest.fixture
@@ -196,5 +196,15 @@ def distribution_basic(tmp_path_factory):
     server = Distribution(
         tmp_path_factory.mktemp("distribution-basic"), users={"bot": "s3cret-pw"}
     ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory):
+    """Azurite Blob on 127.0.0.1 (data on disk, so a stop/start keeps it: an outage)."""
+    from tests.azurite import Azurite
+
+    server = Azurite(tmp_path_factory.mktemp("azurite")).start()
     yield server
     server.stop()

@@ -20,6 +20,7 @@ from slack_sdk import WebClient
 
 from bot import redaction
 from bot.app import build_dispatcher, static_groups
+from bot.archive import Shipper
 from bot.config import Config, SlackSettings
 from bot.slack.groups import SlackGroups, is_usergroup
 from bot.slack.listeners import SlackBot
@@ -60,9 +61,11 @@ class SlackService:
         self._sweep_interval = sweep_interval
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self._shipper: Shipper | None = None
 
     def start_sweeper(self) -> None:
-        """Announce outcomes reached while we were down, then expire requests periodically."""
+        """Announce outcomes reached while we were down, then expire requests periodically;
+        ship the audit to its archive in the background, if one is configured."""
 
         def loop() -> None:
             while True:
@@ -75,9 +78,15 @@ class SlackService:
 
         self._sweeper = threading.Thread(target=loop, name="acr-sweep", daemon=True)
         self._sweeper.start()
+        ctx = self.bot.ctx
+        if ctx.archive is not None:
+            self._shipper = Shipper(ctx.archive).start()
+            ctx.audit.on_append = self._shipper.nudge
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._shipper is not None:
+            self._shipper.stop()
         self.pool.shutdown(wait=True, cancel_futures=False)
         self.bot.ctx.store.close()
 
