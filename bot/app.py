@@ -62,7 +62,37 @@ def _oci(cfg: RegistryConfig) -> Registry:
     )
 
 
-BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout, "oci": _oci}
+def _acr(cfg: RegistryConfig) -> Registry:
+    from azure.identity import DefaultAzureCredential
+
+    from handlers.acr import CLOUDS, AcrRegistry
+
+    options = cfg.options
+    arm, authority, audience = CLOUDS[options.get("cloud", "public")]
+    arm = options.get("arm_endpoint", arm)
+    credential = DefaultAzureCredential(authority=options.get("authority", authority))
+    verify = str(options["ca_bundle"]) if "ca_bundle" in options else True
+    vault = None
+    if "key_vault_url" in options:
+        from azure.keyvault.secrets import SecretClient
+
+        vault = SecretClient(options["key_vault_url"], credential, connection_verify=verify)
+    return AcrRegistry(
+        cfg.name,
+        login_server=cfg.login_server or "",
+        subscription_id=options["subscription_id"],
+        resource_group=options["resource_group"],
+        registry_name=options.get("resource_name", cfg.name),
+        credential=credential,
+        arm_endpoint=arm,
+        audience=options.get("audience", audience),
+        connection_verify=verify,
+        key_vault=vault,
+        key_vault_secret=options.get("key_vault_secret"),
+    )
+
+
+BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout, "oci": _oci, "acr": _acr}
 
 
 def utc_now() -> datetime:

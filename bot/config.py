@@ -20,7 +20,14 @@ from bot.errors import ConfigError
 CONFIG_ENV = "ACRBOT_CONFIG"
 # type -> required keys. Optional keys of `oci`: username, password_env, token_env,
 # tag_delete, ca_bundle, timeout.
-REGISTRY_TYPES = {"oci-layout": ("path",), "oci": ("url",)}
+REGISTRY_TYPES = {
+    "oci-layout": ("path",),
+    "oci": ("url",),
+    "acr": ("login_server", "subscription_id", "resource_group"),
+}
+# Optional keys of `acr`: resource_name (default: name), cloud (public, china, usgov) or
+# arm_endpoint/authority/audience, ca_bundle, key_vault_url + key_vault_secret.
+CLOUDS = ("public", "china", "usgov")
 ACTIONS = ("delete", "delete_manifest")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -230,8 +237,17 @@ def _registries(
             else:
                 options[opt] = value
         login = table.get("login_server")
-        if login is not None and not isinstance(login, str):
-            raise ConfigError(f"{key}.login_server: expected a host name")
+        if login is not None and (not isinstance(login, str) or "://" in login):
+            raise ConfigError(
+                f"{key}.login_server: expected a host name such as "
+                "myreg.azurecr.io (no scheme: ACR is always https)"
+            )
+        if kind == "acr" and table.get("cloud", "public") not in CLOUDS:
+            raise ConfigError(f"{key}.cloud: expected one of {', '.join(CLOUDS)}")
+        if kind == "acr" and ("key_vault_url" in table) != ("key_vault_secret" in table):
+            raise ConfigError(
+                f"{key}.key_vault_secret: key_vault_url and key_vault_secret go together"
+            )
         result.append(
             RegistryConfig(
                 name=name,

@@ -24,6 +24,21 @@ def rotate(call: Call, *, ctx: Context) -> Reply:
     which = call.args["which"]
     other = "password2" if which == "password" else "password"
     new = registry.regenerate_password(which)
+    if new.vault_secret:
+        return Reply(
+            text=f"Regenerated {which} of {registry.name} (admin user {new.username}); the new "
+            f"value is in Key Vault as {new.vault_secret}.",
+            notes=(
+                f"Consumers still using {other} keep working: move them to {which}, "
+                f"then rotate {other}.",
+            ),
+            data={
+                "registry": registry.name,
+                "password": which,
+                "username": new.username,
+                "key_vault_secret": new.vault_secret,
+            },
+        )
     return Reply(
         text=f"Regenerated {which} of {registry.name} (admin user {new.username}).",
         notes=(

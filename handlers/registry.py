@@ -54,6 +54,7 @@ class NewPassword:
     name: str
     username: str
     value: str = field(repr=False)
+    vault_secret: str | None = None  # "name (version v)" when stored in Key Vault instead
 
 
 @runtime_checkable

@@ -208,3 +208,44 @@ def azurite(tmp_path_factory):
     server = Azurite(tmp_path_factory.mktemp("azurite")).start()
     yield server
     server.stop()
+
+
+class StaticCredential:
+    """A TokenCredential that hands out the fake ARM token (what DefaultAzureCredential gets)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any):
+        from azure.core.credentials import AccessToken
+
+        from tests.fake_acr import ARM_TOKEN
+
+        return AccessToken(ARM_TOKEN, int(datetime.now(UTC).timestamp()) + 3600)
+
+
+@pytest.fixture
+def fake_acr(tmp_path):
+    from tests.fake_acr import FakeAcr
+
+    server = FakeAcr().start()
+    server.ca_path = server.write_ca(tmp_path / "ca.pem")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def acr(fake_acr):
+    """The real AcrRegistry (azure SDK clients) pointed at the local HTTPS fake."""
+    from handlers.acr import AcrRegistry
+
+    return AcrRegistry(
+        "prod",
+        login_server=fake_acr.login_server,
+        subscription_id=fake_acr.subscription,
+        resource_group=fake_acr.resource_group,
+        registry_name=fake_acr.registry_name,
+        credential=StaticCredential(),
+        arm_endpoint=fake_acr.url,
+        audience="https://management.azure.com",
+        connection_verify=fake_acr.ca_path,
+        retry_total=0,
+        polling_interval=0,
+    )

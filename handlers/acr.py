@@ -1,0 +1,268 @@
+"""The `acr` backend: Azure Container Registry through the Azure SDKs.
+
+Data plane with azure-containerregistry (repositories, tag properties with dates and locks,
+untag, manifest delete); management plane with azure-mgmt-containerregistry (admin user,
+credentials). Both clients are built once, with azure.identity.DefaultAzureCredential in
+production, and shared. SDK errors are translated into our user errors right here, where the
+SDK is called.
+
+Quirks handled: `delete_tag` returns silently on a 404, so the tag is looked up first and a
+missing one reported as such; ACR is always https (a login server with a scheme is refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from azure.containerregistry import ContainerRegistryClient
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+from azure.mgmt.containerregistry.models import (
+    RegenerateCredentialParameters,
+    RegistryUpdateParameters,
+)
+
+from bot.errors import NotFound, RegistryError, Unsupported
+from bot.references import DIGEST_RE
+from handlers.registry import AdminStatus, ImageInfo, NewPassword, TagInfo
+
+T = TypeVar("T")
+
+# cloud -> (ARM endpoint, AAD authority host, ACR token audience)
+CLOUDS = {
+    "public": (
+        "https://management.azure.com",
+        "https://login.microsoftonline.com",
+        "https://management.azure.com",
+    ),
+    "china": (
+        "https://management.chinacloudapi.cn",
+        "https://login.chinacloudapi.cn",
+        "https://management.chinacloudapi.cn",
+    ),
+    "usgov": (
+        "https://management.usgovcloudapi.net",
+        "https://login.microsoftonline.us",
+        "https://management.usgovcloudapi.net",
+    ),
+}
+
+
+class AcrRegistry:
+    """One Azure Container Registry: its data plane and its ARM resource."""
+
+    kind = "acr"
+    can_untag = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        login_server: str,
+        subscription_id: str,
+        resource_group: str,
+        registry_name: str,
+        credential: Any,
+        arm_endpoint: str,
+        audience: str,
+        connection_verify: str | bool = True,
+        key_vault: Any = None,
+        key_vault_secret: str | None = None,
+        **client_options: Any,
+    ) -> None:
+        if "://" in login_server:
+            raise ValueError("login_server is a host name: ACR is always https")
+        self.name = name
+        self.login_server = login_server.lower()
+        self._rg, self._registry_name = resource_group, registry_name
+        options = {"connection_verify": connection_verify, **client_options}
+        self._data = ContainerRegistryClient(
+            f"https://{self.login_server}", credential, audience=audience, **options
+        )
+        self._arm = ContainerRegistryManagementClient(
+            credential,
+            subscription_id,
+            base_url=arm_endpoint,
+            credential_scopes=[f"{arm_endpoint.rstrip('/')}/.default"],
+            **options,
+        )
+        self._vault, self._vault_secret = key_vault, key_vault_secret
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def repositories(self) -> list[str]:
+        return sorted(
+            self._call(lambda: list(self._data.list_repository_names()), what="the repository list")
+        )
+
+    def tags(self, repository: str) -> list[TagInfo]:
+        def listing() -> list[TagInfo]:
+            return [
+                TagInfo(
+                    name=t.name,
+                    digest=t.digest,
+                    created=t.created_on,
+                    updated=t.last_updated_on,
+                    locked=not (t.can_delete and t.can_write),
+                )
+                for t in self._data.list_tag_properties(repository)
+            ]
+
+        return self._call(listing, what=repository, missing=f"no repository `{repository}`")
+
+    def resolve(self, repository: str, tag: str) -> str:
+        return self._call(
+            lambda: self._data.get_tag_properties(repository, tag).digest,
+            what=f"{repository}:{tag}",
+            missing=f"{repository} has no tag `{tag}`",
+        )
+
+    def image(self, repository: str, reference: str) -> ImageInfo:
+        digest = (
+            reference if DIGEST_RE.fullmatch(reference) else self.resolve(repository, reference)
+        )
+        props = self._call(
+            lambda: self._data.get_manifest_properties(repository, digest),
+            what=f"{repository}@{digest}",
+            missing=f"{repository} has no manifest {digest}",
+        )
+        tags = sorted(props.tags or [])
+        locked = tuple(t.name for t in self.tags(repository) if t.name in tags and t.locked)
+        return ImageInfo(
+            repository=repository,
+            digest=digest,
+            media_type=None,
+            size=props.size_in_bytes,
+            created=props.created_on,
+            updated=props.last_updated_on,
+            tags=tuple(tags),
+            locked_tags=locked,
+            manifest_locked=not (props.can_delete and props.can_write),
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def untag(self, repository: str, tag: str) -> None:
+        # delete_tag returns None on a 404: look first, so a missing tag is reported.
+        self.resolve(repository, tag)
+        self._call(
+            lambda: self._data.delete_tag(repository, tag),
+            what=f"{repository}:{tag}",
+            missing=f"{repository} has no tag `{tag}`",
+        )
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        self._call(
+            lambda: self._data.delete_manifest(repository, digest),
+            what=f"{repository}@{digest}",
+            missing=f"{repository} has no manifest {digest}",
+        )
+
+    def set_lock(self, repository: str, tag: str, *, locked: bool) -> None:
+        self._call(
+            lambda: self._data.update_tag_properties(
+                repository, tag, can_delete=not locked, can_write=not locked
+            ),
+            what=f"{repository}:{tag}",
+            missing=f"{repository} has no tag `{tag}`",
+        )
+
+    # -- admin user and credentials --------------------------------------------------------
+
+    def admin_status(self) -> AdminStatus:
+        registry = self._call(
+            lambda: self._arm.registries.get(self._rg, self._registry_name),
+            what="the registry resource",
+            missing="no such registry resource",
+        )
+        return AdminStatus(enabled=bool(registry.admin_user_enabled), username=self._registry_name)
+
+    def set_admin(self, *, enabled: bool) -> AdminStatus:
+        def update() -> Any:
+            poller = self._arm.registries.begin_update(
+                self._rg, self._registry_name, RegistryUpdateParameters(admin_user_enabled=enabled)
+            )
+            return poller.result()
+
+        registry = self._call(
+            update, what="the registry resource", missing="no such registry resource"
+        )
+        return AdminStatus(enabled=bool(registry.admin_user_enabled), username=self._registry_name)
+
+    def regenerate_password(self, which: str) -> NewPassword:
+        result = self._call(
+            lambda: self._arm.registries.regenerate_credential(
+                self._rg, self._registry_name, RegenerateCredentialParameters(name=which)
+            ),
+            what="the admin credentials",
+            missing="no such registry resource",
+        )
+        value = next((p.value for p in result.passwords or [] if p.name == which), None)
+        if not value:
+            raise RegistryError(f"{self.name} did not return the new {which}")
+        if self._vault is not None and self._vault_secret:
+            stored = self._call(
+                lambda: self._vault.set_secret(self._vault_secret, value),
+                what="the Key Vault secret",
+                missing="no such Key Vault",
+            )
+            return NewPassword(
+                name=which,
+                username=result.username or self._registry_name,
+                value="",
+                vault_secret=f"{stored.name} (version {stored.properties.version})",
+            )
+        return NewPassword(name=which, username=result.username or self._registry_name, value=value)
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T], *, what: str, missing: str = "") -> T:
+        """Run one SDK call; turn azure.core errors into messages naming the registry."""
+        try:
+            return fn()
+        except ResourceNotFoundError:
+            raise NotFound(f"{self.name}: {missing or what + ' not found'}") from None
+        except ClientAuthenticationError:
+            raise RegistryError(
+                f"{self.name} rejected the bot's Azure credentials (401) for {what}; check the "
+                "identity DefaultAzureCredential uses (AZURE_CLIENT_ID…, managed identity, "
+                "az login)"
+            ) from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise RegistryError(
+                f"{self.name} ({self.login_server}) is unreachable "
+                f"({exc.__class__.__name__}); check the network path and DNS"
+            ) from None
+        except HttpResponseError as exc:
+            raise _translate(self.name, exc, what) from None
+
+
+def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
+    status = exc.status_code or 0
+    code = getattr(exc.error, "code", None) if exc.error else None
+    if status == 403:
+        return RegistryError(
+            f"{name} denied the bot access to {what} (403); give its identity "
+            "the AcrPull/AcrDelete (data) or Contributor (admin) role"
+        )
+    if status == 429:
+        retry = exc.response.headers.get("Retry-After", "a few") if exc.response else "a few"
+        return RegistryError(f"{name} is throttling requests (429); try again in {retry} s")
+    if status == 405 or code == "UNSUPPORTED":
+        return Unsupported(f"deletion is disabled on {name}")
+    if code == "AdminUserDisabled":
+        return RegistryError(
+            f"admin user is disabled on {name}; an owner can run `admin enable --registry {name}`"
+        )
+    if status >= 500:
+        return RegistryError(f"{name} failed (HTTP {status}); try again later")
+    return RegistryError(
+        f"{name} refused {what} (HTTP {status}" + (f", {code}" if code else "") + ")"
+    )

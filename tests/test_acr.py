@@ -1,0 +1,130 @@
+"""The `acr` backend through the real Azure SDK clients, against local HTTPS wire fakes."""
+
+import pytest
+
+from bot.errors import NotFound, RegistryError
+from handlers.registry import Registry
+
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+
+
+@pytest.fixture
+def seeded(fake_acr):
+    fake_acr.push("library/hello-world", "latest", D1, offset=100)
+    fake_acr.push("library/hello-world", "v1", D1, offset=50)
+    fake_acr.push("library/hello-world", "v0", D2, offset=0)
+    for i in range(5):
+        fake_acr.push(f"team/app{i}", "1.0", D2)
+    return fake_acr
+
+
+def test_is_a_registry(acr):
+    assert isinstance(acr, Registry)
+
+
+def test_lists_repositories_across_pages_after_the_token_exchange(acr, seeded):
+    names = acr.repositories()
+    assert names == ["library/hello-world", *(f"team/app{i}" for i in range(5))]
+    paths = [p for _, p in seeded.state.calls]
+    assert any(p.startswith("/oauth2/exchange") for p in paths)
+    assert any(p.startswith("/oauth2/token") for p in paths)
+
+
+def test_tags_carry_dates_and_locks(acr, seeded):
+    seeded.state.repositories["library/hello-world"]["v0"].delete_enabled = False
+    tags = {t.name: t for t in acr.tags("library/hello-world")}
+    assert set(tags) == {"latest", "v1", "v0"}
+    assert tags["latest"].digest == D1
+    assert tags["latest"].created.year == 2023
+    assert tags["v0"].locked and not tags["v1"].locked
+
+
+def test_image_lists_tags_sharing_the_digest(acr, seeded):
+    info = acr.image("library/hello-world", "latest")
+    assert (info.digest, info.tags, info.size) == (D1, ("latest", "v1"), 5325)
+
+
+def test_untag_removes_one_tag(acr, seeded):
+    acr.untag("library/hello-world", "latest")
+    assert [t.name for t in acr.tags("library/hello-world")] == ["v0", "v1"]
+
+
+def test_untag_of_a_missing_tag_is_reported_not_silent(acr, seeded):
+    with pytest.raises(NotFound, match=r"^prod: library/hello-world has no tag `nope`$"):
+        acr.untag("library/hello-world", "nope")
+
+
+def test_delete_manifest_removes_every_tag_on_it(acr, seeded):
+    acr.delete_manifest("library/hello-world", D1)
+    assert [t.name for t in acr.tags("library/hello-world")] == ["v0"]
+
+
+def test_locks_are_set_through_tag_properties(acr, seeded):
+    acr.set_lock("library/hello-world", "v1", locked=True)
+    assert acr.image("library/hello-world", "v1").locked_tags == ("v1",)
+
+
+def test_admin_user_status_disable_and_enable_with_the_long_running_operation(acr, seeded):
+    assert acr.admin_status().enabled is True
+    assert acr.set_admin(enabled=False).enabled is False
+    assert seeded.state.admin_enabled is False
+    paths = [p for _, p in seeded.state.calls]
+    assert any("/operationStatuses/" in p for p in paths)
+    assert acr.set_admin(enabled=True).enabled is True
+
+
+def test_regenerate_changes_only_that_password(acr, seeded):
+    before = dict(seeded.state.passwords)
+    new = acr.regenerate_password("password2")
+    assert new.value == seeded.state.passwords["password2"] != before["password2"]
+    assert seeded.state.passwords["password"] == before["password"]
+    assert new.username == "testreg"
+    assert new.value not in repr(new)
+
+
+def test_throttling_and_server_errors_become_messages(acr, seeded):
+    seeded.state.throttle = 1
+    with pytest.raises(RegistryError, match=r"^prod is throttling requests \(429\)"):
+        acr.tags("library/hello-world")
+    seeded.state.fail_status = 503
+    with pytest.raises(RegistryError, match=r"^prod failed \(HTTP 503\); try again later$"):
+        acr.repositories()
+
+
+def test_unreachable_registry(fake_acr, tmp_path):
+    from handlers.acr import AcrRegistry
+    from tests.conftest import StaticCredential
+    from tests.distribution import free_port
+
+    port = free_port()
+    dead = AcrRegistry(
+        "gone",
+        login_server=f"127.0.0.1:{port}",
+        subscription_id="s",
+        resource_group="r",
+        registry_name="n",
+        credential=StaticCredential(),
+        arm_endpoint=f"https://127.0.0.1:{port}",
+        audience="https://x",
+        connection_verify=fake_acr.ca_path,
+        retry_total=0,
+    )
+    with pytest.raises(RegistryError, match=r"^gone \(127\.0\.0\.1:\d+\) is unreachable"):
+        dead.repositories()
+
+
+def test_plain_http_is_refused():
+    from handlers.acr import AcrRegistry
+
+    with pytest.raises(ValueError, match="ACR is always https"):
+        AcrRegistry(
+            "x",
+            login_server="http://myreg.azurecr.io",
+            subscription_id="s",
+            resource_group="r",
+            registry_name="n",
+            credential=None,
+            arm_endpoint="https://m",
+            audience="https://a",
+        )

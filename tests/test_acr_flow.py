@@ -1,0 +1,157 @@
+"""The bot on Azure Container Registry: approvals, admin user, and rotation that leaks nothing."""
+
+import json
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from bot.app import BACKENDS, build_dispatcher
+from bot.config import from_mapping
+from bot.policy import Grant, Role
+from bot.render_text import render
+from tests.conftest import make_config
+
+D1 = "sha256:" + "a" * 64
+
+
+@pytest.fixture
+def bot(tmp_path, clock, acr, fake_acr):
+    fake_acr.push("team/api", "1.0", D1)
+    fake_acr.push("team/api", "stable", D1)
+    dispatcher = build_dispatcher(make_config(tmp_path), clock=clock, registries=[acr])
+    for user, role in (
+        ("alice", Role.CONTRIBUTOR),
+        ("bob", Role.OWNER),
+        ("dave", Role.ONCALL),
+        ("carol", Role.READER),
+    ):
+        dispatcher.ctx.roles.grant(Grant(user, role), by="test", at=clock())
+    return dispatcher
+
+
+def test_untag_request_approved_on_acr(bot, fake_acr):
+    assert bot.handle("delete team/api:1.0 --reason 'old'", user="alice").ok
+    assert bot.handle("approve 1", user="bob").text == (
+        "Request #1 approved and done: deleted 1.0 from prod/team/api."
+    )
+    assert sorted(fake_acr.state.repositories["team/api"]) == ["stable"]
+
+
+def test_full_reference_with_the_acr_login_server(bot, fake_acr):
+    reply = bot.handle(f"show {fake_acr.login_server}/team/api:stable", user="carol")
+    assert reply.data["tags"] == ["1.0", "stable"]
+
+
+def test_rotation_secret_reaches_only_the_caller(bot, fake_acr, caplog):
+    caplog.set_level(logging.DEBUG)
+    reply = bot.handle("rotate password2 --reason 'quarterly rotation'", user="dave")
+    secret = fake_acr.state.passwords["password2"]
+    assert reply.ok and reply.secret == secret
+    assert reply.text == "Regenerated password2 of prod (admin user testreg)."
+    public = json.dumps(reply.as_json()) + "".join(reply.notes) + repr(reply)
+    assert secret not in public
+    assert secret not in caplog.text
+    bot.ctx.store.close()
+    for path in bot.ctx.store.path.parent.glob("acrbot.db*"):
+        assert secret.encode() not in path.read_bytes()
+    assert render(reply).count(secret) == 1
+
+
+def test_rotation_with_admin_disabled(bot, fake_acr):
+    assert bot.handle("admin disable", user="bob").text == "Admin user on prod is disabled."
+    assert fake_acr.state.admin_enabled is False
+    assert bot.handle("rotate password --reason x", user="dave").text == (
+        "admin user is disabled on prod; an owner can run `admin enable --registry prod`"
+    )
+
+
+def test_rotation_into_key_vault_returns_only_the_secret_name(tmp_path, clock, fake_acr):
+    from handlers.acr import AcrRegistry
+    from tests.conftest import StaticCredential
+
+    stored = {}
+
+    class Vault:  # the SecretClient surface the backend uses
+        def set_secret(self, name, value):
+            stored[name] = value
+            return SimpleNamespace(name=name, properties=SimpleNamespace(version="v42"))
+
+    acr = AcrRegistry(
+        "prod",
+        login_server=fake_acr.login_server,
+        subscription_id=fake_acr.subscription,
+        resource_group=fake_acr.resource_group,
+        registry_name=fake_acr.registry_name,
+        credential=StaticCredential(),
+        arm_endpoint=fake_acr.url,
+        audience="https://management.azure.com",
+        connection_verify=fake_acr.ca_path,
+        retry_total=0,
+        key_vault=Vault(),
+        key_vault_secret="acr-prod-password",
+    )
+    dispatcher = build_dispatcher(make_config(tmp_path), clock=clock, registries=[acr])
+    dispatcher.ctx.roles.grant(Grant("dave", Role.ONCALL), by="t", at=clock())
+    reply = dispatcher.handle("rotate password --reason x", user="dave")
+    assert reply.text == (
+        "Regenerated password of prod (admin user testreg); the new value is "
+        "in Key Vault as acr-prod-password (version v42)."
+    )
+    assert reply.secret is None
+    assert stored["acr-prod-password"] == fake_acr.state.passwords["password"]
+    assert stored["acr-prod-password"] not in render(reply)
+
+
+def test_acr_config_builds_the_sdk_clients(tmp_path):
+    config = from_mapping(
+        {
+            "registry": [
+                {
+                    "name": "prod",
+                    "type": "acr",
+                    "login_server": "prodreg.azurecr.io",
+                    "subscription_id": "00000000-0000-0000-0000-000000000000",
+                    "resource_group": "rg",
+                    "cloud": "usgov",
+                }
+            ]
+        },
+        base=tmp_path,
+        environ={},
+    )
+    registry = BACKENDS["acr"](config.registries[0])
+    assert (registry.name, registry.kind, registry.login_server) == (
+        "prod",
+        "acr",
+        "prodreg.azurecr.io",
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"login_server": "https://x.azurecr.io"},
+            "registry[0].login_server: expected a host name such as myreg.azurecr.io",
+        ),
+        ({"cloud": "mars"}, "registry[0].cloud: expected one of public, china, usgov"),
+        (
+            {"key_vault_url": "https://v.vault.azure.net"},
+            "registry[0].key_vault_secret: key_vault_url and key_vault_secret go together",
+        ),
+    ],
+)
+def test_acr_config_errors(tmp_path, table, message):
+    from bot.errors import ConfigError
+
+    base = {
+        "name": "prod",
+        "type": "acr",
+        "login_server": "prodreg.azurecr.io",
+        "subscription_id": "s",
+        "resource_group": "rg",
+    }
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"registry": [{**base, **table}]}, base=tmp_path, environ={})
+    assert str(exc.value).startswith(message)
