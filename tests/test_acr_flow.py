@@ -155,3 +155,82 @@ def test_acr_config_errors(tmp_path, table, message):
     with pytest.raises(ConfigError) as exc:
         from_mapping({"registry": [{**base, **table}]}, base=tmp_path, environ={})
     assert str(exc.value).startswith(message)
+
+
+def test_default_azure_credential_through_a_managed_identity_endpoint(
+    tmp_path, clock, fake_acr, monkeypatch
+):
+    """The production factory, DefaultAzureCredential included, with no network: the managed
+    identity (App Service) variables point at a local token endpoint."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.fake_acr import ARM_TOKEN
+
+    asked = []
+
+    class TokenEndpoint(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            asked.append((self.path, self.headers.get("X-IDENTITY-HEADER")))
+            body = json.dumps(
+                {
+                    "access_token": ARM_TOKEN,
+                    "expires_on": int(time.time()) + 3600,
+                    "resource": "https://management.azure.com",
+                    "token_type": "Bearer",
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    for name in (
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}/msi")
+    monkeypatch.setenv("IDENTITY_HEADER", "local-test-header")
+    try:
+        fake_acr.push("team/web", "v1", D1)
+        config = from_mapping(
+            {
+                "database": "a.db",
+                "registry": [
+                    {
+                        "name": "prod",
+                        "type": "acr",
+                        "login_server": fake_acr.login_server,
+                        "subscription_id": fake_acr.subscription,
+                        "resource_group": fake_acr.resource_group,
+                        "resource_name": fake_acr.registry_name,
+                        "arm_endpoint": fake_acr.url,
+                        "ca_bundle": fake_acr.ca_path,
+                    }
+                ],
+            },
+            base=tmp_path,
+            environ={},
+        )
+        dispatcher = build_dispatcher(config, clock=clock)
+        dispatcher.ctx.roles.grant(Grant("bob", Role.OWNER), by="t", at=clock())
+        assert dispatcher.handle("tags team/web", user="bob").text == "1 tag in prod/team/web"
+        assert dispatcher.handle("admin status", user="bob").text == (
+            "Admin user on prod is enabled (user testreg)."
+        )
+        assert asked and asked[0][1] == "local-test-header"
+    finally:
+        server.shutdown()
+        server.server_close()
