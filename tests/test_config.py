@@ -40,7 +40,7 @@ def test_secrets_come_from_the_environment(tmp_path):
         ({"registry": [REG], "colour": 1}, "colour: unknown key"),
         (
             {"registry": [{**REG, "type": "ftp"}]},
-            "registry[0].type: expected one of oci-layout, oci, got 'ftp'",
+            "registry[0].type: expected one of oci-layout, oci, acr, got 'ftp'",
         ),
         ({"registry": [{"name": "o", "type": "oci"}]}, "registry[0].url: required for type 'oci'"),
         (
