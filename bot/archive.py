@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from bot.audit import GENESIS, AuditEntry, entry_hash
+from bot.audit import AuditEntry, check_chain
 from bot.config import ArchiveConfig
 from bot.errors import BotError
 from bot.store import Store
@@ -209,18 +209,8 @@ class AuditArchive:
 
 
 def verify_rows(rows: Iterable[dict[str, Any]]) -> ArchiveCheck:
-    problems: list[str] = []
-    prev_id, prev_hash, checked = 0, GENESIS, 0
-    for row in rows:
-        checked += 1
-        if row["id"] != prev_id + 1:
-            problems.append(f"archive: after row {prev_id} comes row {row['id']}")
-        if row["prev_hash"] != prev_hash:
-            problems.append(f"archive row {row['id']}: does not link to the row before it")
-        if entry_hash(row["prev_hash"], row) != row["hash"]:
-            problems.append(f"archive row {row['id']}: content does not match its hash")
-        prev_id, prev_hash = row["id"], row["hash"]
-    return ArchiveCheck(checked=checked, problems=tuple(problems), last_id=prev_id)
+    chain = check_chain(rows, label="archive row")
+    return ArchiveCheck(checked=chain.checked, problems=chain.problems, last_id=chain.last_id)
 
 
 class Shipper:

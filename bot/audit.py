@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -61,6 +61,32 @@ def entry_hash(prev_hash: str, row: dict) -> str:
     ]
     payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The result of walking rows in order: what was wrong, and where the chain ends."""
+
+    checked: int
+    problems: tuple[str, ...]
+    last_id: int
+    last_hash: str
+
+
+def check_chain(rows: Iterable[dict], *, label: str = "row") -> Chain:
+    """Check ids are consecutive from 1, each row links to the one before, hashes match."""
+    problems: list[str] = []
+    prev_id, prev_hash, checked = 0, GENESIS, 0
+    for row in rows:
+        checked += 1
+        if row["id"] != prev_id + 1:
+            problems.append(f"{label}s {prev_id + 1}–{row['id'] - 1} are missing")
+        if row["prev_hash"] != prev_hash:
+            problems.append(f"{label} {row['id']}: does not link to the row before it")
+        if entry_hash(row["prev_hash"], row) != row["hash"]:
+            problems.append(f"{label} {row['id']}: content does not match its hash (edited)")
+        prev_id, prev_hash = row["id"], row["hash"]
+    return Chain(checked=checked, problems=tuple(problems), last_id=prev_id, last_hash=prev_hash)
 
 
 class Audit:
@@ -135,18 +161,9 @@ class Audit:
 
     def verify(self) -> Verification:
         """Walk the whole chain; report every row whose hash or link does not hold."""
-        problems: list[str] = []
-        prev_id, prev_hash = 0, GENESIS
-        checked = 0
-        for row in self._store.db.query("select * from audit order by id"):
-            checked += 1
-            if row["id"] != prev_id + 1:
-                problems.append(f"rows {prev_id + 1}–{row['id'] - 1} are missing")
-            if row["prev_hash"] != prev_hash:
-                problems.append(f"row {row['id']}: does not link to the row before it")
-            if entry_hash(row["prev_hash"], row) != row["hash"]:
-                problems.append(f"row {row['id']}: content does not match its hash (edited)")
-            prev_id, prev_hash = row["id"], row["hash"]
+        chain = check_chain(self._store.db.query("select * from audit order by id"))
+        problems, checked = list(chain.problems), chain.checked
+        prev_id, prev_hash = chain.last_id, chain.last_hash
         head = self._store.db.execute("select value from meta where key = ?", [HEAD_KEY]).fetchone()
         expected = head[0] if head else None
         actual = f"{prev_id}:{prev_hash}" if checked else None

@@ -232,20 +232,28 @@ def fake_acr(tmp_path):
 
 
 @pytest.fixture
-def acr(fake_acr):
-    """The real AcrRegistry (azure SDK clients) pointed at the local HTTPS fake."""
+def make_acr(fake_acr):
+    """Build the real AcrRegistry (azure SDK clients) against the local HTTPS fake."""
     from handlers.acr import AcrRegistry
 
-    return AcrRegistry(
-        "prod",
-        login_server=fake_acr.login_server,
-        subscription_id=fake_acr.subscription,
-        resource_group=fake_acr.resource_group,
-        registry_name=fake_acr.registry_name,
-        credential=StaticCredential(),
-        arm_endpoint=fake_acr.url,
-        audience="https://management.azure.com",
-        connection_verify=fake_acr.ca_path,
-        retry_total=0,
-        polling_interval=0,
-    )
+    def make(**overrides: Any) -> AcrRegistry:
+        options: dict[str, Any] = {
+            "login_server": fake_acr.login_server,
+            "subscription_id": fake_acr.subscription,
+            "resource_group": fake_acr.resource_group,
+            "registry_name": fake_acr.registry_name,
+            "credential": StaticCredential(),
+            "arm_endpoint": fake_acr.url,
+            "audience": "https://management.azure.com",
+            "connection_verify": fake_acr.ca_path,
+            "retry_total": 0,
+            "polling_interval": 0,
+        }
+        return AcrRegistry("prod", **{**options, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def acr(make_acr):
+    return make_acr()

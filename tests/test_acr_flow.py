@@ -66,10 +66,7 @@ def test_rotation_with_admin_disabled(bot, fake_acr):
     )
 
 
-def test_rotation_into_key_vault_returns_only_the_secret_name(tmp_path, clock, fake_acr):
-    from handlers.acr import AcrRegistry
-    from tests.conftest import StaticCredential
-
+def test_rotation_into_key_vault_returns_only_the_secret_name(tmp_path, clock, fake_acr, make_acr):
     stored = {}
 
     class Vault:  # the SecretClient surface the backend uses
@@ -77,20 +74,7 @@ def test_rotation_into_key_vault_returns_only_the_secret_name(tmp_path, clock, f
             stored[name] = value
             return SimpleNamespace(name=name, properties=SimpleNamespace(version="v42"))
 
-    acr = AcrRegistry(
-        "prod",
-        login_server=fake_acr.login_server,
-        subscription_id=fake_acr.subscription,
-        resource_group=fake_acr.resource_group,
-        registry_name=fake_acr.registry_name,
-        credential=StaticCredential(),
-        arm_endpoint=fake_acr.url,
-        audience="https://management.azure.com",
-        connection_verify=fake_acr.ca_path,
-        retry_total=0,
-        key_vault=Vault(),
-        key_vault_secret="acr-prod-password",
-    )
+    acr = make_acr(key_vault=Vault(), key_vault_secret="acr-prod-password")
     dispatcher = build_dispatcher(make_config(tmp_path), clock=clock, registries=[acr])
     dispatcher.ctx.roles.grant(Grant("dave", Role.ONCALL), by="t", at=clock())
     reply = dispatcher.handle("rotate password --reason x", user="dave")

@@ -107,7 +107,9 @@ def test_archive_alone_detects_an_edited_line(bot):
     blob.delete_blob()
     blob.create_append_blob()
     blob.append_block(("\n".join(lines) + "\n").encode())
-    assert bot.ctx.archive.verify().problems == ("archive row 1: content does not match its hash",)
+    assert bot.ctx.archive.verify().problems == (
+        "archive row 1: content does not match its hash (edited)",
+    )
 
 
 def test_cli_verify_blob(tmp_path, azurite, registry):
