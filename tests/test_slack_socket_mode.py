@@ -3,12 +3,11 @@
 import time
 
 import pytest
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.config import SlackSettings
 from bot.demo import seed_registry
 from bot.policy import Grant, Role
-from bot.slack.service import SlackService
+from bot.slack.service import SlackService, socket_mode_handler
 from tests.conftest import SLACK_USERS, make_config
 from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import FakeSocketMode
@@ -43,7 +42,7 @@ def socket_mode(tmp_path_factory, fake_slack_module):
             service.bot.ctx.roles.grant(
                 Grant(user, Role(role)), by="test", at=service.bot.ctx.clock()
             )
-        handler = SocketModeHandler(service.app, app_token="xapp-test", web_client=service.client)
+        handler = socket_mode_handler(service)
         handler.connect()
         ws.wait_connections(1)
         yield ws, service

@@ -9,6 +9,7 @@ behind registry work.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ class SlackService:
         )
         self.groups.candidates = lambda: dispatcher.ctx.roles.principal_ids(is_usergroup)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acr-work")
+        _prestart(self.pool, workers, warm=lambda: dispatcher.ctx.store.db)
         self.app = App(
             client=self.client,
             signing_secret=settings.signing_secret or "unused-in-socket-mode",
@@ -62,6 +64,10 @@ class SlackService:
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._shipper: Shipper | None = None
+        # Everything built so far lives as long as the process: move it out of the collector's
+        # sight, so full collections during a burst of acks stay short.
+        gc.collect()
+        gc.freeze()
 
     def start_sweeper(self) -> None:
         """Announce outcomes reached while we were down, then expire requests periodically;
@@ -103,12 +109,32 @@ class SlackService:
         return application
 
 
+def _prestart(pool: ThreadPoolExecutor, workers: int, *, warm: Any) -> None:
+    """Start every worker thread now, each with its SQLite connection open.
+
+    ThreadPoolExecutor starts threads lazily, on submit, and Thread.start() waits until the new
+    thread has run: during a burst each of those waits queues behind busy threads for the GIL,
+    and the ack that submitted it waits too (bench/ack_latency.py, 50 concurrent commands:
+    p99 ~95 ms with lazy threads, ~55 ms prestarted). Blocking every worker on one barrier
+    forces all of them to exist.
+    """
+    barrier = threading.Barrier(workers + 1)
+
+    def hold() -> None:
+        warm()
+        barrier.wait()
+
+    for _ in range(workers):
+        pool.submit(hold)
+    barrier.wait()
+
+
 def make_http_server(service: SlackService, *, host: str, port: int, threads: int = 4) -> Any:
     """A waitress server for the service (.run() serves; stop_http_server() stops).
 
-    Four threads: an ack is ~1 ms of CPU under the GIL, so more threads only contend (measured
-    with bench/ack_latency.py: p99 ~77 ms with 4, ~100 ms with 8 or 16 on 2 cores). The deep
-    backlog keeps bursts in the kernel queue instead of refusing them.
+    Four threads: an ack is ~1 ms of CPU under the GIL, so more threads only contend (on 2
+    cores, bench/ack_latency.py gave the lowest p99 with 4). The deep backlog keeps bursts in
+    the kernel queue instead of refusing them.
     """
     from waitress.server import create_server
 
@@ -124,18 +150,33 @@ def make_http_server(service: SlackService, *, host: str, port: int, threads: in
     )
 
 
+def socket_mode_handler(service: SlackService, *, concurrency: int = 10) -> Any:
+    """slack_sdk's Socket Mode client on websocket-client, its worker threads started.
+
+    slack_sdk ships several Socket Mode clients; on a burst of 50 envelopes the one on
+    websocket-client acked with p99 ~60 ms here, the built-in one ~105 ms (and ~180 ms with
+    its default 1 KiB receive buffer) (bench/ack_latency.py).
+    """
+    from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+
+    handler = SocketModeHandler(
+        service.app,
+        app_token=service.settings.app_token,
+        web_client=service.client,
+        concurrency=concurrency,
+    )
+    _prestart(handler.client.message_workers, concurrency, warm=lambda: None)
+    return handler
+
+
 def serve(config: Config, settings: SlackSettings, *, host: str, port: int) -> None:
     """Run until interrupted: Socket Mode if an app token is set, else HTTP."""
     service = SlackService(config, settings)
     service.start_sweeper()
     try:
         if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
-            SocketModeHandler(
-                service.app, app_token=settings.app_token, web_client=service.client
-            ).start()
+            socket_mode_handler(service).start()
         else:
             server = make_http_server(service, host=host, port=port)
             log.warning("acr-chatops: HTTP on http://%s:%s/slack/events", host, port)
