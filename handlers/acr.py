@@ -134,7 +134,7 @@ class AcrRegistry:
             missing=f"{repository} has no manifest {digest}",
         )
         tags = sorted(props.tags or [])
-        locked = tuple(t.name for t in self.tags(repository) if t.name in tags and t.locked)
+        locked = tuple(t for t in tags if self._tag_locked(repository, t))
         return ImageInfo(
             repository=repository,
             digest=digest,
@@ -146,6 +146,14 @@ class AcrRegistry:
             locked_tags=locked,
             manifest_locked=not (props.can_delete and props.can_write),
         )
+
+    def _tag_locked(self, repository: str, tag: str) -> bool:
+        props = self._call(
+            lambda: self._data.get_tag_properties(repository, tag),
+            what=f"{repository}:{tag}",
+            missing=f"{repository} has no tag `{tag}`",
+        )
+        return not (props.can_delete and props.can_write)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _section(text: str) -> dict[str, Any]:
+def section(text: str) -> dict[str, Any]:
     return SectionBlock(text=MarkdownTextObject(text=text)).to_dict()
 
 
@@ -91,7 +91,7 @@ def reply_pages(reply: Reply) -> list[Message]:
     fallback = reply.text if reply.ok else f"Error: {reply.text}"
     messages = []
     for number, page in enumerate(pages, start=1):
-        blocks = [_section(text) for text in page]
+        blocks = [section(text) for text in page]
         if len(pages) > 1:
             blocks.append(
                 ContextBlock(
@@ -213,25 +213,25 @@ def home_view(
     """The App Home tab: the caller's roles and the pending requests they can act on."""
     blocks: list[dict[str, Any]] = [
         HeaderBlock(text="acr-chatops").to_dict(),
-        _section(
+        section(
             f"*Your roles, <@{user}>:* "
             + (escape("; ".join(grants)) if grants else "none yet — ask an owner for one.")
         ),
         HeaderBlock(text="Waiting for you").to_dict(),
     ]
     if not actionable:
-        blocks.append(_section("Nothing needs your approval."))
+        blocks.append(section("Nothing needs your approval."))
     for request in actionable[:10]:
         card = request_card(request)
         blocks.extend(
             b for b in card.blocks[1:] if b["type"] != "context" or "Owners:" not in str(b)
         )
     if len(actionable) > 10:
-        blocks.append(_section(f"…and {len(actionable) - 10} more: `/acr requests`."))
+        blocks.append(section(f"…and {len(actionable) - 10} more: `/acr requests`."))
     if mine:
         blocks.append(HeaderBlock(text="Your pending requests").to_dict())
         blocks.extend(
-            _section(
+            section(
                 f"#{r.id} `{escape(r.target)}` — {len(r.approvals)} of "
                 f"{r.required} approvals, expires {fmt.when(r.expires_at)}"
             )

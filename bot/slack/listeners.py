@@ -158,7 +158,7 @@ class SlackBot:
             text=first.text,
             blocks=[
                 *first.blocks,
-                blocks._section(f":key: New value, shown once and only to you: `{secret}`"),
+                blocks.section(f":key: New value, shown once and only to you: `{secret}`"),
             ],
         )
         announcement = f":key: <@{user}> {blocks.escape(reply.text)}"
