@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import io
 import logging
 import os
@@ -86,56 +85,6 @@ def make_service(
         Grant("UCAROL", Role.READER), by="bench", at=service.bot.ctx.clock()
     )
     return service
-
-
-def fire(port: int, n: int, fake: FakeSlack, tag: str) -> tuple[list[float], int]:
-    """N concurrent signed slash commands; returns ack latencies (s) and the non-200 count."""
-    start = threading.Barrier(n)
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-
-    def one(i: int) -> None:
-        body = urlencode(
-            {
-                "command": "/acr",
-                "text": "tags baseimages/fedora",
-                "user_id": "UCAROL",
-                "channel_id": "C1",
-                "team_id": "T0001",
-                "response_url": fake.response_url(f"{tag}{i}"),
-                "trigger_id": f"{tag}.{i}",
-            }
-        )
-        ts = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(
-                timestamp=ts, body=body
-            ),
-        }
-        start.wait()
-        began = time.perf_counter()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("POST", "/slack/events", body=body, headers=headers)
-            status = conn.getresponse().status
-            conn.close()
-        except OSError:
-            status = 0
-        elapsed = time.perf_counter() - began
-        with lock:
-            latencies.append(elapsed)
-            if status != 200:
-                failures[0] += 1
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, failures[0]
 
 
 def fire_elsewhere(port: int, n: int, fake: FakeSlack, tag: str) -> tuple[list[float], int]:
@@ -225,7 +174,7 @@ def bench_waitress(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
         server = make_http_server(service, host="127.0.0.1", port=0)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
-        fire(server.effective_port, 2, fake, "warm")  # auth.test on first request
+        _fire_async(server.effective_port, 2, fake.port, "warm")  # auth.test on first request
         latencies, failures = fire_elsewhere(server.effective_port, n, fake, "w")
         row = summary("HTTP, waitress + worker pool", latencies, failures)
         print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, 'w', n):.1f} s")
@@ -259,7 +208,7 @@ def bench_builtin(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
         thread = threading.Thread(target=dev._server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         with contextlib.redirect_stderr(io.StringIO()):  # it logs every request to stderr
-            fire(port, 2, fake, "bwarm")
+            _fire_async(port, 2, fake.port, "bwarm")
             latencies, failures = fire_elsewhere(port, n, fake, "b")
         row = summary("HTTP, Bolt built-in server", latencies, failures)
         dev._server.shutdown()
