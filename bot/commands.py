@@ -13,7 +13,7 @@ from functools import partial
 from bot.errors import UsageError
 from bot.grammar import CommandSpec, Param
 from bot.policy import Role, Scope
-from bot.references import _shorten, parse_image, validate_repository
+from bot.references import parse_image, shorten, validate_repository
 
 _REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -26,7 +26,7 @@ MAX_REASON = 500
 
 def registry_name(value: str) -> str:
     if not _REGISTRY_NAME.fullmatch(value):
-        raise UsageError(f"`{_shorten(value, 30)}` is not a registry name")
+        raise UsageError(f"`{shorten(value, 30)}` is not a registry name")
     return value
 
 
@@ -42,7 +42,7 @@ def principal(value: str) -> str:
             return match.group(1)
     value = value.removeprefix("@")
     if not _PRINCIPAL.fullmatch(value):
-        raise UsageError(f"`{_shorten(value, 30)}` is not a user or group id")
+        raise UsageError(f"`{shorten(value, 30)}` is not a user or group id")
     return value
 
 
@@ -51,20 +51,20 @@ def role(value: str) -> Role:
         return Role(value.lower())
     except ValueError:
         raise UsageError(
-            f"`{_shorten(value, 30)}` is not a role (one of: {', '.join(r.value for r in Role)})"
+            f"`{shorten(value, 30)}` is not a role (one of: {', '.join(r.value for r in Role)})"
         ) from None
 
 
 def repo_glob(value: str) -> str:
     if not _GLOB.fullmatch(value):
-        raise UsageError(f"`{_shorten(value, 30)}` is not a repository glob (e.g. `team/*`)")
+        raise UsageError(f"`{shorten(value, 30)}` is not a repository glob (e.g. `team/*`)")
     return value
 
 
 def request_id(value: str) -> int:
     digits = value.removeprefix("#")
     if not digits.isdigit() or len(digits) > 12 or int(digits) == 0:
-        raise UsageError(f"`{_shorten(value, 30)}` is not a request id (e.g. 12 or #12)")
+        raise UsageError(f"`{shorten(value, 30)}` is not a request id (e.g. 12 or #12)")
     return int(digits)
 
 
@@ -79,14 +79,14 @@ def reason(value: str) -> str:
 
 def count(value: str, *, limit: int = 1000) -> int:
     if not value.isdigit() or not 1 <= int(value) <= limit:
-        raise UsageError(f"`{_shorten(value, 30)}` is not a number from 1 to {limit}")
+        raise UsageError(f"`{shorten(value, 30)}` is not a number from 1 to {limit}")
     return int(value)
 
 
 def choice(*values: str) -> Callable[[str], str]:
     def convert(value: str) -> str:
         if value.lower() not in values:
-            raise UsageError(f"`{_shorten(value, 30)}` is not one of: {', '.join(values)}")
+            raise UsageError(f"`{shorten(value, 30)}` is not one of: {', '.join(values)}")
         return value.lower()
 
     return convert

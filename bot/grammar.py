@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import UsageError
-from bot.references import _shorten
+from bot.references import shorten
 
 MAX_LINE = 4000
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
@@ -111,7 +111,7 @@ def unknown_command_message(word: str, commands: Mapping[str, CommandSpec]) -> s
     """One line: the unknown word and the closest known command, if any is close."""
     close = difflib.get_close_matches(word.lower(), list(commands), n=1, cutoff=0.7)
     hint = f" Did you mean `{close[0]}`?" if close else " Try `help`."
-    return f"unknown command `{_shorten(word, 30)}`.{hint}"
+    return f"unknown command `{shorten(word, 30)}`.{hint}"
 
 
 def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
             flag, has_inline, inline = word.partition("=")
             param = by_flag.get(flag.lower())
             if param is None:
-                raise UsageError(f"unknown option `{_shorten(flag, 30)}`", usage=spec.usage)
+                raise UsageError(f"unknown option `{shorten(flag, 30)}`", usage=spec.usage)
             if param.name in seen:
                 raise UsageError(f"option `{param.flag}` given twice", usage=spec.usage)
             seen.add(param.name)
@@ -145,7 +145,7 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
                 args[param.name] = _convert(spec, param, value)
         else:
             if not positionals:
-                raise UsageError(f"unexpected argument `{_shorten(word, 30)}`", usage=spec.usage)
+                raise UsageError(f"unexpected argument `{shorten(word, 30)}`", usage=spec.usage)
             param = positionals.pop(0)
             args[param.name] = _convert(spec, param, word)
             seen.add(param.name)

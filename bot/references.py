@@ -47,7 +47,7 @@ def validate_repository(name: str) -> str:
         raise UsageError(f"repository name is longer than {MAX_NAME_LENGTH} characters")
     if not REPOSITORY_RE.fullmatch(name):
         raise UsageError(
-            f"`{_shorten(name)}` is not a valid repository name "
+            f"`{shorten(name)}` is not a valid repository name "
             "(lower-case letters, digits, and . _ - / separators)"
         )
     return name
@@ -57,7 +57,7 @@ def validate_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid tag, else raise a UsageError saying why."""
     if not TAG_RE.fullmatch(tag):
         raise UsageError(
-            f"`{_shorten(tag)}` is not a valid tag (up to 128 letters, digits, . _ -; "
+            f"`{shorten(tag)}` is not a valid tag (up to 128 letters, digits, . _ -; "
             "not starting with . or -)"
         )
     return tag
@@ -66,7 +66,7 @@ def validate_tag(tag: str) -> str:
 def validate_digest(digest: str) -> str:
     """Return ``digest`` if it is a valid sha256/sha512 digest, else raise a UsageError."""
     if not DIGEST_RE.fullmatch(digest):
-        raise UsageError(f"`{_shorten(digest)}` is not a valid digest (expected sha256:<64 hex>)")
+        raise UsageError(f"`{shorten(digest)}` is not a valid digest (expected sha256:<64 hex>)")
     return digest
 
 
@@ -94,13 +94,13 @@ def parse_image(text: str, *, default_tag: str | None = None) -> ImageRef:
     if tag is None and digest is None:
         if default_tag is None:
             raise UsageError(
-                f"`{_shorten(text)}` needs a tag or a digest (repo:tag or repo@sha256:…)"
+                f"`{shorten(text)}` needs a tag or a digest (repo:tag or repo@sha256:…)"
             )
         tag = default_tag
     return ImageRef(repository=rest, tag=tag, digest=digest, login_server=login_server)
 
 
-def _shorten(text: str, limit: int = 60) -> str:
+def shorten(text: str, limit: int = 60) -> str:
     """Keep echoed user input short and printable in error messages."""
     printable = "".join(ch if ch.isprintable() else "?" for ch in text)
     return printable if len(printable) <= limit else printable[: limit - 1] + "…"

@@ -125,6 +125,23 @@ class Requests:
         rows = self._store.db.query(sql + " order by id desc limit ?", [*params, limit])
         return [self._load(row) for row in rows]
 
+    def pending_like(
+        self,
+        *,
+        registry: str,
+        repository: str,
+        tag: str | None,
+        digest: str,
+        manifest: bool,
+    ) -> int | None:
+        """The id of a pending request for exactly this deletion, if there is one."""
+        row = self._store.db.execute(
+            "select id from requests where state = ? and registry = ? and repository = ? "
+            "and digest = ? and tag is ? and manifest = ? order by id limit 1",
+            [State.PENDING.value, registry, repository, digest, tag, int(manifest)],
+        ).fetchone()
+        return row[0] if row else None
+
     # -- transitions -----------------------------------------------------------------------
 
     def create(

@@ -103,15 +103,15 @@ def delete(call: Call, *, ctx: Context) -> Reply:
             f"{registry.name}/{ref.repository}: {', '.join(locked)} "
             f"{'is' if len(locked) == 1 else 'are'} locked; nothing was requested"
         )
-    for pending in ctx.requests.list(states=[State.PENDING]):
-        if (
-            pending.registry,
-            pending.repository,
-            pending.digest,
-            pending.tag,
-            pending.manifest,
-        ) == (registry.name, ref.repository, digest, ref.tag, manifest):
-            raise Conflict(f"request #{pending.id} already asks for this; approve or cancel it")
+    duplicate = ctx.requests.pending_like(
+        registry=registry.name,
+        repository=ref.repository,
+        tag=ref.tag,
+        digest=digest,
+        manifest=manifest,
+    )
+    if duplicate is not None:
+        raise Conflict(f"request #{duplicate} already asks for this; approve or cancel it")
     action = "delete_manifest" if manifest else "delete"
     request = ctx.requests.create(
         registry=registry.name,

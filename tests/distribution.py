@@ -30,6 +30,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_by_pid(proc: subprocess.Popen | None, *, timeout: float) -> None:
+    """SIGTERM a server started by a fixture, then SIGKILL it if it lingers."""
+    if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 class Distribution:
     def __init__(
         self, root: Path, *, users: dict[str, str] | None = None, delete: bool = True
@@ -74,13 +85,7 @@ class Distribution:
         raise RuntimeError(f"docker-registry did not start on {self.url}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_by_pid(self.proc, timeout=5)
 
     # -- pushing ---------------------------------------------------------------------------
 
