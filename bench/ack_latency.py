@@ -1,11 +1,13 @@
 """Ack latency of /acr under a burst, while every registry call takes 2 seconds.
 
 Fires N concurrent signed slash commands at the HTTP endpoint and N Socket Mode envelopes, and
-prints p50/p99/max ack latency and the number of non-200s, beside the same burst against
-Bolt's built-in development server (app.start) as the baseline. Everything runs on 127.0.0.1:
-the fake Slack Web API from tests/, the real Bolt app, waitress, slack_sdk's Socket Mode client.
+prints p50/p99/max ack latency and the number of non-200s for what `acrbot serve` runs (the
+acking process on uvicorn or Socket Mode, the work in a worker process), beside the same
+burst with the work in the acking process, and against Bolt's built-in development server
+(app.start) as the baseline. Everything runs on 127.0.0.1: the fake Slack Web API from
+tests/, the real Bolt app, uvicorn, slack_sdk's Socket Mode client.
 
-    .venv/bin/python bench/ack_latency.py [--n 50] [--delay 2.0]
+    .venv/bin/python bench/ack_latency.py [--n 50] [--delay 2.0] [--runs 3]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,46 +31,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.config import SlackSettings, from_mapping
+from bot.app import build_context
+from bot.config import Config, SlackSettings, from_mapping
 from bot.demo import seed_registry
 from bot.policy import Grant, Role
-from bot.slack.service import (
-    SlackService,
-    make_http_server,
-    socket_mode_handler,
-    stop_http_server,
-)
+from bot.slack.jobs import JobSink
+from bot.slack.service import HttpServer, SlackApp, run_in_thread, socket_mode_handler
+from bot.slack.worker import SlackWorker, WorkerProcess
 from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import FakeSocketMode
+from tests.slack_support import SlowRegistry
 
 SECRET = "bench-secret"
 
 
-class SlowRegistry:
-    """The demo layout, but every registry call takes ``delay`` seconds (a slow ACR)."""
-
-    def __init__(self, inner: Any, delay: float) -> None:
-        self._inner, self._delay = inner, delay
-        self.name, self.kind = inner.name, inner.kind
-        self.login_server, self.can_untag = inner.login_server, inner.can_untag
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-
-        def slow(*args: Any, **kwargs: Any) -> Any:
-            time.sleep(self._delay)
-            return attr(*args, **kwargs)
-
-        return slow
-
-
-def make_service(
-    tmp: Path,
-    fake: FakeSlack,
-    delay: float,
-    *,
-    app_token: str | None = None,
-) -> SlackService:
+@contextlib.contextmanager
+def bot(
+    tmp: Path, fake: FakeSlack, delay: float, *, in_process: bool, app_token: str | None = None
+) -> Iterator[SlackApp]:
+    """The bot as `acrbot serve` builds it (or with its worker in this process), on the demo
+    registry slowed down to ``delay`` seconds a call."""
     config = from_mapping(
         {
             "database": "bench.db",
@@ -80,35 +63,62 @@ def make_service(
         bot_token="xoxb-bench", signing_secret=SECRET, app_token=app_token, api_url=fake.api_url
     )
     registry = SlowRegistry(seed_registry(tmp / "registry"), delay)
-    service = SlackService(config, settings, registries=[registry])
-    service.bot.ctx.roles.grant(
-        Grant("UCAROL", Role.READER), by="bench", at=service.bot.ctx.clock()
-    )
-    return service
+    grant(config, "UCAROL", Role.READER)
+    worker: SlackWorker | WorkerProcess
+    if in_process:
+        worker = SlackWorker(config, settings, registries=[registry])
+    else:
+        worker = WorkerProcess(config, settings, registries=[registry]).start()
+    sink: JobSink = worker
+    try:
+        yield SlackApp(settings, sink)
+    finally:
+        worker.stop()
 
 
-def fire_elsewhere(port: int, n: int, fake: FakeSlack, tag: str) -> tuple[list[float], int]:
-    """Run the burst from a separate process with one asyncio loop: the load generator's own
+def grant(config: Config, user: str, role: Role) -> None:
+    ctx = build_context(config)
+    ctx.roles.grant(Grant(user, role), by="bench", at=ctx.clock())
+    ctx.store.close()
+
+
+WARM_UP = "help"  # answered without a registry call
+BURST = "tags baseimages/fedora"
+
+
+class LoadGenerator:
+    """Bursts fired from a separate process with one asyncio loop: the load generator's own
     threads would compete for a GIL and delay its timestamps; Slack's traffic comes from
-    elsewhere too."""
-    import multiprocessing
+    elsewhere too. The same process fires every burst of a run, so that only the first
+    (the warm-up) pays for its cold start."""
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_fire_async, (port, n, fake.port, tag))
+    def __init__(self, port: int, fake: FakeSlack) -> None:
+        import multiprocessing
+
+        self.port, self.fake_port = port, fake.port
+        self._pool = multiprocessing.get_context("spawn").Pool(1)
+
+    def fire(self, n: int, tag: str, text: str = BURST) -> tuple[list[float], int]:
+        return self._pool.apply(_fire_async, (self.port, n, self.fake_port, tag, text))
+
+    def close(self) -> None:
+        self._pool.terminate()
 
 
-def _fire_async(port: int, n: int, fake_port: int, tag: str) -> tuple[list[float], int]:
+def _fire_async(
+    port: int, n: int, fake_port: int, tag: str, text: str = BURST
+) -> tuple[list[float], int]:
     import asyncio
 
     def request(i: int) -> bytes:
         body = urlencode(
             {
                 "command": "/acr",
-                "text": "tags baseimages/fedora",
+                "text": text,
                 "user_id": "UCAROL",
                 "channel_id": "C1",
                 "team_id": "T0001",
-                "response_url": f"http://127.0.0.1:{fake_port}/response/{tag}{i}",
+                "response_url": f"http://127.0.0.1:{fake_port}/response/{tag}-{i}",
                 "trigger_id": f"{tag}.{i}",
             }
         )
@@ -150,7 +160,7 @@ def _fire_async(port: int, n: int, fake_port: int, tag: str) -> tuple[list[float
 def wait_answers(fake: FakeSlack, tag: str, n: int, timeout: float = 120) -> float:
     began = time.perf_counter()
     while time.perf_counter() - began < timeout:
-        done = sum(1 for c in fake.calls if c.method.startswith(f"response_url:{tag}"))
+        done = sum(1 for c in fake.calls if c.method.startswith(f"response_url:{tag}-"))
         if done >= n:
             return time.perf_counter() - began
         time.sleep(0.05)
@@ -168,18 +178,27 @@ def summary(name: str, latencies: list[float], failures: int) -> dict[str, float
     return row
 
 
-def bench_waitress(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        service = make_service(Path(tmp), fake, delay)
-        server = make_http_server(service, host="127.0.0.1", port=0)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        _fire_async(server.effective_port, 2, fake.port, "warm")  # auth.test on first request
-        latencies, failures = fire_elsewhere(server.effective_port, n, fake, "w")
-        row = summary("HTTP, waitress + worker pool", latencies, failures)
-        print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, 'w', n):.1f} s")
-        stop_http_server(server)
-        service.stop()
+def bench_http(n: int, delay: float, fake: FakeSlack, *, in_process: bool) -> dict[str, float]:
+    tag = "h" if in_process else "w"
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        bot(Path(tmp), fake, delay, in_process=in_process) as front,
+    ):
+        server = HttpServer(front, host="127.0.0.1", port=0)
+        thread = run_in_thread(server)
+        # A running bot has served before: a first burst of `help` (no registry call) warms
+        # both processes' code paths, as earlier traffic would.
+        load = LoadGenerator(server.port, fake)
+        load.fire(n, f"{tag}.warm", WARM_UP)
+        wait_answers(fake, f"{tag}.warm", n)
+        time.sleep(0.5)
+        latencies, failures = load.fire(n, tag)
+        load.close()
+        where = "work in-process" if in_process else "worker process"
+        row = summary(f"HTTP, uvicorn, {where}", latencies, failures)
+        print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, tag, n):.1f} s")
+        server.stop()
+        thread.join(timeout=15)
         return row
 
 
@@ -194,13 +213,15 @@ def bench_builtin(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
         def __init__(self, address: tuple[str, int], handler: Any) -> None:
             super().__init__(("127.0.0.1", address[1]), handler)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        service = make_service(Path(tmp), fake, delay)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        bot(Path(tmp), fake, delay, in_process=False) as front,
+    ):
         original = bolt_app_module.HTTPServer
         bolt_app_module.HTTPServer = LoopbackHTTPServer  # type: ignore[misc]
         try:
             dev = bolt_app_module.SlackAppDevelopmentServer(
-                port=0, path="/slack/events", app=service.app
+                port=0, path="/slack/events", app=front.app
             )
         finally:
             bolt_app_module.HTTPServer = original  # type: ignore[misc]
@@ -208,69 +229,80 @@ def bench_builtin(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
         thread = threading.Thread(target=dev._server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         with contextlib.redirect_stderr(io.StringIO()):  # it logs every request to stderr
-            _fire_async(port, 2, fake.port, "bwarm")
-            latencies, failures = fire_elsewhere(port, n, fake, "b")
+            load = LoadGenerator(port, fake)
+            load.fire(2, "b.warm", WARM_UP)  # a short warm-up: this server takes seconds a burst
+            latencies, failures = load.fire(n, "b")
+            load.close()
         row = summary("HTTP, Bolt built-in server", latencies, failures)
         dev._server.shutdown()
         dev._server.server_close()
-        service.stop()
         return row
 
 
 def _socket_server(conn: Any, n: int, fake_port: int) -> None:
-    """In a child process: a Socket Mode endpoint that sends ``n`` envelopes at once when the
-    client has connected, and reports each ack's latency (its own clock, its own GIL)."""
+    """In a child process: a Socket Mode endpoint that, when the parent says (tag, text),
+    sends ``n`` envelopes at once and reports each ack's latency (its own clock, its own GIL).
+    """
     ws = FakeSocketMode().start()
     conn.send(ws.url)
     ws.wait_connections(1)
-    conn.recv()  # the parent says go
-    envelopes = [
-        ws.send(
-            "slash_commands",
-            {
-                "command": "/acr",
-                "text": "tags baseimages/fedora",
-                "user_id": "UCAROL",
-                "channel_id": "C1",
-                "team_id": "T0001",
-                "trigger_id": f"s.{i}",
-                "response_url": f"http://127.0.0.1:{fake_port}/response/s{i}",
-            },
-        )
-        for i in range(n)
-    ]
-    latencies, failures = [], 0
-    for envelope in envelopes:
-        try:
-            latencies.append(ws.wait_ack(envelope, timeout=10)[1])
-        except AssertionError:
-            failures += 1
-    conn.send((latencies, failures))
-    conn.recv()
+    while (order := conn.recv()) != "stop":
+        tag, text = order
+        envelopes = [
+            ws.send(
+                "slash_commands",
+                {
+                    "command": "/acr",
+                    "text": text,
+                    "user_id": "UCAROL",
+                    "channel_id": "C1",
+                    "team_id": "T0001",
+                    "trigger_id": f"{tag}.{i}",
+                    "response_url": f"http://127.0.0.1:{fake_port}/response/{tag}-{i}",
+                },
+            )
+            for i in range(n)
+        ]
+        latencies, failures = [], 0
+        for envelope in envelopes:
+            try:
+                latencies.append(ws.wait_ack(envelope, timeout=10)[1])
+            except AssertionError:
+                failures += 1
+        conn.send((latencies, failures))
     ws.stop()
 
 
-def bench_socket_mode(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
+def bench_socket_mode(
+    n: int, delay: float, fake: FakeSlack, *, in_process: bool
+) -> dict[str, float]:
     import multiprocessing
 
     os.environ["HTTPS_PROXY"] = ""  # the built-in client ignores NO_PROXY
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
+    tag = "t" if in_process else "s"
     server = context.Process(target=_socket_server, args=(child, n, fake.port))
     server.start()
     fake.socket_url = parent.recv()
-    with tempfile.TemporaryDirectory() as tmp:
-        service = make_service(Path(tmp), fake, delay, app_token="xapp-bench")
-        handler = socket_mode_handler(service)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        bot(Path(tmp), fake, delay, in_process=in_process, app_token="xapp-bench") as front,
+    ):
+        handler = socket_mode_handler(front)
         handler.connect()
         time.sleep(0.5)  # let the hello settle
-        parent.send("go")
+        parent.send((f"{tag}.warm", WARM_UP))  # as in bench_http
+        parent.recv()
+        wait_answers(fake, f"{tag}.warm", n)
+        time.sleep(0.5)
+        parent.send((tag, BURST))
         latencies, failures = parent.recv()
-        row = summary("Socket Mode, SDK client + pool", latencies, failures)
-        print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, 's', n):.1f} s")
+        where = "work in-process" if in_process else "worker process"
+        row = summary(f"Socket Mode, {where}", latencies, failures)
+        print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, tag, n):.1f} s")
         parent.send("stop")
         handler.close()
-        service.stop()
     server.join(timeout=10)
     return row
 
@@ -279,8 +311,15 @@ def _isolated(name: str, n: int, delay: float, conn: Any) -> None:
     """Run one bench in a fresh process with its own fake Web API: one server mode per
     process, as in production, so earlier runs' threads and garbage do not skew the next."""
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("websocket").setLevel(logging.CRITICAL)  # "close status: 1001" at the end
     fake = FakeSlack().start()
-    benches = {"waitress": bench_waitress, "builtin": bench_builtin, "socket": bench_socket_mode}
+    benches = {
+        "http": lambda *a: bench_http(*a, in_process=False),
+        "socket": lambda *a: bench_socket_mode(*a, in_process=False),
+        "http-inprocess": lambda *a: bench_http(*a, in_process=True),
+        "socket-inprocess": lambda *a: bench_socket_mode(*a, in_process=True),
+        "builtin": bench_builtin,
+    }
     try:
         conn.send(benches[name](n, delay, fake))
     except BaseException:
@@ -301,16 +340,23 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50, help="concurrent commands (default 50)")
     parser.add_argument("--delay", type=float, default=2.0, help="seconds per registry call")
     parser.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
+    parser.add_argument(
+        "--modes",
+        default="http,socket,http-inprocess,socket-inprocess,builtin",
+        help="comma-separated, of: http, socket (as `acrbot serve` runs them), http-inprocess, "
+        "socket-inprocess (the work in the acking process), builtin (Bolt's dev server)",
+    )
     args = parser.parse_args()
     print(
         f"{args.n} concurrent /acr commands, every registry call takes {args.delay:.1f} s, "
         f"{os.cpu_count()} cores; each run in a fresh process\n",
         flush=True,
     )
-    rows: dict[str, list[dict[str, float]]] = {"waitress": [], "builtin": [], "socket": []}
+    names = args.modes.split(",")
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     context = multiprocessing.get_context("spawn")
     for _ in range(args.runs):
-        for name in rows:
+        for name in names:
             parent, child = context.Pipe()
             process = context.Process(target=_isolated, args=(name, args.n, args.delay, child))
             process.start()
@@ -319,22 +365,26 @@ def main() -> None:
             if row is None:
                 raise SystemExit(f"the {name} bench failed (its traceback is above)")
             rows[name].append(row)
-    worst = {name: max(runs, key=lambda r: r["p99"]) for name, runs in rows.items()}
-    print(
-        f"\nworst of {args.runs}: waitress p99 {worst['waitress']['p99']:.1f} ms, "
-        f"Socket Mode p99 {worst['socket']['p99']:.1f} ms, "
-        f"built-in p99 {worst['builtin']['p99']:.1f} ms"
-    )
-    print(
-        f"built-in / waitress (worst runs): p99 ×"
-        f"{worst['builtin']['p99'] / worst['waitress']['p99']:.1f}"
-    )
+    print(f"\np99 in each of {args.runs} runs, worst last:")
+    for name, runs in rows.items():
+        p99s = ", ".join(f"{r['p99']:.1f}" for r in runs)
+        print(f"  {name:<17} {p99s}  (worst {max(r['p99'] for r in runs):.1f} ms)")
+    median = {name: statistics.median(r["p99"] for r in runs) for name, runs in rows.items()}
+    for slower, faster in (
+        ("builtin", "http"),
+        ("http-inprocess", "http"),
+        ("socket-inprocess", "socket"),
+    ):
+        if slower in median and faster in median:
+            ratio = median[slower] / median[faster]
+            print(f"{slower} / {faster}: p99 ×{ratio:.1f} (medians over the runs)")
     target = 50.0
-    met = all(
-        r["p99"] <= target and r["fail"] == 0 for name in ("waitress", "socket") for r in rows[name]
-    )
+    served = [name for name in ("http", "socket") if name in rows]
+    if not served:
+        return
+    met = all(r["p99"] <= target and r["fail"] == 0 for name in served for r in rows[name])
     print(
-        f"target p99 ≤ {target:.0f} ms and zero failures in every run (HTTP and Socket Mode): "
+        f"target p99 ≤ {target:.0f} ms and zero failures in every run ({', '.join(served)}): "
         f"{'met' if met else 'NOT met'}"
     )
 

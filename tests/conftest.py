@@ -134,9 +134,11 @@ def fake_slack():
 
 @pytest.fixture
 def make_slack(tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fake_slack):
-    """Start the real Bolt app on waitress (127.0.0.1, free port) against the fake Web API."""
+    """Start the real Bolt app on uvicorn (127.0.0.1, free port) against the fake Web API,
+    with its worker in this process (so tests can share the clock and registry)."""
     from bot.config import SlackSettings
-    from bot.slack.service import SlackService
+    from bot.slack.service import SlackApp
+    from bot.slack.worker import SlackWorker
     from tests.slack_support import SECRET, SlackHarness
 
     started = []
@@ -145,14 +147,14 @@ def make_slack(tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fa
         settings = SlackSettings(
             bot_token="xoxb-test", signing_secret=SECRET, api_url=fake_slack.api_url
         )
-        service = SlackService(
+        worker = SlackWorker(
             make_config(tmp_path, **config),
             settings,
             workers=8,
             clock=clock,
             registries=[backend or registry],
         )
-        harness = SlackHarness(fake_slack, service).start()
+        harness = SlackHarness(fake_slack, SlackApp(settings, worker), worker).start()
         started.append(harness)
         for user, role in (users if users is not None else SLACK_USERS).items():
             harness.grant(user, role)

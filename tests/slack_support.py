@@ -13,33 +13,59 @@ from urllib.parse import urlencode
 from slack_sdk.signature import SignatureVerifier
 
 from bot.policy import Grant, Role
-from bot.slack.service import SlackService, make_http_server, stop_http_server
+from bot.slack.service import HttpServer, SlackApp, run_in_thread
+from bot.slack.worker import SlackWorker
 from tests.fake_slack import FakeSlack
 
 SECRET = "test-signing-secret"
 TEAM = "T0001"
 
 
+class SlowRegistry:
+    """A registry whose every call takes ``delay`` seconds first (a slow ACR).
+
+    Picklable, so a worker process can be handed one (bench/ack_latency.py, tests).
+    """
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self._inner, self._delay = inner, delay
+        self.name, self.kind = inner.name, inner.kind
+        self.login_server, self.can_untag = inner.login_server, inner.can_untag
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # pickle looks up __setstate__ before _inner exists
+            raise AttributeError(name)
+        attr = getattr(self._inner, name)
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(self._delay)
+            return attr(*args, **kwargs)
+
+        return slow
+
+
 class SlackHarness:
-    def __init__(self, fake: FakeSlack, service: SlackService) -> None:
+    def __init__(self, fake: FakeSlack, front: SlackApp, worker: SlackWorker) -> None:
         self.fake = fake
-        self.service = service
-        self.ctx = service.bot.ctx
-        self.server = make_http_server(service, host="127.0.0.1", port=0)
-        self.port = self.server.effective_port
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self.front = front
+        self.worker = worker
+        self.work = worker.work
+        self.ctx = worker.work.ctx
+        self.server = HttpServer(front, host="127.0.0.1", port=0)
+        self.port = self.server.port
+        self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
 
     def start(self) -> SlackHarness:
-        self._thread.start()
+        self._thread = run_in_thread(self.server)
         return self
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
+        if self._thread is None or not self._thread.is_alive():
             return
-        stop_http_server(self.server)
-        self._thread.join(timeout=5)
-        self.service.stop()
+        self.server.stop()
+        self._thread.join(timeout=10)
+        self.worker.stop()
 
     def grant(self, user: str, role: str, **scope: str) -> None:
         self.ctx.roles.grant(

@@ -83,9 +83,10 @@ def test_full_delete_flow(slack):
     refusal = fake.wait_for("chat.postEphemeral", 2)[1]
     assert refusal["text"].startswith(":x: `approve` needs owner on demo/baseimages/fedora")
     assert fake.calls_to("chat.update") == []
-    assert sorted(
-        t.name for t in slack.service.bot.ctx.registries.default.tags("baseimages/fedora")
-    ) == ["24", "latest"]
+    assert sorted(t.name for t in slack.ctx.registries.default.tags("baseimages/fedora")) == [
+        "24",
+        "latest",
+    ]
 
     # The owner approves: the tag goes, the card updates, the thread and requester hear.
     slack.click("UBOB", "acr_approve", "1", channel="C0CHAN", message_ts=ts)
@@ -102,9 +103,7 @@ def test_full_delete_flow(slack):
     assert dm[0]["text"].startswith(
         "Your deletion request #1 (demo/baseimages/fedora:24): :white_check_mark: Done"
     )
-    assert [t.name for t in slack.service.bot.ctx.registries.default.tags("baseimages/fedora")] == [
-        "latest"
-    ]
+    assert [t.name for t in slack.ctx.registries.default.tags("baseimages/fedora")] == ["latest"]
     actions = [(e.actor, e.action, e.outcome) for e in slack.ctx.audit.entries(last=50)]
     assert actions == [
         ("UALICE", "request.create", "pending"),
@@ -239,11 +238,11 @@ def test_expiry_is_announced_once_and_survives_restarts(make_slack, clock):
     slack = make_slack()
     ts = request_card(slack)
     clock.advance(hours=25)
-    slack.service.bot.ctx.requests.expire_due()  # expired while nobody announced it
+    slack.ctx.requests.expire_due()  # expired while nobody announced it
     slack.stop()
     restarted = make_slack(users={})
-    restarted.service.bot.sweep()
-    restarted.service.bot.sweep()
+    restarted.work.sweep()
+    restarted.work.sweep()
     thread = [p for p in restarted.fake.calls_to("chat.postMessage") if p.get("thread_ts") == ts]
     assert [p["text"][:12] for p in thread] == [":hourglass: "]
     assert "*expired*" in json.dumps(restarted.fake.calls_to("chat.update")[-1]["blocks"])

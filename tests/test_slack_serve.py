@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -19,8 +20,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path, fake_slack):
+def demo_env(tmp_path, fake_slack) -> dict[str, str]:
+    """The demo's config and registry in tmp_path, and the environment to serve them."""
     subprocess.run(
         [sys.executable, "-m", "bot", "demo", "--dir", str(tmp_path)],
         input="",
@@ -28,7 +29,6 @@ def served(tmp_path, fake_slack):
         check=True,
         capture_output=True,
     )
-    port = free_port()
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": "xoxb-test",
@@ -37,6 +37,13 @@ def served(tmp_path, fake_slack):
         "ACRBOT_CONFIG": str(tmp_path / "acrbot.toml"),
     }
     env.pop("SLACK_APP_TOKEN", None)
+    return env
+
+
+@pytest.fixture
+def served(tmp_path, fake_slack):
+    env = demo_env(tmp_path, fake_slack)
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "serve", "--port", str(port)],
         env=env,
@@ -56,12 +63,34 @@ def served(tmp_path, fake_slack):
     else:
         proc.kill()
         raise AssertionError(proc.communicate()[1])
-    yield port
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
+    yield port, proc
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
-def test_serve_answers_signed_commands(served, fake_slack):
+def worker_of(pid: int) -> int:
+    """The worker process `acrbot serve` started (not multiprocessing's resource tracker)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in status and "spawn_main" in cmdline:
+            return int(entry.name)
+    raise AssertionError(f"no worker process under {pid}")
+
+
+def health(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    conn.request("GET", "/healthz")
+    return conn.getresponse().status
+
+
+def send_command(port: int, response_url: str, trigger: str) -> int:
     body = urlencode(
         {
             "command": "/acr",
@@ -69,12 +98,12 @@ def test_serve_answers_signed_commands(served, fake_slack):
             "user_id": "carol",
             "channel_id": "C1",
             "team_id": "T0001",
-            "response_url": fake_slack.response_url("p1"),
-            "trigger_id": "t1",
+            "response_url": response_url,
+            "trigger_id": trigger,
         }
     )
     ts = str(int(time.time()))
-    conn = http.client.HTTPConnection("127.0.0.1", served, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request(
         "POST",
         "/slack/events",
@@ -87,8 +116,104 @@ def test_serve_answers_signed_commands(served, fake_slack):
             ),
         },
     )
-    assert conn.getresponse().status == 200
+    return conn.getresponse().status
+
+
+def test_serve_answers_signed_commands(served, fake_slack):
+    port, _ = served
+    assert send_command(port, fake_slack.response_url("p1"), "t1") == 200
     assert fake_slack.wait_for("response_url:p1")[0]["text"] == "2 tags in demo/baseimages/fedora"
+
+
+def test_serve_replaces_a_dead_worker_and_health_says_so(served, fake_slack):
+    port, proc = served
+    worker = worker_of(proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    statuses = [health(port)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (503 in statuses and statuses[-1] == 200):
+        time.sleep(0.05)
+        statuses.append(health(port))
+    assert statuses[-1] == 200 and 503 in statuses  # down for the restart delay, then up
+    assert worker_of(proc.pid) != worker
+    assert send_command(port, fake_slack.response_url("p2"), "t2") == 200
+    assert fake_slack.wait_for("response_url:p2")[0]["text"] == "2 tags in demo/baseimages/fedora"
+
+
+def test_sigterm_stops_serve_and_its_worker(served):
+    _, proc = served
+    worker = worker_of(proc.pid)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    with pytest.raises(AssertionError):
+        worker_of(proc.pid)
+    assert not Path(f"/proc/{worker}").exists()
+
+
+def test_serve_in_socket_mode_acks_and_answers(tmp_path, fake_slack):
+    from tests.fake_socket_mode import FakeSocketMode
+
+    ws = FakeSocketMode().start()
+    fake_slack.socket_url = ws.url
+    env = {**demo_env(tmp_path, fake_slack), "SLACK_APP_TOKEN": "xapp-test"}
+    env.update(HTTPS_PROXY="", HTTP_PROXY="")
+    del env["SLACK_SIGNING_SECRET"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ws.wait_connections(1, timeout=30)
+        envelope = ws.send(
+            "slash_commands",
+            {
+                "command": "/acr",
+                "text": "tags baseimages/fedora",
+                "user_id": "carol",
+                "channel_id": "C1",
+                "team_id": "T0001",
+                "trigger_id": "sm1",
+                "response_url": fake_slack.response_url("sm1"),
+            },
+        )
+        assert ws.wait_ack(envelope)[0] == {"envelope_id": envelope}
+        reply = fake_slack.wait_for("response_url:sm1")[0]
+        assert reply["text"] == "2 tags in demo/baseimages/fedora"
+        worker = worker_of(proc.pid)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        ws.stop()
+    assert code == 0, proc.stderr.read()
+    assert not Path(f"/proc/{worker}").exists()
+
+
+def test_serve_with_a_database_it_cannot_open_says_so(tmp_path, fake_slack):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "acrbot.toml").write_text(
+        'database = "afile/acrbot.db"\n'
+        '[[registry]]\nname = "demo"\ntype = "oci-layout"\npath = "registry"\n'
+    )
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": "s3",
+        "SLACK_API_URL": fake_slack.api_url,
+        "ACRBOT_CONFIG": str(tmp_path / "acrbot.toml"),
+    }
+    env.pop("SLACK_APP_TOKEN", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.endswith("afile/acrbot.db: a file is in the way of its folder\n")
 
 
 def test_serve_without_tokens_says_which_is_missing(tmp_path):

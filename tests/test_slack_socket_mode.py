@@ -7,7 +7,8 @@ import pytest
 from bot.config import SlackSettings
 from bot.demo import seed_registry
 from bot.policy import Grant, Role
-from bot.slack.service import SlackService, socket_mode_handler
+from bot.slack.service import SlackApp, socket_mode_handler
+from bot.slack.worker import SlackWorker
 from tests.conftest import SLACK_USERS, make_config
 from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import FakeSocketMode
@@ -32,22 +33,21 @@ def socket_mode(tmp_path_factory, fake_slack_module):
         settings = SlackSettings(
             bot_token="xoxb-test", app_token="xapp-test", api_url=fake_slack_module.api_url
         )
-        service = SlackService(
+        worker = SlackWorker(
             make_config(tmp_path),
             settings,
             workers=8,
             registries=[seed_registry(tmp_path / "registry")],
         )
+        ctx = worker.work.ctx
         for user, role in SLACK_USERS.items():
-            service.bot.ctx.roles.grant(
-                Grant(user, Role(role)), by="test", at=service.bot.ctx.clock()
-            )
-        handler = socket_mode_handler(service)
+            ctx.roles.grant(Grant(user, Role(role)), by="test", at=ctx.clock())
+        handler = socket_mode_handler(SlackApp(settings, worker))
         handler.connect()
         ws.wait_connections(1)
-        yield ws, service
+        yield ws, worker.work
         handler.close()
-        service.stop()
+        worker.stop()
         ws.stop()
 
 
@@ -83,7 +83,7 @@ def test_slash_command_is_acked_then_answered(socket_mode, fake_slack):
 
 
 def test_button_click_through_socket_mode_decides(socket_mode, fake_slack):
-    ws, service = socket_mode
+    ws, work = socket_mode
     ws.send(
         "slash_commands",
         command(
@@ -91,8 +91,8 @@ def test_button_click_through_socket_mode_decides(socket_mode, fake_slack):
         ),
     )
     fake_slack.wait_for("response_url:s2")
-    request_id = service.bot.ctx.requests.list()[0].id
-    ts = service.bot.cards.get(request_id).ts
+    request_id = work.ctx.requests.list()[0].id
+    ts = work.cards.get(request_id).ts
     click = {
         "type": "block_actions",
         "user": {"id": "UBOB"},
@@ -115,7 +115,7 @@ def test_button_click_through_socket_mode_decides(socket_mode, fake_slack):
     }
     ws.wait_ack(ws.send("interactive", click))
     fake_slack.wait_for("chat.update")
-    assert service.bot.ctx.requests.get(request_id).state.value == "done"
+    assert work.ctx.requests.get(request_id).state.value == "done"
 
 
 def test_disconnect_makes_the_client_reconnect(socket_mode, fake_slack):

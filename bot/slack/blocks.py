@@ -29,6 +29,7 @@ MAX_TEXT = 3000
 CHUNK = MAX_TEXT - 100  # room for the code fences
 SECTIONS_PER_PAGE = 5  # ~15k characters a page, far below 50 blocks
 APPROVE, DENY, MORE = "acr_approve", "acr_deny", "acr_more"
+DENY_VIEW = "acr_deny_modal"  # the modal that asks why a request is denied
 
 _STATE_EMOJI = {
     State.PENDING: ":hourglass_flowing_sand:",

@@ -1,401 +1,102 @@
-"""Slack listeners: `/acr`, the card's buttons, thread replies and the App Home tab.
+"""Bolt listeners: ack, then hand the work over as a Job.
 
-Every listener acks first and hands the work to the worker pool, so Slack always gets its
-answer within 3 s whatever the registry does. Decisions go through the same Dispatcher as typed
-commands: a click is authorized exactly like `/acr approve ID` by the same user.
+This is all the process that talks to Slack does: no database, no registry, no Web API call.
+Slack drops what is not acked within 3 s, and a burst of commands must not queue behind work
+(bench/ack_latency.py); the work runs in a worker (bot/slack/worker.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import shlex
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
-from slack_bolt import Ack, App, BoltResponse, Respond
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_bolt import Ack, App
 
-from bot.cards import FINAL, Cards, Deliveries
-from bot.commands import OWN
-from bot.dispatch import Dispatcher
-from bot.policy import Scope, allows
-from bot.redaction import REDACTOR
-from bot.replies import Reply
-from bot.requests import State
-from bot.slack import blocks
-from bot.slack.pages import PageCache
+from bot.slack import blocks, jobs
+from bot.slack.jobs import Job, JobSink
 
 log = logging.getLogger(__name__)
-DENY_MODAL = "acr_deny_modal"
-PUBLIC_FLAG = "--public"
 
 
-def strip_public(text: str) -> tuple[str, bool]:
-    """`--public` is Slack's own option (post in the channel); the core never sees it."""
-    words = text.split()
-    if PUBLIC_FLAG not in words:
-        return text, False
-    return " ".join(w for w in words if w != PUBLIC_FLAG), True
+class Listeners:
+    """The `/acr` command, the card's buttons, the deny modal, thread replies, App Home."""
 
-
-class RecentKeys:
-    """The last ``size`` keys seen, in memory (a bounded, thread-safe set)."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def first_time(self, key: object) -> bool:
-        if not key:
-            return True
-        with self._lock:
-            if key in self._keys:
-                return False
-            self._keys[str(key)] = None
-            if len(self._keys) > self._size:
-                self._keys.popitem(last=False)
-        return True
-
-
-class SlackBot:
-    """The Slack surface of one Dispatcher."""
-
-    def __init__(
-        self,
-        dispatcher: Dispatcher,
-        *,
-        client: WebClient,
-        workers: Executor,
-        pages: PageCache | None = None,
-    ) -> None:
-        self.dispatcher = dispatcher
-        self.ctx = dispatcher.ctx
-        self.client = client
-        self.workers = workers
-        self.pages = pages or PageCache()
-        self.cards = Cards(self.ctx.store)
-        self.deliveries = Deliveries(self.ctx.store)
-        self.recent = RecentKeys()
+    def __init__(self, sink: JobSink) -> None:
+        self.sink = sink
 
     def register(self, app: App) -> None:
-        app.middleware(self._once)
         app.command("/acr")(self.on_command)
         app.action(blocks.APPROVE)(self.on_approve)
         app.action(blocks.DENY)(self.on_deny)
         app.action(blocks.MORE)(self.on_more)
-        app.view(DENY_MODAL)(self.on_deny_submitted)
+        app.view(blocks.DENY_VIEW)(self.on_deny_submitted)
         app.event("message")(self.on_message)
         app.event("app_home_opened")(self.on_home_opened)
 
-    # -- plumbing --------------------------------------------------------------------------
-
-    def _once(self, body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:
-        """Drop a delivery handled before (Slack's `X-Slack-Retry-Num` retries): ack only.
-
-        Events are remembered in the database (their retries may reach a restarted bot);
-        commands and clicks by trigger id in memory, which keeps their acks free of writes.
-        A double click is two clicks with two trigger ids: the request state machine makes
-        the second harmless.
-        """
-        event_id = body.get("event_id")
-        if event_id:
-            first = self.deliveries.first_time(str(event_id), now=self.ctx.clock())
-        else:
-            first = self.recent.first_time(body.get("trigger_id"))
-        if not first:
-            log.info("duplicate delivery %s ignored", event_id or body.get("trigger_id"))
-            return BoltResponse(status=200, body="")
-        return next()
-
-    def submit(self, work: Callable[..., None], *args: Any) -> None:
-        self.workers.submit(self._guarded, work, *args)
-
-    def _guarded(self, work: Callable[..., None], *args: Any) -> None:
-        try:
-            work(*args)
-        except Exception:
-            log.exception("slack work %s failed (ref %s)", work.__name__, secrets.token_hex(4))
-
-    # -- /acr ------------------------------------------------------------------------------
-
-    def on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
         ack()
-        self.submit(self._command, command, respond)
-
-    def _command(self, command: dict[str, Any], respond: Respond) -> None:
-        user, channel = command["user_id"], command["channel_id"]
-        text, public = strip_public(command.get("text", ""))
-        reply = self.dispatcher.handle(text, user=user)
-        if reply.secret is not None:
-            self._deliver_secret(reply, respond, channel=channel, user=user)
-        elif (
-            reply.ok
-            and reply.request is not None
-            and reply.request.state is State.PENDING
-            and self.cards.get(reply.request.id) is None
-        ):
-            self._post_card(reply, respond, channel=channel)
-        else:
-            if reply.ok and reply.request is not None:
-                self.sync(reply.request.id, line=self._decision_line(user, reply))
-            self._respond_pages(reply, respond, public=public and reply.ok)
-
-    def _deliver_secret(self, reply: Reply, respond: Respond, *, channel: str, user: str) -> None:
-        """The secret goes to the caller only; the channel hears that it happened."""
-        REDACTOR.add(reply.secret or "")
-        first = blocks.reply_pages(reply)[0]
-        secret = blocks.escape(reply.secret or "")
-        respond(
-            response_type="ephemeral",
-            replace_original=False,
-            text=first.text,
-            blocks=[
-                *first.blocks,
-                blocks.section(f":key: New value, shown once and only to you: `{secret}`"),
-            ],
-        )
-        announcement = f":key: <@{user}> {blocks.escape(reply.text)}"
-        if reply.notes:
-            announcement += " " + " ".join(blocks.escape(n) for n in reply.notes)
-        self.client.chat_postMessage(channel=channel, text=announcement)
-
-    def _post_card(self, reply: Reply, respond: Respond, *, channel: str) -> None:
-        request = reply.request
-        assert request is not None
-        card = blocks.request_card(request)
-        try:
-            posted = self.client.chat_postMessage(
-                channel=channel, text=card.text, blocks=card.blocks
-            )
-        except SlackApiError as exc:
-            respond(
-                response_type="ephemeral",
-                text=(
-                    f":warning: Request #{request.id} is recorded, but I could not post its card "
-                    f"here ({exc.response.get('error')}). Invite me to the channel, or approvers "
-                    f"can use `/acr approve {request.id}`."
-                ),
-            )
-            return
-        self.cards.save(request.id, channel=posted["channel"], ts=posted["ts"])
-        respond(
-            response_type="ephemeral",
-            text=(
-                f":white_check_mark: Request #{request.id} posted in this channel; approvers "
-                "decide in its thread."
-            ),
-        )
-
-    def _respond_pages(self, reply: Reply, respond: Respond, *, public: bool) -> None:
-        pages = blocks.reply_pages(reply)
-        first = pages[0]
-        if len(pages) > 1:
-            first = blocks.with_more_button(first, self.pages.put(pages[1:]), len(pages) - 1)
-        respond(
-            response_type="in_channel" if public else "ephemeral",
-            replace_original=False,
-            text=first.text,
-            blocks=first.blocks,
-        )
-
-    @staticmethod
-    def _decision_line(user: str, reply: Reply) -> str | None:
-        request = reply.request
-        if request is None or request.state is not State.PENDING:
-            return None
-        return f":+1: <@{user}> approved ({len(request.approvals)} of {request.required})."
-
-    # -- buttons ---------------------------------------------------------------------------
+        self.sink.submit(Job(jobs.COMMAND, command, trigger_id=command.get("trigger_id")))
 
     def on_approve(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        self.submit(self._decide, body, f"approve {int(action['value'])}")
+        decision = f"approve {int(action['value'])}"
+        self.sink.submit(
+            Job(jobs.DECIDE, _decision(body, decision), trigger_id=body.get("trigger_id"))
+        )
 
     def on_deny(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        self.submit(self._open_deny_modal, body, int(action["value"]))
-
-    def _open_deny_modal(self, body: dict[str, Any], request_id: int) -> None:
-        where = {"request": request_id, **self._where(body)}
-        self.client.views_open(
-            trigger_id=body["trigger_id"],
-            view={
-                "type": "modal",
-                "callback_id": DENY_MODAL,
-                "private_metadata": json.dumps(where),
-                "title": {"type": "plain_text", "text": f"Deny request #{request_id}"},
-                "submit": {"type": "plain_text", "text": "Deny"},
-                "close": {"type": "plain_text", "text": "Cancel"},
-                "blocks": [
-                    {
-                        "type": "input",
-                        "block_id": "reason",
-                        "label": {
-                            "type": "plain_text",
-                            "text": "Why? (posted in the request's thread)",
-                        },
-                        "element": {
-                            "type": "plain_text_input",
-                            "action_id": "reason",
-                            "max_length": 500,
-                        },
-                    }
-                ],
-            },
-        )
+        data = {
+            "trigger_id": body["trigger_id"],
+            "request": int(action["value"]),
+            "channel": _channel(body),
+        }
+        self.sink.submit(Job(jobs.OPEN_DENY, data, trigger_id=body["trigger_id"]))
 
     def on_deny_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """The modal's answer: a reason is required, and Slack shows the error in the modal."""
         reason = (view["state"]["values"]["reason"]["reason"].get("value") or "").strip()
         if not reason:
             ack(response_action="errors", errors={"reason": "Say why you deny the request."})
             return
         ack()
         where = json.loads(view["private_metadata"])
-        fake = {
-            "user": body["user"],
-            "channel": {"id": where.get("channel")} if where.get("channel") else None,
-        }
-        self.submit(self._decide, fake, f"deny {where['request']} --reason {shlex.quote(reason)}")
-
-    @staticmethod
-    def _where(body: dict[str, Any]) -> dict[str, str]:
-        channel = (body.get("channel") or {}).get("id")
-        return {"channel": channel} if channel else {}
-
-    def _decide(self, body: dict[str, Any], command: str) -> None:
-        """Run a decision as the clicking user; refusals go back to that user only."""
-        user = body["user"]["id"]
-        reply = self.dispatcher.handle(command, user=user)
-        channel = (body.get("channel") or {}).get("id")
-        if not reply.ok:
-            text = f":x: {blocks.escape(reply.text)}"
-            if channel:
-                self.client.chat_postEphemeral(channel=channel, user=user, text=text)
-            else:
-                self.client.chat_postMessage(channel=user, text=text)
-        elif reply.request is not None:
-            line = self._decision_line(user, reply)
-            self.sync(reply.request.id, line=line)
-        if channel is None:
-            self.publish_home(user)
-
-    def on_more(self, ack: Ack, action: dict[str, Any], respond: Respond) -> None:
-        ack()
-        pages = self.pages.take(action["value"])
-        if pages is None:
-            respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text="That list has expired; run the command again.",
+        self.sink.submit(
+            Job(
+                jobs.DECIDE,
+                {
+                    "user": body["user"]["id"],
+                    "channel": where.get("channel"),
+                    "command": f"deny {int(where['request'])} --reason {shlex.quote(reason)}",
+                },
+                trigger_id=body.get("trigger_id"),
             )
-            return
-        first = pages[0]
-        if len(pages) > 1:
-            first = blocks.with_more_button(first, self.pages.put(pages[1:]), len(pages) - 1)
-        respond(
-            response_type="ephemeral", replace_original=False, text=first.text, blocks=first.blocks
         )
 
-    # -- thread replies --------------------------------------------------------------------
+    def on_more(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        data = {"token": action["value"], "response_url": body.get("response_url")}
+        self.sink.submit(Job(jobs.MORE, data, trigger_id=body.get("trigger_id")))
 
-    def on_message(self, event: dict[str, Any]) -> None:
+    def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Only human replies in a thread can be decisions; the rest is dropped here."""
         if event.get("subtype") or event.get("bot_id"):
             return
         thread = event.get("thread_ts")
         if not thread or thread == event.get("ts"):
             return
-        self.submit(self._thread_reply, event)
+        self.sink.submit(Job(jobs.THREAD_REPLY, event, event_id=body.get("event_id")))
 
-    def _thread_reply(self, event: dict[str, Any]) -> None:
-        card = self.cards.find(event["channel"], event["thread_ts"])
-        if card is None:
-            return
-        words = (event.get("text") or "").split()
-        while words and words[0].startswith("<@"):  # "@acrbot approve"
-            words.pop(0)
-        if not words or words[0].lower() not in ("approve", "deny"):
-            return  # discussion
-        verb, rest = words[0].lower(), " ".join(words[1:])
-        user = event["user"]
-        if verb == "deny" and not rest:
-            self.client.chat_postEphemeral(
-                channel=event["channel"],
-                user=user,
-                thread_ts=card.ts,
-                text=":x: Say why: reply `deny <reason>`.",
-            )
-            return
-        command = f"{verb} {card.request_id}"
-        if rest:
-            command += f" --reason {shlex.quote(rest)}"
-        self._decide({"user": {"id": user}, "channel": {"id": event["channel"]}}, command)
-
-    # -- card, thread and requester --------------------------------------------------------
-
-    def sync(self, request_id: int, *, line: str | None = None) -> None:
-        """Redraw the card; post ``line`` and, once, the final outcome in its thread."""
-        card = self.cards.get(request_id)
-        request = self.ctx.requests.get(request_id)
-        if card is None:
-            return
-        drawn = blocks.request_card(request)
-        self.client.chat_update(
-            channel=card.channel, ts=card.ts, text=drawn.text, blocks=drawn.blocks
-        )
-        if line:
-            self.client.chat_postMessage(channel=card.channel, thread_ts=card.ts, text=line)
-        if request.state in FINAL and self.cards.claim_announcement(request_id, request.state):
-            try:
-                outcome = blocks.outcome_text(request)
-                self.client.chat_postMessage(channel=card.channel, thread_ts=card.ts, text=outcome)
-                self.client.chat_postMessage(
-                    channel=request.requester,
-                    text=f"Your deletion request #{request.id} ({blocks.escape(request.target)}):"
-                    f" {outcome}",
-                )
-            except SlackApiError:
-                self.cards.release_announcement(request_id)
-                raise
-
-    def sweep(self) -> None:
-        """Expire overdue requests and announce every outcome not yet announced."""
-        self.ctx.requests.expire_due()
-        for request_id in self.cards.unannounced():
-            try:
-                self.sync(request_id)
-            except SlackApiError as exc:
-                log.warning(
-                    "could not announce request #%s: %s", request_id, exc.response.get("error")
-                )
-        self.deliveries.prune(older_than=Deliveries.horizon(self.ctx.clock()))
-
-    # -- App Home --------------------------------------------------------------------------
-
-    def on_home_opened(self, event: dict[str, Any]) -> None:
+    def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home":
-            self.submit(self.publish_home, event["user"])
+            self.sink.submit(Job(jobs.HOME, {"user": event["user"]}, event_id=body.get("event_id")))
 
-    def publish_home(self, user: str) -> None:
-        grants = self.ctx.roles.grants_for(user)
-        pending = self.ctx.requests.list(states=[State.PENDING])
-        actionable = [
-            r
-            for r in pending
-            if r.requester != user
-            and user not in {a.approver for a in r.approvals}
-            and allows(grants, OWN, Scope.REQUEST, registry=r.registry, repository=r.repository)
-        ]
-        mine = [r for r in pending if r.requester == user]
-        self.client.views_publish(
-            user_id=user,
-            view=blocks.home_view(
-                user=user, grants=[str(g) for g in grants], actionable=actionable, mine=mine
-            ),
-        )
+
+def _channel(body: dict[str, Any]) -> str | None:
+    return (body.get("channel") or {}).get("id")
+
+
+def _decision(body: dict[str, Any], command: str) -> dict[str, Any]:
+    return {"user": body["user"]["id"], "channel": _channel(body), "command": command}

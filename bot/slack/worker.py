@@ -1,0 +1,289 @@
+"""Where jobs run: `SlackWorker` (a thread pool and the periodic sweeps), in this process or, for
+`acrbot serve`, in a worker process of its own (`WorkerProcess`).
+
+Why a second process: Python runs one thread at a time, so every job step that needs the CPU
+(parsing a command, reading the role table, rendering a long tag list, a registry's JSON)
+delays the acks of the process that does it. With the work in another process the acking
+process only parses, verifies and acks: on 2 cores, 50 concurrent commands were acked with
+p99 ~60 ms with the work in-process and ~30 ms with a worker process (bench/ack_latency.py).
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot import redaction
+from bot.app import build_dispatcher, configure_logging, static_groups
+from bot.archive import Shipper
+from bot.config import Config, SlackSettings
+from bot.errors import BotError, ConfigError
+from bot.slack.groups import SlackGroups, is_usergroup
+from bot.slack.jobs import Job
+from bot.slack.work import SlackWork
+
+log = logging.getLogger(__name__)
+
+
+class SlackWorker:
+    """The core, a WebClient, a thread pool sized for slow registry calls, and the sweeps."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: SlackSettings,
+        *,
+        workers: int = 16,
+        sweep_interval: float = 60.0,
+        **context: Any,
+    ) -> None:
+        redaction.install()
+        self.client = WebClient(token=settings.bot_token, base_url=settings.api_url)
+        self.groups = SlackGroups(self.client)
+        static = static_groups(config)
+        dispatcher = build_dispatcher(
+            config, groups_of=lambda user: [*static(user), *self.groups.groups_of(user)], **context
+        )
+        self.groups.candidates = lambda: dispatcher.ctx.roles.principal_ids(is_usergroup)
+        self.work = SlackWork(dispatcher, client=self.client)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acr-work")
+        prestart(self.pool, workers, warm=lambda: dispatcher.ctx.store.db)
+        self._sweep_interval = sweep_interval
+        self._stopping = threading.Event()
+        self._shipper: Shipper | None = None
+
+    def submit(self, job: Job) -> None:
+        self.pool.submit(self.work.run, job)
+
+    def start_background(self) -> None:
+        """Announce outcomes reached while we were down, then expire requests periodically;
+        ship the audit to its archive in the background, if one is configured."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.work.sweep()
+                except Exception:
+                    log.exception("expiry sweep failed; retrying in %ss", self._sweep_interval)
+                if self._stopping.wait(self._sweep_interval):
+                    return
+
+        threading.Thread(target=loop, name="acr-sweep", daemon=True).start()
+        ctx = self.work.ctx
+        if ctx.archive is not None:
+            self._shipper = Shipper(ctx.archive).start()
+            ctx.audit.on_append = self._shipper.nudge
+
+    def stop(self) -> None:
+        """Finish the jobs already handed over, then close the database."""
+        self._stopping.set()
+        if self._shipper is not None:
+            self._shipper.stop()
+        self.pool.shutdown(wait=True, cancel_futures=False)
+        self.work.ctx.store.close()
+
+
+def prestart(pool: ThreadPoolExecutor, workers: int, *, warm: Any) -> None:
+    """Start every worker thread now (with ``warm()`` run in each, e.g. to open SQLite).
+
+    ThreadPoolExecutor starts threads lazily, on submit, and Thread.start() waits until the new
+    thread has run: during a burst each of those waits queues behind busy threads for the GIL,
+    and the ack that submitted it waits too (bench/ack_latency.py, 50 concurrent commands:
+    p99 ~95 ms with lazy threads, ~55 ms prestarted). Blocking every worker on one barrier
+    forces all of them to exist.
+    """
+    barrier = threading.Barrier(workers + 1)
+
+    def hold() -> None:
+        warm()
+        barrier.wait()
+
+    for _ in range(workers):
+        pool.submit(hold)
+    barrier.wait()
+
+
+class WorkerUnavailable(BotError):
+    """The worker process could not start."""
+
+
+class WorkerProcess:
+    """A SlackWorker in a child process, fed jobs through a pipe, restarted if it dies.
+
+    The child is spawned (not forked: the parent has threads) and builds its own database
+    connections, registry clients and WebClient from the config. It stops when the pipe
+    closes, after finishing the jobs it has: SIGINT and SIGTERM are the parent's to handle.
+    Jobs sent while a worker was dying are lost with it; the duplicate checks make Slack's
+    retries of them harmless.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        settings: SlackSettings,
+        *,
+        start_timeout: float = 60.0,
+        restart_delay: float = 1.0,
+        **options: Any,
+    ) -> None:
+        self._args = (config, settings, options, logging.getLogger().getEffectiveLevel())
+        self._start_timeout = start_timeout
+        self._restart_delay = restart_delay
+        self._mp = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._process: Any = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def is_alive(self) -> bool:
+        return self._process is not None and not _exited(self._process)
+
+    def start(self) -> WorkerProcess:
+        """Start the worker and wait until it is ready; its start-up error is raised here."""
+        with self._lock:
+            self._spawn()
+            conn = self._conn
+        assert conn is not None
+        try:
+            ready = conn.poll(self._start_timeout)
+            message = conn.recv() if ready else ("failed", "it did not start in time")
+        except EOFError:
+            message = ("failed", f"it exited with code {self._process.exitcode}")
+        if message[0] != "ready":
+            self.stop()
+            if message[0] == "config":
+                raise ConfigError(message[1])
+            raise WorkerUnavailable(f"the worker process failed to start: {message[1]}")
+        threading.Thread(target=self._watch, name="acr-worker-watch", daemon=True).start()
+        # multiprocessing joins its children at exit; the worker only ends when its pipe
+        # closes, so close it first (atexit runs this before multiprocessing's own hook).
+        atexit.register(self.stop)
+        return self
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                raise WorkerUnavailable("the bot is stopping")
+            try:
+                assert self._conn is not None
+                self._conn.send(job)
+                return
+            except OSError:  # the worker is gone (BrokenPipeError): start another for this job
+                log.error("the worker process %s is gone; starting a new one", self.pid)
+                self._spawn()
+                self.restarts += 1
+            assert self._conn is not None
+            self._conn.send(job)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Close the pipe (the worker finishes its jobs and exits); kill it after ``timeout``."""
+        self._stopping.set()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            process = self._process
+        if process is None:
+            return
+        process.join(timeout)
+        if not _exited(process):
+            log.error("the worker process %s did not stop in %ss; killing it", process.pid, timeout)
+            process.kill()
+            process.join(5)
+
+    def _spawn(self) -> None:
+        """Start a child; the caller holds the lock."""
+        parent, child = self._mp.Pipe()
+        process = self._mp.Process(
+            target=worker_main, args=(child, *self._args), name="acr-worker", daemon=True
+        )
+        process.start()
+        child.close()
+        if self._conn is not None:
+            self._conn.close()
+        self._process, self._conn = process, parent
+        log.info("worker process %s started", process.pid)
+
+    def _watch(self) -> None:
+        """Restart the worker when it dies; its sweeps and archive shipping live there."""
+        while True:
+            with self._lock:
+                process = self._process
+            multiprocessing.connection.wait([process.sentinel])
+            if self._stopping.is_set():
+                return  # stop() joins it
+            process.join()  # reap it, and learn its exit code
+            with self._lock:
+                if self._process is not process:
+                    continue  # a submit found it dead first and started another
+            log.error(
+                "the worker process %s exited with code %s; restarting it in %ss",
+                process.pid,
+                process.exitcode,
+                self._restart_delay,
+            )
+            if self._stopping.wait(self._restart_delay):
+                return
+            with self._lock:
+                if self._process is process and not self._stopping.is_set():
+                    self._spawn()
+                    self.restarts += 1
+
+
+def _exited(process: Any) -> bool:
+    """Whether the process has ended, from its sentinel: unlike is_alive(), this does not
+    reap it, so it cannot race another thread's join() (the loser of that race sees
+    ECHILD and takes the child for alive)."""
+    return bool(multiprocessing.connection.wait([process.sentinel], timeout=0))
+
+
+def worker_main(
+    conn: multiprocessing.connection.Connection,
+    config: Config,
+    settings: SlackSettings,
+    options: dict[str, Any],
+    level: int,
+) -> None:
+    """The worker process: build a SlackWorker, say ready, run jobs until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(level)
+    try:
+        worker = SlackWorker(config, settings, **options)
+    except ConfigError as exc:
+        conn.send(("config", str(exc)))
+        return
+    except BotError as exc:
+        conn.send(("failed", str(exc)))
+        return
+    except Exception as exc:
+        log.exception("the worker could not start")
+        conn.send(("failed", f"{type(exc).__name__} (details in the log)"))
+        return
+    worker.start_background()
+    gc.collect()
+    gc.freeze()
+    conn.send(("ready", os.getpid()))
+    try:
+        while True:
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):  # the parent closed its end, or is gone
+                break
+            worker.submit(job)
+    finally:
+        worker.stop()

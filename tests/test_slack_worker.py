@@ -1,0 +1,151 @@
+"""The worker process `acrbot serve` runs jobs in: start-up, answers, restarts, shutdown."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_context
+from bot.config import SlackSettings
+from bot.errors import ConfigError
+from bot.policy import Grant, Role
+from bot.slack import jobs
+from bot.slack.jobs import Job
+from bot.slack.worker import WorkerProcess
+from tests.conftest import make_config
+from tests.slack_support import SlowRegistry
+
+
+@pytest.fixture
+def config(tmp_path, registry):
+    config = make_config(tmp_path)
+    ctx = build_context(config)
+    ctx.roles.grant(Grant("UCAROL", Role.READER), by="test", at=ctx.clock())
+    ctx.store.close()
+    return config
+
+
+@pytest.fixture
+def settings(fake_slack):
+    return SlackSettings(bot_token="xoxb-test", signing_secret="s", api_url=fake_slack.api_url)
+
+
+@pytest.fixture
+def start_worker(config, settings):
+    started = []
+
+    def start(**options):
+        worker = WorkerProcess(config, settings, **options).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=10)
+
+
+def tags_job(fake_slack, name, trigger=None):
+    return Job(
+        jobs.COMMAND,
+        {
+            "user_id": "UCAROL",
+            "channel_id": "C1",
+            "text": "tags baseimages/fedora",
+            "response_url": fake_slack.response_url(name),
+        },
+        trigger_id=trigger or name,
+    )
+
+
+def answer(fake_slack, name, timeout=20):
+    return fake_slack.wait_for(f"response_url:{name}", timeout=timeout)[0]["text"]
+
+
+def wait_dead(pid, timeout=10):
+    """Until ``pid`` has exited with all its threads (files close with the last one); a
+    zombie waiting to be reaped counts as exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            threads = len(os.listdir(f"/proc/{pid}/task"))
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in ("Z", "X") and threads == 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} still alive")
+
+
+def test_jobs_run_in_another_process_and_answer_slack(start_worker, fake_slack):
+    worker = start_worker()
+    assert worker.pid != os.getpid() and worker.is_alive()
+    worker.submit(tags_job(fake_slack, "a1"))
+    assert answer(fake_slack, "a1") == "2 tags in demo/baseimages/fedora"
+
+
+def test_a_retried_delivery_runs_once(start_worker, fake_slack):
+    worker = start_worker()
+    worker.submit(tags_job(fake_slack, "r1", trigger="same"))
+    worker.submit(tags_job(fake_slack, "r2", trigger="same"))
+    worker.submit(tags_job(fake_slack, "r3"))
+    answer(fake_slack, "r3")
+    answer(fake_slack, "r1")
+    assert not fake_slack.calls_to("response_url:r2")
+
+
+def test_a_job_sent_after_the_worker_died_starts_a_new_one(start_worker, fake_slack):
+    worker = start_worker(restart_delay=60)  # the watcher waits: submit must notice
+    first = worker.pid
+    os.kill(first, signal.SIGKILL)
+    wait_dead(first)
+    worker.submit(tags_job(fake_slack, "k1"))
+    assert answer(fake_slack, "k1") == "2 tags in demo/baseimages/fedora"
+    assert worker.pid != first and worker.restarts == 1
+
+
+def test_a_dead_worker_is_restarted_without_waiting_for_a_job(start_worker, fake_slack):
+    worker = start_worker(restart_delay=0.1)
+    first = worker.pid
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while worker.restarts == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker.restarts == 1 and worker.pid != first
+    worker.submit(tags_job(fake_slack, "w1"))
+    assert answer(fake_slack, "w1") == "2 tags in demo/baseimages/fedora"
+
+
+def test_stop_finishes_the_jobs_already_handed_over(config, settings, registry, fake_slack):
+    worker = WorkerProcess(config, settings, registries=[SlowRegistry(registry, 1.0)]).start()
+    pid = worker.pid
+    for i in range(3):
+        worker.submit(tags_job(fake_slack, f"s{i}"))
+    worker.stop(timeout=20)
+    assert sorted(c.method for c in fake_slack.calls if c.method.startswith("response_url:")) == [
+        "response_url:s0",
+        "response_url:s1",
+        "response_url:s2",
+    ]
+    wait_dead(pid)
+    with pytest.raises(Exception, match="stopping"):
+        worker.submit(tags_job(fake_slack, "late"))
+
+
+def test_the_worker_ignores_sigint_and_sigterm(start_worker, fake_slack):
+    """Ctrl-C reaches the whole process group; the parent decides when the worker stops."""
+    worker = start_worker()
+    os.kill(worker.pid, signal.SIGINT)
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.submit(tags_job(fake_slack, "i1"))
+    assert answer(fake_slack, "i1") == "2 tags in demo/baseimages/fedora"
+    assert worker.restarts == 0
+
+
+def test_a_config_error_in_the_worker_is_raised_by_start(tmp_path, settings):
+    (tmp_path / "afile").write_text("")
+    config = make_config(tmp_path, database="afile/acrbot.db")
+    with pytest.raises(ConfigError, match=r"afile/acrbot.db: a file is in the way of its folder"):
+        WorkerProcess(config, settings).start()
