@@ -122,8 +122,11 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.migrate()
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"database {self.path}: {exc}") from None
+        except (sqlite3.DatabaseError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            if isinstance(exc, FileExistsError):  # mkdir met a file on the way
+                reason = "a file is in the way of its folder"
+            raise ConfigError(f"database {self.path}: {reason}") from None
 
     @property
     def db(self) -> sqlite_utils.Database:
