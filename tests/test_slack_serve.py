@@ -20,6 +20,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_env(config: Path, fake_slack) -> dict[str, str]:
+    """The environment to serve ``config`` over HTTP against the fake Slack Web API."""
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": "s3",
+        "SLACK_API_URL": fake_slack.api_url,
+        "ACRBOT_CONFIG": str(config),
+    }
+    env.pop("SLACK_APP_TOKEN", None)
+    return env
+
+
 def demo_env(tmp_path, fake_slack) -> dict[str, str]:
     """The demo's config and registry in tmp_path, and the environment to serve them."""
     subprocess.run(
@@ -29,15 +42,7 @@ def demo_env(tmp_path, fake_slack) -> dict[str, str]:
         check=True,
         capture_output=True,
     )
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": "s3",
-        "SLACK_API_URL": fake_slack.api_url,
-        "ACRBOT_CONFIG": str(tmp_path / "acrbot.toml"),
-    }
-    env.pop("SLACK_APP_TOKEN", None)
-    return env
+    return serve_env(tmp_path / "acrbot.toml", fake_slack)
 
 
 @pytest.fixture
@@ -197,17 +202,9 @@ def test_serve_with_a_database_it_cannot_open_says_so(tmp_path, fake_slack):
         'database = "afile/acrbot.db"\n'
         '[[registry]]\nname = "demo"\ntype = "oci-layout"\npath = "registry"\n'
     )
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": "s3",
-        "SLACK_API_URL": fake_slack.api_url,
-        "ACRBOT_CONFIG": str(tmp_path / "acrbot.toml"),
-    }
-    env.pop("SLACK_APP_TOKEN", None)
     result = subprocess.run(
         [sys.executable, "-m", "bot", "serve", "--port", str(free_port())],
-        env=env,
+        env=serve_env(tmp_path / "acrbot.toml", fake_slack),
         capture_output=True,
         text=True,
         timeout=60,
