@@ -35,7 +35,6 @@ from bot.app import build_context
 from bot.config import Config, SlackSettings, from_mapping
 from bot.demo import seed_registry
 from bot.policy import Grant, Role
-from bot.slack.jobs import JobSink
 from bot.slack.service import HttpServer, SlackApp, run_in_thread, socket_mode_handler
 from bot.slack.worker import SlackWorker, WorkerProcess
 from tests.fake_slack import FakeSlack
@@ -69,9 +68,8 @@ def bot(
         worker = SlackWorker(config, settings, registries=[registry])
     else:
         worker = WorkerProcess(config, settings, registries=[registry]).start()
-    sink: JobSink = worker
     try:
-        yield SlackApp(settings, sink)
+        yield SlackApp(settings, worker)
     finally:
         worker.stop()
 

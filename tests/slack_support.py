@@ -47,7 +47,6 @@ class SlowRegistry:
 class SlackHarness:
     def __init__(self, fake: FakeSlack, front: SlackApp, worker: SlackWorker) -> None:
         self.fake = fake
-        self.front = front
         self.worker = worker
         self.work = worker.work
         self.ctx = worker.work.ctx

@@ -13,7 +13,7 @@ from bot.errors import ConfigError
 from bot.policy import Grant, Role
 from bot.slack import jobs
 from bot.slack.jobs import Job
-from bot.slack.worker import WorkerProcess
+from bot.slack.worker import WorkerProcess, WorkerUnavailable
 from tests.conftest import make_config
 from tests.slack_support import SlowRegistry
 
@@ -130,7 +130,7 @@ def test_stop_finishes_the_jobs_already_handed_over(config, settings, registry, 
         "response_url:s2",
     ]
     wait_dead(pid)
-    with pytest.raises(Exception, match="stopping"):
+    with pytest.raises(WorkerUnavailable, match="stopping"):
         worker.submit(tags_job(fake_slack, "late"))
 
 

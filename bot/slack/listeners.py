@@ -8,7 +8,6 @@ Slack drops what is not acked within 3 s, and a burst of commands must not queue
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 from typing import Any
 
@@ -16,8 +15,6 @@ from slack_bolt import Ack, App
 
 from bot.slack import blocks, jobs
 from bot.slack.jobs import Job, JobSink
-
-log = logging.getLogger(__name__)
 
 
 class Listeners:

@@ -164,6 +164,7 @@ class WorkerProcess:
             ready = conn.poll(self._start_timeout)
             message = conn.recv() if ready else ("failed", "it did not start in time")
         except EOFError:
+            self._process.join(5)  # reap it, so that its exit code is known
             message = ("failed", f"it exited with code {self._process.exitcode}")
         if message[0] != "ready":
             self.stop()
