@@ -12,13 +12,14 @@ from bot.audit import Audit
 from bot.config import Config, RegistryConfig
 from bot.context import Context, Registries
 from bot.dispatch import Dispatcher, Handler
+from bot.facts import FactCache, SqliteFacts
+from bot.registry import Registry
 from bot.requests import Clock, Requests
 from bot.roles import RoleTable
 from bot.store import Store
 from handlers import access, audit_log, browse, credentials, deletions, meta
-from handlers.oci_layout import OciLayoutRegistry
-from handlers.oci_registry import OciRegistry
-from handlers.registry import Registry
+from handlers.registries.oci import OciRegistry
+from handlers.registries.oci_layout import OciLayoutRegistry
 
 HANDLERS: dict[str, Handler] = {
     "help": meta.help_command,
@@ -40,14 +41,14 @@ HANDLERS: dict[str, Handler] = {
     "audit": audit_log.audit,
 }
 
-BackendFactory = Callable[[RegistryConfig], Registry]
+BackendFactory = Callable[[RegistryConfig, FactCache], Registry]
 
 
-def _oci_layout(cfg: RegistryConfig) -> Registry:
+def _oci_layout(cfg: RegistryConfig, facts: FactCache) -> Registry:
     return OciLayoutRegistry(cfg.name, cfg.options["path"], login_server=cfg.login_server)
 
 
-def _oci(cfg: RegistryConfig) -> Registry:
+def _oci(cfg: RegistryConfig, facts: FactCache) -> Registry:
     options = cfg.options
     return OciRegistry(
         cfg.name,
@@ -59,13 +60,15 @@ def _oci(cfg: RegistryConfig) -> Registry:
         tag_delete=bool(options.get("tag_delete", False)),
         verify=str(options["ca_bundle"]) if "ca_bundle" in options else True,
         timeout=float(options.get("timeout", 10)),
+        concurrency=int(options.get("concurrency", 16)),
+        facts=facts,
     )
 
 
-def _acr(cfg: RegistryConfig) -> Registry:
+def _acr(cfg: RegistryConfig, facts: FactCache) -> Registry:
     from azure.identity import DefaultAzureCredential
 
-    from handlers.acr import CLOUDS, AcrRegistry
+    from handlers.registries.acr import CLOUDS, AcrRegistry
 
     options = cfg.options
     arm, authority, audience = CLOUDS[options.get("cloud", "public")]
@@ -89,6 +92,7 @@ def _acr(cfg: RegistryConfig) -> Registry:
         connection_verify=verify,
         key_vault=vault,
         key_vault_secret=options.get("key_vault_secret"),
+        facts=facts,
     )
 
 
@@ -112,7 +116,8 @@ def build_context(
     if groups_of is None:
         groups_of = static_groups(config)
     if registries is None:
-        registries = [BACKENDS[r.type](r) for r in config.registries]
+        facts = SqliteFacts(store)
+        registries = [BACKENDS[r.type](r, facts) for r in config.registries]
     archive = None
     if config.archive is not None:
         from bot.archive import AuditArchive, container_client

@@ -13,7 +13,7 @@ from functools import partial
 from bot.errors import UsageError
 from bot.grammar import CommandSpec, Param
 from bot.policy import Role, Scope
-from bot.references import parse_image, shorten, validate_repository
+from bot.references import parse_image, shorten, validate_digest, validate_repository
 
 _REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -53,6 +53,25 @@ def role(value: str) -> Role:
         raise UsageError(
             f"`{shorten(value, 30)}` is not a role (one of: {', '.join(r.value for r in Role)})"
         ) from None
+
+
+_TAG_GLOB = re.compile(r"[A-Za-z0-9._\-*?\[\]!]{1,128}")
+_CURSOR = re.compile(r"[A-Za-z0-9._/\-]{1,255}")
+
+
+def tag_glob(value: str) -> str:
+    if not _TAG_GLOB.fullmatch(value):
+        raise UsageError(f"`{shorten(value, 30)}` is not a tag glob (e.g. `v1.*` or `pr-*`)")
+    return value
+
+
+def cursor(value: str) -> str:
+    """A page cursor: the last tag or repository name of the page before."""
+    if not _CURSOR.fullmatch(value):
+        raise UsageError(
+            f"`{shorten(value, 30)}` is not a tag or repository name to continue after"
+        )
+    return value
 
 
 def repo_glob(value: str) -> str:
@@ -104,7 +123,17 @@ REGISTRY_OPT = Param(
     flag="--registry",
     required=False,
 )
-TOP_OPT = Param("top", "N", "show at most N rows", count, flag="--top", required=False)
+TOP_OPT = Param(
+    "top", "N", "rows per page (default 25, at most 1000)", count, flag="--top", required=False
+)
+AFTER_OPT = Param(
+    "after",
+    "NAME",
+    "continue after this name (the next-page cursor)",
+    cursor,
+    flag="--after",
+    required=False,
+)
 REASON_OPT = Param("reason", "TEXT", "why (quote several words)", reason, flag="--reason")
 USER_ARG = Param("user", "USER", "a user id, @mention or user-group id", principal)
 ROLE_ARG = Param("role", "ROLE", "reader, contributor, owner or oncall", role)
@@ -180,6 +209,7 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             required=False,
         ),
         TOP_OPT,
+        AFTER_OPT,
     ),
     _spec(
         "tags",
@@ -189,15 +219,33 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
         Scope.REPOSITORY,
         Param("repository", "REPO", "repository name", validate_repository),
         REGISTRY_OPT,
-        TOP_OPT,
+        Param(
+            "filter",
+            "GLOB",
+            "only tags matching GLOB (e.g. `v1.*`)",
+            tag_glob,
+            flag="--filter",
+            required=False,
+        ),
+        Param(
+            "digest",
+            "DIGEST",
+            "only the tags on this digest",
+            validate_digest,
+            flag="--digest",
+            required=False,
+        ),
         Param(
             "orderby",
             "ORDER",
-            "time_desc (default), time_asc or name",
+            "time_desc (default where the registry has dates), time_asc, or name "
+            "(default on `oci`: natural order, v10 after v9)",
             choice("time_desc", "time_asc", "name"),
             flag="--orderby",
             required=False,
         ),
+        TOP_OPT,
+        AFTER_OPT,
     ),
     _spec(
         "show",

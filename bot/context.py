@@ -12,10 +12,10 @@ from bot.errors import NotFound, UsageError
 from bot.grammar import ParsedCommand
 from bot.policy import Grant
 from bot.references import ImageRef
+from bot.registry import Progress, Registry, no_progress
 from bot.requests import Clock, Requests
 from bot.roles import RoleTable
 from bot.store import Store
-from handlers.registry import Registry
 
 
 class Registries:
@@ -78,6 +78,7 @@ class Call:
     registry: Registry | None = None
     registry_name: str | None = None
     repository: str | None = None
+    progress: Progress = no_progress  # long scans report here; the transport shows it
 
     @property
     def args(self) -> dict[str, Any]:

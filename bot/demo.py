@@ -14,7 +14,7 @@ from bot.config import Config, load
 from bot.policy import Grant, Role
 from bot.roles import RoleTable
 from bot.store import Store
-from handlers.oci_layout import OciLayoutRegistry, make_layer
+from handlers.registries.oci_layout import OciLayoutRegistry, make_layer
 
 DEMO_DIR = Path(".acrbot-demo")
 LOGIN_SERVER = "demo.registry.local"

@@ -17,6 +17,7 @@ from bot.errors import PermissionDenied, UsageError, UserError
 from bot.grammar import ParsedCommand, parse
 from bot.policy import ALL, Scope, require
 from bot.references import ImageRef
+from bot.registry import Progress, no_progress
 from bot.replies import Reply, error
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,18 @@ class Dispatcher:
         self._handlers = handlers
         self._last_sweep: datetime | None = None
 
-    def handle(self, text: str, *, user: str) -> Reply:
-        """Parse, authorize, run and audit one command. Never raises."""
+    def handle(self, text: str, *, user: str, progress: Progress = no_progress) -> Reply:
+        """Parse, authorize, run and audit one command. Never raises.
+
+        ``progress`` receives (done, total) from long registry scans, for the transport to
+        show ("still working: 2,300 of 10,000 tags checked").
+        """
         command: ParsedCommand | None = None
         call: Call | None = None
         try:
             self._expire_due()
             command = parse(text, COMMANDS)
-            call = self._call(command, user)
+            call = self._call(command, user, progress)
             reply = self._handlers[command.name](call, ctx=self.ctx)
         except UserError as exc:
             outcome = "refused" if isinstance(exc, PermissionDenied | UsageError) else "failed"
@@ -83,7 +88,7 @@ class Dispatcher:
             self._last_sweep = now
             self.ctx.requests.expire_due()
 
-    def _call(self, command: ParsedCommand, user: str) -> Call:
+    def _call(self, command: ParsedCommand, user: str, progress: Progress = no_progress) -> Call:
         """Resolve the registry and repository the command is about, and check the role."""
         spec = COMMANDS[command.name]
         args = command.args
@@ -114,6 +119,7 @@ class Dispatcher:
             registry=registry,
             registry_name=registry_name,
             repository=repository,
+            progress=progress,
         )
 
     def _audit(

@@ -9,6 +9,8 @@
         ├── Conflict          the world changed or the request is in the wrong state
         ├── Unsupported       the backend cannot do this (and says what to do instead)
         └── RegistryError     the registry is unreachable, refuses the bot, throttles or fails
+            └── OutcomeUnknown    a write (DELETE, PATCH) went unanswered: it may or may not
+                                  have happened; read the registry before doing anything else
 
 The dispatcher shows a UserError's text to the user. Any other exception is a bug: it is
 logged with a reference id and the user gets one short line with that id.
@@ -59,3 +61,9 @@ class Unsupported(UserError):
 
 class RegistryError(UserError):
     """The registry could not be used: unreachable, 401/403, 429 or 5xx; says what to do."""
+
+
+class OutcomeUnknown(RegistryError):
+    """A non-idempotent call (DELETE, PATCH, regenerate) got no answer: timeout or dropped
+    connection. It is never retried blindly; the caller reads the registry to learn what
+    happened (a manifest gone after an unanswered DELETE means the DELETE landed)."""

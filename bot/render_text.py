@@ -13,6 +13,8 @@ def render(reply: Reply) -> str:
     if reply.table is not None:
         lines.extend(table_lines(reply.table))
     lines.extend(reply.notes)
+    if reply.paging is not None and reply.paging.hint():
+        lines.append(reply.paging.hint() or "")
     if reply.secret is not None:
         lines.append(f"  (shown once, only to you) {reply.secret}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,30 @@ from bot.requests import DeletionRequest
 class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Where a paged listing stands, as commands: nothing about it is kept in memory.
+
+    ``command`` reproduces the listing without `--after`; the page shown started after
+    ``after`` (None: the first page) and the next one starts after ``next_after`` (None: this
+    was the last). A transport re-runs ``command_after(…)`` as the clicking user, so a page
+    link survives restarts and is authorized like the typed command.
+    """
+
+    command: str
+    after: str | None = None
+    next_after: str | None = None
+
+    def command_after(self, cursor: str | None) -> str:
+        return f"{self.command} --after {shlex.quote(cursor)}" if cursor else self.command
+
+    def hint(self) -> str | None:
+        """The next page as a command to type (console, notebook)."""
+        if self.next_after is None:
+            return None
+        return f"Next page: `{self.command_after(self.next_after)}`"
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,7 @@ class Reply:
     request: DeletionRequest | None = None
     secret: str | None = field(default=None, repr=False)
     data: Any = None
+    paging: Paging | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The reply for scripts: never includes ``secret`` unless asked by the renderer."""

@@ -106,8 +106,17 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["deliveries"].create({"key": str, "at": str}, pk="key")
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    """Immutable facts about digests (bot/facts.py), reused across commands and restarts."""
+    db.execute(
+        "create table digest_facts (registry text not null, digest text not null, "
+        "media_type text, size integer, created text, platforms text, refs text, "
+        "primary key (registry, digest)) without rowid"
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

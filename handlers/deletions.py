@@ -14,6 +14,7 @@ from bot.commands import CONTRIBUTE, OWN, READ
 from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, Unsupported, UsageError
 from bot.policy import Role, Scope, allows, require
+from bot.registry import natural_key
 from bot.replies import Reply, Table
 from bot.requests import DeletionRequest, State
 
@@ -95,9 +96,19 @@ def delete(call: Call, *, ctx: Context) -> Reply:
     digest = registry.resolve(ref.repository, ref.tag) if ref.tag else ref.digest
     if ref.tag and ref.digest and digest != ref.digest:
         raise Conflict(f"{ref.repository}:{ref.tag} points at {digest}, not {ref.digest}")
-    info = registry.image(ref.repository, digest)
-    going = info.tags if manifest else (ref.tag,)
-    locked = sorted(set(going) & set(info.locked_tags))
+    if manifest:
+        info = registry.image(ref.repository, digest)  # the manifest exists, or NotFound
+        on = registry.tags_on(ref.repository, digest, progress=call.progress)
+        going = tuple(t.name for t in on)
+        locked = sorted(t.name for t in on if t.locked)
+        if info.manifest_locked:
+            raise Conflict(
+                f"{registry.name}/{ref.repository}@{fmt.short_digest(digest)} is locked; "
+                "nothing was requested"
+            )
+    else:
+        going = (ref.tag,)
+        locked = [ref.tag] if registry.tag_locked(ref.repository, ref.tag) else []
     if locked:
         raise Conflict(
             f"{registry.name}/{ref.repository}: {', '.join(locked)} "
@@ -185,9 +196,25 @@ def _authorizer(
 
 
 def execute(ctx: Context, request: DeletionRequest) -> None:
-    """Delete exactly what was approved, or raise Conflict and delete nothing."""
+    """Delete exactly what was approved, or raise Conflict and delete nothing.
+
+    Everything is read from the registry again here (never from a cache): the tag must still
+    point at the approved digest (on both paths: a re-pushed tag now names another image),
+    nothing that goes may be locked, and a manifest must carry no tag the request did not list.
+    """
     registry = ctx.registries.get(request.registry)
     repo = request.repository
+    if request.tag is not None:
+        try:
+            current = registry.resolve(repo, request.tag)
+        except NotFound:
+            raise Conflict(f"{repo}:{request.tag} no longer exists; nothing was deleted") from None
+        if current != request.digest:
+            raise Conflict(
+                f"{repo}:{request.tag} moved: it now points at {fmt.short_digest(current)}, not "
+                f"the approved {fmt.short_digest(request.digest)} (pushed again?); nothing was "
+                "deleted"
+            )
     if request.manifest:
         try:
             info = registry.image(repo, request.digest)
@@ -195,27 +222,23 @@ def execute(ctx: Context, request: DeletionRequest) -> None:
             raise Conflict(
                 f"{request.digest} is no longer in {registry.name}/{repo}; nothing was deleted"
             ) from None
-        extra = sorted(set(info.tags) - set(request.tags))
+        on = registry.tags_on(repo, request.digest)
+        extra = sorted({t.name for t in on} - set(request.tags), key=natural_key)
         if extra:
             raise Conflict(
-                f"the image now also carries tag(s) {', '.join(extra)} that the "
-                "request did not list; nothing was deleted: make a new request"
+                f"the image now also carries tag(s) {', '.join(extra[:10])}"
+                f"{' …' if len(extra) > 10 else ''} that the request did not list; nothing was "
+                "deleted: make a new request"
             )
-        if info.locked_tags:
-            raise Conflict(f"tag(s) {', '.join(info.locked_tags)} are locked; nothing was deleted")
+        locked = [t.name for t in on if t.locked]
+        if locked:
+            raise Conflict(f"tag(s) {', '.join(locked)} are locked; nothing was deleted")
+        if info.manifest_locked:
+            raise Conflict(f"the manifest {request.digest} is locked; nothing was deleted")
         registry.delete_manifest(repo, request.digest)
         return
     assert request.tag is not None
-    try:
-        current = registry.resolve(repo, request.tag)
-    except NotFound:
-        raise Conflict(f"{repo}:{request.tag} no longer exists; nothing was deleted") from None
-    if current != request.digest:
-        raise Conflict(
-            f"{repo}:{request.tag} now points at {fmt.short_digest(current)}, not the "
-            f"approved {fmt.short_digest(request.digest)}; nothing was deleted"
-        )
-    if request.tag in registry.image(repo, current).locked_tags:
+    if registry.tag_locked(repo, request.tag):
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
     registry.untag(repo, request.tag)
 

@@ -19,7 +19,7 @@ from bot.dispatch import Dispatcher
 from bot.policy import Grant, Role
 from bot.render_text import render
 from bot.replies import Reply
-from handlers.oci_layout import OciLayoutRegistry
+from handlers.registries.oci_layout import OciLayoutRegistry
 
 
 class FakeClock:
@@ -236,7 +236,7 @@ def fake_acr(tmp_path):
 @pytest.fixture
 def make_acr(fake_acr):
     """Build the real AcrRegistry (azure SDK clients) against the local HTTPS fake."""
-    from handlers.acr import AcrRegistry
+    from handlers.registries.acr import AcrRegistry
 
     def make(**overrides: Any) -> AcrRegistry:
         options: dict[str, Any] = {

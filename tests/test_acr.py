@@ -3,7 +3,7 @@
 import pytest
 
 from bot.errors import NotFound, RegistryError
-from handlers.registry import Registry
+from bot.registry import Registry
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -33,7 +33,7 @@ def test_lists_repositories_across_pages_after_the_token_exchange(acr, seeded):
 
 def test_tags_carry_dates_and_locks(acr, seeded):
     seeded.state.repositories["library/hello-world"]["v0"].delete_enabled = False
-    tags = {t.name: t for t in acr.tags("library/hello-world")}
+    tags = {t.name: t for t in acr.all_tags("library/hello-world")}
     assert set(tags) == {"latest", "v1", "v0"}
     assert tags["latest"].digest == D1
     assert tags["latest"].created.year == 2023
@@ -42,12 +42,13 @@ def test_tags_carry_dates_and_locks(acr, seeded):
 
 def test_image_lists_tags_sharing_the_digest(acr, seeded):
     info = acr.image("library/hello-world", "latest")
-    assert (info.digest, info.tags, info.size) == (D1, ("latest", "v1"), 5325)
+    assert (info.digest, info.size) == (D1, 5325)
+    assert [t.name for t in acr.tags_on("library/hello-world", D1)] == ["latest", "v1"]
 
 
 def test_untag_removes_one_tag(acr, seeded):
     acr.untag("library/hello-world", "latest")
-    assert [t.name for t in acr.tags("library/hello-world")] == ["v0", "v1"]
+    assert [t.name for t in acr.all_tags("library/hello-world")] == ["v0", "v1"]
 
 
 def test_untag_of_a_missing_tag_is_reported_not_silent(acr, seeded):
@@ -57,12 +58,14 @@ def test_untag_of_a_missing_tag_is_reported_not_silent(acr, seeded):
 
 def test_delete_manifest_removes_every_tag_on_it(acr, seeded):
     acr.delete_manifest("library/hello-world", D1)
-    assert [t.name for t in acr.tags("library/hello-world")] == ["v0"]
+    assert [t.name for t in acr.all_tags("library/hello-world")] == ["v0"]
 
 
 def test_locks_are_set_through_tag_properties(acr, seeded):
     acr.set_lock("library/hello-world", "v1", locked=True)
-    assert acr.image("library/hello-world", "v1").locked_tags == ("v1",)
+    digest = acr.resolve("library/hello-world", "v1")
+    assert [t.name for t in acr.tags_on("library/hello-world", digest) if t.locked] == ["v1"]
+    assert acr.tag_locked("library/hello-world", "v1") is True
 
 
 def test_admin_user_status_disable_and_enable_with_the_long_running_operation(acr, seeded):
@@ -86,14 +89,14 @@ def test_regenerate_changes_only_that_password(acr, seeded):
 def test_throttling_and_server_errors_become_messages(acr, seeded):
     seeded.state.throttle = 1
     with pytest.raises(RegistryError, match=r"^prod is throttling requests \(429\)"):
-        acr.tags("library/hello-world")
+        acr.all_tags("library/hello-world")
     seeded.state.fail_status = 503
     with pytest.raises(RegistryError, match=r"^prod failed \(HTTP 503\); try again later$"):
         acr.repositories()
 
 
 def test_unreachable_registry(fake_acr, tmp_path):
-    from handlers.acr import AcrRegistry
+    from handlers.registries.acr import AcrRegistry
     from tests.conftest import StaticCredential
     from tests.distribution import free_port
 
@@ -115,7 +118,7 @@ def test_unreachable_registry(fake_acr, tmp_path):
 
 
 def test_plain_http_is_refused():
-    from handlers.acr import AcrRegistry
+    from handlers.registries.acr import AcrRegistry
 
     with pytest.raises(ValueError, match="ACR is always https"):
         AcrRegistry(

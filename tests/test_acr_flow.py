@@ -8,6 +8,7 @@ import pytest
 
 from bot.app import BACKENDS, build_dispatcher
 from bot.config import from_mapping
+from bot.facts import MemoryFacts
 from bot.policy import Grant, Role
 from bot.render_text import render
 from tests.conftest import make_config
@@ -104,7 +105,7 @@ def test_acr_config_builds_the_sdk_clients(tmp_path):
         base=tmp_path,
         environ={},
     )
-    registry = BACKENDS["acr"](config.registries[0])
+    registry = BACKENDS["acr"](config.registries[0], MemoryFacts())
     assert (registry.name, registry.kind, registry.login_server) == (
         "prod",
         "acr",

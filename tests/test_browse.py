@@ -16,13 +16,35 @@ def test_tags_order_by_name_and_oldest_first(bot):
     assert order("--orderby time_asc") == ["3.19", "3.20", "latest"]
 
 
-def test_cut_lists_say_so(bot):
+def test_cut_lists_say_so_and_page_with_a_cursor(bot):
     reply = bot.say("carol", "tags baseimages/alpine --top 1")
     assert len(reply.table.rows) == 1
-    assert reply.notes == ("Showing 1 of 3 tags; use --top N to see more.",)
-    assert bot.say("carol", "repos --top 2").notes == (
-        "Showing 2 of 6 repositories; use --top N to see more.",
+    assert reply.notes == ("Showing the first 1 of 3 tags.",)
+    assert reply.paging.command_after(reply.paging.next_after) == (
+        "tags baseimages/alpine --top 1 --after latest"
     )
+    second = bot.say("carol", "tags baseimages/alpine --top 1 --after latest")
+    assert [r[0] for r in second.table.rows] == ["3.20"]
+    assert second.notes == ("Showing 1 tags after `latest` (3 in all).",)
+    last = bot.say("carol", "tags baseimages/alpine --top 1 --after 3.20")
+    assert [r[0] for r in last.table.rows] == ["3.19"]
+    assert last.paging.next_after is None
+    assert "Next page: `tags baseimages/alpine --top 1 --after latest`" in bot.text(
+        "carol", "tags baseimages/alpine --top 1"
+    )
+    assert bot.say("carol", "repos --top 2").notes == ("Showing the first 2 of 6 repositories.",)
+    assert bot.say("carol", "repos --top 2 --after baseimages/fedora").data["repositories"] == [
+        "testimages/nginx",
+        "testimages/wordpress",
+    ]
+
+
+def test_tags_filter_and_digest(bot):
+    reply = bot.say("carol", "tags baseimages/alpine --filter '3.*'")
+    assert reply.text == "2 tags matching `3.*` in demo/baseimages/alpine"
+    digest = bot.registry.resolve("baseimages/alpine", "latest")
+    on = bot.say("carol", f"tags baseimages/alpine --digest {digest} --orderby name")
+    assert [r[0] for r in on.table.rows] == ["3.20", "latest"]
 
 
 def test_repos_filter(bot):

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from handlers.registry import AdminStatus, NewPassword
+from bot.registry import AdminStatus, NewPassword
 from tests.conftest import CountingRegistry
 
 

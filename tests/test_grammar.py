@@ -17,16 +17,24 @@ from bot.references import ImageRef
         ("", "help", {"command": None}),
         ("help tags", "help", {"command": "tags"}),
         ("HELP", "help", {"command": None}),
-        ("repos", "repos", {"registry": None, "filter": None, "top": None}),
+        ("repos", "repos", {"registry": None, "filter": None, "top": None, "after": None}),
         (
-            "repos demo --filter 'base*' --top 5",
+            "repos demo --filter 'base*' --top 5 --after base",
             "repos",
-            {"registry": "demo", "filter": "base*", "top": 5},
+            {"registry": "demo", "filter": "base*", "top": 5, "after": "base"},
         ),
         (
-            "tags baseimages/fedora --orderby=name",
+            "tags baseimages/fedora --orderby=name --filter 'v1.*' --after v1.2",
             "tags",
-            {"repository": "baseimages/fedora", "registry": None, "top": None, "orderby": "name"},
+            {
+                "repository": "baseimages/fedora",
+                "registry": None,
+                "filter": "v1.*",
+                "digest": None,
+                "top": None,
+                "orderby": "name",
+                "after": "v1.2",
+            },
         ),
         (
             "show baseimages/fedora",
@@ -89,7 +97,11 @@ def test_parse_builds_arguments(line, name, args):
     [
         ("tgas x", "unknown command `tgas`. Did you mean `tags`?"),
         ("frobnicate", "unknown command `frobnicate`. Try `help`."),
-        ("tags", "missing REPO\nUsage: tags REPO [--registry R] [--top N] [--orderby ORDER]"),
+        (
+            "tags",
+            "missing REPO\nUsage: tags REPO [--registry R] [--filter GLOB] [--digest DIGEST] "
+            "[--orderby ORDER] [--top N] [--after NAME]",
+        ),
         ("tags a b", "unexpected argument `b`\nUsage: tags REPO"),
         ("tags a --top 0", "`0` is not a number from 1 to 1000"),
         ("tags a --top", "option `--top` needs a value"),

@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from bot.errors import Conflict, NotFound
-from handlers.oci_layout import REF_NAME, OciLayoutRegistry
-from handlers.registry import Registry
+from bot.registry import Registry
+from handlers.registries.oci_layout import REF_NAME, OciLayoutRegistry
 
 
 def index(registry, repository):
@@ -30,7 +30,7 @@ def test_lists_the_demo_repositories(registry):
 
 
 def test_tags_carry_digest_size_and_creation_time(registry):
-    tags = {t.name: t for t in registry.tags("baseimages/alpine")}
+    tags = {t.name: t for t in registry.all_tags("baseimages/alpine")}
     assert set(tags) == {"3.19", "3.20", "latest"}
     assert tags["3.20"].digest == tags["latest"].digest != tags["3.19"].digest
     assert tags["3.20"].created.isoformat() == "2024-05-22T00:00:00+00:00"
@@ -39,17 +39,21 @@ def test_tags_carry_digest_size_and_creation_time(registry):
 
 def test_image_lists_every_tag_on_its_digest(registry):
     info = registry.image("baseimages/alpine", "latest")
-    assert info.tags == ("3.20", "latest")
+    assert [t.name for t in registry.tags_on("baseimages/alpine", info.digest)] == [
+        "3.20",
+        "latest",
+    ]
     assert registry.image("baseimages/alpine", info.digest) == info
 
 
 def test_untag_keeps_a_shared_manifest_and_leaves_a_lone_one_untagged(registry):
     shared = registry.resolve("baseimages/alpine", "latest")
     registry.untag("baseimages/alpine", "latest")
-    assert registry.image("baseimages/alpine", shared).tags == ("3.20",)
+    assert [t.name for t in registry.tags_on("baseimages/alpine", shared)] == ["3.20"]
     lone = registry.resolve("baseimages/alpine", "3.19")
     registry.untag("baseimages/alpine", "3.19")
-    assert registry.image("baseimages/alpine", lone).tags == ()
+    assert registry.tags_on("baseimages/alpine", lone) == ()
+    assert registry.image("baseimages/alpine", lone).digest == lone
     assert [
         d.get("annotations", {}).get(REF_NAME)
         for d in index(registry, "baseimages/alpine")["manifests"]
@@ -59,7 +63,7 @@ def test_untag_keeps_a_shared_manifest_and_leaves_a_lone_one_untagged(registry):
 def test_delete_manifest_removes_every_tag_and_the_blob(registry):
     digest = registry.resolve("baseimages/alpine", "latest")
     registry.delete_manifest("baseimages/alpine", digest)
-    assert [t.name for t in registry.tags("baseimages/alpine")] == ["3.19"]
+    assert [t.name for t in registry.all_tags("baseimages/alpine")] == ["3.19"]
     assert not (registry.root / "baseimages/alpine/blobs/sha256" / digest[7:]).exists()
     with pytest.raises(NotFound, match="has no manifest"):
         registry.image("baseimages/alpine", digest)
@@ -67,7 +71,8 @@ def test_delete_manifest_removes_every_tag_and_the_blob(registry):
 
 def test_locked_tags_refuse_untag_and_manifest_delete(registry):
     registry.set_lock("baseimages/fedora", "24", locked=True)
-    assert registry.image("baseimages/fedora", "24").locked_tags == ("24",)
+    assert registry.tag_locked("baseimages/fedora", "24") is True
+    assert registry.tag_locked("baseimages/fedora", "latest") is False
     with pytest.raises(Conflict, match="is locked"):
         registry.untag("baseimages/fedora", "24")
     with pytest.raises(Conflict, match="are locked"):
@@ -78,7 +83,7 @@ def test_locked_tags_refuse_untag_and_manifest_delete(registry):
 
 def test_not_found_messages_name_the_registry(registry):
     with pytest.raises(NotFound, match=r"^demo: no repository `nope`$"):
-        registry.tags("nope")
+        registry.all_tags("nope")
     with pytest.raises(NotFound, match=r"^demo: baseimages/fedora has no tag `99`$"):
         registry.resolve("baseimages/fedora", "99")
 
@@ -103,10 +108,10 @@ def test_concurrent_untags_all_land(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(t.name for t in registry.tags("app")) == sorted(names[10:])
+    assert sorted(t.name for t in registry.all_tags("app")) == sorted(names[10:])
 
 
 def test_corrupt_index_is_reported_not_raised_as_a_traceback(registry):
     (registry.root / "webserver/nginx/index.json").write_text("{not json")
     with pytest.raises(Conflict, match=r"index\.json is unreadable"):
-        registry.tags("webserver/nginx")
+        registry.all_tags("webserver/nginx")

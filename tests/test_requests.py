@@ -11,7 +11,7 @@ REQUEST = "delete baseimages/fedora:24 --reason 'EOL since 2017'"
 
 
 def tags_of(bot, repository):
-    return sorted(t.name for t in bot.registry.tags(repository))
+    return sorted(t.name for t in bot.registry.all_tags(repository))
 
 
 def test_contributor_requests_owner_approves_tag_is_gone(bot):
@@ -152,7 +152,7 @@ def test_tag_moved_since_request_fails_and_deletes_nothing(bot):
     reply = bot.say("bob", "approve 1")
     assert not reply.ok
     assert reply.text.startswith(
-        "Request #1 approved but failed: baseimages/fedora:24 now points "
+        "Request #1 approved but failed: baseimages/fedora:24 moved: it now points "
         f"at {moved[:19]}, not the approved sha256:"
     )
     assert reply.text.endswith("; nothing was deleted")

@@ -33,7 +33,8 @@ def test_errors_are_short_ephemeral_and_never_tracebacks(slack):
     reply = slack.say("UCAROL", "tags")
     assert reply["response_type"] == "ephemeral"
     assert reply["text"] == (
-        "Error: missing REPO\nUsage: tags REPO [--registry R] [--top N] [--orderby ORDER]"
+        "Error: missing REPO\nUsage: tags REPO [--registry R] [--filter GLOB] [--digest DIGEST] "
+        "[--orderby ORDER] [--top N] [--after NAME]"
     )
     assert json.dumps(reply["blocks"]).startswith('[{"text": {"text": ":x: missing REPO')
     assert "Traceback" not in slack.fake.all_text()
@@ -83,7 +84,7 @@ def test_full_delete_flow(slack):
     refusal = fake.wait_for("chat.postEphemeral", 2)[1]
     assert refusal["text"].startswith(":x: `approve` needs owner on demo/baseimages/fedora")
     assert fake.calls_to("chat.update") == []
-    assert sorted(t.name for t in slack.ctx.registries.default.tags("baseimages/fedora")) == [
+    assert sorted(t.name for t in slack.ctx.registries.default.all_tags("baseimages/fedora")) == [
         "24",
         "latest",
     ]
@@ -103,7 +104,9 @@ def test_full_delete_flow(slack):
     assert dm[0]["text"].startswith(
         "Your deletion request #1 (demo/baseimages/fedora:24): :white_check_mark: Done"
     )
-    assert [t.name for t in slack.ctx.registries.default.tags("baseimages/fedora")] == ["latest"]
+    assert [t.name for t in slack.ctx.registries.default.all_tags("baseimages/fedora")] == [
+        "latest"
+    ]
     actions = [(e.actor, e.action, e.outcome) for e in slack.ctx.audit.entries(last=50)]
     assert actions == [
         ("UALICE", "request.create", "pending"),
@@ -248,24 +251,107 @@ def test_expiry_is_announced_once_and_survives_restarts(make_slack, clock):
     assert "*expired*" in json.dumps(restarted.fake.calls_to("chat.update")[-1]["blocks"])
 
 
-def test_long_lists_are_paginated_with_a_more_button(slack, registry):
+def _buttons(message):
+    return {
+        e["action_id"]: e["value"]
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    }
+
+
+def test_long_lists_page_with_previous_and_next_buttons(slack, registry):
+    digest = registry.resolve("testimages/nginx", "latest")
     for i in range(250):
-        registry.add_tag(
-            "testimages/nginx",
-            f"build-{i:04d}-{'x' * 40}",
-            registry.resolve("testimages/nginx", "latest"),
+        registry.add_tag("testimages/nginx", f"build-{i}-{'x' * 40}", digest)
+    reply = slack.say("UCAROL", "tags testimages/nginx --orderby name")
+    seen = [
+        r.split()[0]
+        for r in json.loads(json.dumps(reply["blocks"]))[1]["text"]["text"]
+        .strip("`")
+        .splitlines()[1:]
+    ]
+    assert len(seen) == 25 and seen[:3] == ["1.25", "build-0-" + "x" * 40, "build-1-" + "x" * 40]
+    buttons = _buttons(reply)
+    assert set(buttons) == {"acr_page_next"}
+    pages = 1
+    while "acr_page_next" in buttons:
+        assert (
+            slack.click(
+                "UCAROL",
+                "acr_page_next",
+                buttons["acr_page_next"],
+                channel="C0CHAN",
+                message_ts="1",
+            )
+            == 200
         )
-    reply = slack.say("UCAROL", "tags testimages/nginx --top 1000")
-    assert len(reply["blocks"]) <= 50
-    assert all(len(b["text"]["text"]) <= 3000 for b in reply["blocks"] if b["type"] == "section")
-    seen = json.dumps(reply["blocks"])
-    more = [e for b in reply["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    while more:
-        status = slack.click(
-            "UCAROL", "acr_more", more[0]["value"], channel="C0CHAN", message_ts="1"
-        )
-        assert status == 200
         page = slack.response(slack.last_click_response)
-        seen += json.dumps(page["blocks"])
-        more = [e for b in page["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert all(f"build-{i:04d}" in seen for i in range(250))
+        assert page["replace_original"] is True
+        rows = page["blocks"][1]["text"]["text"].strip("`").splitlines()[1:]
+        seen += [r.split()[0] for r in rows]
+        buttons = _buttons(page)
+        pages += 1
+        assert "acr_page_previous" in buttons
+    assert pages == 11 and len(seen) == 252 == len(set(seen))  # natural order: build-9 < build-10
+    assert seen.index("build-9-" + "x" * 40) < seen.index("build-10-" + "x" * 40)
+    slack.click(
+        "UCAROL",
+        "acr_page_previous",
+        buttons["acr_page_previous"],
+        channel="C0CHAN",
+        message_ts="1",
+    )
+    back = slack.response(slack.last_click_response)
+    first_row = back["blocks"][1]["text"]["text"].strip("`").splitlines()[1].split()[0]
+    assert first_row == seen[225]
+
+
+def test_a_page_link_survives_a_worker_restart_and_uses_the_clickers_roles(make_slack, registry):
+    slack = make_slack()
+    reply = slack.say("UCAROL", "tags baseimages/alpine --top 1")
+    value = _buttons(reply)["acr_page_next"]
+    slack.stop()
+    restarted = make_slack(users={"UCAROL": "reader"})
+    restarted.click("UCAROL", "acr_page_next", value, channel="C0CHAN", message_ts="1")
+    page = restarted.response(restarted.last_click_response)
+    assert "3.20" in json.dumps(page["blocks"])
+    restarted.click("UNOBODY", "acr_page_next", value, channel="C0CHAN", message_ts="1")
+    refused = restarted.response(restarted.last_click_response)
+    assert refused["text"].startswith("Error: `tags` needs reader")
+    assert refused.get("replace_original") is False
+
+
+def test_an_old_more_button_says_to_run_the_command_again(slack):
+    slack.click("UCAROL", "acr_more", "token-from-an-old-release", channel="C0CHAN", message_ts="1")
+    assert "run the command again" in slack.response(slack.last_click_response)["text"]
+
+
+class _SlowScan:
+    """The demo registry, but listing tags reports progress and takes a while."""
+
+    def __init__(self, inner, seconds):
+        self.inner, self.seconds = inner, seconds
+        self.name, self.kind, self.login_server = inner.name, inner.kind, inner.login_server
+        self.can_untag, self.has_dates = inner.can_untag, inner.has_dates
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def list_tags(self, repository, *, progress, **kw):
+        progress(500, 10_000)
+        time.sleep(self.seconds)
+        progress(10_000, 10_000)
+        return self.inner.list_tags(repository, progress=progress, **kw)
+
+
+def test_a_slow_command_says_it_is_still_working_then_replaces_the_note(make_slack, registry):
+    slack = make_slack(backend=_SlowScan(registry, 0.8))
+    slack.work.still_working_after = 0.2
+    name, _ = slack.command("UCAROL", "tags baseimages/alpine")
+    posts = slack.fake.wait_for(f"response_url:{name}", count=2)
+    assert posts[0]["text"] == (
+        ":hourglass_flowing_sand: Still working on it: 500 of 10,000 tags checked…"
+    )
+    assert posts[0]["replace_original"] is False
+    assert posts[-1]["replace_original"] is True and posts[-1]["text"].startswith("3 tags in")

@@ -1,8 +1,9 @@
 """Render Replies and request cards as Block Kit, within Slack's limits.
 
-A message holds at most 50 blocks and a text object at most 3,000 characters. Long lists are
-split into pages of code blocks; the first page carries a "More" button for the next one, so
-nothing is ever cut silently.
+A message holds at most 50 blocks and a text object at most 3,000 characters. Listings are
+paged by the handlers (25 rows by default), and a page carries Previous/Next buttons that
+re-run the command (bot/slack/paging.py). A reply too long for one message shows its first
+part and says so: nothing is ever cut silently.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from bot import formatting as fmt
 from bot.render_text import table_lines
 from bot.replies import Reply
 from bot.requests import DeletionRequest, State
+from bot.slack.paging import PageState
 
 MAX_TEXT = 3000
 CHUNK = MAX_TEXT - 100  # room for the code fences
 SECTIONS_PER_PAGE = 5  # ~15k characters a page, far below 50 blocks
-APPROVE, DENY, MORE = "acr_approve", "acr_deny", "acr_more"
+APPROVE, DENY = "acr_approve", "acr_deny"
+PAGE_PREVIOUS, PAGE_NEXT = "acr_page_previous", "acr_page_next"
+MORE = "acr_more"  # the "More" button of earlier releases; a click says to run it again
+SECTIONS_PER_MESSAGE = 10  # ~29k characters: a reply longer than this is cut, with a note
 DENY_VIEW = "acr_deny_modal"  # the modal that asks why a request is denied
 
 _STATE_EMOJI = {
@@ -107,15 +112,48 @@ def reply_pages(reply: Reply) -> list[Message]:
     return messages
 
 
-def with_more_button(message: Message, token: str, remaining: int) -> Message:
-    button = ButtonElement(
-        text=f"More ({remaining} more page{'s' if remaining > 1 else ''})",
-        action_id=MORE,
-        value=token,
-    )
-    return Message(
-        text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()]
-    )
+def reply_message(
+    reply: Reply,
+    *,
+    previous: PageState | None = None,
+    following: PageState | None = None,
+) -> Message:
+    """The reply as one message, with Previous/Next buttons for a page of a listing.
+
+    Never includes ``reply.secret``. A reply longer than one message keeps its first part
+    and ends with a note that says how much was left out and how to see it.
+    """
+    pages = reply_pages(reply)
+    blocks = [b for b in pages[0].blocks if b["type"] == "section"]
+    rest = [b for p in pages[1:] for b in p.blocks if b["type"] == "section"]
+    room = SECTIONS_PER_MESSAGE - len(blocks)
+    blocks += rest[:room]
+    context = [
+        b for p in pages for b in p.blocks if b["type"] == "context" and "page " not in str(b)
+    ]
+    if len(rest) > room:
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f":scissors: {len(rest) - room} more part(s) of this reply do not "
+                        "fit in one Slack message. Narrow it (`--top`, `--filter`, `--last`) "
+                        "or run it with `acrbot run --json`."
+                    )
+                ]
+            ).to_dict()
+        )
+    blocks += context
+    buttons = []
+    if previous is not None:
+        buttons.append(
+            ButtonElement(text="Previous", action_id=PAGE_PREVIOUS, value=previous.encode())
+        )
+    if following is not None:
+        buttons.append(ButtonElement(text="Next", action_id=PAGE_NEXT, value=following.encode()))
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons).to_dict())
+    return Message(text=pages[0].text, blocks=blocks)
 
 
 def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:

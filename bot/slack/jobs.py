@@ -12,10 +12,11 @@ from typing import Any, Protocol
 COMMAND = "command"  # /acr …; data: the command payload
 DECIDE = "decide"  # approve/deny as a user; data: user, channel, command
 OPEN_DENY = "open_deny"  # open the deny modal; data: trigger_id, request, channel
-MORE = "more"  # the next page of a long reply; data: token, response_url
+PAGE = "page"  # Previous/Next on a listing; data: user, value, response_url
+MORE = "more"  # the "More" button of an earlier release; data: response_url
 THREAD_REPLY = "thread_reply"  # a message in a thread; data: the message event
 HOME = "home"  # publish the App Home tab; data: user
-KINDS = frozenset({COMMAND, DECIDE, OPEN_DENY, MORE, THREAD_REPLY, HOME})
+KINDS = frozenset({COMMAND, DECIDE, OPEN_DENY, PAGE, MORE, THREAD_REPLY, HOME})
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ class Listeners:
         app.command("/acr")(self.on_command)
         app.action(blocks.APPROVE)(self.on_approve)
         app.action(blocks.DENY)(self.on_deny)
+        app.action(blocks.PAGE_PREVIOUS)(self.on_page)
+        app.action(blocks.PAGE_NEXT)(self.on_page)
         app.action(blocks.MORE)(self.on_more)
         app.view(blocks.DENY_VIEW)(self.on_deny_submitted)
         app.event("message")(self.on_message)
@@ -72,9 +74,19 @@ class Listeners:
             )
         )
 
-    def on_more(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    def on_page(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        data = {"token": action["value"], "response_url": body.get("response_url")}
+        data = {
+            "user": body["user"]["id"],
+            "channel": _channel(body),
+            "value": action.get("value", ""),
+            "response_url": body.get("response_url"),
+        }
+        self.sink.submit(Job(jobs.PAGE, data, trigger_id=body.get("trigger_id")))
+
+    def on_more(self, ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        data = {"response_url": body.get("response_url")}
         self.sink.submit(Job(jobs.MORE, data, trigger_id=body.get("trigger_id")))
 
     def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:

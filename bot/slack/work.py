@@ -28,7 +28,8 @@ from bot.replies import Reply
 from bot.requests import State
 from bot.slack import blocks, jobs
 from bot.slack.jobs import Job
-from bot.slack.pages import PageCache
+from bot.slack.paging import PageState, neighbours
+from bot.slack.progress import StillWorking
 
 log = logging.getLogger(__name__)
 PUBLIC_FLAG = "--public"
@@ -70,12 +71,12 @@ class SlackWork:
         dispatcher: Dispatcher,
         *,
         client: WebClient,
-        pages: PageCache | None = None,
+        still_working_after: float = 2.0,
     ) -> None:
         self.dispatcher = dispatcher
         self.ctx = dispatcher.ctx
         self.client = client
-        self.pages = pages or PageCache()
+        self.still_working_after = still_working_after
         self.cards = Cards(self.ctx.store)
         self.deliveries = Deliveries(self.ctx.store)
         self.recent = RecentKeys()
@@ -83,6 +84,7 @@ class SlackWork:
             jobs.COMMAND: self._command,
             jobs.DECIDE: self._decide,
             jobs.OPEN_DENY: self._open_deny_modal,
+            jobs.PAGE: self._page,
             jobs.MORE: self._more,
             jobs.THREAD_REPLY: self._thread_reply,
             jobs.HOME: lambda data: self.publish_home(data["user"]),
@@ -114,7 +116,11 @@ class SlackWork:
         user, channel = command["user_id"], command["channel_id"]
         respond = Respond(response_url=command.get("response_url"))
         text, public = strip_public(command.get("text", ""))
-        reply = self.dispatcher.handle(text, user=user)
+        note = self._still_working(respond)
+        try:
+            reply = self.dispatcher.handle(text, user=user, progress=note)
+        finally:
+            replace = note.finish()
         if reply.secret is not None:
             self._deliver_secret(reply, respond, channel=channel, user=user)
         elif (
@@ -127,12 +133,12 @@ class SlackWork:
         else:
             if reply.ok and reply.request is not None:
                 self.sync(reply.request.id, line=self._decision_line(user, reply))
-            self._respond_pages(reply, respond, public=public and reply.ok)
+            self._respond(reply, respond, public=public and reply.ok, replace=replace)
 
     def _deliver_secret(self, reply: Reply, respond: Respond, *, channel: str, user: str) -> None:
         """The secret goes to the caller only; the channel hears that it happened."""
         REDACTOR.add(reply.secret or "")
-        first = blocks.reply_pages(reply)[0]
+        first = blocks.reply_message(reply)
         secret = blocks.escape(reply.secret or "")
         respond(
             response_type="ephemeral",
@@ -175,16 +181,33 @@ class SlackWork:
             ),
         )
 
-    def _respond_pages(self, reply: Reply, respond: Respond, *, public: bool) -> None:
-        pages = blocks.reply_pages(reply)
-        first = pages[0]
-        if len(pages) > 1:
-            first = blocks.with_more_button(first, self.pages.put(pages[1:]), len(pages) - 1)
+    def _still_working(self, respond: Respond, *, in_place: bool = False) -> StillWorking:
+        """``in_place``: the note replaces the message clicked (a page being turned)."""
+
+        def post(text: str, replace: bool) -> None:
+            respond(response_type="ephemeral", replace_original=replace or in_place, text=text)
+
+        return StillWorking(post, first_after=self.still_working_after).start()
+
+    def _respond(
+        self,
+        reply: Reply,
+        respond: Respond,
+        *,
+        public: bool,
+        replace: bool = False,
+        back: list[str | None] | None = None,
+    ) -> None:
+        """One message; a page of a listing gets Previous/Next buttons that carry the way."""
+        previous = following = None
+        if reply.ok and reply.paging is not None:
+            previous, following = neighbours(reply.paging, back=back or [], public=public)
+        message = blocks.reply_message(reply, previous=previous, following=following)
         respond(
             response_type="in_channel" if public else "ephemeral",
-            replace_original=False,
-            text=first.text,
-            blocks=first.blocks,
+            replace_original=replace,
+            text=message.text,
+            blocks=message.blocks,
         )
 
     @staticmethod
@@ -242,21 +265,35 @@ class SlackWork:
         if channel is None:
             self.publish_home(user)
 
-    def _more(self, data: dict[str, Any]) -> None:
+    def _page(self, data: dict[str, Any]) -> None:
+        """Previous/Next: re-run the listing from the button's cursor as the clicking user,
+        and replace the message in place. A refusal goes to that user only."""
         respond = Respond(response_url=data.get("response_url"))
-        pages = self.pages.take(data["token"])
-        if pages is None:
+        state = PageState.decode(data.get("value", ""))
+        if state is None:
             respond(
                 response_type="ephemeral",
                 replace_original=False,
-                text="That list has expired; run the command again.",
+                text=":x: That page link is damaged; run the command again.",
             )
             return
-        first = pages[0]
-        if len(pages) > 1:
-            first = blocks.with_more_button(first, self.pages.put(pages[1:]), len(pages) - 1)
-        respond(
-            response_type="ephemeral", replace_original=False, text=first.text, blocks=first.blocks
+        note = self._still_working(respond, in_place=True)
+        try:
+            reply = self.dispatcher.handle(state.command, user=data["user"], progress=note)
+        finally:
+            posted = note.finish()
+        if not reply.ok:
+            self._respond(reply, respond, public=False, replace=posted)
+            return
+        self._respond(reply, respond, public=state.public, replace=True, back=state.back)
+
+    def _more(self, data: dict[str, Any]) -> None:
+        """A "More" button from an earlier release: its pages lived in memory and are gone."""
+        Respond(response_url=data.get("response_url"))(
+            response_type="ephemeral",
+            replace_original=False,
+            text="That list has expired; run the command again (lists now page with "
+            "Previous/Next).",
         )
 
     # -- thread replies --------------------------------------------------------------------

@@ -10,19 +10,32 @@ DELETE. Failures become short messages that name the registry and say what to do
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from bot.errors import NotFound, RegistryError, Unsupported
+from bot.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.facts import DigestFacts, FactCache, MemoryFacts
 from bot.references import DIGEST_RE
-from handlers.registry import ImageInfo, NoAdminUser, TagInfo
-from handlers.registry_auth import RegistryAuth
+from bot.registry import (
+    ImageInfo,
+    NoAdminUser,
+    Order,
+    Progress,
+    TagInfo,
+    TagPage,
+    natural_key,
+    no_progress,
+    page_of,
+)
+from handlers.registries.auth import RegistryAuth
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -32,13 +45,26 @@ MANIFEST_TYPES = (
 )
 ACCEPT = ", ".join(MANIFEST_TYPES)
 RETRY_STATUSES = (429, 502, 503, 504)
+# A write is retried only when the server answered that it did nothing: 429 and 503.
+WRITE_RETRY_STATUSES = (429, 503)
+IDEMPOTENT = ("GET", "HEAD")
 PAGE_SIZE = 1000
+CONCURRENCY = 16
+NO_DATES = (
+    "The distribution API has no push dates: tags are in name order (v10 after v9); "
+    "`created` is the image's own build time. `--orderby time_desc` sorts by it."
+)
+NO_DATES_TIME = (
+    "The distribution API has no push dates: ordered by the image's own build time "
+    "(`created` in its config), which reads every tag of the repository."
+)
 
 
 class OciRegistry(NoAdminUser):
     """A distribution-API registry at ``url`` (http for local registries, https otherwise)."""
 
     kind = "oci"
+    has_dates = False  # the distribution API knows no push times; configs carry `created`
 
     def __init__(
         self,
@@ -56,6 +82,8 @@ class OciRegistry(NoAdminUser):
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
         page_size: int = PAGE_SIZE,
+        concurrency: int = CONCURRENCY,
+        facts: FactCache | None = None,
     ) -> None:
         self.name = name
         self.url = url.rstrip("/")
@@ -63,6 +91,7 @@ class OciRegistry(NoAdminUser):
         self.can_untag = tag_delete
         self._retries, self._backoff = max(retries, 1), backoff
         self._page_size = page_size
+        self._facts = facts if facts is not None else MemoryFacts()
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
@@ -70,7 +99,11 @@ class OciRegistry(NoAdminUser):
             transport=transport,
             auth=RegistryAuth(username=username, password=password, token=token),
             headers={"User-Agent": "acr-chatops"},
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        # One bounded pool per registry, shared by every command: a burst of 50 `tags`
+        # commands makes at most ``concurrency`` requests at a time, not 50 × that.
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"oci-{name}")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -81,18 +114,57 @@ class OciRegistry(NoAdminUser):
         return sorted(set(names))
 
     def tag_names(self, repository: str) -> list[str]:
+        """Every tag name (distribution 2.8 ignores `n` and sends them all, unsorted)."""
         names: list[str] = []
         path = f"/v2/{repository}/tags/list?n={self._page_size}"
         for page in self._pages(path, what=f"repository `{repository}`"):
             names.extend(page.get("tags") or [])
-        return sorted(set(names))
+        return sorted(set(names), key=natural_key)
 
-    def tags(self, repository: str) -> list[TagInfo]:
-        """Every tag with its digest (one HEAD each, eight at a time); dates are not known."""
-        names = self.tag_names(repository)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            digests = list(pool.map(lambda tag: self._digest_or_none(repository, tag), names))
-        return [TagInfo(name=n, digest=d) for n, d in zip(names, digests, strict=True) if d]
+    def list_tags(
+        self,
+        repository: str,
+        *,
+        order: Order,
+        page_size: int,
+        after: str | None = None,
+        pattern: str | None = None,
+        digest: str | None = None,
+        progress: Progress = no_progress,
+    ) -> TagPage:
+        """In name order: the names in one listing, then digests for this page only.
+
+        A time order needs every tag's image config, and a digest filter every tag's digest,
+        so those resolve the whole repository (concurrently; configs are cached by digest).
+        """
+        if digest is not None:
+            on = list(self.tags_on(repository, digest, progress=progress))
+            facts = self._facts_for(repository, [digest]) if on else {}
+            on = [replace(t, created=facts[digest].created, size=facts[digest].size) for t in on]
+            return page_of(
+                on,
+                order=order,
+                page_size=page_size,
+                after=after,
+                pattern=pattern,
+                notes=(NO_DATES,),
+            )
+        if order.by_time:
+            return page_of(
+                self.all_tags(repository, progress=progress),
+                order=order,
+                page_size=page_size,
+                after=after,
+                pattern=pattern,
+                notes=(NO_DATES_TIME,),
+            )
+        names = [TagInfo(name=n, digest="") for n in self.tag_names(repository)]
+        page = page_of(names, order=order, page_size=page_size, after=after, pattern=pattern)
+        resolved = self._with_facts(repository, [t.name for t in page.tags], progress=progress)
+        return replace(page, tags=tuple(resolved), notes=(NO_DATES,))
+
+    def all_tags(self, repository: str, *, progress: Progress = no_progress) -> list[TagInfo]:
+        return self._with_facts(repository, self.tag_names(repository), progress=progress)
 
     def resolve(self, repository: str, tag: str) -> str:
         response = self._request(
@@ -111,28 +183,28 @@ class OciRegistry(NoAdminUser):
         digest = (
             reference if DIGEST_RE.fullmatch(reference) else self.resolve(repository, reference)
         )
-        response = self._request(
-            "GET",
-            f"/v2/{repository}/manifests/{digest}",
-            headers={"Accept": ACCEPT},
-            what=f"{repository}@{digest}",
-            missing=f"no manifest {digest}",
-        )
-        manifest = _json(response)
-        size = len(response.content) + sum(
-            part.get("size", 0)
-            for part in [manifest.get("config") or {}, *(manifest.get("layers") or [])]
-            if isinstance(part, dict)
-        )
-        tags = tuple(sorted(t.name for t in self.tags(repository) if t.digest == digest))
+        facts = self._facts_for(repository, [digest])[digest]
         return ImageInfo(
             repository=repository,
             digest=digest,
-            media_type=response.headers.get("Content-Type"),
-            size=size,
-            created=self._created(repository, manifest),
-            tags=tags,
+            media_type=facts.media_type,
+            size=facts.size,
+            created=facts.created,
+            platforms=facts.platforms,
         )
+
+    def tags_on(
+        self, repository: str, digest: str, *, progress: Progress = no_progress
+    ) -> tuple[TagInfo, ...]:
+        """Distribution cannot ask "which tags point here": resolve every tag, concurrently."""
+        names = self.tag_names(repository)
+        digests = self._resolve_many(repository, names, progress=progress)
+        return tuple(
+            TagInfo(name=n, digest=d) for n, d in zip(names, digests, strict=True) if d == digest
+        )
+
+    def tag_locked(self, repository: str, tag: str) -> bool:
+        return False  # the distribution API has no locks
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -156,11 +228,78 @@ class OciRegistry(NoAdminUser):
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _digest_or_none(self, repository: str, tag: str) -> str | None:
-        try:
-            return self.resolve(repository, tag)
-        except NotFound:
-            return None  # deleted between the listing and the HEAD
+    def _resolve_many(
+        self, repository: str, names: list[str], *, progress: Progress = no_progress
+    ) -> list[str | None]:
+        """The digest of each tag (None for a tag deleted since the listing), ``concurrency``
+        HEADs in flight over the shared connection pool."""
+        done = 0
+        step = max(len(names) // 20, 50)
+        lock = threading.Lock()
+
+        def one(tag: str) -> str | None:
+            nonlocal done
+            try:
+                return self.resolve(repository, tag)
+            except NotFound:
+                return None  # deleted between the listing and the HEAD
+            finally:
+                with lock:
+                    done += 1
+                    if done % step == 0 or done == len(names):
+                        progress(done, len(names))
+
+        return list(self._pool.map(one, names))
+
+    def _with_facts(
+        self, repository: str, names: list[str], *, progress: Progress = no_progress
+    ) -> list[TagInfo]:
+        digests = self._resolve_many(repository, names, progress=progress)
+        facts = self._facts_for(repository, [d for d in digests if d])
+        return [
+            TagInfo(name=n, digest=d, created=facts[d].created, size=facts[d].size)
+            for n, d in zip(names, digests, strict=True)
+            if d
+        ]
+
+    def _facts_for(self, repository: str, digests: list[str]) -> dict[str, DigestFacts]:
+        """Facts for each digest: from the cache, else read (manifest, config) and cached."""
+        known = self._facts.get_many(self.name, digests)
+        missing = sorted(set(digests) - set(known))
+        for facts in self._pool.map(lambda d: self._read_facts(repository, d), missing):
+            self._facts.put(self.name, facts)
+            known[facts.digest] = facts
+        return known
+
+    def _read_facts(self, repository: str, digest: str) -> DigestFacts:
+        response = self._request(
+            "GET",
+            f"/v2/{repository}/manifests/{digest}",
+            headers={"Accept": ACCEPT},
+            what=f"{repository}@{digest}",
+            missing=f"no manifest {digest}",
+        )
+        manifest = _json(response)
+        children = [m for m in manifest.get("manifests") or [] if isinstance(m, dict)]
+        parts = [manifest.get("config") or {}, *(manifest.get("layers") or []), *children]
+        size = len(response.content) + sum(
+            p.get("size", 0)
+            for p in parts
+            if isinstance(p, dict) and isinstance(p.get("size"), int)
+        )
+        platforms = tuple(
+            "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+            for m in children
+            if isinstance(p := m.get("platform"), dict)
+        )
+        return DigestFacts(
+            digest=digest,
+            media_type=response.headers.get("Content-Type") or manifest.get("mediaType"),
+            size=size,
+            created=self._created(repository, manifest),
+            platforms=platforms,
+            references=tuple(m["digest"] for m in children if isinstance(m.get("digest"), str)),
+        )
 
     def _created(self, repository: str, manifest: dict[str, Any]) -> datetime | None:
         config = manifest.get("config")
@@ -198,11 +337,24 @@ class OciRegistry(NoAdminUser):
         missing: str,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """One request with bounded retries on throttling, 5xx and refused connections."""
+        """One request with bounded retries on throttling, 5xx and refused connections.
+
+        A write (DELETE) is retried only when it provably did not happen: the connection was
+        never made, or the server answered 429/503. A write that went unanswered (timeout,
+        dropped connection) raises OutcomeUnknown: the caller reads the registry instead.
+        """
+        idempotent = method in IDEMPOTENT
+        retry_statuses = RETRY_STATUSES if idempotent else WRITE_RETRY_STATUSES
         for attempt in range(1, self._retries + 1):
             try:
                 response = self._http.request(method, path, headers=headers)
             except httpx.TransportError as exc:
+                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if not idempotent and not never_sent:
+                    raise OutcomeUnknown(
+                        f"{self.name} did not answer the {method} of {what} ({_reason(exc)}); "
+                        "it may or may not have happened"
+                    ) from None
                 if attempt < self._retries:
                     time.sleep(self._backoff * 2 ** (attempt - 1))
                     continue
@@ -210,7 +362,7 @@ class OciRegistry(NoAdminUser):
                     f"{self.name} ({self.url}) is unreachable ({_reason(exc)}); check the URL "
                     "and that the registry is running"
                 ) from None
-            if response.status_code in RETRY_STATUSES and attempt < self._retries:
+            if response.status_code in retry_statuses and attempt < self._retries:
                 time.sleep(min(_retry_after(response, self._backoff * 2 ** (attempt - 1)), 5))
                 continue
             return self._check(response, what=what, missing=missing)
@@ -253,6 +405,7 @@ class OciRegistry(NoAdminUser):
         )
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False)
         self._http.close()
 
 

@@ -25,7 +25,17 @@ from typing import Any
 
 from bot.errors import Conflict, NotFound, UsageError
 from bot.references import DIGEST_RE, REPOSITORY_RE
-from handlers.registry import ImageInfo, NoAdminUser, TagInfo
+from bot.registry import (
+    ImageInfo,
+    NoAdminUser,
+    Order,
+    Progress,
+    TagInfo,
+    TagPage,
+    natural_key,
+    no_progress,
+    page_of,
+)
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CREATED = "org.opencontainers.image.created"
@@ -42,6 +52,7 @@ class OciLayoutRegistry(NoAdminUser):
 
     kind = "oci-layout"
     can_untag = True
+    has_dates = True  # the config's `created` (or the descriptor's annotation)
 
     def __init__(self, name: str, root: Path, *, login_server: str | None = None) -> None:
         self.name = name
@@ -60,14 +71,38 @@ class OciLayoutRegistry(NoAdminUser):
                 found.append(name)
         return sorted(found)
 
-    def tags(self, repository: str) -> list[TagInfo]:
+    def list_tags(
+        self,
+        repository: str,
+        *,
+        order: Order,
+        page_size: int,
+        after: str | None = None,
+        pattern: str | None = None,
+        digest: str | None = None,
+        progress: Progress = no_progress,
+    ) -> TagPage:
+        """One page, from one read of index.json (a layout has no server to page for us)."""
+        return page_of(
+            self.all_tags(repository),
+            order=order,
+            page_size=page_size,
+            after=after,
+            pattern=pattern,
+            digest=digest,
+        )
+
+    def all_tags(self, repository: str, *, progress: Progress = no_progress) -> list[TagInfo]:
         index = self._read_index(repository)
+        details: dict[str, tuple[datetime | None, int | None]] = {}
         result = []
         for desc in index["manifests"]:
             tag = _tag_of(desc)
             if tag is None:
                 continue
-            created, size = self._details(repository, desc)
+            if desc["digest"] not in details:
+                details[desc["digest"]] = self._details(repository, desc)
+            created, size = details[desc["digest"]]
             result.append(
                 TagInfo(
                     name=tag,
@@ -93,17 +128,28 @@ class OciLayoutRegistry(NoAdminUser):
         if not descs:
             raise NotFound(f"{self.name}: {repository} has no manifest {digest}")
         created, size = self._details(repository, descs[0])
-        tags = tuple(sorted(t for d in descs if (t := _tag_of(d))))
-        locked = tuple(sorted(t for d in descs if (t := _tag_of(d)) and _locked(d)))
         return ImageInfo(
             repository=repository,
             digest=digest,
             media_type=descs[0].get("mediaType"),
             size=size,
             created=created,
-            tags=tags,
-            locked_tags=locked,
         )
+
+    def tags_on(
+        self, repository: str, digest: str, *, progress: Progress = no_progress
+    ) -> tuple[TagInfo, ...]:
+        descs = [d for d in self._read_index(repository)["manifests"] if d["digest"] == digest]
+        tags = [
+            TagInfo(name=t, digest=digest, locked=_locked(d)) for d in descs if (t := _tag_of(d))
+        ]
+        return tuple(sorted(tags, key=lambda t: natural_key(t.name)))
+
+    def tag_locked(self, repository: str, tag: str) -> bool:
+        hits = [d for d in self._read_index(repository)["manifests"] if _tag_of(d) == tag]
+        if not hits:
+            raise NotFound(f"{self.name}: {repository} has no tag `{tag}`")
+        return any(_locked(d) for d in hits)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ missing one reported as such; ACR is always https (a login server with a scheme 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
 from azure.containerregistry import ContainerRegistryClient
@@ -29,11 +31,27 @@ from azure.mgmt.containerregistry.models import (
     RegistryUpdateParameters,
 )
 
-from bot.errors import NotFound, RegistryError, Unsupported
+from bot.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.facts import DigestFacts, FactCache, MemoryFacts
 from bot.references import DIGEST_RE
-from handlers.registry import AdminStatus, ImageInfo, NewPassword, TagInfo
+from bot.registry import (
+    AdminStatus,
+    ImageInfo,
+    NewPassword,
+    Order,
+    Progress,
+    TagInfo,
+    TagPage,
+    natural_key,
+    no_progress,
+)
 
 T = TypeVar("T")
+LIST_PAGE = 1000  # tags or repositories a listing request asks for when it walks them all
+ORDER_BY = {Order.TIME_DESC: "timedesc", Order.TIME_ASC: "timeasc", Order.NAME: None}
+# What the SDK may retry after a timeout: reads only. A DELETE or PATCH that timed out may
+# have happened; retrying it blindly turns "done" into a confusing 404.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 # cloud -> (ARM endpoint, AAD authority host, ACR token audience)
 CLOUDS = {
@@ -60,6 +78,7 @@ class AcrRegistry:
 
     kind = "acr"
     can_untag = True
+    has_dates = True
 
     def __init__(
         self,
@@ -75,6 +94,7 @@ class AcrRegistry:
         connection_verify: str | bool = True,
         key_vault: Any = None,
         key_vault_secret: str | None = None,
+        facts: FactCache | None = None,
         **client_options: Any,
     ) -> None:
         if "://" in login_server:
@@ -94,25 +114,81 @@ class AcrRegistry:
             **options,
         )
         self._vault, self._vault_secret = key_vault, key_vault_secret
+        self._facts = facts if facts is not None else MemoryFacts()
 
     # -- reading ---------------------------------------------------------------------------
 
     def repositories(self) -> list[str]:
         return sorted(
-            self._call(lambda: list(self._data.list_repository_names()), what="the repository list")
+            self._call(
+                lambda: list(self._data.list_repository_names(results_per_page=LIST_PAGE)),
+                what="the repository list",
+            )
         )
 
-    def tags(self, repository: str) -> list[TagInfo]:
+    def list_tags(
+        self,
+        repository: str,
+        *,
+        order: Order,
+        page_size: int,
+        after: str | None = None,
+        pattern: str | None = None,
+        digest: str | None = None,
+        progress: Progress = no_progress,
+    ) -> TagPage:
+        """ACR sorts and pages: one listing request for the page, one for the tag count.
+
+        ACR cannot filter tag names, so with ``pattern`` the pages are walked (1,000 tags a
+        request) until this page is full; the total is then "at least" unless the walk ended.
+        ACR filters by ``digest`` itself.
+        """
+        orderby = ORDER_BY[order]
+
+        def pages(size: int) -> Any:
+            return self._data.list_tag_properties(
+                repository, order_by=orderby, results_per_page=size, last=after, digest=digest
+            ).by_page()
+
+        def listing() -> TagPage:
+            if not pattern and not digest:
+                walk = pages(page_size)
+                first = list(next(walk, []))
+                more = walk.continuation_token is not None  # the Link header: no extra request
+                total = self._data.get_repository_properties(repository).tag_count
+                shown = tuple(self._tag(t) for t in first)
+                return TagPage(
+                    tags=self._sized(repository, shown),
+                    total=total if total is not None else len(shown),
+                    after=shown[-1].name if more and shown else None,
+                )
+            matches: list[TagInfo] = []
+            exhausted = True
+            for page in pages(LIST_PAGE):
+                matches.extend(
+                    self._tag(t)
+                    for t in page
+                    if (not pattern or fnmatchcase(t.name, pattern))
+                    and (not digest or t.digest == digest)
+                )
+                if len(matches) > page_size:
+                    exhausted = False
+                    break
+            shown = tuple(matches[:page_size])
+            return TagPage(
+                tags=self._sized(repository, shown),
+                total=len(matches),
+                exact=exhausted and after is None,  # after a cursor we only counted the rest
+                after=shown[-1].name if len(matches) > page_size else None,
+            )
+
+        return self._call(listing, what=repository, missing=f"no repository `{repository}`")
+
+    def all_tags(self, repository: str, *, progress: Progress = no_progress) -> list[TagInfo]:
         def listing() -> list[TagInfo]:
             return [
-                TagInfo(
-                    name=t.name,
-                    digest=t.digest,
-                    created=t.created_on,
-                    updated=t.last_updated_on,
-                    locked=not (t.can_delete and t.can_write),
-                )
-                for t in self._data.list_tag_properties(repository)
+                self._tag(t)
+                for t in self._data.list_tag_properties(repository, results_per_page=LIST_PAGE)
             ]
 
         return self._call(listing, what=repository, missing=f"no repository `{repository}`")
@@ -133,8 +209,6 @@ class AcrRegistry:
             what=f"{repository}@{digest}",
             missing=f"{repository} has no manifest {digest}",
         )
-        tags = sorted(props.tags or [])
-        locked = tuple(t for t in tags if self._tag_locked(repository, t))
         return ImageInfo(
             repository=repository,
             digest=digest,
@@ -142,12 +216,26 @@ class AcrRegistry:
             size=props.size_in_bytes,
             created=props.created_on,
             updated=props.last_updated_on,
-            tags=tuple(tags),
-            locked_tags=locked,
             manifest_locked=not (props.can_delete and props.can_write),
         )
 
-    def _tag_locked(self, repository: str, tag: str) -> bool:
+    def tags_on(
+        self, repository: str, digest: str, *, progress: Progress = no_progress
+    ) -> tuple[TagInfo, ...]:
+        """ACR filters by digest on the server: the tags with their locks, in one listing."""
+
+        def listing() -> tuple[TagInfo, ...]:
+            found = self._data.list_tag_properties(
+                repository, digest=digest, results_per_page=LIST_PAGE
+            )
+            tags = [self._tag(t) for t in found if t.digest == digest]
+            return tuple(sorted(tags, key=lambda t: natural_key(t.name)))
+
+        return self._call(
+            listing, what=f"{repository}@{digest}", missing=f"no repository `{repository}`"
+        )
+
+    def tag_locked(self, repository: str, tag: str) -> bool:
         props = self._call(
             lambda: self._data.get_tag_properties(repository, tag),
             what=f"{repository}:{tag}",
@@ -155,31 +243,66 @@ class AcrRegistry:
         )
         return not (props.can_delete and props.can_write)
 
+    def _tag(self, props: Any) -> TagInfo:
+        return TagInfo(
+            name=props.name,
+            digest=props.digest,
+            created=props.created_on,
+            updated=props.last_updated_on,
+            locked=not (props.can_delete and props.can_write),
+        )
+
+    def _sized(self, repository: str, tags: tuple[TagInfo, ...]) -> tuple[TagInfo, ...]:
+        """Sizes from the digest facts cache; a page's unknown digests are read once, then
+        cached (ACR's tag listing carries no size)."""
+        digests = {t.digest for t in tags}
+        known = self._facts.get_many(self.name, digests)
+        for digest in sorted(digests - set(known)):
+            props = self._data.get_manifest_properties(repository, digest)
+            facts = DigestFacts(
+                digest=digest,
+                size=props.size_in_bytes,
+                created=props.created_on,
+                platforms=(f"{props.operating_system}/{props.architecture}",)
+                if props.architecture
+                else (),
+            )
+            self._facts.put(self.name, facts)
+            known[digest] = facts
+        return tuple(replace(t, size=known[t.digest].size) for t in tags)
+
     # -- writing ---------------------------------------------------------------------------
 
     def untag(self, repository: str, tag: str) -> None:
         # delete_tag returns None on a 404: look first, so a missing tag is reported.
         self.resolve(repository, tag)
         self._call(
-            lambda: self._data.delete_tag(repository, tag),
+            lambda: self._data.delete_tag(repository, tag, retry_on_methods=READ_METHODS),
             what=f"{repository}:{tag}",
             missing=f"{repository} has no tag `{tag}`",
+            write="DELETE",
         )
 
     def delete_manifest(self, repository: str, digest: str) -> None:
         self._call(
-            lambda: self._data.delete_manifest(repository, digest),
+            lambda: self._data.delete_manifest(repository, digest, retry_on_methods=READ_METHODS),
             what=f"{repository}@{digest}",
             missing=f"{repository} has no manifest {digest}",
+            write="DELETE",
         )
 
     def set_lock(self, repository: str, tag: str, *, locked: bool) -> None:
         self._call(
             lambda: self._data.update_tag_properties(
-                repository, tag, can_delete=not locked, can_write=not locked
+                repository,
+                tag,
+                can_delete=not locked,
+                can_write=not locked,
+                retry_on_methods=READ_METHODS,
             ),
             what=f"{repository}:{tag}",
             missing=f"{repository} has no tag `{tag}`",
+            write="PATCH",
         )
 
     # -- admin user and credentials --------------------------------------------------------
@@ -231,10 +354,26 @@ class AcrRegistry:
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T], *, what: str, missing: str = "") -> T:
-        """Run one SDK call; turn azure.core errors into messages naming the registry."""
+    def _call(
+        self, fn: Callable[[], T], *, what: str, missing: str = "", write: str | None = None
+    ) -> T:
+        """Run one SDK call; turn azure.core errors into messages naming the registry.
+
+        ``write`` names the method of a non-idempotent call: the SDK does not retry it after
+        a timeout (``retry_on_methods`` leaves it out), and an unanswered one raises
+        OutcomeUnknown, so the caller reads the registry instead of guessing.
+        """
         try:
             return fn()
+        except ServiceResponseError as exc:
+            if write is None:
+                raise RegistryError(
+                    f"{self.name} ({self.login_server}) did not answer "
+                    f"({exc.__class__.__name__}); try again"
+                ) from None
+            raise OutcomeUnknown(
+                f"{self.name} did not answer the {write} of {what}; it may or may not have happened"
+            ) from None
         except ResourceNotFoundError:
             raise NotFound(f"{self.name}: {missing or what + ' not found'}") from None
         except ClientAuthenticationError:
@@ -243,7 +382,7 @@ class AcrRegistry:
                 "identity DefaultAzureCredential uses (AZURE_CLIENT_ID…, managed identity, "
                 "az login)"
             ) from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
+        except ServiceRequestError as exc:
             raise RegistryError(
                 f"{self.name} ({self.login_server}) is unreachable "
                 f"({exc.__class__.__name__}); check the network path and DNS"

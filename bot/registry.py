@@ -1,0 +1,256 @@
+"""The registry contract the core owns: one Protocol every backend implements, and its data.
+
+Handlers call only this Protocol, so the same command works on an OCI image layout on disk,
+any distribution registry, or Azure Container Registry (the backends live in
+handlers/registries/). Backends raise bot.errors UserErrors (NotFound, Unsupported, Conflict,
+RegistryError) with messages that name the registry.
+
+Listings are pages, not lists: a repository may hold 10,000 CI tags, and a chat answer shows
+25 of them. :meth:`Registry.list_tags` returns one page plus the total and a cursor (the last
+name shown: every backend can continue after a name, ACR and distribution through `last=`).
+What a digest *is* never changes, so backends cache those facts (bot/facts.py); which digest a
+tag points at changes at any push, so nothing a deletion depends on is ever cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from bot.errors import Unsupported
+
+# Reports progress of a long scan: (items done, items in all). Transports turn it into a
+# "still working" note (Slack), a progress bar (console) or a widget (notebook).
+Progress = Callable[[int, int], None]
+
+
+def no_progress(done: int, total: int) -> None:
+    """The default reporter: nobody is watching."""
+
+
+class Order(StrEnum):
+    TIME_DESC = "time_desc"
+    TIME_ASC = "time_asc"
+    NAME = "name"
+
+    @property
+    def by_time(self) -> bool:
+        return self is not Order.NAME
+
+
+_RUNS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that puts v10 after v9: digit runs compare as numbers.
+
+    `re.split` with a capturing group alternates text and digits, so equal positions always
+    hold the same type; the name itself breaks ties (`v01` vs `v1`).
+    """
+    parts = _RUNS.split(name)
+    return (*(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name)
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """A tag and whatever the backend knows about it (None where it does not)."""
+
+    name: str
+    digest: str
+    created: datetime | None = None
+    updated: datetime | None = None
+    size: int | None = None
+    locked: bool = False
+
+    @property
+    def when(self) -> datetime | None:
+        """The time a purge or a time order compares: last update, else creation."""
+        return self.updated or self.created
+
+
+@dataclass(frozen=True)
+class TagPage:
+    """One page of a repository's tags, in the order asked for.
+
+    ``total`` counts every tag matching the filter when ``exact``; otherwise it is a lower
+    bound ("at least"), for backends that cannot count a filtered listing cheaply. ``after`` is
+    the cursor for the next page (the last name on this one), None on the last page.
+    """
+
+    tags: tuple[TagInfo, ...]
+    total: int
+    exact: bool = True
+    after: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A manifest's facts (what the digest is), and whether the manifest itself is locked.
+
+    Which tags point at it is a separate, possibly expensive question: :meth:`Registry.tags_on`.
+    """
+
+    repository: str
+    digest: str
+    media_type: str | None = None
+    size: int | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+    manifest_locked: bool = False
+    platforms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AdminStatus:
+    enabled: bool
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    """A regenerated admin password. ``value`` is a secret: never log, audit or post it."""
+
+    name: str
+    username: str
+    value: str = field(repr=False)
+    vault_secret: str | None = None  # "name (version v)" when stored in Key Vault instead
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """What acr-chatops needs from a registry."""
+
+    name: str
+    kind: str
+    login_server: str | None
+    can_untag: bool
+    has_dates: bool  # listings carry push/update times (ACR) or creation times (layouts)
+
+    def repositories(self) -> list[str]:
+        """Every repository name, sorted; fetched in large server pages, never one by one."""
+        ...
+
+    def list_tags(
+        self,
+        repository: str,
+        *,
+        order: Order,
+        page_size: int,
+        after: str | None = None,
+        pattern: str | None = None,
+        digest: str | None = None,
+        progress: Progress = no_progress,
+    ) -> TagPage:
+        """One page of tags (matching the glob ``pattern``, or only those on ``digest``),
+        continuing after tag ``after``."""
+        ...
+
+    def all_tags(self, repository: str, *, progress: Progress = no_progress) -> list[TagInfo]:
+        """Every tag with its digest and dates (for purge and time orders on `oci`)."""
+        ...
+
+    def resolve(self, repository: str, tag: str) -> str:
+        """The digest ``tag`` points at now, read from the registry (never cached)."""
+        ...
+
+    def image(self, repository: str, reference: str) -> ImageInfo: ...
+
+    def tags_on(
+        self, repository: str, digest: str, *, progress: Progress = no_progress
+    ) -> tuple[TagInfo, ...]:
+        """Every tag pointing at ``digest`` now, sorted by name, with its lock."""
+        ...
+
+    def tag_locked(self, repository: str, tag: str) -> bool:
+        """Whether ``tag`` may not be deleted: one cheap lookup, not a repository listing."""
+        ...
+
+    def untag(self, repository: str, tag: str) -> None: ...
+
+    def delete_manifest(self, repository: str, digest: str) -> None: ...
+
+    def admin_status(self) -> AdminStatus: ...
+
+    def set_admin(self, *, enabled: bool) -> AdminStatus: ...
+
+    def regenerate_password(self, which: str) -> NewPassword: ...
+
+
+class NoAdminUser:
+    """Mixin for backends without an admin user or credentials to rotate."""
+
+    name: str
+    kind: str
+
+    def _no_admin(self) -> Unsupported:
+        return Unsupported(f"{self.name} ({self.kind}) has no admin user or credentials to manage")
+
+    def admin_status(self) -> AdminStatus:
+        raise self._no_admin()
+
+    def set_admin(self, *, enabled: bool) -> AdminStatus:
+        raise self._no_admin()
+
+    def regenerate_password(self, which: str) -> NewPassword:
+        raise self._no_admin()
+
+
+def page_of(
+    tags: list[TagInfo],
+    *,
+    order: Order,
+    page_size: int,
+    after: str | None,
+    pattern: str | None,
+    digest: str | None = None,
+    notes: tuple[str, ...] = (),
+) -> TagPage:
+    """Sort, filter and cut a complete in-memory listing (layouts, and time orders on `oci`).
+
+    ``after`` names the last tag of the previous page; if that tag has gone meanwhile, the
+    page continues from where it would have sorted (name order) or from the start.
+    """
+    from fnmatch import fnmatchcase
+
+    if pattern:
+        tags = [t for t in tags if fnmatchcase(t.name, pattern)]
+    if digest:
+        tags = [t for t in tags if t.digest == digest]
+    ordered = sort_tags(tags, order)
+    start = 0
+    if after is not None:
+        names = [t.name for t in ordered]
+        if after in names:
+            start = names.index(after) + 1
+        elif order is Order.NAME:
+            key = natural_key(after)
+            start = next(
+                (i for i, t in enumerate(ordered) if natural_key(t.name) > key), len(names)
+            )
+    shown = tuple(ordered[start : start + page_size])
+    more = start + page_size < len(ordered)
+    return TagPage(
+        tags=shown,
+        total=len(ordered),
+        after=shown[-1].name if more and shown else None,
+        notes=notes,
+    )
+
+
+def sort_tags(tags: list[TagInfo], order: Order) -> list[TagInfo]:
+    """Natural name order, or newest/oldest first (undated tags last either way)."""
+    if order is Order.NAME:
+        return sorted(tags, key=lambda t: natural_key(t.name))
+    dated = sorted(
+        (t for t in tags if t.when is not None),
+        key=lambda t: (t.when, natural_key(t.name)),
+    )
+    undated = sorted((t for t in tags if t.when is None), key=lambda t: natural_key(t.name))
+    if order is Order.TIME_DESC:
+        dated.reverse()  # newest first; ties in reverse name order (`latest` before `3.20`)
+    return dated + undated

@@ -1,0 +1,77 @@
+""" "Still working on it…": what a Slack user sees while a command takes a while.
+
+Slack gives the user nothing between the ack and the answer. When a command runs longer than
+``first_after`` seconds (a 10,000-tag scan on a distribution registry, a slow registry), one
+ephemeral note is posted through the response_url, with the scan's progress when the command
+reports any, and updated a few times; the answer then replaces it in place. A response_url
+takes at most 5 posts, so the note is updated at most ``max_updates`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+Post = Callable[[str, bool], None]  # (text, replace_original)
+
+
+class StillWorking:
+    """A progress reporter (``(done, total)``) that turns into a note once things are slow."""
+
+    def __init__(
+        self,
+        post: Post,
+        *,
+        first_after: float = 2.0,
+        every: float = 5.0,
+        max_updates: int = 2,
+        what: str = "tags",
+    ) -> None:
+        self._post = post
+        self._first_after, self._every, self._max_updates = first_after, every, max_updates
+        self._what = what
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._progress: tuple[int, int] | None = None
+        self.posted = 0
+        self._thread = threading.Thread(target=self._run, name="acr-still-working", daemon=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        self._progress = (done, total)
+
+    def start(self) -> StillWorking:
+        self._thread.start()
+        return self
+
+    def finish(self) -> bool:
+        """Stop; True if a note was posted (the answer should then replace it)."""
+        with self._lock:  # an in-flight post completes first, so the answer lands after it
+            self._done.set()
+            return self.posted > 0
+
+    def _text(self) -> str:
+        if self._progress is None:
+            return ":hourglass_flowing_sand: Still working on it…"
+        done, total = self._progress
+        return (
+            f":hourglass_flowing_sand: Still working on it: {done:,} of {total:,} "
+            f"{self._what} checked…"
+        )
+
+    def _run(self) -> None:
+        wait = self._first_after
+        while not self._done.wait(wait):
+            with self._lock:
+                if self._done.is_set():
+                    return
+                try:
+                    self._post(self._text(), self.posted > 0)
+                    self.posted += 1
+                except Exception as exc:  # a note is a courtesy: never fail the command
+                    log.warning("could not post the progress note: %s", exc)
+                    return
+            if self.posted > self._max_updates:
+                return
+            wait = self._every
