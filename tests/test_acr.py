@@ -131,3 +131,64 @@ def test_plain_http_is_refused():
             arm_endpoint="https://m",
             audience="https://a",
         )
+
+
+@pytest.fixture
+def big(fake_acr):
+    """2,500 CI tags on 50 images, one repository."""
+    for i in range(2500):
+        fake_acr.push("ci/app", f"build-{i}", f"sha256:{i % 50:064x}", offset=i)
+    return fake_acr
+
+
+def test_one_page_of_tags_costs_two_requests_whatever_the_repository_size(acr, big):
+    from bot.registry import Order
+
+    first = acr.list_tags("ci/app", order=Order.TIME_DESC, page_size=25)
+    assert [t.name for t in first.tags[:3]] == ["build-2499", "build-2498", "build-2497"]
+    assert (first.total, first.exact, first.after) == (2500, True, "build-2475")
+    big.reset_counts()
+    warm = acr.list_tags("ci/app", order=Order.TIME_DESC, page_size=25)
+    assert warm == first
+    # One listing GET (n=25, orderby=timedesc) and one repository-properties GET: sizes come
+    # from the digest facts cached by the first call.
+    assert big.count("GET", "/acr/v1/") == 2
+    nxt = acr.list_tags("ci/app", order=Order.TIME_DESC, page_size=25, after=first.after)
+    assert nxt.tags[0].name == "build-2474"
+    assert big.count("GET", "/acr/v1/ci/app/_tags") == 2  # no re-listing from the start
+
+
+def test_a_cold_page_reads_each_digest_once_then_never_again(acr, big):
+    from bot.registry import Order
+
+    big.reset_counts()
+    acr.list_tags("ci/app", order=Order.NAME, page_size=100)
+    manifests = big.count("GET", "/acr/v1/ci/app/_manifests/")
+    assert 0 < manifests <= 50  # one per distinct digest on the page, not one per tag
+    big.reset_counts()
+    acr.list_tags("ci/app", order=Order.NAME, page_size=100)
+    assert big.count("GET", "/acr/v1/ci/app/_manifests/") == 0
+
+
+def test_filtered_listing_walks_in_big_pages_and_says_at_least(acr, big):
+    from bot.registry import Order
+
+    page = acr.list_tags("ci/app", order=Order.NAME, page_size=5, pattern="build-1??")
+    assert [t.name for t in page.tags] == [f"build-{n}" for n in (100, 101, 102, 103, 104)]
+    assert page.exact is False and page.total >= 6
+    assert big.count("GET", "/acr/v1/ci/app/_tags") <= 3
+
+
+def test_tags_on_a_digest_are_filtered_by_the_server(acr, big):
+    big.reset_counts()
+    on = acr.tags_on("ci/app", f"sha256:{7:064x}")
+    assert len(on) == 50 and on[0].name == "build-7"
+    assert big.count("GET", "/acr/v1/ci/app/_tags") == 1
+
+
+def test_a_locked_delete_refused_by_acr_says_locked(acr, big):
+    from bot.errors import Conflict
+
+    big.set_attributes("ci/app", "build-1", delete_enabled=False)
+    with pytest.raises(Conflict, match="locked"):
+        acr.delete_manifest("ci/app", f"sha256:{1:064x}")

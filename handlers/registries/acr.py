@@ -31,7 +31,7 @@ from azure.mgmt.containerregistry.models import (
     RegistryUpdateParameters,
 )
 
-from bot.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.facts import DigestFacts, FactCache, MemoryFacts
 from bot.references import DIGEST_RE
 from bot.registry import (
@@ -391,6 +391,13 @@ class AcrRegistry:
             raise _translate(self.name, exc, what) from None
 
 
+def _body(exc: HttpResponseError) -> str:
+    try:
+        return exc.response.text() if exc.response is not None else ""
+    except Exception:  # a body that cannot be read is no reason to lose the real error
+        return ""
+
+
 def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
     status = exc.status_code or 0
     code = getattr(exc.error, "code", None) if exc.error else None
@@ -402,6 +409,9 @@ def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
     if status == 429:
         retry = exc.response.headers.get("Retry-After", "a few") if exc.response else "a few"
         return RegistryError(f"{name} is throttling requests (429); try again in {retry} s")
+    if status == 405 and "REGISTRY_DISALLOWED_OPERATION" in _body(exc):
+        # ACR's answer to deleting a locked tag or manifest (deleteEnabled/writeEnabled off).
+        return Conflict(f"{name}: {what} is locked (deleteEnabled/writeEnabled is off)")
     if status == 405 or code == "UNSUPPORTED":
         return Unsupported(f"deletion is disabled on {name}")
     if code == "AdminUserDisabled":
