@@ -160,11 +160,23 @@ class Audit:
         return [AuditEntry(**row) for row in reversed(rows)]
 
     def verify(self) -> Verification:
-        """Walk the whole chain; report every row whose hash or link does not hold."""
-        chain = check_chain(self._store.db.query("select * from audit order by id"))
+        """Walk the whole chain; report every row whose hash or link does not hold.
+
+        Rows and the recorded head are read in one read transaction (one snapshot), so a
+        command committed meanwhile cannot look like rows removed from the end.
+        """
+        conn = self._store.db.conn
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")  # deferred: a read snapshot, no write lock taken
+        try:
+            chain = check_chain(self._store.db.query("select * from audit order by id"))
+            head = conn.execute("select value from meta where key = ?", [HEAD_KEY]).fetchone()
+        finally:
+            if own:
+                conn.execute("COMMIT")
         problems, checked = list(chain.problems), chain.checked
         prev_id, prev_hash = chain.last_id, chain.last_hash
-        head = self._store.db.execute("select value from meta where key = ?", [HEAD_KEY]).fetchone()
         expected = head[0] if head else None
         actual = f"{prev_id}:{prev_hash}" if checked else None
         if expected != actual:

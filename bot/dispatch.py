@@ -143,6 +143,12 @@ class Dispatcher:
             target = "/".join(p for p in parts if p)
             if call.args.get("id"):
                 target = f"#{call.args['id']}"
+            if command is not None and command.name in ("grant", "revoke"):
+                # Who got (or lost) which role where: the registry alone says too little.
+                target = (
+                    f"{call.args['user']} {call.args['role']} on "
+                    f"{call.registry_name or '*'}/{call.args.get('repo') or '*'}"
+                )
         if request_id is None and call is not None:
             request_id = call.args.get("id")
         try:
