@@ -130,6 +130,9 @@ def fake_slack():
     fake = FakeSlack().start()
     yield fake
     fake.stop()
+    # Real Slack would have refused these payloads (invalid_blocks, msg_too_long…): a flow
+    # test passes only if everything it made the bot send would have been accepted.
+    fake.assert_nothing_rejected()
 
 
 @pytest.fixture
