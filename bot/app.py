@@ -147,7 +147,9 @@ def static_groups(config: Config) -> Callable[[str], list[str]]:
 
 
 def build_dispatcher(config: Config, **kwargs: Any) -> Dispatcher:
-    return Dispatcher(build_context(config, **kwargs), HANDLERS)
+    dispatcher = Dispatcher(build_context(config, **kwargs), HANDLERS)
+    dispatcher.recover = lambda: deletions.recover(dispatcher.ctx)
+    return dispatcher
 
 
 def ship_audit(ctx: Context) -> None:

@@ -71,6 +71,7 @@ class Config:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     archive: ArchiveConfig | None = None
     source: str = "<defaults>"
+    requests_channel: str | None = None  # [slack] requests_channel: cards of non-Slack requests
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -179,7 +180,7 @@ def from_mapping(
 ) -> Config:
     """Build a Config from parsed TOML; relative paths are resolved against ``base``."""
     environ = os.environ if environ is None else environ
-    known = {"database", "approvals", "registry", "groups", "audit"}
+    known = {"database", "approvals", "registry", "groups", "audit", "slack"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -194,6 +195,7 @@ def from_mapping(
         groups=_groups(data.get("groups", {})),
         archive=_archive(data.get("audit", {}), environ=environ),
         source=source,
+        requests_channel=_slack(data.get("slack", {})),
     )
 
 
@@ -320,6 +322,24 @@ def _archive(table: Any, *, environ: Mapping[str, str]) -> ArchiveConfig | None:
         account_url=account_url,
         connection_string=connection,
     )
+
+
+def _slack(table: Any) -> str | None:
+    """`[slack]`: where requests made outside Slack (console, notebook) get their card."""
+    if not isinstance(table, dict):
+        raise ConfigError("slack: expected a table")
+    for key in table:
+        if key != "requests_channel":
+            raise ConfigError(f"slack.{key}: unknown key (known: requests_channel)")
+    channel = table.get("requests_channel")
+    if channel is not None and (
+        not isinstance(channel, str) or not re.fullmatch(r"[CG][A-Z0-9]{2,}", channel)
+    ):
+        raise ConfigError(
+            "slack.requests_channel: expected a Slack channel id such as C0123456789 "
+            "(channel details → About; a name like #platform is not an id)"
+        )
+    return channel
 
 
 def _groups(table: Any) -> dict[str, tuple[str, ...]]:

@@ -79,6 +79,8 @@ class Call:
     registry_name: str | None = None
     repository: str | None = None
     progress: Progress = no_progress  # long scans report here; the transport shows it
+    channel: str | None = None  # the chat channel the command came from (Slack), if any
+    origin: str | None = None  # the job running it: makes effects idempotent on a re-run
 
     @property
     def args(self) -> dict[str, Any]:

@@ -33,19 +33,35 @@ class Dispatcher:
         self.ctx = ctx
         self._handlers = handlers
         self._last_sweep: datetime | None = None
+        # Finishes requests a crash left in `executing` (handlers.deletions.recover), set by
+        # the wiring: the dispatcher does not know how deletions are reconciled.
+        self.recover: Callable[[], object] | None = None
 
-    def handle(self, text: str, *, user: str, progress: Progress = no_progress) -> Reply:
+    def handle(
+        self,
+        text: str,
+        *,
+        user: str,
+        progress: Progress = no_progress,
+        channel: str | None = None,
+        origin: str | None = None,
+        finish: Callable[[Reply], None] | None = None,
+    ) -> Reply:
         """Parse, authorize, run and audit one command. Never raises.
 
         ``progress`` receives (done, total) from long registry scans, for the transport to
-        show ("still working: 2,300 of 10,000 tags checked").
+        show ("still working: 2,300 of 10,000 tags checked"). ``channel`` is where a chat
+        command came from; ``origin`` the job that runs it (effects keyed by it happen once
+        however often the job runs). ``finish(reply)`` runs inside the transaction that
+        writes the command's audit row: a transport records the job done and its answer
+        there, so both commit with the audit or not at all.
         """
         command: ParsedCommand | None = None
         call: Call | None = None
         try:
             self._expire_due()
             command = parse(text, COMMANDS)
-            call = self._call(command, user, progress)
+            call = self._call(command, user, progress, channel=channel, origin=origin)
             reply = self._handlers[command.name](call, ctx=self.ctx)
         except UserError as exc:
             outcome = "refused" if isinstance(exc, PermissionDenied | UsageError) else "failed"
@@ -55,18 +71,28 @@ class Dispatcher:
                 if isinstance(exc, UsageError) and command is None
                 else str(exc)
             )
-            self._audit(user, command, call, outcome, detail)
-            return error(str(exc))
+            reply = error(str(exc))
+            self._audit(user, command, call, outcome, detail, finish=finish, reply=reply)
+            return reply
         except Exception:
             ref = secrets.token_hex(4)
             log.exception(
                 "command %r by %s failed (ref %s)", command.name if command else "?", user, ref
             )
-            self._audit(user, command, call, "error", f"internal error (ref {ref})")
-            return error(
+            reply = error(
                 f"something went wrong on our side (ref {ref}); nothing was changed "
                 "unless the reply says so. Please tell the bot's operators."
             )
+            self._audit(
+                user,
+                command,
+                call,
+                "error",
+                f"internal error (ref {ref})",
+                finish=finish,
+                reply=reply,
+            )
+            return reply
         self._audit(
             user,
             command,
@@ -74,6 +100,8 @@ class Dispatcher:
             "ok" if reply.ok else "failed",
             None if reply.ok else reply.text,
             request_id=reply.request.id if reply.request else None,
+            finish=finish,
+            reply=reply,
         )
         return reply
 
@@ -87,8 +115,18 @@ class Dispatcher:
         if self._last_sweep is None or (now - self._last_sweep).total_seconds() >= SWEEP_EVERY:
             self._last_sweep = now
             self.ctx.requests.expire_due()
+            if self.recover is not None and self.ctx.requests.stale():
+                self.recover()
 
-    def _call(self, command: ParsedCommand, user: str, progress: Progress = no_progress) -> Call:
+    def _call(
+        self,
+        command: ParsedCommand,
+        user: str,
+        progress: Progress = no_progress,
+        *,
+        channel: str | None = None,
+        origin: str | None = None,
+    ) -> Call:
         """Resolve the registry and repository the command is about, and check the role."""
         spec = COMMANDS[command.name]
         args = command.args
@@ -120,6 +158,8 @@ class Dispatcher:
             registry_name=registry_name,
             repository=repository,
             progress=progress,
+            channel=channel,
+            origin=origin,
         )
 
     def _audit(
@@ -131,6 +171,8 @@ class Dispatcher:
         detail: str | None,
         *,
         request_id: int | None = None,
+        finish: Callable[[Reply], None] | None = None,
+        reply: Reply | None = None,
     ) -> None:
         target = ""
         if call is not None:
@@ -152,14 +194,22 @@ class Dispatcher:
         if request_id is None and call is not None:
             request_id = call.args.get("id")
         try:
-            self.ctx.audit.append(
-                actor=user,
-                action=command.name if command else "(unparsed)",
-                target=target,
-                request_id=request_id,
-                outcome=outcome,
-                error=detail,
-                at=self.ctx.clock(),
-            )
+            with self.ctx.store.transaction():
+                self.ctx.audit.append(
+                    actor=user,
+                    action=command.name if command else "(unparsed)",
+                    target=target,
+                    request_id=request_id,
+                    outcome=outcome,
+                    error=detail,
+                    at=self.ctx.clock(),
+                )
+                if finish is not None and reply is not None:
+                    finish(reply)
         except Exception:
             log.exception("could not write the audit row for %s", user)
+            if finish is not None and reply is not None:
+                try:
+                    finish(reply)  # the answer still goes out; the job still ends
+                except Exception:
+                    log.exception("could not record the answer to %s", user)

@@ -7,6 +7,11 @@
 Every transition is one `BEGIN IMMEDIATE` transaction that also writes its audit row. The
 pending → executing step is a compare-and-set on the state column, so when approvals race,
 exactly one of them wins and runs the deletion, with no Python lock involved.
+
+`executing` is a state a crash can leave behind. The executing process writes itself down as
+the owner (bot/liveness.py); :meth:`Requests.recover` finds requests whose owner died (or whose
+DELETE went unanswered, after a grace period), and finishes them by reading the registry, not
+by re-sending blindly (handlers/deletions.py: `reconcile`).
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from bot import liveness
 from bot.audit import Audit
-from bot.errors import Conflict, NotFound, PermissionDenied, UserError
+from bot.errors import Conflict, NotFound, OutcomeUnknown, PermissionDenied, UserError
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+UNKNOWN_GRACE = timedelta(seconds=45)  # an unanswered DELETE may still land meanwhile
+FOREIGN_LEASE = timedelta(minutes=10)  # an owner on another host is presumed dead after this
 
 
 class State(StrEnum):
@@ -63,6 +71,9 @@ class DeletionRequest:
     decision_reason: str | None = None
     error: str | None = None
     finished_at: datetime | None = None
+    note: str | None = None  # e.g. "found already deleted when resuming after a restart"
+    origin: str | None = None  # the job that created it (its idempotency key)
+    channel: str | None = None  # where its card lives (Slack), if anywhere
 
     @property
     def action(self) -> str:
@@ -86,8 +97,11 @@ class ApprovalResult:
     executed: bool
 
 
-Executor = Callable[[DeletionRequest], None]
+Executor = Callable[[DeletionRequest], str | None]  # returns a note for the outcome, if any
 Authorizer = Callable[[DeletionRequest], None]
+# Told of every change, inside the transaction that makes it (so an outbox entry and the
+# change commit together): (request, event) with event "created", "approved" or "final".
+Listener = Callable[[DeletionRequest, str], None]
 
 
 class Requests:
@@ -95,6 +109,13 @@ class Requests:
         self._store = store
         self._audit = audit
         self._clock = clock
+        self.listeners: list[Listener] = []
+
+    def _tell(self, request_id: int, event: str) -> None:
+        if self.listeners:
+            request = self.get(request_id)
+            for listener in self.listeners:
+                listener(request, event)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -157,9 +178,17 @@ class Requests:
         reason: str,
         ttl: timedelta,
         required: int,
+        origin: str | None = None,
+        channel: str | None = None,
     ) -> DeletionRequest:
+        """Record a pending request. ``origin`` (the job that asks) makes this idempotent: the
+        same job run again after a crash gets the request it created the first time."""
         now = self._clock()
         with self._store.transaction() as db:
+            if origin is not None:
+                found = db.execute("select id from requests where origin = ?", [origin]).fetchone()
+                if found:
+                    return self.get(found[0])
             row_id = (
                 db["requests"]
                 .insert(
@@ -177,6 +206,8 @@ class Requests:
                         "expires_at": _iso(now + ttl),
                         "required": required,
                         "state": State.PENDING.value,
+                        "origin": origin,
+                        "channel": channel,
                     }
                 )
                 .last_pk
@@ -190,6 +221,7 @@ class Requests:
                 outcome="pending",
                 at=now,
             )
+            self._tell(row_id, "created")
         return request
 
     def approve(
@@ -200,9 +232,21 @@ class Requests:
         reason: str | None,
         authorize: Authorizer,
         execute: Executor,
+        origin: str | None = None,
     ) -> ApprovalResult:
-        """Record one approval; when it completes the quorum, run ``execute`` exactly once."""
+        """Record one approval; when it completes the quorum, run ``execute`` exactly once.
+
+        The same ``origin`` (a job run again after a crash) finds its approval recorded and
+        gets the request as it stands, instead of "you already approved".
+        """
         now = self._clock()
+        if origin is not None:
+            row = self._store.db.execute(
+                "select 1 from approvals where request_id = ? and approver = ? and origin = ?",
+                [request_id, approver, origin],
+            ).fetchone()
+            if row:
+                return ApprovalResult(request=self.get(request_id), executed=False)
         self._expire_if_due(request_id, now)
         won = False
         with self._store.transaction() as db:
@@ -223,6 +267,7 @@ class Requests:
                     "approver": approver,
                     "reason": reason,
                     "created_at": _iso(now),
+                    "origin": origin,
                 }
             )
             count = len(request.approvals) + 1
@@ -236,10 +281,19 @@ class Requests:
             )
             if count >= request.required:
                 cursor = db.execute(
-                    "update requests set state = ? where id = ? and state = ?",
-                    [State.EXECUTING.value, request_id, State.PENDING.value],
+                    "update requests set state = ?, exec_owner = ?, exec_started_at = ? "
+                    "where id = ? and state = ?",
+                    [
+                        State.EXECUTING.value,
+                        liveness.this_process(),
+                        _iso(now),
+                        request_id,
+                        State.PENDING.value,
+                    ],
                 )
                 won = cursor.rowcount == 1
+            if not won:
+                self._tell(request_id, f"approved:{approver}")
         if not won:
             return ApprovalResult(request=self.get(request_id), executed=False)
         return ApprovalResult(request=self._execute(request_id, execute), executed=True)
@@ -251,8 +305,11 @@ class Requests:
         user: str,
         reason: str,
         authorize: Authorizer,
+        origin: str | None = None,
     ) -> DeletionRequest:
         now = self._clock()
+        if self._decided_by(request_id, origin):
+            return self.get(request_id)
         self._expire_if_due(request_id, now)
         with self._store.transaction():
             request = self._pending(request_id, now)
@@ -261,11 +318,20 @@ class Requests:
                     f"you cannot deny request #{request_id}: you made it; use `cancel {request_id}`"
                 )
             authorize(request)
-            self._finish(request, State.DENIED, now, decided_by=user, decision_reason=reason)
+            self._finish(
+                request,
+                State.DENIED,
+                now,
+                decided_by=user,
+                decision_reason=reason,
+                decided_origin=origin,
+            )
         return self.get(request_id)
 
-    def cancel(self, request_id: int, *, user: str) -> DeletionRequest:
+    def cancel(self, request_id: int, *, user: str, origin: str | None = None) -> DeletionRequest:
         now = self._clock()
+        if self._decided_by(request_id, origin):
+            return self.get(request_id)
         self._expire_if_due(request_id, now)
         with self._store.transaction():
             request = self._pending(request_id, now)
@@ -273,8 +339,17 @@ class Requests:
                 raise PermissionDenied(
                     f"only {request.requester}, who made request #{request_id}, can cancel it"
                 )
-            self._finish(request, State.CANCELLED, now, decided_by=user)
+            self._finish(request, State.CANCELLED, now, decided_by=user, decided_origin=origin)
         return self.get(request_id)
+
+    def _decided_by(self, request_id: int, origin: str | None) -> bool:
+        """Whether the job ``origin`` already decided this request (a re-run after a crash)."""
+        if origin is None:
+            return False
+        row = self._store.db.execute(
+            "select 1 from requests where id = ? and decided_origin = ?", [request_id, origin]
+        ).fetchone()
+        return row is not None
 
     def expire_due(self) -> list[DeletionRequest]:
         """Mark every pending request past its expiry as expired; return them (newly expired)."""
@@ -324,6 +399,8 @@ class Requests:
         decided_by: str | None = None,
         decision_reason: str | None = None,
         error: str | None = None,
+        note: str | None = None,
+        decided_origin: str | None = None,
     ) -> None:
         with self._store.transaction() as db:
             db["requests"].update(
@@ -334,6 +411,9 @@ class Requests:
                     **({"decided_by": decided_by} if decided_by else {}),
                     **({"decision_reason": decision_reason} if decision_reason else {}),
                     **({"error": error} if error else {}),
+                    **({"note": note} if note else {}),
+                    **({"decided_origin": decided_origin} if decided_origin else {}),
+                    "exec_owner": None,
                 },
             )
             self._audit.append(
@@ -342,14 +422,17 @@ class Requests:
                 target=request.target,
                 request_id=request.id,
                 outcome=state.value,
-                error=error,
+                error=error or note,
                 at=now,
             )
+            self._tell(request.id, "final")
 
     def _execute(self, request_id: int, execute: Executor) -> DeletionRequest:
         request = self.get(request_id)
         try:
-            execute(request)
+            note = execute(request)
+        except OutcomeUnknown as exc:
+            self._release(request, str(exc))
         except UserError as exc:
             self._finish(request, State.FAILED, self._clock(), decided_by="acrbot", error=str(exc))
         except Exception:
@@ -363,8 +446,81 @@ class Requests:
             )
             raise
         else:
-            self._finish(request, State.DONE, self._clock(), decided_by="acrbot")
+            self._finish(request, State.DONE, self._clock(), decided_by="acrbot", note=note)
         return self.get(request_id)
+
+    def _release(self, request: DeletionRequest, why: str) -> None:
+        """The registry did not answer the write: keep `executing`, with no owner, until the
+        grace period has passed; then :meth:`recover` reads the registry and finishes it."""
+        now = self._clock()
+        with self._store.transaction() as db:
+            db.execute(
+                "update requests set exec_owner = null, exec_retry_after = ? where id = ?",
+                [_iso(now + UNKNOWN_GRACE), request.id],
+            )
+            self._audit.append(
+                actor="acrbot",
+                action="request.unknown",
+                target=request.target,
+                request_id=request.id,
+                outcome="executing",
+                error=why,
+                at=now,
+            )
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def stale(self) -> list[tuple[DeletionRequest, str | None]]:
+        """Requests in `executing` that nobody is executing any more (the owner died, or a
+        write went unanswered and its grace period is over), with the owner judged stale."""
+        now = self._clock()
+        found = []
+        rows = self._store.db.execute(
+            "select id, exec_owner, exec_started_at, exec_retry_after from requests "
+            "where state = ?",
+            [State.EXECUTING.value],
+        ).fetchall()
+        for request_id, owner, started, retry_after in rows:
+            if owner is None:
+                due = retry_after is None or _dt(retry_after) <= now
+            elif liveness.on_this_host(owner):
+                due = not liveness.alive(owner)
+            else:
+                due = started is None or _dt(started) + FOREIGN_LEASE <= now
+            if due:
+                found.append((self.get(request_id), owner))
+        return found
+
+    def recover(self, reconcile: Executor) -> list[DeletionRequest]:
+        """Finish every stale `executing` request with ``reconcile`` (which reads the registry
+        and finishes the job or raises); return those this process finished or released."""
+        handled = []
+        for request, stale_owner in self.stale():
+            now = self._clock()
+            with self._store.transaction() as db:
+                claimed = db.execute(
+                    "update requests set exec_owner = ?, exec_started_at = ? "
+                    "where id = ? and state = ? and exec_owner is ?",
+                    [
+                        liveness.this_process(),
+                        _iso(now),
+                        request.id,
+                        State.EXECUTING.value,
+                        stale_owner,  # unchanged since judged stale, or someone else has it
+                    ],
+                ).rowcount
+            if claimed != 1:
+                continue  # another process got there first
+            self._audit.append(
+                actor="acrbot",
+                action="request.recover",
+                target=request.target,
+                request_id=request.id,
+                outcome="executing",
+                at=now,
+            )
+            handled.append(self._execute(request.id, reconcile))
+        return handled
 
     def _load(self, row: dict) -> DeletionRequest:
         approvals = tuple(
@@ -393,6 +549,9 @@ class Requests:
             decision_reason=row["decision_reason"],
             error=row["error"],
             finished_at=_dt(row["finished_at"]) if row["finished_at"] else None,
+            note=row.get("note"),
+            origin=row.get("origin"),
+            channel=row.get("channel"),
         )
 
 

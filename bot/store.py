@@ -115,8 +115,66 @@ def _v3(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    """Reliability: who executes a request (to recover it after a crash), an idempotency key
+    for work that creates requests, the durable job queue, and the outbox."""
+    _script(
+        db,
+        """
+        ALTER TABLE requests ADD COLUMN exec_owner TEXT;
+        ALTER TABLE requests ADD COLUMN exec_started_at TEXT;
+        ALTER TABLE requests ADD COLUMN exec_retry_after TEXT;
+        ALTER TABLE requests ADD COLUMN origin TEXT;
+        ALTER TABLE requests ADD COLUMN note TEXT;
+        ALTER TABLE requests ADD COLUMN channel TEXT;
+        ALTER TABLE requests ADD COLUMN decided_origin TEXT;
+        ALTER TABLE approvals ADD COLUMN origin TEXT;
+        CREATE UNIQUE INDEX requests_origin ON requests (origin) WHERE origin IS NOT NULL;
+        CREATE INDEX requests_executing ON requests (state) WHERE state = 'executing';
+
+        CREATE TABLE jobs (
+            key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL,            -- queued, running, done
+            owner TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            outcome TEXT
+        );
+        CREATE INDEX jobs_state ON jobs (state, created_at);
+
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL,            -- pending, sent, failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            error TEXT,
+            after_key TEXT,                 -- an item that must be sent first (the card)
+            version INTEGER NOT NULL DEFAULT 0  -- bumped when a card is touched again
+        );
+        CREATE INDEX outbox_due ON outbox (state, next_at);
+        """,
+    )
+
+
+def _script(db: sqlite_utils.Database, script: str) -> None:
+    """Run ``;``-separated statements inside the migration's transaction (executescript
+    would COMMIT it first). Statements here hold no ``;`` of their own."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from bot import formatting as fmt
 from bot.commands import CONTRIBUTE, OWN, READ
 from bot.context import Call, Context
-from bot.errors import Conflict, NotFound, Unsupported, UsageError
+from bot.errors import Conflict, NotFound, OutcomeUnknown, Unsupported, UsageError
 from bot.policy import Role, Scope, allows, require
-from bot.registry import natural_key
+from bot.registry import Registry, natural_key
 from bot.replies import Reply, Table
 from bot.requests import DeletionRequest, State
 
@@ -121,7 +121,9 @@ def delete(call: Call, *, ctx: Context) -> Reply:
         digest=digest,
         manifest=manifest,
     )
-    if duplicate is not None:
+    if duplicate is not None and (
+        call.origin is None or ctx.requests.get(duplicate).origin != call.origin
+    ):
         raise Conflict(f"request #{duplicate} already asks for this; approve or cancel it")
     action = "delete_manifest" if manifest else "delete"
     request = ctx.requests.create(
@@ -135,6 +137,8 @@ def delete(call: Call, *, ctx: Context) -> Reply:
         reason=call.args["reason"],
         ttl=ctx.config.approvals.ttl,
         required=ctx.config.approvals.required_for(action),
+        origin=call.origin,
+        channel=call.channel or ctx.config.requests_channel,
     )
     need = request.required
     return _reply(
@@ -195,7 +199,7 @@ def _authorizer(
     return authorize
 
 
-def execute(ctx: Context, request: DeletionRequest) -> None:
+def execute(ctx: Context, request: DeletionRequest) -> str | None:
     """Delete exactly what was approved, or raise Conflict and delete nothing.
 
     Everything is read from the registry again here (never from a cache): the tag must still
@@ -235,12 +239,57 @@ def execute(ctx: Context, request: DeletionRequest) -> None:
             raise Conflict(f"tag(s) {', '.join(locked)} are locked; nothing was deleted")
         if info.manifest_locked:
             raise Conflict(f"the manifest {request.digest} is locked; nothing was deleted")
-        registry.delete_manifest(repo, request.digest)
-        return
+        _unless_gone(request, lambda: registry.delete_manifest(repo, request.digest), registry)
+        return None
     assert request.tag is not None
     if registry.tag_locked(repo, request.tag):
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
-    registry.untag(repo, request.tag)
+    _unless_gone(request, lambda: registry.untag(repo, request.tag), registry)
+    return None
+
+
+def _unless_gone(request: DeletionRequest, delete: Callable[[], None], registry: Registry) -> None:
+    """Run the DELETE; if it goes unanswered, read the registry once: gone means done. Still
+    there means we cannot know yet (it may land late): OutcomeUnknown goes up, and
+    Requests.recover finishes the request after a grace period."""
+    try:
+        delete()
+    except OutcomeUnknown:
+        if not _still_there(registry, request):
+            return
+        raise
+
+
+def _still_there(registry: Registry, request: DeletionRequest) -> bool:
+    """Whether what the request deletes is still in the registry (read now, not cached)."""
+    try:
+        if request.manifest:
+            registry.image(request.repository, request.digest)
+            return True
+        assert request.tag is not None
+        return registry.resolve(request.repository, request.tag) == request.digest
+    except NotFound:
+        return False
+
+
+def reconcile(ctx: Context, request: DeletionRequest) -> str | None:
+    """Finish a request a crash (or an unanswered DELETE) left in `executing`.
+
+    Reads the registry: if the deletion happened, the request is done; if it provably did
+    not (the pinned tag or digest is still there), it runs again with every check; if the
+    tag now names another image, it fails saying so. Never a blind re-send.
+    """
+    registry = ctx.registries.get(request.registry)
+    if not _still_there(registry, request):
+        if request.tag is not None and not request.manifest:
+            try:
+                registry.resolve(request.repository, request.tag)
+            except NotFound:
+                return "the tag was found already deleted when the bot resumed after a restart"
+            # the tag exists but names another image: the checks below say "moved"
+        else:
+            return "the image was found already deleted when the bot resumed after a restart"
+    return execute(ctx, request)
 
 
 def approve(call: Call, *, ctx: Context) -> Reply:
@@ -251,21 +300,36 @@ def approve(call: Call, *, ctx: Context) -> Reply:
         reason=call.args["reason"],
         authorize=_authorizer(call, ctx, OWN, "approve"),
         execute=lambda request: execute(ctx, request),
+        origin=call.origin,
     )
     request = result.request
+    return _reply(approval_text(request), request, ok=request.state is not State.FAILED)
+
+
+def approval_text(request: DeletionRequest) -> str:
+    """What an approval led to, in one line: never more than what happened."""
     if request.state is State.DONE:
-        gone = ", ".join(request.tags) or request.digest
-        return _reply(
+        gone = ", ".join(request.tags[:10]) + (" …" if len(request.tags) > 10 else "")
+        gone = gone or request.digest
+        note = f" ({request.note})" if request.note else ""
+        return (
             f"Request #{request.id} approved and done: deleted {gone} from "
-            f"{request.registry}/{request.repository}.",
-            request,
+            f"{request.registry}/{request.repository}{note}."
         )
     if request.state is State.FAILED:
-        return _reply(
-            f"Request #{request.id} approved but failed: {request.error}", request, ok=False
+        return f"Request #{request.id} approved but failed: {request.error}"
+    if request.state is State.EXECUTING:
+        return (
+            f"Request #{request.id} approved, but the registry did not answer the deletion in "
+            "time; the bot checks the registry again within a minute and announces the outcome."
         )
     left = request.required - len(request.approvals)
-    return _reply(f"Approval recorded for request #{request.id}; {left} more needed.", request)
+    return f"Approval recorded for request #{request.id}; {left} more needed."
+
+
+def recover(ctx: Context) -> list[DeletionRequest]:
+    """Finish requests left in `executing` by a crash or an unanswered DELETE."""
+    return ctx.requests.recover(lambda request: reconcile(ctx, request))
 
 
 def deny(call: Call, *, ctx: Context) -> Reply:
@@ -274,6 +338,7 @@ def deny(call: Call, *, ctx: Context) -> Reply:
         user=call.user,
         reason=call.args["reason"],
         authorize=_authorizer(call, ctx, OWN, "deny"),
+        origin=call.origin,
     )
     return _reply(f"Request #{request.id} denied.", request)
 
@@ -281,5 +346,5 @@ def deny(call: Call, *, ctx: Context) -> Reply:
 def cancel(call: Call, *, ctx: Context) -> Reply:
     request_id = call.args["id"]
     require(call.grants, CONTRIBUTE, Scope.ANYWHERE, action="cancel")
-    request = ctx.requests.cancel(request_id, user=call.user)
+    request = ctx.requests.cancel(request_id, user=call.user, origin=call.origin)
     return _reply(f"Request #{request.id} cancelled.", request)

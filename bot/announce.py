@@ -1,0 +1,56 @@
+"""What each change of a request makes the bot say, as outbox entries (bot/outbox.py).
+
+Listens to Requests (inside the transaction that makes the change) and records, per request
+with a chat channel: its card (drawn from the current state at delivery), a thread line for
+each approval, and the final outcome once in the thread and once to the requester. The keys
+make each announcement happen once per destination, whoever gets there first.
+
+Requests without a channel (console or notebook, and no `[slack] requests_channel`) have no
+card and nobody to announce to, so nothing is recorded for them.
+"""
+
+from __future__ import annotations
+
+from bot.outbox import Outbox
+from bot.requests import DeletionRequest
+
+CARD = "card"
+LINE = "line"
+OUTCOME = "outcome"
+HOME = "home"
+
+
+def card_key(request_id: int) -> str:
+    return f"card:{request_id}"
+
+
+class Announcer:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def __call__(self, request: DeletionRequest, event: str) -> None:
+        if request.channel is None:
+            return
+        card = card_key(request.id)
+        self.outbox.touch(card, CARD, {"request": request.id, "channel": request.channel})
+        if event.startswith("approved:"):
+            approver = event.split(":", 1)[1]
+            self.outbox.put(
+                f"line:{request.id}:approved:{approver}",
+                LINE,
+                {"request": request.id, "approver": approver, "line": "approved"},
+                after=card,
+            )
+        elif event == "final":
+            state = request.state.value
+            self.outbox.put(
+                f"outcome:{request.id}:{state}:thread",
+                OUTCOME,
+                {"request": request.id, "to": "thread"},
+                after=card,
+            )
+            self.outbox.put(
+                f"outcome:{request.id}:{state}:requester",
+                OUTCOME,
+                {"request": request.id, "to": "requester"},
+            )
