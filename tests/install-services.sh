@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Install the real servers the tests run against, once: Debian's docker-registry (CNCF
-# distribution 2.8) and Azurite 3.35 (the last release that runs on Node 20).
+# distribution 2.8), skopeo and hyperfine (peers measured on it), and Azurite 3.35 (the last
+# release that runs on Node 20).
 # Called by `make test` and .ci/run; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v docker-registry >/dev/null; then
+# Debian packages: the registry, and the peers the bench measures against on it (skopeo,
+# hyperfine). Only the missing ones are installed.
+missing=()
+for pkg in docker-registry skopeo hyperfine; do
+  command -v "$pkg" >/dev/null || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "install-services: please install docker-registry (apt-get install docker-registry)" >&2
+    echo "install-services: please install ${missing[*]} (apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi
