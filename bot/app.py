@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import redaction
+from bot.announce import Announcer
 from bot.audit import Audit
 from bot.config import Config, RegistryConfig
 from bot.context import Context, Registries
 from bot.dispatch import Dispatcher, Handler
 from bot.facts import FactCache, SqliteFacts
+from bot.outbox import Outbox
 from bot.registry import Registry
 from bot.requests import Clock, Requests
 from bot.roles import RoleTable
@@ -125,14 +127,20 @@ def build_context(
         archive = AuditArchive(
             store, container_client(config.archive), prefix=config.archive.prefix
         )
+    requests = Requests(store, audit, clock=clock)
+    outbox = Outbox(store)
+    # Every change of a request with a chat channel queues what to announce, in the same
+    # transaction (the card, thread lines, the outcome); `acrbot serve` delivers it.
+    requests.listeners.append(Announcer(outbox))
     return Context(
         config=config,
         store=store,
         roles=RoleTable(store, groups_of=groups_of),
         audit=audit,
-        requests=Requests(store, audit, clock=clock),
+        requests=requests,
         registries=Registries(registries),
         clock=clock,
+        outbox=outbox,
         archive=archive,
     )
 

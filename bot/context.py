@@ -10,6 +10,7 @@ from bot.audit import Audit
 from bot.config import Config
 from bot.errors import NotFound, UsageError
 from bot.grammar import ParsedCommand
+from bot.outbox import Outbox
 from bot.policy import Grant
 from bot.references import ImageRef
 from bot.registry import Progress, Registry, no_progress
@@ -65,6 +66,7 @@ class Context:
     requests: Requests
     registries: Registries
     clock: Clock
+    outbox: Outbox
     archive: Any = None  # bot.archive.AuditArchive when [audit.blob] is configured
 
 

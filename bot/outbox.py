@@ -59,9 +59,12 @@ class Outbox:
                 "after_key) values (?, ?, ?, 'pending', ?, ?, ?)",
                 [key, kind, json.dumps(payload), now, now, after],
             )
-        if self.on_put is not None:
-            self.on_put()
+        self._wake()
         return cursor.rowcount == 1
+
+    def _wake(self) -> None:
+        if self.on_put is not None:
+            self._store.after_commit(self.on_put)
 
     def touch(self, key: str, kind: str, payload: dict[str, Any]) -> None:
         """Record, or mark pending again, an item that shows current state (a card)."""
@@ -75,8 +78,7 @@ class Outbox:
                 "state = 'pending'",
                 [key, kind, json.dumps(payload), now, now],
             )
-        if self.on_put is not None:
-            self.on_put()
+        self._wake()
 
     def due(self, limit: int = 50) -> list[Item]:
         """Pending items whose time has come, oldest first; an item waits for its `after`."""

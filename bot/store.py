@@ -223,13 +223,27 @@ class Store:
             yield db
             return
         db.conn.execute("BEGIN IMMEDIATE")
+        self._local.after = []
         try:
             yield db
         except BaseException:
+            self._local.after = []
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
             raise
         db.conn.execute("COMMIT")
+        callbacks, self._local.after = self._local.after, []
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction commits (now, if there is none):
+        e.g. wake a deliverer only when what it should deliver is visible to it."""
+        pending = getattr(self._local, "after", None)
+        if self.db.conn.in_transaction and pending is not None:
+            pending.append(callback)
+        else:
+            callback()
 
     def migrate(self) -> int:
         """Bring the schema to SCHEMA_VERSION; return the version found before."""

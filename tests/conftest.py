@@ -188,7 +188,7 @@ def distribution(tmp_path_factory):
     """A real docker-registry (distribution 2.8), no auth, shared by the session."""
     from tests.distribution import Distribution
 
-    server = Distribution(tmp_path_factory.mktemp("distribution")).start()
+    server = Distribution(tmp_path_factory.mktemp("distribution"), in_memory=True).start()
     yield server
     server.stop()
 
@@ -199,7 +199,7 @@ def distribution_basic(tmp_path_factory):
     from tests.distribution import Distribution
 
     server = Distribution(
-        tmp_path_factory.mktemp("distribution-basic"), users={"bot": "s3cret-pw"}
+        tmp_path_factory.mktemp("distribution-basic"), users={"bot": "s3cret-pw"}, in_memory=True
     ).start()
     yield server
     server.stop()

@@ -56,6 +56,7 @@ class SlackHarness:
         self._ids = itertools.count(1)
 
     def start(self) -> SlackHarness:
+        self.worker.start_background()
         self._thread = run_in_thread(self.server)
         return self
 

@@ -125,7 +125,9 @@ def test_verify_never_cries_wolf_while_commands_are_committed(tmp_path):
     def load():
         writer = Audit(store)
         while not stop.is_set():
-            writer.append(actor="bot", action="tags", target="x", outcome="ok", at=datetime.now(UTC))
+            writer.append(
+                actor="bot", action="tags", target="x", outcome="ok", at=datetime.now(UTC)
+            )
 
     thread = threading.Thread(target=load)
     thread.start()

@@ -54,7 +54,8 @@ def buttons(blocks):
 def test_full_delete_flow(slack):
     fake = slack.fake
     ack = slack.say("UALICE", "delete baseimages/fedora:24 --reason 'EOL since 2017'")
-    assert ack["text"].startswith(":white_check_mark: Request #1 posted in this channel")
+    assert ack["text"] == "Request #1 created: waiting for 1 approval from an owner (not you)."
+    assert "Its card follows in this channel" in json.dumps(ack["blocks"])
     card = card_of(slack)
     assert card["channel"] == "C0CHAN"
     shown = json.dumps(card["blocks"])
@@ -120,8 +121,16 @@ def test_full_delete_flow(slack):
     assert slack.ctx.audit.verify().ok
 
 
-def _card_ts(slack):
-    return slack.ctx.store.db.execute("select ts from cards where request_id = 1").fetchone()[0]
+def _card_ts(slack, request_id=1):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = slack.ctx.store.db.execute(
+            "select ts from cards where request_id = ?", [request_id]
+        ).fetchone()
+        if row:
+            return row[0]
+        time.sleep(0.01)
+    raise AssertionError(f"request #{request_id} has no card")
 
 
 def request_card(slack, text="delete baseimages/fedora:24 --reason 'EOL'"):

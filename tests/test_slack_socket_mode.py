@@ -39,6 +39,7 @@ def socket_mode(tmp_path_factory, fake_slack_module):
             workers=8,
             registries=[seed_registry(tmp_path / "registry")],
         )
+        worker.start_background()
         ctx = worker.work.ctx
         for user, role in SLACK_USERS.items():
             ctx.roles.grant(Grant(user, Role(role)), by="test", at=ctx.clock())

@@ -12,8 +12,10 @@ from bot.config import SlackSettings
 from bot.errors import ConfigError
 from bot.policy import Grant, Role
 from bot.slack import jobs
-from bot.slack.jobs import Job
-from bot.slack.worker import WorkerProcess, WorkerUnavailable
+from bot.jobqueue import JobQueue
+from bot.slack.jobs import DurableSink, Job
+from bot.slack.worker import WorkerProcess
+from bot.store import Store
 from tests.conftest import make_config
 from tests.slack_support import SlowRegistry
 
@@ -32,6 +34,24 @@ def settings(fake_slack):
     return SlackSettings(bot_token="xoxb-test", signing_secret="s", api_url=fake_slack.api_url)
 
 
+class Front:
+    """What the acking process does with a job: record it in the database, ring the worker."""
+
+    def __init__(self, config, worker):
+        self.worker = worker
+        self.store = Store(config.database)
+        self.sink = DurableSink(JobQueue(self.store), worker.ring)
+
+    def submit(self, job):
+        return self.sink.submit(job)
+
+    def states(self):
+        return dict(self.store.db.execute("select key, state from jobs").fetchall())
+
+    def __getattr__(self, name):
+        return getattr(self.worker, name)
+
+
 @pytest.fixture
 def start_worker(config, settings):
     started = []
@@ -39,7 +59,7 @@ def start_worker(config, settings):
     def start(**options):
         worker = WorkerProcess(config, settings, **options).start()
         started.append(worker)
-        return worker
+        return Front(config, worker)
 
     yield start
     for worker in started:
@@ -118,20 +138,52 @@ def test_a_dead_worker_is_restarted_without_waiting_for_a_job(start_worker, fake
     assert answer(fake_slack, "w1") == "2 tags in demo/baseimages/fedora"
 
 
-def test_stop_finishes_the_jobs_already_handed_over(config, settings, registry, fake_slack):
-    worker = WorkerProcess(config, settings, registries=[SlowRegistry(registry, 1.0)]).start()
+def test_stop_finishes_the_jobs_it_claimed_and_keeps_the_rest(
+    config, settings, registry, fake_slack
+):
+    process = WorkerProcess(config, settings, registries=[SlowRegistry(registry, 1.0)]).start()
+    worker = Front(config, process)
     pid = worker.pid
     for i in range(3):
         worker.submit(tags_job(fake_slack, f"s{i}"))
-    worker.stop(timeout=20)
+    deadline = time.monotonic() + 10
+    while list(worker.states().values()).count("running") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.stop(timeout=20)
     assert sorted(c.method for c in fake_slack.calls if c.method.startswith("response_url:")) == [
         "response_url:s0",
         "response_url:s1",
         "response_url:s2",
     ]
     wait_dead(pid)
-    with pytest.raises(WorkerUnavailable, match="stopping"):
-        worker.submit(tags_job(fake_slack, "late"))
+    assert worker.submit(tags_job(fake_slack, "late")) == "queued"  # kept for the next start
+    assert worker.states()["trigger:late"] == "queued"
+
+
+def test_jobs_a_killed_worker_held_are_all_answered_once_after_the_restart(
+    config, settings, registry, fake_slack
+):
+    """Finding 4: 20 commands in flight, worker SIGKILLed: 20 of 20 were never answered."""
+    process = WorkerProcess(
+        config, settings, registries=[SlowRegistry(registry, 1.5)], restart_delay=0.1
+    ).start()
+    worker = Front(config, process)
+    try:
+        for i in range(20):
+            assert worker.submit(tags_job(fake_slack, f"f{i}")) == "queued"
+        deadline = time.monotonic() + 10
+        while "running" not in worker.states().values() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first = worker.pid
+        os.kill(first, signal.SIGKILL)
+        for i in range(20):
+            assert answer(fake_slack, f"f{i}", timeout=30) == "2 tags in demo/baseimages/fedora"
+        assert worker.pid != first
+        time.sleep(0.5)
+        assert all(len(fake_slack.calls_to(f"response_url:f{i}")) == 1 for i in range(20))
+        assert set(worker.states().values()) == {"done"}
+    finally:
+        process.stop(timeout=20)
 
 
 def test_the_worker_ignores_sigint_and_sigterm(start_worker, fake_slack):

@@ -6,8 +6,14 @@ worker rebuilds what it needs (a `Respond` from the response_url, the user from 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from bot.jobqueue import JobQueue
 
 COMMAND = "command"  # /acr …; data: the command payload
 DECIDE = "decide"  # approve/deny as a user; data: user, channel, command
@@ -23,8 +29,9 @@ KINDS = frozenset({COMMAND, DECIDE, OPEN_DENY, PAGE, MORE, THREAD_REPLY, HOME})
 class Job:
     """One unit of work, and the delivery ids that tell a Slack retry from a new request.
 
-    ``event_id`` (Events API) is remembered in the database, since a retry may reach a
-    restarted bot; ``trigger_id`` (commands, clicks) in the worker's memory.
+    Its key (``event_id`` for events, ``trigger_id`` for commands and clicks, else a hash of
+    the payload) is the job's primary key in the database, so a retried or replayed delivery
+    is recognised across restarts (bot/jobqueue.py).
     """
 
     kind: str
@@ -36,8 +43,64 @@ class Job:
         if self.kind not in KINDS:
             raise ValueError(f"unknown job kind {self.kind!r}")
 
+    @property
+    def key(self) -> str:
+        if self.event_id:
+            return f"event:{self.event_id}"
+        if self.trigger_id:
+            return f"trigger:{self.trigger_id}"
+        digest = hashlib.sha256(json.dumps(self.data, sort_keys=True).encode()).hexdigest()
+        return f"{self.kind}:{digest[:32]}"
+
+
+QUEUED, DUPLICATE, BUSY = "queued", "duplicate", "busy"
+
 
 class JobSink(Protocol):
-    """Where listeners put jobs: a thread pool here, or a worker process."""
+    """Where listeners put jobs. ``submit`` answers QUEUED (recorded: ack it), DUPLICATE (a
+    retry or replay of one recorded before: ack, do nothing) or BUSY (too many waiting)."""
 
-    def submit(self, job: Job) -> None: ...
+    def submit(self, job: Job) -> str: ...
+
+
+class DurableSink:
+    """Record the job in the database, then ring the worker; refuse when the queue is full.
+
+    The queue depth is read by a background thread twice a second, so the ack path pays one
+    INSERT and no COUNT: a wedged worker makes acks say "busy", never makes them wait.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        ring: Callable[[], None],
+        *,
+        max_queued: int = 500,
+        refresh: float = 0.5,
+    ) -> None:
+        self.queue, self._ring, self.max_queued = queue, ring, max_queued
+        self.depth = 0
+        self.busy_refusals = 0
+        self._refresh = refresh
+        self._stopping = threading.Event()
+        threading.Thread(target=self._watch, name="acr-queue-depth", daemon=True).start()
+
+    def submit(self, job: Job) -> str:
+        if self.depth >= self.max_queued:
+            self.busy_refusals += 1
+            return BUSY
+        if not self.queue.enqueue(job.key, job.kind, job.data):
+            return DUPLICATE
+        self.depth += 1
+        self._ring()
+        return QUEUED
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self._refresh):
+            try:
+                self.depth = self.queue.depth()
+            except Exception:  # a busy database: keep the last reading
+                continue
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,8 +1,11 @@
-"""Bolt listeners: ack, then hand the work over as a Job.
+"""Bolt listeners: record the work as a Job, then ack.
 
-This is all the process that talks to Slack does: no database, no registry, no Web API call.
-Slack drops what is not acked within 3 s, and a burst of commands must not queue behind work
-(bench/ack_latency.py); the work runs in a worker (bot/slack/worker.py).
+This is all the process that talks to Slack does: one INSERT into the job queue (so what was
+acked survives a crash; a retried or replayed delivery is recognised by its key), no
+registry, no Web API call. Slack drops what is not acked within 3 s, and a burst of commands
+must not queue behind work (bench/ack_latency.py); the work runs in a worker
+(bot/slack/worker.py). When too many jobs wait (a wedged worker), a command is acked with
+"busy, try again" instead of being queued.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from slack_bolt import Ack, App
 
 from bot.slack import blocks, jobs
 from bot.slack.jobs import Job, JobSink
+
+BUSY = ":hourglass: I'm busy with other commands right now; try again in a moment."
 
 
 class Listeners:
@@ -35,24 +40,27 @@ class Listeners:
         app.event("app_home_opened")(self.on_home_opened)
 
     def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
-        ack()
-        self.sink.submit(Job(jobs.COMMAND, command, trigger_id=command.get("trigger_id")))
+        status = self.sink.submit(Job(jobs.COMMAND, command, trigger_id=command.get("trigger_id")))
+        if status == jobs.BUSY:
+            ack(text=BUSY)
+        else:
+            ack()
 
     def on_approve(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
         decision = f"approve {int(action['value'])}"
         self.sink.submit(
             Job(jobs.DECIDE, _decision(body, decision), trigger_id=body.get("trigger_id"))
         )
+        ack()
 
     def on_deny(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
         data = {
             "trigger_id": body["trigger_id"],
             "request": int(action["value"]),
             "channel": _channel(body),
         }
         self.sink.submit(Job(jobs.OPEN_DENY, data, trigger_id=body["trigger_id"]))
+        ack()
 
     def on_deny_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         """The modal's answer: a reason is required, and Slack shows the error in the modal."""
@@ -75,7 +83,6 @@ class Listeners:
         )
 
     def on_page(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
         data = {
             "user": body["user"]["id"],
             "channel": _channel(body),
@@ -83,11 +90,12 @@ class Listeners:
             "response_url": body.get("response_url"),
         }
         self.sink.submit(Job(jobs.PAGE, data, trigger_id=body.get("trigger_id")))
+        ack()
 
     def on_more(self, ack: Ack, body: dict[str, Any]) -> None:
-        ack()
         data = {"response_url": body.get("response_url")}
         self.sink.submit(Job(jobs.MORE, data, trigger_id=body.get("trigger_id")))
+        ack()
 
     def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         """Only human replies in a thread can be decisions; the rest is dropped here."""

@@ -1,7 +1,8 @@
 """Wire the listeners to Slack and run them: HTTP on uvicorn, or Socket Mode.
 
-`acrbot serve` runs two processes: this one talks to Slack and only acks (Bolt, the
-listeners), a worker process runs the jobs (bot/slack/worker.py). Bolt's built-in server
+`acrbot serve` runs two processes: this one talks to Slack, records each job in the
+database and acks (Bolt, the listeners); a worker process runs the jobs
+(bot/slack/worker.py). Bolt's built-in server
 (`app.start()`) answers one request at a time from a 5-slot listen queue, so a burst of slash
 commands waits for seconds; uvicorn (httptools, uvloop) parses HTTP in C and answers from one
 event loop with a deep backlog.
@@ -21,9 +22,11 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.config import Config, SlackSettings
-from bot.slack.jobs import JobSink
+from bot.jobqueue import JobQueue
+from bot.slack.jobs import DurableSink, JobSink
 from bot.slack.listeners import Listeners
 from bot.slack.worker import WorkerProcess, prestart
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -135,8 +138,9 @@ def serve(config: Config, settings: SlackSettings, *, host: str, port: int) -> N
     # SIGTERM (docker stop, systemd) stops like Ctrl-C: uvicorn finishes the requests in
     # flight and then re-raises the signal it caught; the worker finishes its jobs.
     signal.signal(signal.SIGTERM, _interrupt)
+    sink = DurableSink(JobQueue(Store(config.database)), worker.ring)
     try:
-        front = SlackApp(settings, worker)
+        front = SlackApp(settings, sink)
         if settings.socket_mode:
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
             handler = socket_mode_handler(front)

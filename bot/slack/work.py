@@ -1,8 +1,10 @@
-"""The work behind each Slack job: run the core, answer in Slack, keep cards in sync.
+"""The work behind each Slack job: run the core, and record what to say in the outbox.
 
-This runs after the ack, in the worker (a thread pool, or the worker process `acrbot serve`
-starts), so nothing here is on Slack's 3-second clock. Decisions go through the same Dispatcher
-as typed commands: a click is authorized exactly like `/acr approve ID` by the same user.
+This runs after the ack, in the worker, so nothing here is on Slack's 3-second clock. Each job
+ends in one transaction that writes the command's audit row, marks the job done and queues
+its answer (bot/outbox.py); a job the worker died in is run again by the next worker, and its
+effects are keyed by the job (``origin``), so they happen once. Decisions go through the same
+Dispatcher as typed commands: a click is authorized exactly like `/acr approve ID`.
 """
 
 from __future__ import annotations
@@ -11,23 +13,25 @@ import json
 import logging
 import secrets
 import shlex
-import threading
-from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.cards import FINAL, Cards, Deliveries
+from bot.announce import HOME
+from bot.cards import Cards
 from bot.commands import OWN
 from bot.dispatch import Dispatcher
+from bot.jobqueue import JobQueue, QueuedJob
 from bot.policy import Scope, allows
 from bot.redaction import REDACTOR
 from bot.replies import Reply
 from bot.requests import State
 from bot.slack import blocks, jobs
-from bot.slack.jobs import Job
+from bot.slack.delivery import DM, EPHEMERAL, RESPOND, SlackDelivery
 from bot.slack.paging import PageState, neighbours
 from bot.slack.progress import StillWorking
 
@@ -43,28 +47,8 @@ def strip_public(text: str) -> tuple[str, bool]:
     return " ".join(w for w in words if w != PUBLIC_FLAG), True
 
 
-class RecentKeys:
-    """The last ``size`` keys seen, in memory (a bounded, thread-safe set)."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def first_time(self, key: object) -> bool:
-        if not key:
-            return True
-        with self._lock:
-            if key in self._keys:
-                return False
-            self._keys[str(key)] = None
-            if len(self._keys) > self._size:
-                self._keys.popitem(last=False)
-        return True
-
-
 class SlackWork:
-    """Runs jobs for one Dispatcher and answers through one WebClient."""
+    """Runs jobs for one Dispatcher; answers through the outbox and one WebClient."""
 
     def __init__(
         self,
@@ -78,65 +62,129 @@ class SlackWork:
         self.client = client
         self.still_working_after = still_working_after
         self.cards = Cards(self.ctx.store)
-        self.deliveries = Deliveries(self.ctx.store)
-        self.recent = RecentKeys()
-        self._runs = {
+        self.queue = JobQueue(self.ctx.store)
+        self.outbox = self.ctx.outbox
+        self.delivery = SlackDelivery(self.ctx, client, self.outbox, publish_home=self.publish_home)
+        self._runs: dict[str, Callable[[QueuedJob], None]] = {
             jobs.COMMAND: self._command,
-            jobs.DECIDE: self._decide,
+            jobs.DECIDE: self._decide_job,
             jobs.OPEN_DENY: self._open_deny_modal,
             jobs.PAGE: self._page,
             jobs.MORE: self._more,
             jobs.THREAD_REPLY: self._thread_reply,
-            jobs.HOME: lambda data: self.publish_home(data["user"]),
+            jobs.HOME: self._home,
         }
 
-    def run(self, job: Job) -> None:
-        """Run one job; a failure is logged with a reference, never raised into the pool."""
+    # -- running a job ---------------------------------------------------------------------
+
+    def run(self, job: QueuedJob) -> None:
+        """Run one claimed job; it ends done whatever happens (a failure is logged with a
+        reference, and the user is told when there is someone to tell)."""
         try:
-            if self.first_time(job):
-                self._runs[job.kind](job.data)
-            else:
-                log.info("duplicate delivery %s ignored", job.event_id or job.trigger_id)
+            if self.queue.too_old(job):
+                self._apologise(job)
+                return
+            self._runs[job.kind](job)
         except Exception:
-            log.exception("slack job %s failed (ref %s)", job.kind, secrets.token_hex(4))
+            ref = secrets.token_hex(4)
+            log.exception("slack job %s failed (ref %s)", job.kind, ref)
+            self._failed(job, ref)
 
-    def first_time(self, job: Job) -> bool:
-        """False for a delivery handled before (Slack's `X-Slack-Retry-Num` retries).
+    def _apologise(self, job: QueuedJob) -> None:
+        """A job older than its response_url (the bot was down): say so, do not run it."""
+        with self.ctx.store.transaction():
+            user = _user_of(job)
+            if user is not None and job.kind == jobs.COMMAND:
+                text = job.payload.get("text", "")
+                self.outbox.put(
+                    f"sorry:{job.key}",
+                    DM,
+                    {
+                        "user": user,
+                        "text": ":warning: Sorry: your command `/acr "
+                        f"{blocks.escape(text[:200])}` arrived while I was down and is too old "
+                        "to answer now. Nothing was done; please run it again.",
+                    },
+                )
+            self.queue.finish(job.key, "expired")
 
-        A double click is two clicks with two trigger ids: the request state machine makes
-        the second harmless.
-        """
-        if job.event_id:
-            return self.deliveries.first_time(job.event_id, now=self.ctx.clock())
-        return self.recent.first_time(job.trigger_id)
+    def _failed(self, job: QueuedJob, ref: str) -> None:
+        url = job.payload.get("response_url")
+        with self.ctx.store.transaction():
+            if url:
+                self._put_reply(
+                    job,
+                    {
+                        "response_type": "ephemeral",
+                        "replace_original": False,
+                        "text": f":x: Something went wrong on our side (ref {ref}); nothing was "
+                        "changed unless a message says so.",
+                    },
+                )
+            self.queue.finish(job.key, "error")
+
+    def _put_reply(self, job: QueuedJob, message: dict[str, Any], *, part: str = "") -> None:
+        self.outbox.put(
+            f"reply:{job.key}{part}",
+            RESPOND,
+            {"url": job.payload["response_url"], "message": message},
+        )
 
     # -- /acr ------------------------------------------------------------------------------
 
-    def _command(self, command: dict[str, Any]) -> None:
+    def _command(self, job: QueuedJob) -> None:
+        command = job.payload
         user, channel = command["user_id"], command["channel_id"]
         respond = Respond(response_url=command.get("response_url"))
         text, public = strip_public(command.get("text", ""))
-        note = self._still_working(respond)
+        note = self._still_working(job)
+        secret_reply: list[Reply] = []
+
+        def finish(reply: Reply) -> None:
+            replace = note.stop()
+            if reply.secret is not None:
+                secret_reply.append(reply)  # never into the database: sent below, directly
+                self.queue.finish(job.key)
+                return
+            message = self._message(reply, public=public and reply.ok)
+            message["replace_original"] = replace
+            self._put_reply(job, message)
+            self.queue.finish(job.key)
+
         try:
-            reply = self.dispatcher.handle(text, user=user, progress=note)
+            self.dispatcher.handle(
+                text,
+                user=user,
+                progress=note,
+                channel=channel,
+                origin=job.key,
+                finish=finish,
+            )
         finally:
-            replace = note.finish()
-        if reply.secret is not None:
-            self._deliver_secret(reply, respond, channel=channel, user=user)
-        elif (
-            reply.ok
-            and reply.request is not None
-            and reply.request.state is State.PENDING
-            and self.cards.get(reply.request.id) is None
-        ):
-            self._post_card(reply, respond, channel=channel)
-        else:
-            if reply.ok and reply.request is not None:
-                self.sync(reply.request.id, line=self._decision_line(user, reply))
-            self._respond(reply, respond, public=public and reply.ok, replace=replace)
+            note.stop()
+        if secret_reply:
+            self._deliver_secret(secret_reply[0], respond, channel=channel, user=user)
+
+    def _message(
+        self, reply: Reply, *, public: bool, back: list[str | None] | None = None
+    ) -> dict[str, Any]:
+        """A reply as a response_url message; a page of a listing gets Previous/Next."""
+        previous = following = None
+        if reply.ok and reply.paging is not None:
+            previous, following = neighbours(reply.paging, back=back or [], public=public)
+        if reply.ok and reply.request is not None and reply.request.state is State.PENDING:
+            reply = _with_card_note(reply)
+        drawn = blocks.reply_message(reply, previous=previous, following=following)
+        return {
+            "response_type": "in_channel" if public else "ephemeral",
+            "replace_original": False,
+            "text": drawn.text,
+            "blocks": drawn.blocks,
+        }
 
     def _deliver_secret(self, reply: Reply, respond: Respond, *, channel: str, user: str) -> None:
-        """The secret goes to the caller only; the channel hears that it happened."""
+        """The secret goes to the caller only, straight from memory (it never touches the
+        database, so it cannot wait in the outbox); the channel hears that it happened."""
         REDACTOR.add(reply.secret or "")
         first = blocks.reply_message(reply)
         secret = blocks.escape(reply.secret or "")
@@ -152,216 +200,191 @@ class SlackWork:
         announcement = f":key: <@{user}> {blocks.escape(reply.text)}"
         if reply.notes:
             announcement += " " + " ".join(blocks.escape(n) for n in reply.notes)
-        self.client.chat_postMessage(channel=channel, text=announcement)
-
-    def _post_card(self, reply: Reply, respond: Respond, *, channel: str) -> None:
-        request = reply.request
-        assert request is not None
-        card = blocks.request_card(request)
         try:
-            posted = self.client.chat_postMessage(
-                channel=channel, text=card.text, blocks=card.blocks
-            )
+            self.client.chat_postMessage(channel=channel, text=announcement)
         except SlackApiError as exc:
             respond(
                 response_type="ephemeral",
-                text=(
-                    f":warning: Request #{request.id} is recorded, but I could not post its card "
-                    f"here ({exc.response.get('error')}). Invite me to the channel, or approvers "
-                    f"can use `/acr approve {request.id}`."
-                ),
+                replace_original=False,
+                text=f":warning: I could not tell the channel ({exc.response.get('error')}); "
+                "let your team know the password changed.",
             )
-            return
-        self.cards.save(request.id, channel=posted["channel"], ts=posted["ts"])
-        respond(
-            response_type="ephemeral",
-            text=(
-                f":white_check_mark: Request #{request.id} posted in this channel; approvers "
-                "decide in its thread."
-            ),
-        )
 
-    def _still_working(self, respond: Respond, *, in_place: bool = False) -> StillWorking:
-        """``in_place``: the note replaces the message clicked (a page being turned)."""
+    def _still_working(self, job: QueuedJob, *, in_place: bool = False) -> StillWorking:
+        """Notes queued like answers; ``in_place``: they replace the message clicked (a page
+        being turned)."""
+        count = iter(range(1, 100))
 
         def post(text: str, replace: bool) -> None:
-            respond(response_type="ephemeral", replace_original=replace or in_place, text=text)
+            message = {
+                "response_type": "ephemeral",
+                "replace_original": replace or in_place,
+                "text": text,
+            }
+            self._put_reply(job, message, part=f":note{next(count)}")
 
-        return StillWorking(post, first_after=self.still_working_after).start()
-
-    def _respond(
-        self,
-        reply: Reply,
-        respond: Respond,
-        *,
-        public: bool,
-        replace: bool = False,
-        back: list[str | None] | None = None,
-    ) -> None:
-        """One message; a page of a listing gets Previous/Next buttons that carry the way."""
-        previous = following = None
-        if reply.ok and reply.paging is not None:
-            previous, following = neighbours(reply.paging, back=back or [], public=public)
-        message = blocks.reply_message(reply, previous=previous, following=following)
-        respond(
-            response_type="in_channel" if public else "ephemeral",
-            replace_original=replace,
-            text=message.text,
-            blocks=message.blocks,
-        )
-
-    @staticmethod
-    def _decision_line(user: str, reply: Reply) -> str | None:
-        request = reply.request
-        if request is None or request.state is not State.PENDING:
-            return None
-        return f":+1: <@{user}> approved ({len(request.approvals)} of {request.required})."
+        return StillWorking(
+            post, guard=self.ctx.store.transaction, first_after=self.still_working_after
+        ).start()
 
     # -- buttons ---------------------------------------------------------------------------
 
-    def _open_deny_modal(self, data: dict[str, Any]) -> None:
+    def _open_deny_modal(self, job: QueuedJob) -> None:
+        """A trigger_id lives 3 seconds: a re-run after a crash cannot open the modal."""
+        data = job.payload
+        if job.attempts > 1:
+            self.queue.finish(job.key, "trigger expired")
+            return
         request_id = data["request"]
         where = {"request": request_id, "channel": data.get("channel")}
-        self.client.views_open(
-            trigger_id=data["trigger_id"],
-            view={
-                "type": "modal",
-                "callback_id": blocks.DENY_VIEW,
-                "private_metadata": json.dumps(where),
-                "title": {"type": "plain_text", "text": f"Deny request #{request_id}"},
-                "submit": {"type": "plain_text", "text": "Deny"},
-                "close": {"type": "plain_text", "text": "Cancel"},
-                "blocks": [
-                    {
-                        "type": "input",
-                        "block_id": "reason",
-                        "label": {
-                            "type": "plain_text",
-                            "text": "Why? (posted in the request's thread)",
-                        },
-                        "element": {
-                            "type": "plain_text_input",
-                            "action_id": "reason",
-                            "max_length": 500,
-                        },
-                    }
-                ],
-            },
+        try:
+            self.client.views_open(
+                trigger_id=data["trigger_id"],
+                view={
+                    "type": "modal",
+                    "callback_id": blocks.DENY_VIEW,
+                    "private_metadata": json.dumps(where),
+                    "title": {"type": "plain_text", "text": f"Deny request #{request_id}"},
+                    "submit": {"type": "plain_text", "text": "Deny"},
+                    "close": {"type": "plain_text", "text": "Cancel"},
+                    "blocks": [
+                        {
+                            "type": "input",
+                            "block_id": "reason",
+                            "label": {
+                                "type": "plain_text",
+                                "text": "Why? (posted in the request's thread)",
+                            },
+                            "element": {
+                                "type": "plain_text_input",
+                                "action_id": "reason",
+                                "max_length": 500,
+                            },
+                        }
+                    ],
+                },
+            )
+        finally:
+            self.queue.finish(job.key)
+
+    def _decide_job(self, job: QueuedJob) -> None:
+        self._decide(job, job.payload)
+
+    def _decide(self, job: QueuedJob, data: dict[str, Any]) -> None:
+        """Run a decision as the deciding user; refusals go back to that user only. The card,
+        thread line and outcome follow from the request's change (bot/announce.py)."""
+        user, channel = data["user"], data.get("channel")
+
+        def finish(reply: Reply) -> None:
+            if not reply.ok:
+                text = f":x: {blocks.escape(reply.text)}"
+                if channel:
+                    payload = {"channel": channel, "user": user, "text": text}
+                    if data.get("thread_ts"):
+                        payload["thread_ts"] = data["thread_ts"]
+                    self.outbox.put(f"refused:{job.key}", EPHEMERAL, payload)
+                else:
+                    self.outbox.put(f"refused:{job.key}", DM, {"user": user, "text": text})
+            if channel is None:  # clicked in App Home: redraw it
+                self.outbox.put(f"home:{job.key}", HOME, {"user": user})
+            self.queue.finish(job.key)
+
+        self.dispatcher.handle(
+            data["command"], user=user, channel=channel, origin=job.key, finish=finish
         )
 
-    def _decide(self, data: dict[str, Any]) -> None:
-        """Run a decision as the deciding user; refusals go back to that user only."""
-        user, channel = data["user"], data.get("channel")
-        reply = self.dispatcher.handle(data["command"], user=user)
-        if not reply.ok:
-            text = f":x: {blocks.escape(reply.text)}"
-            if channel:
-                self.client.chat_postEphemeral(channel=channel, user=user, text=text)
-            else:
-                self.client.chat_postMessage(channel=user, text=text)
-        elif reply.request is not None:
-            line = self._decision_line(user, reply)
-            self.sync(reply.request.id, line=line)
-        if channel is None:
-            self.publish_home(user)
-
-    def _page(self, data: dict[str, Any]) -> None:
+    def _page(self, job: QueuedJob) -> None:
         """Previous/Next: re-run the listing from the button's cursor as the clicking user,
         and replace the message in place. A refusal goes to that user only."""
-        respond = Respond(response_url=data.get("response_url"))
+        data = job.payload
         state = PageState.decode(data.get("value", ""))
         if state is None:
-            respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text=":x: That page link is damaged; run the command again.",
-            )
+            with self.ctx.store.transaction():
+                self._put_reply(
+                    job,
+                    {
+                        "response_type": "ephemeral",
+                        "replace_original": False,
+                        "text": ":x: That page link is damaged; run the command again.",
+                    },
+                )
+                self.queue.finish(job.key)
             return
-        note = self._still_working(respond, in_place=True)
-        try:
-            reply = self.dispatcher.handle(state.command, user=data["user"], progress=note)
-        finally:
-            posted = note.finish()
-        if not reply.ok:
-            self._respond(reply, respond, public=False, replace=posted)
-            return
-        self._respond(reply, respond, public=state.public, replace=True, back=state.back)
+        note = self._still_working(job, in_place=True)
 
-    def _more(self, data: dict[str, Any]) -> None:
+        def finish(reply: Reply) -> None:
+            posted = note.stop()
+            if reply.ok:
+                message = self._message(reply, public=state.public, back=state.back)
+                message["replace_original"] = True
+            else:
+                message = self._message(reply, public=False)
+                message["replace_original"] = posted
+            self._put_reply(job, message)
+            self.queue.finish(job.key)
+
+        try:
+            self.dispatcher.handle(
+                state.command, user=data["user"], progress=note, origin=job.key, finish=finish
+            )
+        finally:
+            note.stop()
+
+    def _more(self, job: QueuedJob) -> None:
         """A "More" button from an earlier release: its pages lived in memory and are gone."""
-        Respond(response_url=data.get("response_url"))(
-            response_type="ephemeral",
-            replace_original=False,
-            text="That list has expired; run the command again (lists now page with "
-            "Previous/Next).",
-        )
+        with self.ctx.store.transaction():
+            self._put_reply(
+                job,
+                {
+                    "response_type": "ephemeral",
+                    "replace_original": False,
+                    "text": "That list has expired; run the command again (lists now page "
+                    "with Previous/Next).",
+                },
+            )
+            self.queue.finish(job.key)
 
     # -- thread replies --------------------------------------------------------------------
 
-    def _thread_reply(self, event: dict[str, Any]) -> None:
+    def _thread_reply(self, job: QueuedJob) -> None:
+        event = job.payload
         card = self.cards.find(event["channel"], event["thread_ts"])
-        if card is None:
-            return
         words = (event.get("text") or "").split()
         while words and words[0].startswith("<@"):  # "@acrbot approve"
             words.pop(0)
-        if not words or words[0].lower() not in ("approve", "deny"):
-            return  # discussion
+        if card is None or not words or words[0].lower() not in ("approve", "deny"):
+            self.queue.finish(job.key, "discussion")
+            return
         verb, rest = words[0].lower(), " ".join(words[1:])
         user = event["user"]
         if verb == "deny" and not rest:
-            self.client.chat_postEphemeral(
-                channel=event["channel"],
-                user=user,
-                thread_ts=card.ts,
-                text=":x: Say why: reply `deny <reason>`.",
-            )
+            with self.ctx.store.transaction():
+                self.outbox.put(
+                    f"refused:{job.key}",
+                    EPHEMERAL,
+                    {
+                        "channel": event["channel"],
+                        "user": user,
+                        "thread_ts": card.ts,
+                        "text": ":x: Say why: reply `deny <reason>`.",
+                    },
+                )
+                self.queue.finish(job.key)
             return
         command = f"{verb} {card.request_id}"
         if rest:
             command += f" --reason {shlex.quote(rest)}"
-        self._decide({"user": user, "channel": event["channel"], "command": command})
-
-    # -- card, thread and requester --------------------------------------------------------
-
-    def sync(self, request_id: int, *, line: str | None = None) -> None:
-        """Redraw the card; post ``line`` and, once, the final outcome in its thread."""
-        card = self.cards.get(request_id)
-        request = self.ctx.requests.get(request_id)
-        if card is None:
-            return
-        drawn = blocks.request_card(request)
-        self.client.chat_update(
-            channel=card.channel, ts=card.ts, text=drawn.text, blocks=drawn.blocks
+        self._decide(
+            job,
+            {"user": user, "channel": event["channel"], "command": command, "thread_ts": card.ts},
         )
-        if line:
-            self.client.chat_postMessage(channel=card.channel, thread_ts=card.ts, text=line)
-        if request.state in FINAL and self.cards.claim_announcement(request_id, request.state):
-            try:
-                outcome = blocks.outcome_text(request)
-                self.client.chat_postMessage(channel=card.channel, thread_ts=card.ts, text=outcome)
-                self.client.chat_postMessage(
-                    channel=request.requester,
-                    text=f"Your deletion request #{request.id} ({blocks.escape(request.target)}):"
-                    f" {outcome}",
-                )
-            except SlackApiError:
-                self.cards.release_announcement(request_id)
-                raise
-
-    def sweep(self) -> None:
-        """Expire overdue requests and announce every outcome not yet announced."""
-        self.ctx.requests.expire_due()
-        for request_id in self.cards.unannounced():
-            try:
-                self.sync(request_id)
-            except SlackApiError as exc:
-                log.warning(
-                    "could not announce request #%s: %s", request_id, exc.response.get("error")
-                )
-        self.deliveries.prune(older_than=Deliveries.horizon(self.ctx.clock()))
 
     # -- App Home --------------------------------------------------------------------------
+
+    def _home(self, job: QueuedJob) -> None:
+        with self.ctx.store.transaction():
+            self.outbox.put(f"home:{job.key}", HOME, {"user": job.payload["user"]})
+            self.queue.finish(job.key)
 
     def publish_home(self, user: str) -> None:
         grants = self.ctx.roles.grants_for(user)
@@ -380,3 +403,26 @@ class SlackWork:
                 user=user, grants=[str(g) for g in grants], actionable=actionable, mine=mine
             ),
         )
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Expire overdue requests (their outcomes go to the outbox), finish requests a crash
+        left in `executing`, and forget old jobs and delivered messages."""
+        self.ctx.requests.expire_due()
+        if self.dispatcher.recover is not None:
+            self.dispatcher.recover()
+        self.queue.prune()
+        self.outbox.prune()
+
+
+def _with_card_note(reply: Reply) -> Reply:
+    note = "Its card follows in this channel; approvers decide in its thread."
+    return replace(reply, notes=(*reply.notes, note))
+
+
+def _user_of(job: QueuedJob) -> str | None:
+    """Who asked: `user_id` in a slash command, `user` in the other jobs' data."""
+    data = job.payload
+    user = data.get("user_id") or data.get("user")
+    return user if isinstance(user, str) else None

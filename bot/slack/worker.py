@@ -29,15 +29,21 @@ from bot.app import build_dispatcher, configure_logging, static_groups
 from bot.archive import Shipper
 from bot.config import Config, SlackSettings
 from bot.errors import BotError, ConfigError
+from bot.jobqueue import QueuedJob
 from bot.slack.groups import SlackGroups, is_usergroup
-from bot.slack.jobs import Job
+from bot.slack.jobs import DurableSink, Job
 from bot.slack.work import SlackWork
 
 log = logging.getLogger(__name__)
 
 
 class SlackWorker:
-    """The core, a WebClient, a thread pool sized for slow registry calls, and the sweeps."""
+    """The core, a WebClient, a thread pool sized for slow registry calls, the job loop, the
+    outbox delivery and the sweeps.
+
+    Jobs come from the durable queue (bot/jobqueue.py): ``submit`` (in-process use) records a
+    job and wakes the loop; in a worker process the acking process records it and rings.
+    """
 
     def __init__(
         self,
@@ -57,40 +63,86 @@ class SlackWorker:
         )
         self.groups.candidates = lambda: dispatcher.ctx.roles.principal_ids(is_usergroup)
         self.work = SlackWork(dispatcher, client=self.client)
+        self.queue = self.work.queue
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acr-work")
         prestart(self.pool, workers, warm=lambda: dispatcher.ctx.store.db)
+        self._slots = threading.Semaphore(workers)
         self._sweep_interval = sweep_interval
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._shipper: Shipper | None = None
+        self._threads: list[threading.Thread] = []
+        self.sink = DurableSink(self.queue, self._wake.set)
 
-    def submit(self, job: Job) -> None:
-        self.pool.submit(self.work.run, job)
+    def submit(self, job: Job) -> str:
+        """Record a job and wake the loop (the acking side, when both live in one process)."""
+        return self.sink.submit(job)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def start_background(self) -> None:
-        """Announce outcomes reached while we were down, then expire requests periodically;
-        ship the audit to its archive in the background, if one is configured."""
-
-        def loop() -> None:
-            while True:
-                try:
-                    self.work.sweep()
-                except Exception:
-                    log.exception("expiry sweep failed; retrying in %ss", self._sweep_interval)
-                if self._stopping.wait(self._sweep_interval):
-                    return
-
-        threading.Thread(target=loop, name="acr-sweep", daemon=True).start()
+        """Requeue the jobs a dead worker held, then run jobs, deliver the outbox, sweep
+        (expiry, crash recovery) periodically, and ship the audit if an archive is set."""
+        requeued = self.queue.requeue_orphans()
+        if requeued:
+            log.warning("%s job(s) interrupted by a restart will run again", requeued)
+        self.work.delivery.start()
+        for target, name in ((self._jobs_loop, "acr-jobs"), (self._sweep_loop, "acr-sweep")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         ctx = self.work.ctx
         if ctx.archive is not None:
             self._shipper = Shipper(ctx.archive).start()
             ctx.audit.on_append = self._shipper.nudge
 
+    def _jobs_loop(self) -> None:
+        """Claim queued jobs while a thread is free; wait for a ring (or poll: another
+        process may have queued jobs, and a ring can be lost)."""
+        while not self._stopping.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            while not self._stopping.is_set():
+                free = 0
+                while self._slots.acquire(blocking=False):
+                    free += 1
+                claimed = self.queue.claim(limit=free) if free else []
+                for _ in range(free - len(claimed)):
+                    self._slots.release()
+                for job in claimed:
+                    self.pool.submit(self._run, job)
+                if not claimed:
+                    break
+
+    def _run(self, job: QueuedJob) -> None:
+        try:
+            self.work.run(job)
+        finally:
+            self._slots.release()
+            self._wake.set()  # a thread is free: look for more
+
+    def _sweep_loop(self) -> None:
+        while True:
+            try:
+                self.work.sweep()
+            except Exception:
+                log.exception("sweep failed; retrying in %ss", self._sweep_interval)
+            if self._stopping.wait(self._sweep_interval):
+                return
+
     def stop(self) -> None:
-        """Finish the jobs already handed over, then close the database."""
+        """Finish the jobs already claimed, deliver what they queued, close the database.
+        Jobs still queued stay in the database for the next start."""
         self._stopping.set()
+        self._wake.set()
+        self.sink.stop()
+        for thread in self._threads:
+            thread.join(10)
         if self._shipper is not None:
             self._shipper.stop()
         self.pool.shutdown(wait=True, cancel_futures=False)
+        self.work.delivery.stop()
         self.work.ctx.store.close()
 
 
@@ -124,8 +176,8 @@ class WorkerProcess:
     The child is spawned (not forked: the parent has threads) and builds its own database
     connections, registry clients and WebClient from the config. It stops when the pipe
     closes, after finishing the jobs it has: SIGINT and SIGTERM are the parent's to handle.
-    Jobs sent while a worker was dying are lost with it; the duplicate checks make Slack's
-    retries of them harmless.
+    Jobs live in the database (the acking process records them): a job a dying worker held is
+    run again by the next one.
     """
 
     def __init__(
@@ -177,20 +229,23 @@ class WorkerProcess:
         atexit.register(self.stop)
         return self
 
-    def submit(self, job: Job) -> None:
+    def ring(self) -> None:
+        """Tell the worker a job is queued. Never blocks: the pipe's write end is
+        non-blocking, and a ring lost to a full pipe costs at most the worker's poll interval
+        (the job is in the database). A worker found gone is started again."""
         with self._lock:
             if self._stopping.is_set():
-                raise WorkerUnavailable("the bot is stopping")
+                return
             try:
                 assert self._conn is not None
-                self._conn.send(job)
+                self._conn.send_bytes(b"j")
                 return
-            except OSError:  # the worker is gone (BrokenPipeError): start another for this job
+            except BlockingIOError:
+                return  # a wedged or busy worker: it polls the queue anyway
+            except OSError:  # the worker is gone (BrokenPipeError): start another
                 log.error("the worker process %s is gone; starting a new one", self.pid)
                 self._spawn()
                 self.restarts += 1
-            assert self._conn is not None
-            self._conn.send(job)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Close the pipe (the worker finishes its jobs and exits); kill it after ``timeout``."""
@@ -210,6 +265,7 @@ class WorkerProcess:
     def _spawn(self) -> None:
         """Start a child; the caller holds the lock."""
         parent, child = self._mp.Pipe()
+        os.set_blocking(parent.fileno(), False)  # a ring must never block an ack
         process = self._mp.Process(
             target=worker_main, args=(child, *self._args), name="acr-worker", daemon=True
         )
@@ -283,9 +339,11 @@ def worker_main(
     try:
         while True:
             try:
-                job = conn.recv()
+                if conn.poll(0.5):
+                    while conn.poll():
+                        conn.recv_bytes()
+                    worker.wake()
             except (EOFError, OSError):  # the parent closed its end, or is gone
                 break
-            worker.submit(job)
     finally:
         worker.stop()

@@ -1,0 +1,305 @@
+"""Deliver the outbox to Slack: cards, thread lines, outcomes, command replies.
+
+One thread in the worker takes due outbox rows in order and sends each; a destination that
+fails does not hold the others up. What Slack answers decides what happens next:
+- 429: try again after its Retry-After; 5xx and network errors: back off (1 s, 2 s, … 60 s).
+- Errors that no retry can fix (`invalid_blocks`, `channel_not_found`, `not_in_channel`, an
+  expired response_url, …) end the row as failed, logged; a card that cannot be posted is
+  reported to its requester instead.
+Written by hand because slack_sdk's retry handlers retry inside one call (blocking the caller,
+and re-sending a chat.postMessage whose answer was lost), while an outbox row must outlive the
+process; the response_url has no retry handler at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.error import URLError
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from bot import announce
+from bot.cards import Cards
+from bot.context import Context
+from bot.outbox import Item, Outbox
+from bot.slack import blocks
+
+log = logging.getLogger(__name__)
+RESPOND = "respond"  # payload: url, message (text, blocks, response_type, replace_original)
+EPHEMERAL = "ephemeral"  # payload: channel, user, text, thread_ts
+DM = "dm"  # payload: user, text
+PERMANENT = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_arguments",
+        "msg_too_long",
+        "no_text",
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "user_not_found",
+        "user_not_in_channel",
+        "cannot_dm_bot",
+        "message_not_found",
+        "cant_update_message",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "missing_scope",
+        "used_url",
+        "expired_url",
+        "no_service",
+    }
+)
+MAX_AGE = timedelta(hours=24)  # give up on a row after this long (replies: 30 min)
+REPLY_AGE = timedelta(minutes=30)
+
+
+class Retry(Exception):
+    """Try this row again ``after`` seconds from now (None: back off by its attempts)."""
+
+    def __init__(self, after: float | None, error: str) -> None:
+        super().__init__(error)
+        self.after, self.error = after, error
+
+
+class Permanent(Exception):
+    pass
+
+
+class SlackDelivery:
+    def __init__(
+        self,
+        ctx: Context,
+        client: WebClient,
+        outbox: Outbox,
+        *,
+        publish_home: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ctx, self.client, self.outbox = ctx, client, outbox
+        self.cards = Cards(ctx.store)
+        self._publish_home = publish_home
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one pass at a time (the loop, or a test's direct call)
+        outbox.on_put = self._wake.set
+        self._senders: dict[str, Callable[[dict[str, Any]], None]] = {
+            announce.CARD: self._card,
+            announce.LINE: self._line,
+            announce.OUTCOME: self._outcome,
+            announce.HOME: lambda p: self._home(p["user"]),
+            RESPOND: self._respond,
+            EPHEMERAL: self._ephemeral,
+            DM: self._dm,
+        }
+
+    # -- running ---------------------------------------------------------------------------
+
+    def start(self, *, poll: float = 1.0) -> SlackDelivery:
+        """Deliver in the background: at once when this process adds a row, else every
+        ``poll`` seconds (rows added by other processes: a notebook, the console)."""
+
+        def loop() -> None:
+            while not self._stopping.is_set():
+                self._wake.wait(poll)
+                self._wake.clear()
+                try:
+                    while self.deliver_due() and not self._stopping.is_set():
+                        pass
+                except Exception:
+                    log.exception("outbox delivery failed; trying again in %ss", poll)
+
+        self._thread = threading.Thread(target=loop, name="acr-outbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop, then deliver once more what is due (what the last jobs queued)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.deliver_due(draining=True)
+        except Exception:
+            log.exception("could not deliver the last messages; they wait for the next start")
+
+    def deliver_due(self, *, draining: bool = False) -> int:
+        """Send every due row once; return how many were handled (sent or given up)."""
+        with self._lock:
+            handled = 0
+            for item in self.outbox.due():
+                if self._stopping.is_set() and not draining:
+                    break
+                handled += self._deliver(item)
+            return handled
+
+    def _deliver(self, item: Item) -> int:
+        if self._expired(item):
+            self.outbox.fail(item, "expired before it could be delivered")
+            log.warning("outbox %s expired undelivered", item.key)
+            return 1
+        sender = self._senders.get(item.kind)
+        if sender is None:
+            self.outbox.fail(item, f"unknown kind {item.kind}")
+            return 1
+        self.outbox.begin(item)
+        try:
+            sender(item.payload)
+        except Retry as exc:
+            after = exc.after if exc.after is not None else _backoff(item.attempts)
+            self.outbox.retry(item, after=after, error=exc.error)
+            log.info("outbox %s: %s; again in %.1fs", item.key, exc.error, after)
+            return 0
+        except Permanent as exc:
+            self.outbox.fail(item, str(exc))
+            log.warning("outbox %s failed for good: %s", item.key, exc)
+            self._gave_up(item, str(exc))
+            return 1
+        self.outbox.sent(item)
+        return 1
+
+    def _expired(self, item: Item) -> bool:
+        age = datetime.now(UTC) - item.created_at
+        return age > (REPLY_AGE if item.kind == RESPOND else MAX_AGE)
+
+    def _gave_up(self, item: Item, error: str) -> None:
+        """A card that cannot be posted: tell its requester, where the card was meant to be."""
+        if item.kind != announce.CARD or self.cards.get(item.payload["request"]) is not None:
+            return
+        request = self.ctx.requests.get(item.payload["request"])
+        self.outbox.put(
+            f"cardfail:{request.id}",
+            DM,
+            {
+                "user": request.requester,
+                "text": f":warning: The card of your request #{request.id} could not be posted "
+                f"in <#{item.payload['channel']}> ({error}). Invite me there; approvers can "
+                f"still use `/acr approve {request.id}`.",
+            },
+        )
+
+    # -- calling Slack ---------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except SlackApiError as exc:
+            raise _classify(
+                exc.response.status_code, exc.response.headers, exc.response.get("error")
+            ) from None
+        except (URLError, OSError, TimeoutError) as exc:
+            raise Retry(None, f"network: {exc.__class__.__name__}") from None
+
+    # -- senders ---------------------------------------------------------------------------
+
+    def _card(self, payload: dict[str, Any]) -> None:
+        request = self.ctx.requests.get(payload["request"])
+        drawn = blocks.request_card(request)
+        card = self.cards.get(request.id)
+        if card is None:
+            posted = self._call(
+                self.client.chat_postMessage,
+                channel=payload["channel"],
+                text=drawn.text,
+                blocks=drawn.blocks,
+            )
+            self.cards.save(request.id, channel=posted["channel"], ts=posted["ts"])
+        else:
+            self._call(
+                self.client.chat_update,
+                channel=card.channel,
+                ts=card.ts,
+                text=drawn.text,
+                blocks=drawn.blocks,
+            )
+
+    def _line(self, payload: dict[str, Any]) -> None:
+        card = self.cards.get(payload["request"])
+        if card is None:
+            raise Permanent("the request has no card to reply under")
+        request = self.ctx.requests.get(payload["request"])
+        text = (
+            f":+1: <@{payload['approver']}> approved "
+            f"({len(request.approvals)} of {request.required})."
+            if payload.get("line") == "approved"
+            else blocks.escape(str(payload.get("text", "")))
+        )
+        self._call(self.client.chat_postMessage, channel=card.channel, thread_ts=card.ts, text=text)
+
+    def _outcome(self, payload: dict[str, Any]) -> None:
+        request = self.ctx.requests.get(payload["request"])
+        outcome = blocks.outcome_text(request)
+        if payload["to"] == "thread":
+            card = self.cards.get(request.id)
+            if card is None:
+                raise Permanent("the request has no card to reply under")
+            self._call(
+                self.client.chat_postMessage, channel=card.channel, thread_ts=card.ts, text=outcome
+            )
+            return
+        if not _is_slack_user(request.requester):
+            return  # made from the console or a notebook by a non-Slack id: nobody to DM
+        self._call(
+            self.client.chat_postMessage,
+            channel=request.requester,
+            text=f"Your deletion request #{request.id} ({blocks.escape(request.target)}): "
+            f"{outcome}",
+        )
+
+    def _respond(self, payload: dict[str, Any]) -> None:
+        try:
+            response = WebhookClient(payload["url"], timeout=10).send_dict(payload["message"])
+        except (URLError, OSError, TimeoutError) as exc:
+            raise Retry(None, f"network: {exc.__class__.__name__}") from None
+        if response.status_code == 200:
+            return
+        raise _classify(response.status_code, response.headers, (response.body or "").strip())
+
+    def _ephemeral(self, payload: dict[str, Any]) -> None:
+        self._call(self.client.chat_postEphemeral, **payload)
+
+    def _dm(self, payload: dict[str, Any]) -> None:
+        if _is_slack_user(payload["user"]):
+            self._call(self.client.chat_postMessage, channel=payload["user"], text=payload["text"])
+
+    def _home(self, user: str) -> None:
+        if self._publish_home is not None and _is_slack_user(user):
+            try:
+                self._publish_home(user)
+            except SlackApiError as exc:
+                r = exc.response
+                raise _classify(r.status_code, r.headers, r.get("error")) from None
+
+
+def _is_slack_user(principal: str) -> bool:
+    return principal[:1] in ("U", "W") and principal.isalnum() and principal.isupper()
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(2**attempt, 60))
+
+
+def _classify(status: int, headers: Any, error: str | None) -> Exception:
+    error = error or f"HTTP {status}"
+    if status == 429 or error in ("ratelimited", "rate_limited"):
+        try:
+            after = float(
+                (headers or {}).get("Retry-After") or (headers or {}).get("retry-after") or 1
+            )
+        except (TypeError, ValueError):
+            after = 1.0
+        return Retry(max(after, 0.5), "rate limited (429)")
+    if status >= 500 or error in ("internal_error", "fatal_error", "service_unavailable"):
+        return Retry(None, f"Slack failed ({error})")
+    if error in PERMANENT or status in (400, 403, 404, 410):
+        return Permanent(error)
+    return Retry(None, error)
