@@ -285,6 +285,7 @@ class ApiCall:
     error: str | None = None  # the Slack error code answered; None when accepted
     errors: list[str] = field(default_factory=list)  # what broke Slack's rules, if that's why
     injected: bool = False  # the test asked for this failure (fail(), errors dict)
+    at: float = field(default_factory=time.perf_counter)  # when it arrived (benches time it)
 
     @property
     def ok(self) -> bool:

@@ -31,7 +31,7 @@ class StillWorking:
         post: Post,
         *,
         guard: Callable[[], ContextManager[object]] = contextlib.nullcontext,
-        first_after: float = 2.0,
+        first_after: float = 1.5,
         every: float = 5.0,
         max_updates: int = 2,
         what: str = "tags",

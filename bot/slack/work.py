@@ -55,7 +55,7 @@ class SlackWork:
         dispatcher: Dispatcher,
         *,
         client: WebClient,
-        still_working_after: float = 2.0,
+        still_working_after: float = 1.5,
     ) -> None:
         self.dispatcher = dispatcher
         self.ctx = dispatcher.ctx

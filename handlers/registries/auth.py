@@ -86,6 +86,19 @@ class RegistryAuth(httpx.Auth):
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
 
+    def header_for(self, method: str, path: str) -> str | None:
+        """The Authorization header this auth would send now without a challenge (a static
+        token, a cached bearer token for the path's scope, Basic once required), for a
+        client that borrows it (handlers/registries/oci.py's bulk HEADs)."""
+        if self._static:
+            return f"Bearer {self._static}"
+        cached = self._cached(self._scope_for(httpx.Request(method, f"http://x{path}")))
+        if cached:
+            return f"Bearer {cached}"
+        if self._basic_required and self._basic is not None:
+            return self._basic._auth_header
+        return None
+
     def _cached(self, scope: str) -> str | None:
         with self._lock:
             hit = self._tokens.get(scope)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import urllib3
 
 from bot.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.facts import DigestFacts, FactCache, MemoryFacts
@@ -34,6 +35,7 @@ from bot.registry import (
     natural_key,
     no_progress,
     page_of,
+    page_of_names,
 )
 from handlers.registries.auth import RegistryAuth
 
@@ -104,6 +106,8 @@ class OciRegistry(NoAdminUser):
         # One bounded pool per registry, shared by every command: a burst of 50 `tags`
         # commands makes at most ``concurrency`` requests at a time, not 50 × that.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"oci-{name}")
+        self._auth = self._http.auth
+        self._bulk = _bulk_pool(self.url, verify=verify, timeout=timeout, size=concurrency)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -158,10 +162,11 @@ class OciRegistry(NoAdminUser):
                 pattern=pattern,
                 notes=(NO_DATES_TIME,),
             )
-        names = [TagInfo(name=n, digest="") for n in self.tag_names(repository)]
-        page = page_of(names, order=order, page_size=page_size, after=after, pattern=pattern)
-        resolved = self._with_facts(repository, [t.name for t in page.tags], progress=progress)
-        return replace(page, tags=tuple(resolved), notes=(NO_DATES,))
+        shown, total, cursor = page_of_names(
+            self.tag_names(repository), page_size=page_size, after=after, pattern=pattern
+        )
+        resolved = self._with_facts(repository, shown, progress=progress)
+        return TagPage(tags=tuple(resolved), total=total, after=cursor, notes=(NO_DATES,))
 
     def all_tags(self, repository: str, *, progress: Progress = no_progress) -> list[TagInfo]:
         return self._with_facts(repository, self.tag_names(repository), progress=progress)
@@ -240,7 +245,7 @@ class OciRegistry(NoAdminUser):
         def one(tag: str) -> str | None:
             nonlocal done
             try:
-                return self.resolve(repository, tag)
+                return self._fast_resolve(repository, tag) or self.resolve(repository, tag)
             except NotFound:
                 return None  # deleted between the listing and the HEAD
             finally:
@@ -250,6 +255,30 @@ class OciRegistry(NoAdminUser):
                         progress(done, len(names))
 
         return list(self._pool.map(one, names))
+
+    def _fast_resolve(self, repository: str, tag: str) -> str | None:
+        """A HEAD through urllib3 instead of httpx, for bulk lookups; None means "ask httpx".
+
+        Why a second client: a HEAD costs ~0.8 ms of CPU through httpx and ~0.3 ms through
+        urllib3 (measured on docker-registry), and a page of 25 tags or a 10,000-tag scan is
+        mostly that. Only the plain case goes this way, with the Authorization header httpx's
+        auth flow already holds; a challenge, an error or anything unusual is left to
+        :meth:`resolve` (which also handles retries and messages).
+        """
+        if self._bulk is None:
+            return None
+        path = f"/v2/{repository}/manifests/{quote(tag)}"
+        headers = {"Accept": ACCEPT, "User-Agent": "acr-chatops"}
+        auth = self._auth.header_for("HEAD", path) if isinstance(self._auth, RegistryAuth) else None
+        if auth:
+            headers["Authorization"] = auth
+        try:
+            response = self._bulk.request("HEAD", path, headers=headers, retries=False)
+        except urllib3.exceptions.HTTPError:
+            return None
+        if response.status == 200:
+            return response.headers.get("Docker-Content-Digest")
+        return None
 
     def _with_facts(
         self, repository: str, names: list[str], *, progress: Progress = no_progress
@@ -407,6 +436,25 @@ class OciRegistry(NoAdminUser):
     def close(self) -> None:
         self._pool.shutdown(wait=False)
         self._http.close()
+        if self._bulk is not None:
+            self._bulk.close()
+
+
+def _bulk_pool(
+    url: str, *, verify: str | bool, timeout: float, size: int
+) -> urllib3.HTTPConnectionPool | None:
+    """A keep-alive urllib3 pool to the registry for bulk HEADs (see _fast_resolve)."""
+    parsed = httpx.URL(url)
+    if parsed.path not in ("", "/"):
+        return None  # a registry under a path prefix: leave it to httpx
+    options: dict[str, Any] = {"maxsize": size, "block": True, "timeout": timeout}
+    if parsed.scheme == "https":
+        import certifi
+
+        options["ca_certs"] = verify if isinstance(verify, str) else certifi.where()
+        options["cert_reqs"] = "CERT_REQUIRED" if verify else "CERT_NONE"
+        return urllib3.HTTPSConnectionPool(parsed.host, parsed.port or 443, **options)
+    return urllib3.HTTPConnectionPool(parsed.host, parsed.port or 80, **options)
 
 
 def _repository_of(path: str) -> str | None:
