@@ -15,11 +15,12 @@ from bot.context import Context, Registries
 from bot.dispatch import Dispatcher, Handler
 from bot.facts import FactCache, SqliteFacts
 from bot.outbox import Outbox
+from bot.purges import PurgeItems
 from bot.registry import Registry
 from bot.requests import Clock, Requests
 from bot.roles import RoleTable
 from bot.store import Store
-from handlers import access, audit_log, browse, credentials, deletions, meta
+from handlers import access, audit_log, browse, credentials, deletions, locks, meta, purge
 from handlers.registries.oci import OciRegistry
 from handlers.registries.oci_layout import OciLayoutRegistry
 
@@ -31,6 +32,10 @@ HANDLERS: dict[str, Handler] = {
     "tags": browse.tags,
     "show": browse.show,
     "delete": deletions.delete,
+    "purge": purge.purge,
+    "lock": locks.lock,
+    "unlock": locks.unlock,
+    "request": deletions.show_request,
     "requests": deletions.list_requests,
     "approve": deletions.approve,
     "deny": deletions.deny,
@@ -141,6 +146,7 @@ def build_context(
         registries=Registries(registries),
         clock=clock,
         outbox=outbox,
+        purges=PurgeItems(store, audit, clock=clock),
         archive=archive,
     )
 

@@ -96,6 +96,26 @@ def reason(value: str) -> str:
     return value
 
 
+def keep_count(value: str) -> int:
+    if not value.isdigit() or int(value) > 10_000:
+        raise UsageError(f"`{shorten(value, 30)}` is not a number from 0 to 10000")
+    return int(value)
+
+
+def ago_text(value: str) -> str:
+    """Checked now (a bad duration is a usage error), kept as typed for the reply."""
+    from bot.purge_spec import parse_ago
+
+    parse_ago(value)
+    return value.strip()
+
+
+def purge_filter(value: str) -> object:
+    from bot.purge_spec import parse_filter
+
+    return parse_filter(value)
+
+
 def count(value: str, *, limit: int = 1000) -> int:
     if not value.isdigit() or not 1 <= int(value) <= limit:
         raise UsageError(f"`{shorten(value, 30)}` is not a number from 1 to {limit}")
@@ -164,7 +184,7 @@ def _spec(
     scope: Scope,
     *params: Param,
     exclusive: tuple[tuple[str, ...], ...] = (),
-    needs_when: tuple[str, dict[str, frozenset[Role]]] | None = None,
+    needs_when: tuple[str, dict[object, frozenset[Role]]] | None = None,
 ) -> CommandSpec:
     """``needs_when`` lowers or raises the role for one value of an argument (`admin status`)."""
     return CommandSpec(
@@ -278,6 +298,95 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             required=False,
         ),
         REGISTRY_OPT,
+    ),
+    _spec(
+        "purge",
+        "remove many tags at once, with acr purge's options: one request, one approval",
+        'purge --filter "myapp:^pr-" --ago 30d --keep 5 --dry-run',
+        CONTRIBUTE,
+        Scope.SOME_REPOSITORY,
+        Param(
+            "filter",
+            "REPO:REGEX",
+            "a repository name or glob, and a regex searched in tag names (`^…$` anchors)",
+            purge_filter,
+            flag="--filter",
+            repeat=True,
+        ),
+        Param(
+            "ago",
+            "DURATION",
+            "only tags older than this: 30d, 2d3h6m, 12h (0d: any age)",
+            ago_text,
+            flag="--ago",
+            required=False,
+        ),
+        Param(
+            "keep",
+            "N",
+            "keep the N most recent matching tags of each repository",
+            keep_count,
+            flag="--keep",
+            required=False,
+        ),
+        Param(
+            "untagged",
+            "",
+            "also remove manifests that have no tag (acr, oci-layout)",
+            flag="--untagged",
+            takes_value=False,
+            required=False,
+        ),
+        Param(
+            "dry_run",
+            "",
+            "list what would go and change nothing (readers may run it)",
+            flag="--dry-run",
+            takes_value=False,
+            required=False,
+        ),
+        REGISTRY_OPT,
+        Param(
+            "reason",
+            "TEXT",
+            "why (not needed with --dry-run)",
+            reason,
+            flag="--reason",
+            required=False,
+        ),
+        needs_when=("dry_run", {True: READ}),
+    ),
+    _spec(
+        "lock",
+        "lock an image against deletion (--delete) or overwrite (--write); both by default",
+        "lock baseimages/fedora:24 --delete",
+        OWN,
+        Scope.REPOSITORY,
+        Param("image", "IMAGE", "repo:tag, or repo@sha256:… for the manifest", parse_image),
+        Param("delete", "", "against deletion", flag="--delete", takes_value=False, required=False),
+        Param("write", "", "against overwrite", flag="--write", takes_value=False, required=False),
+        REGISTRY_OPT,
+    ),
+    _spec(
+        "unlock",
+        "unlock an image (--delete, --write, or both by default)",
+        "unlock baseimages/fedora:24",
+        OWN,
+        Scope.REPOSITORY,
+        Param("image", "IMAGE", "repo:tag, or repo@sha256:… for the manifest", parse_image),
+        Param("delete", "", "for deletion", flag="--delete", takes_value=False, required=False),
+        Param("write", "", "for overwrite", flag="--write", takes_value=False, required=False),
+        REGISTRY_OPT,
+    ),
+    _spec(
+        "request",
+        "show one request in full (a purge: every item, paged)",
+        "request 12",
+        READ,
+        Scope.ANYWHERE,
+        REQUEST_ARG,
+        TOP_OPT,
+        AFTER_OPT,
     ),
     _spec(
         "requests",

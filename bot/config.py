@@ -28,7 +28,7 @@ REGISTRY_TYPES = {
 # Optional keys of `acr`: resource_name (default: name), cloud (public, china, usgov) or
 # arm_endpoint/authority/audience, ca_bundle, key_vault_url + key_vault_secret.
 CLOUDS = ("public", "china", "usgov")
-ACTIONS = ("delete", "delete_manifest")
+ACTIONS = ("delete", "delete_manifest", "purge")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
@@ -64,6 +64,40 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """`[[retention]]`: a purge the running bot *requests* on a schedule (never runs it):
+    owners approve its card like any other request."""
+
+    name: str
+    schedule: str  # cron, five fields, UTC
+    filters: tuple[str, ...]
+    channel: str
+    registry: str | None = None
+    ago: str | None = None
+    keep: int = 0
+    untagged: bool = False
+    reason: str | None = None
+
+    def command(self) -> str:
+        """The `purge` command line this rule runs (parsed like a typed one)."""
+        import shlex
+
+        words = ["purge"]
+        for f in self.filters:
+            words += ["--filter", f]
+        if self.ago:
+            words += ["--ago", self.ago]
+        if self.keep:
+            words += ["--keep", str(self.keep)]
+        if self.untagged:
+            words.append("--untagged")
+        if self.registry:
+            words += ["--registry", self.registry]
+        words += ["--reason", self.reason or f"scheduled retention `{self.name}`"]
+        return shlex.join(words)
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path
     registries: tuple[RegistryConfig, ...]
@@ -72,6 +106,7 @@ class Config:
     archive: ArchiveConfig | None = None
     source: str = "<defaults>"
     requests_channel: str | None = None  # [slack] requests_channel: cards of non-Slack requests
+    retention: tuple[RetentionConfig, ...] = ()
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -90,6 +125,18 @@ def parse_duration(value: object, *, key: str) -> timedelta:
             if total.total_seconds() > 0:
                 return total
     raise ConfigError(f'{key}: expected a duration such as "24h", "30m" or 3600, got {value!r}')
+
+
+def parse_rate(value: object, *, key: str) -> float:
+    """`"500/min"`, `"8/s"` or a number (per second) → writes per second."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|min|m|h)\s*", value)
+        if match and float(match.group(1)) > 0:
+            per = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}[match.group(2)]
+            return float(match.group(1)) / per
+    raise ConfigError(f'{key}: expected a rate such as "500/min" or "8/s", got {value!r}')
 
 
 # Looked for, in order, when neither --config nor $ACRBOT_CONFIG is given: a config in the
@@ -180,7 +227,7 @@ def from_mapping(
 ) -> Config:
     """Build a Config from parsed TOML; relative paths are resolved against ``base``."""
     environ = os.environ if environ is None else environ
-    known = {"database", "approvals", "registry", "groups", "audit", "slack"}
+    known = {"database", "approvals", "registry", "groups", "audit", "slack", "retention"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -196,6 +243,7 @@ def from_mapping(
         archive=_archive(data.get("audit", {}), environ=environ),
         source=source,
         requests_channel=_slack(data.get("slack", {})),
+        retention=_retention(data.get("retention", []), registries=registries),
     )
 
 
@@ -236,6 +284,12 @@ def _registries(
                 options[opt] = (base / str(value)).resolve()
             elif opt == "url" and not str(value).startswith(("http://", "https://")):
                 raise ConfigError(f"{key}.url: expected an http:// or https:// URL")
+            elif opt == "purge_concurrency":
+                if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32:
+                    raise ConfigError(f"{key}.purge_concurrency: expected a number from 1 to 32")
+                options[opt] = value
+            elif opt == "write_rate":
+                options[opt] = parse_rate(value, key=f"{key}.write_rate")
             else:
                 options[opt] = value
         login = table.get("login_server")
@@ -277,6 +331,8 @@ def _approvals(table: Any) -> ApprovalConfig:
         required[key] = value
     if "delete_manifest" not in table:
         required["delete_manifest"] = required["delete"]
+    if "purge" not in table:
+        required["purge"] = required["delete_manifest"]
     return ApprovalConfig(ttl=ttl, required=required)
 
 
@@ -340,6 +396,86 @@ def _slack(table: Any) -> str | None:
             "(channel details → About; a name like #platform is not an id)"
         )
     return channel
+
+
+RETENTION_KEYS = {
+    "name",
+    "schedule",
+    "filter",
+    "channel",
+    "registry",
+    "ago",
+    "keep",
+    "untagged",
+    "reason",
+}
+
+
+def _retention(
+    tables: Any, *, registries: tuple[RegistryConfig, ...]
+) -> tuple[RetentionConfig, ...]:
+    from croniter import croniter
+
+    from bot.errors import UsageError
+    from bot.purge_spec import parse_ago, parse_filter
+
+    if not isinstance(tables, list):
+        raise ConfigError("retention: expected [[retention]] tables")
+    rules, names = [], set()
+    for i, table in enumerate(tables):
+        key = f"retention[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table")
+        for opt in table:
+            if opt not in RETENTION_KEYS:
+                raise ConfigError(
+                    f"{key}.{opt}: unknown key (known: {', '.join(sorted(RETENTION_KEYS))})"
+                )
+        name = table.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name in names:
+            raise ConfigError(f"{key}.name: expected a unique name of letters, digits, . _ -")
+        names.add(name)
+        schedule = table.get("schedule")
+        if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+            raise ConfigError(
+                f'{key}.schedule: expected a cron schedule such as "0 6 * * 1" (UTC), '
+                f"got {schedule!r}"
+            )
+        filters = table.get("filter")
+        if isinstance(filters, str):
+            filters = [filters]
+        if not isinstance(filters, list) or not filters:
+            raise ConfigError(f'{key}.filter: expected "REPO:REGEX" or a list of them')
+        try:
+            for f in filters:
+                parse_filter(str(f))
+            if table.get("ago") is not None:
+                parse_ago(str(table["ago"]))
+        except UsageError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        channel = table.get("channel")
+        if not isinstance(channel, str) or not re.fullmatch(r"[CG][A-Z0-9]{2,}", channel):
+            raise ConfigError(f"{key}.channel: expected a Slack channel id such as C0123456789")
+        registry = table.get("registry")
+        if registry is not None and registry not in {r.name for r in registries}:
+            raise ConfigError(f"{key}.registry: no [[registry]] is named {registry!r}")
+        keep = table.get("keep", 0)
+        if not isinstance(keep, int) or isinstance(keep, bool) or not 0 <= keep <= 10_000:
+            raise ConfigError(f"{key}.keep: expected a number from 0 to 10000")
+        rules.append(
+            RetentionConfig(
+                name=name,
+                schedule=schedule,
+                filters=tuple(str(f) for f in filters),
+                channel=channel,
+                registry=registry,
+                ago=str(table["ago"]) if table.get("ago") is not None else None,
+                keep=keep,
+                untagged=bool(table.get("untagged", False)),
+                reason=str(table["reason"]) if table.get("reason") else None,
+            )
+        )
+    return tuple(rules)
 
 
 def _groups(table: Any) -> dict[str, tuple[str, ...]]:

@@ -12,6 +12,7 @@ from bot.errors import NotFound, UsageError
 from bot.grammar import ParsedCommand
 from bot.outbox import Outbox
 from bot.policy import Grant
+from bot.purges import PurgeItems
 from bot.references import ImageRef
 from bot.registry import Progress, Registry, no_progress
 from bot.requests import Clock, Requests
@@ -67,6 +68,7 @@ class Context:
     registries: Registries
     clock: Clock
     outbox: Outbox
+    purges: PurgeItems
     archive: Any = None  # bot.archive.AuditArchive when [audit.blob] is configured
 
 

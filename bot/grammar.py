@@ -38,12 +38,22 @@ class Param:
     flag: str | None = None
     takes_value: bool = True
     required: bool = True
+    repeat: bool = False  # an option given several times collects a list
+
+    @property
+    def label(self) -> str:
+        """How `help COMMAND` names it: `REPO`, `--top N`, `--dry-run`."""
+        if self.flag is None:
+            return self.metavar
+        return f"{self.flag} {self.metavar}" if self.takes_value else self.flag
 
     @property
     def usage(self) -> str:
         if self.flag is None:
             return self.metavar if self.required else f"[{self.metavar}]"
         text = f"{self.flag} {self.metavar}" if self.takes_value else self.flag
+        if self.repeat:
+            text += f" [{self.flag} …]"
         return text if self.required else f"[{text}]"
 
 
@@ -116,7 +126,9 @@ def unknown_command_message(word: str, commands: Mapping[str, CommandSpec]) -> s
 
 def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
     by_flag = {p.flag: p for p in spec.options}
-    args: dict[str, Any] = {p.name: (None if p.takes_value else False) for p in spec.params}
+    args: dict[str, Any] = {
+        p.name: ([] if p.repeat else None if p.takes_value else False) for p in spec.params
+    }
     positionals = list(spec.positionals)
     seen: set[str] = set()
     i = 0
@@ -127,7 +139,7 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
             param = by_flag.get(flag.lower())
             if param is None:
                 raise UsageError(f"unknown option `{shorten(flag, 30)}`", usage=spec.usage)
-            if param.name in seen:
+            if param.name in seen and not param.repeat:
                 raise UsageError(f"option `{param.flag}` given twice", usage=spec.usage)
             seen.add(param.name)
             if not param.takes_value:
@@ -142,7 +154,11 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
                     value = words[i]
                 else:
                     raise UsageError(f"option `{param.flag}` needs a value", usage=spec.usage)
-                args[param.name] = _convert(spec, param, value)
+                converted = _convert(spec, param, value)
+                if param.repeat:
+                    args[param.name].append(converted)
+                else:
+                    args[param.name] = converted
         else:
             if not positionals:
                 raise UsageError(f"unexpected argument `{shorten(word, 30)}`", usage=spec.usage)

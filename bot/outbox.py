@@ -66,17 +66,19 @@ class Outbox:
         if self.on_put is not None:
             self._store.after_commit(self.on_put)
 
-    def touch(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+    def touch(
+        self, key: str, kind: str, payload: dict[str, Any], *, after: str | None = None
+    ) -> None:
         """Record, or mark pending again, an item that shows current state (a card)."""
         now = self._clock().isoformat()
         with self._store.transaction() as db:
             db.execute(
-                "insert into outbox (key, kind, payload, state, next_at, created_at) "
-                "values (?, ?, ?, 'pending', ?, ?) on conflict(key) do update set "
+                "insert into outbox (key, kind, payload, state, next_at, created_at, after_key) "
+                "values (?, ?, ?, 'pending', ?, ?, ?) on conflict(key) do update set "
                 "version = version + 1, payload = excluded.payload, "
                 "next_at = case when state = 'pending' then next_at else excluded.next_at end, "
                 "state = 'pending'",
-                [key, kind, json.dumps(payload), now, now],
+                [key, kind, json.dumps(payload), now, now, after],
             )
         self._wake()
 

@@ -133,6 +133,27 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class ManifestInfo:
+    """A manifest of a repository, tagged or not (for `purge --untagged`)."""
+
+    digest: str
+    tags: tuple[str, ...] = ()
+    when: datetime | None = None  # last update (ACR) or creation time
+    locked: bool = False
+    media_type: str | None = None
+    references: tuple[str, ...] = ()  # the manifests an index points at
+    subject: str | None = None  # a referrer's subject (signature, SBOM): never purged
+
+
+INDEX_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+
+
+@dataclass(frozen=True)
 class AdminStatus:
     enabled: bool
     username: str | None = None
@@ -157,6 +178,8 @@ class Registry(Protocol):
     login_server: str | None
     can_untag: bool
     has_dates: bool  # listings carry push/update times (ACR) or creation times (layouts)
+    can_list_manifests: bool  # untagged manifests can be found (acr, oci-layout)
+    can_lock: bool  # tags and manifests can be locked against deletion or overwrite
 
     def repositories(self) -> list[str]:
         """Every repository name, sorted; fetched in large server pages, never one by one."""
@@ -197,15 +220,49 @@ class Registry(Protocol):
         """Whether ``tag`` may not be deleted: one cheap lookup, not a repository listing."""
         ...
 
+    def manifests(self, repository: str) -> list[ManifestInfo]:
+        """Every manifest with its tags (Unsupported where the registry cannot list them)."""
+        ...
+
     def untag(self, repository: str, tag: str) -> None: ...
 
     def delete_manifest(self, repository: str, digest: str) -> None: ...
+
+    def set_lock(
+        self, repository: str, reference: str, *, delete: bool | None, write: bool | None
+    ) -> None:
+        """Lock (True) or unlock (False) a tag or, for a digest, a manifest; None: unchanged.
+        Unsupported where the registry has no locks."""
+        ...
 
     def admin_status(self) -> AdminStatus: ...
 
     def set_admin(self, *, enabled: bool) -> AdminStatus: ...
 
     def regenerate_password(self, which: str) -> NewPassword: ...
+
+
+class NoLocks:
+    """Mixin for backends without locks or a manifest listing (the distribution API)."""
+
+    name: str
+    kind: str
+    can_lock = False
+    can_list_manifests = False
+
+    def set_lock(
+        self, repository: str, reference: str, *, delete: bool | None, write: bool | None
+    ) -> None:
+        raise Unsupported(
+            f"{self.name} ({self.kind}) has no locks: the distribution API cannot protect a "
+            "tag; lock it in the registry's own UI, if it has one"
+        )
+
+    def manifests(self, repository: str) -> list[ManifestInfo]:
+        raise Unsupported(
+            f"{self.name} ({self.kind}) cannot list manifests without tags (the distribution "
+            "API lists only tags), so `--untagged` is not possible here"
+        )
 
 
 class NoAdminUser:

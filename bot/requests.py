@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from bot import liveness
 from bot.audit import Audit
@@ -74,19 +75,38 @@ class DeletionRequest:
     note: str | None = None  # e.g. "found already deleted when resuming after a restart"
     origin: str | None = None  # the job that created it (its idempotency key)
     channel: str | None = None  # where its card lives (Slack), if anywhere
+    kind: str = ""  # "purge" for a purge; "" for a deletion (see action)
+    spec: dict[str, Any] | None = None  # a purge: its options and item counts
 
     @property
     def action(self) -> str:
+        if self.kind == "purge":
+            return "purge"
         return "delete_manifest" if self.manifest else "delete"
 
     @property
+    def is_purge(self) -> bool:
+        return self.kind == "purge"
+
+    @property
     def image(self) -> str:
+        if self.is_purge:
+            return f"purge {self.spec.get('describe', '') if self.spec else ''}".strip()
         ref = f"{self.repository}:{self.tag}" if self.tag else self.repository
         return f"{ref}@{self.digest}" if self.manifest or not self.tag else ref
 
     @property
     def target(self) -> str:
+        if self.is_purge:
+            return f"{self.registry}: {self.image}"
         return f"{self.registry}/{self.image}"
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        """The repositories it deletes from (a purge may span several)."""
+        if self.is_purge and self.spec:
+            return tuple(self.spec.get("repositories", ()))
+        return (self.repository,)
 
 
 @dataclass(frozen=True)
@@ -219,6 +239,84 @@ class Requests:
                 target=request.target,
                 request_id=row_id,
                 outcome="pending",
+                at=now,
+            )
+            self._tell(row_id, "created")
+        return request
+
+    def create_purge(
+        self,
+        *,
+        registry: str,
+        items: list[dict[str, Any]],
+        spec: dict[str, Any],
+        requester: str,
+        reason: str,
+        ttl: timedelta,
+        required: int,
+        origin: str | None = None,
+        channel: str | None = None,
+    ) -> DeletionRequest:
+        """Record a purge request pinning every item (repository, tag, digest) exactly; the
+        request's digest is a hash of that list, so the card can show what was pinned."""
+        import hashlib
+
+        now = self._clock()
+        pin = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
+        with self._store.transaction() as db:
+            if origin is not None:
+                found = db.execute("select id from requests where origin = ?", [origin]).fetchone()
+                if found:
+                    return self.get(found[0])
+            row_id = (
+                db["requests"]
+                .insert(
+                    {
+                        "action": "purge",
+                        "registry": registry,
+                        "repository": ", ".join(spec.get("repositories", []))[:200] or "-",
+                        "tag": None,
+                        "digest": f"sha256:{pin}",
+                        "manifest": 0,
+                        "tags": "[]",
+                        "requester": requester,
+                        "reason": reason,
+                        "created_at": _iso(now),
+                        "expires_at": _iso(now + ttl),
+                        "required": required,
+                        "state": State.PENDING.value,
+                        "origin": origin,
+                        "channel": channel,
+                        "spec": json.dumps(spec),
+                    }
+                )
+                .last_pk
+            )
+            db.conn.executemany(
+                "insert into purge_items (request_id, seq, repository, kind, tag, digest, tags, "
+                "item_time, state) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                [
+                    (
+                        row_id,
+                        seq,
+                        item["repository"],
+                        item["kind"],
+                        item.get("tag"),
+                        item["digest"],
+                        json.dumps(item.get("tags", [])),
+                        item.get("when"),
+                    )
+                    for seq, item in enumerate(items, start=1)
+                ],
+            )
+            request = self.get(row_id)
+            self._audit.append(
+                actor=requester,
+                action="request.create",
+                target=request.target,
+                request_id=row_id,
+                outcome="pending",
+                error=f"{len(items)} items pinned (sha256:{pin[:12]})",
                 at=now,
             )
             self._tell(row_id, "created")
@@ -552,6 +650,8 @@ class Requests:
             note=row.get("note"),
             origin=row.get("origin"),
             channel=row.get("channel"),
+            kind="purge" if row["action"] == "purge" else "",
+            spec=json.loads(row["spec"]) if row.get("spec") else None,
         )
 
 

@@ -173,8 +173,46 @@ def _script(db: sqlite_utils.Database, script: str) -> None:
             db.execute(statement)
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    """Purge: a request pins its exact item list; each item's state makes execution resumable.
+    Thread messages edited in place (purge progress); scheduled retention slots taken."""
+    _script(
+        db,
+        """
+        ALTER TABLE requests ADD COLUMN spec TEXT;
+        CREATE TABLE purge_items (
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            seq INTEGER NOT NULL,
+            repository TEXT NOT NULL,
+            kind TEXT NOT NULL,             -- tag, manifest
+            tag TEXT,
+            digest TEXT NOT NULL,
+            tags TEXT NOT NULL,             -- JSON: every tag that goes with it
+            item_time TEXT,
+            state TEXT NOT NULL,            -- pending, sending, deleted, gone, skipped, failed
+            detail TEXT,                    -- why skipped or failed
+            updated_at TEXT,
+            PRIMARY KEY (request_id, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX purge_items_state ON purge_items (request_id, state);
+        CREATE TABLE messages (
+            key TEXT PRIMARY KEY,
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL
+        );
+        CREATE TABLE retention_runs (
+            name TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            request_id INTEGER,
+            outcome TEXT,
+            PRIMARY KEY (name, slot)
+        )
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

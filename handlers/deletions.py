@@ -8,27 +8,41 @@ nothing on it is locked, and (for --manifest) it carries no tag the request did 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from bot import formatting as fmt
 from bot.commands import CONTRIBUTE, OWN, READ
 from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, OutcomeUnknown, Unsupported, UsageError
 from bot.policy import Role, Scope, allows, require
-from bot.registry import Registry, natural_key
+from bot.purge_spec import totals_text
+from bot.registry import Progress, Registry, natural_key, no_progress
 from bot.replies import Reply, Table
 from bot.requests import DeletionRequest, State
 
 
 def describe(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
     """The facts an approver needs, shared by the console and the Slack card."""
-    going = ", ".join(request.tags) or "(none: the manifest is untagged)"
+    if request.is_purge:
+        spec = request.spec or {}
+        head = [
+            ("purge", f"{request.registry}: {spec.get('describe', '')}"),
+            ("pinned", f"{spec.get('items', 0):,} items (list {request.digest[:19]}…)"),
+            ("deletes", _purge_totals(spec)),
+        ]
+    else:
+        going = _first(request.tags) or "(none: the manifest is untagged)"
+        head = [
+            (
+                "image",
+                f"{request.registry}/{request.repository}"
+                + (f":{request.tag}" if request.tag else ""),
+            ),
+            ("digest", request.digest),
+            ("deletes", ("manifest and tags: " if request.manifest else "tag: ") + going),
+        ]
     fields = [
-        (
-            "image",
-            f"{request.registry}/{request.repository}" + (f":{request.tag}" if request.tag else ""),
-        ),
-        ("digest", request.digest),
-        ("deletes", ("manifest and tags: " if request.manifest else "tag: ") + going),
+        *head,
         ("requester", request.requester),
         ("reason", request.reason),
         (
@@ -53,12 +67,30 @@ def describe(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
         )
     if request.error:
         fields.append(("error", request.error))
+    if request.note:
+        fields.append(("outcome", request.note))
     return tuple(fields)
+
+
+def _first(names: tuple[str, ...], shown: int = 20) -> str:
+    """Up to ``shown`` names, then how many more (the request itself keeps them all)."""
+    text = ", ".join(names[:shown])
+    if len(names) > shown:
+        text += f" … and {len(names) - shown:,} more ({len(names):,} in all)"
+    return text
+
+
+def _purge_totals(spec: dict) -> str:
+    text = totals_text(spec)
+    if spec.get("skipped"):
+        text += f"; {spec['skipped']:,} skipped at planning (locked, kept or shared)"
+    return text
 
 
 def _request_data(request: DeletionRequest) -> dict:
     return {
         "id": request.id,
+        "action": request.action,
         "state": request.state.value,
         "registry": request.registry,
         "repository": request.repository,
@@ -72,6 +104,8 @@ def _request_data(request: DeletionRequest) -> dict:
         "required": request.required,
         "expires_at": request.expires_at.isoformat(),
         "error": request.error,
+        "outcome": request.note,
+        "spec": request.spec,
     }
 
 
@@ -187,25 +221,31 @@ def _authorizer(
     """Re-read the caller's grants at decision time: a role revoked a second ago counts."""
 
     def authorize(request: DeletionRequest) -> None:
-        require(
-            ctx.roles.grants_for(call.user),
-            needs,
-            Scope.REQUEST,
-            action=action,
-            registry=request.registry,
-            repository=request.repository,
-        )
+        grants = ctx.roles.grants_for(call.user)
+        for repository in request.repositories:  # a purge: every repository it touches
+            require(
+                grants,
+                needs,
+                Scope.REQUEST,
+                action=action,
+                registry=request.registry,
+                repository=repository,
+            )
 
     return authorize
 
 
-def execute(ctx: Context, request: DeletionRequest) -> str | None:
+def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_progress) -> str | None:
     """Delete exactly what was approved, or raise Conflict and delete nothing.
 
     Everything is read from the registry again here (never from a cache): the tag must still
     point at the approved digest (on both paths: a re-pushed tag now names another image),
     nothing that goes may be locked, and a manifest must carry no tag the request did not list.
     """
+    if request.is_purge:
+        from handlers.purge import execute_purge
+
+        return execute_purge(ctx, request, progress=progress)
     registry = ctx.registries.get(request.registry)
     repo = request.repository
     if request.tag is not None:
@@ -279,6 +319,10 @@ def reconcile(ctx: Context, request: DeletionRequest) -> str | None:
     not (the pinned tag or digest is still there), it runs again with every check; if the
     tag now names another image, it fails saying so. Never a blind re-send.
     """
+    if request.is_purge:  # settles the items a crash left `sending`, then resumes
+        from handlers.purge import execute_purge
+
+        return execute_purge(ctx, request)
     registry = ctx.registries.get(request.registry)
     if not _still_there(registry, request):
         if request.tag is not None and not request.manifest:
@@ -299,7 +343,7 @@ def approve(call: Call, *, ctx: Context) -> Reply:
         approver=call.user,
         reason=call.args["reason"],
         authorize=_authorizer(call, ctx, OWN, "approve"),
-        execute=lambda request: execute(ctx, request),
+        execute=lambda request: execute(ctx, request, call.progress),
         origin=call.origin,
     )
     request = result.request
@@ -308,6 +352,8 @@ def approve(call: Call, *, ctx: Context) -> Reply:
 
 def approval_text(request: DeletionRequest) -> str:
     """What an approval led to, in one line: never more than what happened."""
+    if request.is_purge and request.state is State.DONE:
+        return f"Purge request #{request.id} approved and done: {request.note}."
     if request.state is State.DONE:
         gone = ", ".join(request.tags[:10]) + (" …" if len(request.tags) > 10 else "")
         gone = gone or request.digest
@@ -325,6 +371,58 @@ def approval_text(request: DeletionRequest) -> str:
         )
     left = request.required - len(request.approvals)
     return f"Approval recorded for request #{request.id}; {left} more needed."
+
+
+def show_request(call: Call, *, ctx: Context) -> Reply:
+    """One request in full: its facts, and for a purge every item with its state (paged)."""
+    request = ctx.requests.get(call.args["id"])
+    may_read = request.requester == call.user or all(
+        allows(call.grants, READ, Scope.REPOSITORY, registry=request.registry, repository=r)
+        for r in request.repositories
+    )
+    if not may_read:
+        raise NotFound(f"there is no request #{request.id}")  # says nothing it should not
+    reply = _reply(f"Request #{request.id} ({request.action}): {request.state.value}", request)
+    if not request.is_purge:
+        return reply
+    from bot.replies import Paging
+
+    top = call.args["top"] or 25
+    after = int(call.args["after"]) if (call.args["after"] or "").isdigit() else 0
+    items = ctx.purges.items(request.id, after=after, limit=top + 1)
+    shown = items[:top]
+    counts = ctx.purges.counts(request.id)
+    rows = tuple(
+        (str(i.seq), i.label, fmt.short_digest(i.digest), i.state, i.detail or "") for i in shown
+    )
+    return replace(
+        reply,
+        table=Table(("#", "item", "digest", "state", "detail"), rows),
+        notes=(
+            "Items: " + ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items())) + ".",
+        ),
+        paging=Paging(
+            command=f"request {request.id}" + (f" --top {top}" if call.args["top"] else ""),
+            after=str(after) if after else None,
+            next_after=str(shown[-1].seq) if len(items) > top else None,
+        ),
+        data={
+            **_request_data(request),
+            "items": [
+                {
+                    "seq": i.seq,
+                    "repository": i.repository,
+                    "kind": i.kind,
+                    "tag": i.tag,
+                    "digest": i.digest,
+                    "tags": list(i.tags),
+                    "state": i.state,
+                    "detail": i.detail,
+                }
+                for i in shown
+            ],
+        },
+    )
 
 
 def recover(ctx: Context) -> list[DeletionRequest]:

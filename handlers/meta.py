@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.commands import COMMAND_LIST, COMMANDS, any_needs, needs, scope
+from bot.commands import COMMAND_LIST, COMMANDS, any_needs, scope
 from bot.context import Call, Context
 from bot.errors import UsageError
-from bot.grammar import unknown_command_message
+from bot.grammar import CommandSpec, unknown_command_message
 from bot.policy import Scope, allows
 from bot.replies import Reply, Table
 
@@ -32,15 +32,27 @@ def help_command(call: Call, *, ctx: Context) -> Reply:
     if spec is None:
         raise UsageError(unknown_command_message(name, COMMANDS))
     fields = [("usage", spec.usage)]
-    fields += [(p.usage.strip("[]"), p.help) for p in spec.params]
+    fields += [(p.label, p.help) for p in spec.params]
     fields.append(("example", spec.example))
-    role_names = " or ".join(sorted(needs(spec))) or "anyone"
-    fields.append(("needs", role_names))
+    fields.append(("needs", needs_text(spec)))
     return Reply(
         text=f"{spec.name}: {spec.summary}",
         fields=tuple(fields),
         data={"usage": spec.usage, "summary": spec.summary, "example": spec.example},
     )
+
+
+def needs_text(spec: CommandSpec) -> str:
+    """`contributor; reader with --dry-run`: the roles, and where an argument changes them."""
+    text = " or ".join(sorted(spec.meta["needs"])) or "anyone"
+    when = spec.meta["needs_when"]
+    if when is not None:
+        name, by_value = when
+        param = next(p for p in spec.params if p.name == name)
+        for value, roles in by_value.items():
+            where = param.flag if value is True else f"`{spec.name} {value}`"
+            text += f"; {' or '.join(sorted(roles))} {'with' if value is True else 'for'} {where}"
+    return text
 
 
 def whoami(call: Call, *, ctx: Context) -> Reply:

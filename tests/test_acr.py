@@ -62,7 +62,7 @@ def test_delete_manifest_removes_every_tag_on_it(acr, seeded):
 
 
 def test_locks_are_set_through_tag_properties(acr, seeded):
-    acr.set_lock("library/hello-world", "v1", locked=True)
+    acr.set_lock("library/hello-world", "v1", delete=True, write=True)
     digest = acr.resolve("library/hello-world", "v1")
     assert [t.name for t in acr.tags_on("library/hello-world", digest) if t.locked] == ["v1"]
     assert acr.tag_locked("library/hello-world", "v1") is True

@@ -116,6 +116,7 @@ def test_grant_and_revoke_rows_name_who_which_role_and_where(bot):
 def test_verify_never_cries_wolf_while_commands_are_committed(tmp_path):
     """Rows and head are read from one snapshot (30 of 30 runs said BROKEN before)."""
     import threading
+    import time
     from datetime import UTC, datetime
 
     store = Store(tmp_path / "a.db")
@@ -131,10 +132,15 @@ def test_verify_never_cries_wolf_while_commands_are_committed(tmp_path):
 
     thread = threading.Thread(target=load)
     thread.start()
+    results = []
     try:
-        results = [audit.verify() for _ in range(30)]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+            len(results) < 30 or results[-1].checked - results[0].checked < 50
+        ):
+            results.append(audit.verify())
     finally:
         stop.set()
         thread.join()
     assert [r.problems for r in results if not r.ok] == []
-    assert results[-1].checked > results[0].checked  # the load really ran meanwhile
+    assert results[-1].checked - results[0].checked >= 50  # commits landed while verifying

@@ -61,7 +61,7 @@ def test_secrets_come_from_the_environment(tmp_path):
             {"registry": [REG], "approvals": {"delete": 0}},
             "approvals.delete: expected a number of approvals from 1 to 10",
         ),
-        ({"registry": [REG], "approvals": {"purge": 1}}, "approvals.purge: unknown action"),
+        ({"registry": [REG], "approvals": {"purges": 1}}, "approvals.purges: unknown action"),
         ({"registry": [REG], "groups": {"g": "alice"}}, "groups.g: expected a list of user ids"),
     ],
 )

@@ -70,14 +70,14 @@ def test_delete_manifest_removes_every_tag_and_the_blob(registry):
 
 
 def test_locked_tags_refuse_untag_and_manifest_delete(registry):
-    registry.set_lock("baseimages/fedora", "24", locked=True)
+    registry.set_lock("baseimages/fedora", "24", delete=True, write=True)
     assert registry.tag_locked("baseimages/fedora", "24") is True
     assert registry.tag_locked("baseimages/fedora", "latest") is False
     with pytest.raises(Conflict, match="is locked"):
         registry.untag("baseimages/fedora", "24")
     with pytest.raises(Conflict, match="are locked"):
         registry.delete_manifest("baseimages/fedora", registry.resolve("baseimages/fedora", "24"))
-    registry.set_lock("baseimages/fedora", "24", locked=False)
+    registry.set_lock("baseimages/fedora", "24", delete=False, write=False)
     registry.untag("baseimages/fedora", "24")
 
 

@@ -62,6 +62,41 @@ MATRIX = {
         "owner": OK,
         "oncall": "`delete` needs contributor",
     },
+    "purge --filter 'baseimages/alpine:^3' --dry-run": {
+        "none": "`purge` needs reader",
+        "reader": OK,
+        "contributor": OK,
+        "owner": OK,
+        "oncall": OK,
+    },
+    "purge --filter 'baseimages/alpine:^3' --reason old": {
+        "none": "`purge` needs contributor",
+        "reader": "`purge` needs contributor",
+        "contributor": OK,
+        "owner": OK,
+        "oncall": "`purge` needs contributor",
+    },
+    "lock baseimages/fedora:latest --delete": {
+        "none": "`lock` needs owner",
+        "reader": "`lock` needs owner",
+        "contributor": "`lock` needs owner",
+        "owner": OK,
+        "oncall": "`lock` needs owner",
+    },
+    "unlock baseimages/fedora:latest": {
+        "none": "`unlock` needs owner",
+        "reader": "`unlock` needs owner",
+        "contributor": "`unlock` needs owner",
+        "owner": OK,
+        "oncall": "`unlock` needs owner",
+    },
+    "request 1": {
+        "none": "`request` needs reader",
+        "reader": OK,
+        "contributor": OK,
+        "owner": OK,
+        "oncall": OK,
+    },
     "approve 1": {
         "none": "`approve` needs owner",
         "reader": "`approve` needs owner",
@@ -171,6 +206,8 @@ def test_help_lists_only_what_the_caller_may_run(bot):
         "repos",
         "tags",
         "show",
+        "purge",
+        "request",
         "requests",
     }
     assert commands("alice") == commands("carol") | {"delete", "cancel"}

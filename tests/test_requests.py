@@ -162,7 +162,7 @@ def test_tag_moved_since_request_fails_and_deletes_nothing(bot):
 
 def test_tag_locked_since_request_fails_and_deletes_nothing(bot):
     bot.say("alice", REQUEST)
-    bot.registry.set_lock("baseimages/fedora", "24", locked=True)
+    bot.registry.set_lock("baseimages/fedora", "24", delete=True, write=True)
     reply = bot.say("bob", "approve 1")
     assert reply.text == (
         "Request #1 approved but failed: baseimages/fedora:24 is locked; nothing was deleted"
@@ -171,7 +171,7 @@ def test_tag_locked_since_request_fails_and_deletes_nothing(bot):
 
 
 def test_locked_tag_cannot_be_requested(bot):
-    bot.registry.set_lock("baseimages/fedora", "24", locked=True)
+    bot.registry.set_lock("baseimages/fedora", "24", delete=True, write=True)
     assert bot.say("alice", REQUEST).text == (
         "demo/baseimages/fedora: 24 is locked; nothing was requested"
     )

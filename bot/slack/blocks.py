@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot import formatting as fmt
+from bot.purge_spec import totals_text
 from bot.render_text import table_lines
 from bot.replies import Reply
 from bot.requests import DeletionRequest, State
@@ -156,17 +157,50 @@ def reply_message(
     return Message(text=pages[0].text, blocks=blocks)
 
 
+FIELD_MAX = 2000  # Slack's limit for one section field
+SHOWN_TAGS = 20  # names a card lists before "… and N more"
+
+
+def _names(names: tuple[str, ...] | list[str], request_id: int) -> str:
+    """Names for a card field: the first ones, then how many more and where to see them."""
+    shown = [escape(n) for n in names[:SHOWN_TAGS]]
+    text = ", ".join(shown)
+    if len(names) > SHOWN_TAGS:
+        text += f" … and {len(names) - SHOWN_TAGS:,} more (`/acr request {request_id}`)"
+    return text[:FIELD_MAX]
+
+
 def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
-    going = ", ".join(request.tags) or "(untagged manifest)"
     approvals = f"{len(request.approvals)} of {request.required}"
     if request.approvals:
         approvals += " (" + ", ".join(f"<@{a.approver}>" for a in request.approvals) + ")"
+    if request.is_purge:
+        spec = request.spec or {}
+        first = spec.get("first", [])
+        head = [
+            ("Requester", f"<@{request.requester}>"),
+            (
+                "Purge",
+                f"`{escape(request.registry)}` {escape(spec.get('describe', ''))}"[:FIELD_MAX],
+            ),
+            ("Will delete", escape(totals_text(spec))),
+            (
+                "Pinned",
+                f"{spec.get('items', 0):,} items, every one listed by `/acr request {request.id}`"
+                + (f"; first: {_names(first, request.id)}" if first else ""),
+            ),
+        ]
+    else:
+        going = _names(request.tags, request.id) or "(untagged manifest)"
+        head = [
+            ("Requester", f"<@{request.requester}>"),
+            ("Image", f"`{escape(request.registry)}/{escape(request.image)}`"),
+            ("Digest", f"`{request.digest}`"),
+            ("Will delete", ("manifest and tags " if request.manifest else "tag ") + going),
+        ]
     return [
-        ("Requester", f"<@{request.requester}>"),
-        ("Image", f"`{escape(request.registry)}/{escape(request.image)}`"),
-        ("Digest", f"`{request.digest}`"),
-        ("Will delete", ("manifest and tags " if request.manifest else "tag ") + escape(going)),
-        ("Reason", escape(request.reason)),
+        *head,
+        ("Reason", escape(request.reason)[:FIELD_MAX]),
         ("Expires", fmt.when(request.expires_at)),
         ("Approvals", approvals),
     ]
@@ -185,8 +219,9 @@ def state_line(request: DeletionRequest) -> str:
 
 def request_card(request: DeletionRequest) -> Message:
     """The card posted in the channel; buttons only while the request can be decided."""
+    title = "Purge request" if request.is_purge else "Deletion request"
     blocks: list[Block] = [
-        HeaderBlock(text=f"Deletion request #{request.id}"),
+        HeaderBlock(text=f"{title} #{request.id}"),
         SectionBlock(
             fields=[MarkdownTextObject(text=f"*{k}*\n{v}") for k, v in request_fields(request)]
         ),
@@ -215,20 +250,23 @@ def request_card(request: DeletionRequest) -> Message:
                 ]
             )
         )
-    text = (
-        f"Deletion request #{request.id} by {request.requester}: {request.target} "
-        f"({request.state.value})"
-    )
+    text = f"{title} #{request.id} by {request.requester}: {request.target} ({request.state.value})"
     return Message(text=text, blocks=[b.to_dict() for b in blocks])
 
 
 def outcome_text(request: DeletionRequest) -> str:
     """The line posted in the card's thread when the request reaches a final state."""
-    if request.state is State.DONE:
-        gone = ", ".join(request.tags) or request.digest
+    if request.is_purge and request.state is State.DONE:
         approvers = ", ".join(f"<@{a.approver}>" for a in request.approvals)
         return (
-            f":white_check_mark: Done: deleted {escape(gone)} from "
+            f":white_check_mark: Purge done: {escape(request.note or '')} (approved by "
+            f"{approvers}). `/acr request {request.id}` lists every item with its outcome."
+        )
+    if request.state is State.DONE:
+        gone = _names(request.tags, request.id) or request.digest
+        approvers = ", ".join(f"<@{a.approver}>" for a in request.approvals)
+        return (
+            f":white_check_mark: Done: deleted {gone} from "
             f"`{escape(request.registry)}/{escape(request.repository)}` "
             f"(approved by {approvers})."
         )

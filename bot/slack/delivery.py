@@ -32,6 +32,7 @@ from bot.slack import blocks
 
 log = logging.getLogger(__name__)
 RESPOND = "respond"  # payload: url, message (text, blocks, response_type, replace_original)
+PROGRESS = "progress"  # payload: request (a purge): one thread message, edited in place
 EPHEMERAL = "ephemeral"  # payload: channel, user, text, thread_ts
 DM = "dm"  # payload: user, text
 PERMANENT = frozenset(
@@ -96,6 +97,7 @@ class SlackDelivery:
             announce.LINE: self._line,
             announce.OUTCOME: self._outcome,
             announce.HOME: lambda p: self._home(p["user"]),
+            PROGRESS: self._progress,
             RESPOND: self._respond,
             EPHEMERAL: self._ephemeral,
             DM: self._dm,
@@ -254,6 +256,38 @@ class SlackDelivery:
             text=f"Your deletion request #{request.id} ({blocks.escape(request.target)}): "
             f"{outcome}",
         )
+
+    def _progress(self, payload: dict[str, Any]) -> None:
+        """The purge's progress, one message in the card's thread edited in place."""
+        request_id = payload["request"]
+        card = self.cards.get(request_id)
+        if card is None:
+            raise Permanent("the request has no card to reply under")
+        counts = self.ctx.purges.counts(request_id)
+        total = sum(counts.values())
+        done = total - counts["pending"] - counts["sending"]
+        text = (
+            f":hourglass_flowing_sand: Purging: {done:,} / {total:,} done "
+            f"({counts['deleted'] + counts['gone']:,} deleted, {counts['skipped']:,} skipped, "
+            f"{counts['failed']:,} failed)"
+        )
+        if done == total:
+            text = text.replace(":hourglass_flowing_sand: Purging", ":checkered_flag: Purged")
+        key = f"progress:{request_id}"
+        row = self.ctx.store.db.execute(
+            "select channel, ts from messages where key = ?", [key]
+        ).fetchone()
+        if row is None:
+            posted = self._call(
+                self.client.chat_postMessage, channel=card.channel, thread_ts=card.ts, text=text
+            )
+            with self.ctx.store.transaction() as db:
+                db.execute(
+                    "insert or replace into messages (key, channel, ts) values (?, ?, ?)",
+                    [key, posted["channel"], posted["ts"]],
+                )
+        else:
+            self._call(self.client.chat_update, channel=row[0], ts=row[1], text=text)
 
     def _respond(self, payload: dict[str, Any]) -> None:
         try:

@@ -25,11 +25,15 @@ class PageState:
     command: str
     back: list[str | None] = field(default_factory=list)  # cursors of the pages before
     public: bool = False
+    offset: int = 0  # for a long table without a cursor: the first row to show
 
     def encode(self) -> str:
         back = list(self.back)
         while True:
-            value = json.dumps({"c": self.command, "b": back, "p": int(self.public)})
+            data = {"c": self.command, "b": back, "p": int(self.public)}
+            if self.offset:
+                data["o"] = self.offset
+            value = json.dumps(data)
             if len(value) <= MAX_VALUE or not back:
                 return value
             back.pop(0)
@@ -43,10 +47,12 @@ class PageState:
             return None
         if not isinstance(command, str) or not isinstance(back, list):
             return None
+        offset = data.get("o", 0)
         return cls(
             command=command,
             back=[b if isinstance(b, str) else None for b in back],
             public=bool(data.get("p")),
+            offset=offset if isinstance(offset, int) and offset >= 0 else 0,
         )
 
 

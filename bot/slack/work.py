@@ -28,7 +28,7 @@ from bot.dispatch import Dispatcher
 from bot.jobqueue import JobQueue, QueuedJob
 from bot.policy import Scope, allows
 from bot.redaction import REDACTOR
-from bot.replies import Reply
+from bot.replies import Reply, Table
 from bot.requests import State
 from bot.slack import blocks, jobs
 from bot.slack.delivery import DM, EPHEMERAL, RESPOND, SlackDelivery
@@ -146,7 +146,7 @@ class SlackWork:
                 secret_reply.append(reply)  # never into the database: sent below, directly
                 self.queue.finish(job.key)
                 return
-            message = self._message(reply, public=public and reply.ok)
+            message = self._message(reply, public=public and reply.ok, command=text)
             message["replace_original"] = replace
             self._put_reply(job, message)
             self.queue.finish(job.key)
@@ -166,12 +166,22 @@ class SlackWork:
             self._deliver_secret(secret_reply[0], respond, channel=channel, user=user)
 
     def _message(
-        self, reply: Reply, *, public: bool, back: list[str | None] | None = None
+        self,
+        reply: Reply,
+        *,
+        public: bool,
+        command: str = "",
+        back: list[str | None] | None = None,
+        offset: int = 0,
     ) -> dict[str, Any]:
-        """A reply as a response_url message; a page of a listing gets Previous/Next."""
+        """A reply as a response_url message. A page of a listing gets Previous/Next that
+        re-run it from its cursor; any other table longer than a page is shown a page at a
+        time, its buttons re-running ``command`` and showing the rows from an offset."""
         previous = following = None
         if reply.ok and reply.paging is not None:
             previous, following = neighbours(reply.paging, back=back or [], public=public)
+        elif reply.table is not None and len(reply.table.rows) > ROWS_PER_PAGE and command:
+            reply, previous, following = _table_page(reply, command, offset, public)
         if reply.ok and reply.request is not None and reply.request.state is State.PENDING:
             reply = _with_card_note(reply)
         drawn = blocks.reply_message(reply, previous=previous, following=following)
@@ -315,7 +325,13 @@ class SlackWork:
         def finish(reply: Reply) -> None:
             posted = note.stop()
             if reply.ok:
-                message = self._message(reply, public=state.public, back=state.back)
+                message = self._message(
+                    reply,
+                    public=state.public,
+                    command=state.command,
+                    back=state.back,
+                    offset=state.offset,
+                )
                 message["replace_original"] = True
             else:
                 message = self._message(reply, public=False)
@@ -414,6 +430,32 @@ class SlackWork:
             self.dispatcher.recover()
         self.queue.prune()
         self.outbox.prune()
+
+
+ROWS_PER_PAGE = 25
+
+
+def _table_page(
+    reply: Reply, command: str, offset: int, public: bool
+) -> tuple[Reply, PageState | None, PageState | None]:
+    """Rows ``offset``… of a long table (the header on every page), and the buttons around."""
+    assert reply.table is not None
+    rows = reply.table.rows
+    offset = max(0, min(offset, len(rows) - 1))
+    shown = rows[offset : offset + ROWS_PER_PAGE]
+    note = f"Rows {offset + 1:,}–{offset + len(shown):,} of {len(rows):,}."
+    page = replace(reply, table=Table(reply.table.columns, shown), notes=(note, *reply.notes))
+    previous = (
+        PageState(command, public=public, offset=max(0, offset - ROWS_PER_PAGE))
+        if offset > 0
+        else None
+    )
+    following = (
+        PageState(command, public=public, offset=offset + ROWS_PER_PAGE)
+        if offset + ROWS_PER_PAGE < len(rows)
+        else None
+    )
+    return page, previous, following
 
 
 def _with_card_note(reply: Reply) -> Reply:

@@ -37,6 +37,7 @@ from bot.references import DIGEST_RE
 from bot.registry import (
     AdminStatus,
     ImageInfo,
+    ManifestInfo,
     NewPassword,
     Order,
     Progress,
@@ -79,6 +80,8 @@ class AcrRegistry:
     kind = "acr"
     can_untag = True
     has_dates = True
+    can_list_manifests = True
+    can_lock = True
 
     def __init__(
         self,
@@ -291,18 +294,73 @@ class AcrRegistry:
             write="DELETE",
         )
 
-    def set_lock(self, repository: str, tag: str, *, locked: bool) -> None:
+    def set_lock(
+        self, repository: str, reference: str, *, delete: bool | None, write: bool | None
+    ) -> None:
+        """A tag's or (for a digest) a manifest's deleteEnabled/writeEnabled."""
+        attributes = {
+            key: not value
+            for key, value in (("can_delete", delete), ("can_write", write))
+            if value is not None
+        }
+        if DIGEST_RE.fullmatch(reference):
+            self._call(
+                lambda: self._data.update_manifest_properties(
+                    repository, reference, retry_on_methods=READ_METHODS, **attributes
+                ),
+                what=f"{repository}@{reference}",
+                missing=f"{repository} has no manifest {reference}",
+                write="PATCH",
+            )
+            return
         self._call(
             lambda: self._data.update_tag_properties(
-                repository,
-                tag,
-                can_delete=not locked,
-                can_write=not locked,
-                retry_on_methods=READ_METHODS,
+                repository, reference, retry_on_methods=READ_METHODS, **attributes
             ),
-            what=f"{repository}:{tag}",
-            missing=f"{repository} has no tag `{tag}`",
+            what=f"{repository}:{reference}",
+            missing=f"{repository} has no tag `{reference}`",
             write="PATCH",
+        )
+
+    def manifests(self, repository: str) -> list[ManifestInfo]:
+        """Every manifest with its tags. ACR's listing carries no media type: a manifest
+        without an architecture may be an index, and is read (`get_manifest`) for the
+        manifests it references and a referrer's subject; so is every untagged one."""
+
+        def listing() -> list[ManifestInfo]:
+            found = []
+            for props in self._data.list_manifest_properties(
+                repository, results_per_page=LIST_PAGE
+            ):
+                info = ManifestInfo(
+                    digest=props.digest,
+                    tags=tuple(sorted(props.tags or [], key=natural_key)),
+                    when=props.last_updated_on or props.created_on,
+                    locked=not (props.can_delete and props.can_write),
+                )
+                if not info.tags or not props.architecture:
+                    info = self._with_body(repository, info)
+                found.append(info)
+            return found
+
+        return self._call(listing, what=repository, missing=f"no repository `{repository}`")
+
+    def _with_body(self, repository: str, info: ManifestInfo) -> ManifestInfo:
+        try:
+            result = self._data.get_manifest(repository, info.digest)
+        except ResourceNotFoundError:
+            return info
+        body = result.manifest if isinstance(result.manifest, dict) else {}
+        subject = body.get("subject") if isinstance(body.get("subject"), dict) else None
+        return replace(
+            info,
+            media_type=result.media_type or body.get("mediaType"),
+            references=tuple(
+                m["digest"]
+                for m in body.get("manifests") or []
+                if isinstance(m, dict) and isinstance(m.get("digest"), str)
+            ),
+            subject=subject.get("digest") if subject else None,
         )
 
     # -- admin user and credentials --------------------------------------------------------

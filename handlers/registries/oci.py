@@ -28,6 +28,7 @@ from bot.references import DIGEST_RE
 from bot.registry import (
     ImageInfo,
     NoAdminUser,
+    NoLocks,
     Order,
     Progress,
     TagInfo,
@@ -62,7 +63,7 @@ NO_DATES_TIME = (
 )
 
 
-class OciRegistry(NoAdminUser):
+class OciRegistry(NoLocks, NoAdminUser):
     """A distribution-API registry at ``url`` (http for local registries, https otherwise)."""
 
     kind = "oci"

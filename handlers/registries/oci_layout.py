@@ -27,6 +27,7 @@ from bot.errors import Conflict, NotFound, UsageError
 from bot.references import DIGEST_RE, REPOSITORY_RE
 from bot.registry import (
     ImageInfo,
+    ManifestInfo,
     NoAdminUser,
     Order,
     Progress,
@@ -40,6 +41,7 @@ from bot.registry import (
 REF_NAME = "org.opencontainers.image.ref.name"
 CREATED = "org.opencontainers.image.created"
 LOCKED = "dev.acr-chatops.locked"  # our own annotation: "true" marks a tag that must not go
+WRITE_LOCKED = "dev.acr-chatops.write-locked"  # "true": the tag must not be overwritten
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -53,6 +55,8 @@ class OciLayoutRegistry(NoAdminUser):
     kind = "oci-layout"
     can_untag = True
     has_dates = True  # the config's `created` (or the descriptor's annotation)
+    can_list_manifests = True
+    can_lock = True
 
     def __init__(self, name: str, root: Path, *, login_server: str | None = None) -> None:
         self.name = name
@@ -169,7 +173,7 @@ class OciLayoutRegistry(NoAdminUser):
                 notes = {
                     k: v
                     for k, v in hits[0].get("annotations", {}).items()
-                    if k not in (REF_NAME, LOCKED)
+                    if k not in (REF_NAME, LOCKED, WRITE_LOCKED)
                 }
                 if notes:
                     untagged["annotations"] = notes
@@ -190,18 +194,58 @@ class OciLayoutRegistry(NoAdminUser):
         with contextlib.suppress(FileNotFoundError):
             self._blob_path(repository, digest).unlink()
 
-    def set_lock(self, repository: str, tag: str, *, locked: bool) -> None:
-        """Lock or unlock a tag (an annotation of ours), as `az acr repository update` does."""
+    def set_lock(
+        self, repository: str, reference: str, *, delete: bool | None, write: bool | None
+    ) -> None:
+        """Lock or unlock a tag, or every descriptor of a digest (annotations of ours), as
+        `az acr repository update --delete-enabled/--write-enabled` does."""
+        by_digest = DIGEST_RE.fullmatch(reference) is not None
         with self._rewrite(repository) as index:
-            hits = [d for d in index["manifests"] if _tag_of(d) == tag]
+            hits = [
+                d
+                for d in index["manifests"]
+                if (d["digest"] == reference if by_digest else _tag_of(d) == reference)
+            ]
             if not hits:
-                raise NotFound(f"{self.name}: {repository} has no tag `{tag}`")
+                missing = f"no manifest {reference}" if by_digest else f"no tag `{reference}`"
+                raise NotFound(f"{self.name}: {repository} has {missing}")
             for desc in hits:
                 notes = desc.setdefault("annotations", {})
-                if locked:
-                    notes[LOCKED] = "true"
-                else:
-                    notes.pop(LOCKED, None)
+                for key, value in ((LOCKED, delete), (WRITE_LOCKED, write)):
+                    if value is True:
+                        notes[key] = "true"
+                    elif value is False:
+                        notes.pop(key, None)
+                if not notes:
+                    desc.pop("annotations")
+
+    def manifests(self, repository: str) -> list[ManifestInfo]:
+        """Every manifest of the layout with its tags, read from index.json and the blobs."""
+        index = self._read_index(repository)
+        by_digest: dict[str, list[dict[str, Any]]] = {}
+        for desc in index["manifests"]:
+            by_digest.setdefault(desc["digest"], []).append(desc)
+        found = []
+        for digest, descs in by_digest.items():
+            created, _ = self._details(repository, descs[0])
+            body = self._read_json_blob(repository, digest) or {}
+            subject = body.get("subject") if isinstance(body.get("subject"), dict) else None
+            found.append(
+                ManifestInfo(
+                    digest=digest,
+                    tags=tuple(sorted((t for d in descs if (t := _tag_of(d))), key=natural_key)),
+                    when=created,
+                    locked=any(_locked(d) for d in descs),
+                    media_type=descs[0].get("mediaType") or body.get("mediaType"),
+                    references=tuple(
+                        m["digest"]
+                        for m in body.get("manifests") or []
+                        if isinstance(m, dict) and isinstance(m.get("digest"), str)
+                    ),
+                    subject=subject.get("digest") if subject else None,
+                )
+            )
+        return found
 
     def push(
         self,
@@ -317,7 +361,9 @@ def _tag_of(desc: dict[str, Any]) -> str | None:
 
 
 def _locked(desc: dict[str, Any]) -> bool:
-    return desc.get("annotations", {}).get(LOCKED) == "true"
+    """Locked against deletion or overwrite: either keeps a tag from being deleted."""
+    notes = desc.get("annotations", {})
+    return notes.get(LOCKED) == "true" or notes.get(WRITE_LOCKED) == "true"
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -1,0 +1,520 @@
+"""`purge`: remove many tags at once, with one approval, resumably, never more than listed.
+
+A dry run (readers may run it) shows exactly what would go. Otherwise the command pins every
+item (repository, tag, digest) in a request; an owner approves it once (quorum `purge`), and
+the approval that completes the quorum runs it: in the worker under `acrbot serve` (progress in
+the card's thread), in the process itself from the console, `acrbot run` or a notebook.
+
+Execution re-checks each item against the registry, as `delete` does: the tag must still point
+at the pinned digest and nothing that goes may be locked; on a registry that deletes only
+manifests (distribution 2.8), every tag on the manifest must be in the purge (otherwise the
+item is skipped: deleting it would take an unlisted tag with it). Deletions run concurrently
+(`purge_concurrency`, default 8), at most `write_rate` a second when configured, pause for a
+429's Retry-After, and record each item's state before and after its DELETE, so a crash
+resumes where it stopped and an unanswered DELETE is settled by reading the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+
+from bot import formatting as fmt
+from bot.commands import CONTRIBUTE
+from bot.context import Call, Context
+from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, UserError
+from bot.policy import Scope, allows, visible
+from bot.purge_spec import (
+    MANIFEST,
+    TAG,
+    Item,
+    Plan,
+    PurgeSpec,
+    Skip,
+    parse_ago,
+    plan_tags,
+    plural,
+    select_tags,
+    totals_text,
+)
+from bot.purges import DELETED, FAILED, GONE, PENDING, SENDING, SKIPPED, PurgeItem, PurgeItems
+from bot.registry import INDEX_TYPES, ManifestInfo, Progress, Registry, TagInfo, no_progress
+from bot.replies import Reply, Table
+from bot.requests import DeletionRequest
+
+log = logging.getLogger(__name__)
+SHOWN = 10  # items a reply or card lists before pointing at the rest
+DEFAULT_CONCURRENCY = 8
+PROGRESS_EVERY = 2.0  # seconds between edits of the progress message in the thread
+
+
+def spec_of(args: dict) -> PurgeSpec:
+    return PurgeSpec(
+        filters=tuple(args["filter"]),
+        ago=parse_ago(args["ago"]) if args["ago"] else None,
+        keep=args["keep"] or 0,
+        untagged=bool(args["untagged"]),
+    )
+
+
+# -- planning ----------------------------------------------------------------------------
+
+
+def plan(
+    registry: Registry,
+    spec: PurgeSpec,
+    *,
+    readable: Callable[[list[str]], list[str]],
+    now: datetime,
+    progress: Progress = no_progress,
+) -> Plan:
+    """Select the items, repository by repository (sorted), from the registry as it is now."""
+    if spec.untagged and not registry.can_list_manifests:
+        registry.manifests("-")  # raises the backend's Unsupported, which says why
+    repos = [r for r in readable(registry.repositories()) if spec.matches_repository(r)]
+    result = Plan(repositories=repos)
+    for repository in repos:
+        try:
+            tags = registry.all_tags(repository, progress=progress)
+        except NotFound:
+            continue  # listed by the catalog, but gone (or empty) now
+        chosen, skipped = select_tags(spec, repository, tags, now=now)
+        items, more = plan_tags(repository, chosen, tags, can_untag=registry.can_untag)
+        result.items += items
+        result.skipped += skipped + more
+        if spec.untagged:
+            going = {t.name for t in chosen} if registry.can_untag else set()
+            untagged, skips = _untagged(registry, spec, repository, going, now=now)
+            result.items += untagged
+            result.skipped += skips
+    return result
+
+
+def _untagged(
+    registry: Registry, spec: PurgeSpec, repository: str, going: set[str], *, now: datetime
+) -> tuple[list[Item], list[Skip]]:
+    """Manifests with no tag (or none left after this purge), old enough and not locked;
+    never a referrer (removed with its subject) nor a manifest an index that stays uses."""
+    cutoff = None if not spec.ago else now - spec.ago
+    manifests = registry.manifests(repository)
+    candidates: dict[str, ManifestInfo] = {}
+    skipped = []
+    for m in manifests:
+        if set(m.tags) - going:
+            continue
+        if cutoff is not None and (m.when is None or not m.when <= cutoff):
+            continue
+        if m.subject:
+            continue  # a signature or SBOM: goes with its subject
+        if m.locked:
+            skipped.append(Skip(repository, f"{repository}@{m.digest}", "locked"))
+            continue
+        candidates[m.digest] = m
+    while True:  # an index that stays keeps what it references (nested indexes too)
+        kept_refs = {ref for m in manifests if m.digest not in candidates for ref in m.references}
+        used = set(candidates) & kept_refs
+        if not used:
+            break
+        for digest in used:
+            skipped.append(
+                Skip(repository, f"{repository}@{digest}", "an image index that stays uses it")
+            )
+            del candidates[digest]
+    # An index goes before the manifests it references (acr-cli deletes them in no order;
+    # a child deleted first would leave a broken index behind for a moment).
+    ordered = sorted(candidates.values(), key=lambda m: (m.media_type not in INDEX_TYPES, m.digest))
+    return [Item(repository, MANIFEST, m.digest, tags=(), when=m.when) for m in ordered], skipped
+
+
+# -- the command -------------------------------------------------------------------------
+
+
+def purge(call: Call, *, ctx: Context) -> Reply:
+    """A dry run, or a request that pins every item for one approval."""
+    registry = call.registry
+    assert registry is not None
+    spec = spec_of(call.args)
+    dry = call.args["dry_run"]
+    if not dry and not call.args["reason"]:
+        raise UserError("a purge needs --reason (a dry run does not)")
+    result = plan(
+        registry,
+        spec,
+        readable=lambda names: visible(call.grants, registry.name, names),
+        now=ctx.clock(),
+        progress=call.progress,
+    )
+    if dry:
+        return _dry_run_reply(registry.name, spec, result)
+    if not result.items:
+        raise Conflict(
+            f"nothing to purge on {registry.name} with {spec.describe()}"
+            + (f" ({len(result.skipped)} skipped: see `--dry-run`)" if result.skipped else "")
+            + "; no request was made"
+        )
+    missing = sorted(
+        {
+            i.repository
+            for i in result.items
+            if not allows(
+                call.grants,
+                CONTRIBUTE,
+                Scope.REPOSITORY,
+                registry=registry.name,
+                repository=i.repository,
+            )
+        }
+    )
+    if missing:
+        raise UserError(
+            f"`purge` needs contributor on every repository it deletes from; you lack it on "
+            f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}. Narrow --filter."
+        )
+    counts = result.counts()
+    request = ctx.requests.create_purge(
+        registry=registry.name,
+        items=[_item_dict(i) for i in result.items],
+        spec={
+            **spec.as_dict(),
+            "describe": spec.describe(),
+            "repositories": sorted({i.repository for i in result.items}),
+            "counts": counts,
+            "items": len(result.items),
+            "tags": sum(c["tags"] for c in counts.values()),
+            "manifests": sum(c["manifests"] for c in counts.values()),
+            "skipped": len(result.skipped),
+            "first": [i.label for i in result.items[:SHOWN]],
+        },
+        requester=call.user,
+        reason=call.args["reason"],
+        ttl=ctx.config.approvals.ttl,
+        required=ctx.config.approvals.required_for("purge"),
+        origin=call.origin,
+        channel=call.channel or ctx.config.requests_channel,
+    )
+    from handlers.deletions import _reply  # one reply shape for every request
+
+    need = request.required
+    return _reply(
+        f"Purge request #{request.id} created: {totals_text(request.spec or {})} pinned; "
+        f"waiting for {need} approval{'' if need == 1 else 's'} from an owner (not you).",
+        request,
+    )
+
+
+def _item_dict(item: Item) -> dict:
+    return {
+        "repository": item.repository,
+        "kind": item.kind,
+        "tag": item.tag,
+        "digest": item.digest,
+        "tags": list(item.tags),
+        "when": item.when.isoformat() if item.when else None,
+    }
+
+
+def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan) -> Reply:
+    counts = result.counts()
+    tags = sum(c["tags"] for c in counts.values())
+    manifests = sum(c["manifests"] for c in counts.values())
+    rows = [
+        (i.label, fmt.short_digest(i.digest), fmt.when(i.when), "goes") for i in result.items
+    ] + [(s.what, "", "", f"skipped: {s.reason}") for s in result.skipped]
+    what = f"{tags:,} tag{'' if tags == 1 else 's'}"
+    if manifests:
+        what += f" and {manifests:,} manifest{'' if manifests == 1 else 's'}"
+    fields = tuple(
+        (
+            repository,
+            plural(c["tags"], "tag")
+            + (f", {plural(c['manifests'], 'manifest')}" if c["manifests"] else "")
+            + (f", {c['skipped']:,} skipped" if c["skipped"] else ""),
+        )
+        for repository, c in counts.items()
+        if c["tags"] or c["manifests"] or c["skipped"]
+    )
+    age = f" older than {spec.describe().split('--ago ')[1].split()[0]}" if spec.ago else ""
+    notes = []
+    if not spec.ago:
+        notes.append("No --ago: tags of any age match.")
+    touched = len([c for c in counts.values() if c["tags"] or c["manifests"]])
+    return Reply(
+        text=f"Dry run on {registry}: {what}{age} would be deleted from "
+        f"{plural(touched, 'repository', 'repositories')}; nothing was changed.",
+        fields=fields,
+        table=Table(("item", "digest", "time", "outcome"), tuple(rows)),
+        notes=tuple(notes),
+        data={
+            "dry_run": True,
+            "registry": registry,
+            "spec": spec.as_dict(),
+            "counts": counts,
+            "items": [_item_dict(i) for i in result.items],
+            "skipped": [{"item": s.what, "reason": s.reason} for s in result.skipped],
+        },
+    )
+
+
+# -- execution ---------------------------------------------------------------------------
+
+
+class Pace:
+    """At most ``rate`` writes a second (when set), and a pause every worker honours after a
+    429: a per-registry throttle like regclient's per-host backoff. Hand-written: the rate
+    part is a few lines, and the shared Retry-After pause is what generic limiters lack."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            time.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
+
+def execute_purge(
+    ctx: Context, request: DeletionRequest, *, progress: Progress = no_progress
+) -> str | None:
+    """Delete every pending item (resuming after a crash); return the summary for the outcome.
+
+    Items left `sending` by a crash are settled first by reading the registry. If a DELETE
+    goes unanswered and the item is still there, the item stays `sending` and OutcomeUnknown
+    is raised: the request is picked up again after a grace period (Requests.recover).
+    """
+    registry = ctx.registries.get(request.registry)
+    options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
+    concurrency = int(options.get("purge_concurrency", DEFAULT_CONCURRENCY))
+    pace = Pace(options.get("write_rate"))
+    purges = ctx.purges
+    items = purges.items(request.id)
+    total = len(items)
+    by_repo: dict[str, list[PurgeItem]] = defaultdict(list)
+    for item in items:
+        by_repo[item.repository].append(item)
+    done = sum(1 for i in items if i.state not in (PENDING, SENDING))
+    lock = threading.Lock()
+    reporter = _Reporter(ctx, request, progress, total)
+    reporter.report(done)
+    unknown = False
+
+    def settle(item: PurgeItem, state: str, detail: str | None) -> None:
+        nonlocal done
+        purges.finish(item, state, target=f"{registry.name}/{_label(item)}", detail=detail)
+        with lock:
+            done += 1
+            reporter.report(done)
+
+    for repository in sorted(by_repo):
+        todo = [i for i in by_repo[repository] if i.state in (PENDING, SENDING)]
+        if not todo:
+            continue
+        view = _RepoView(registry, repository, by_repo[repository], purges)
+        # tags before manifests: a manifest this purge leaves untagged goes after its tags
+        for phase in (TAG, MANIFEST):
+            batch = [i for i in todo if i.kind == phase]
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                for outcome in pool.map(partial(_one, view, pace=pace), batch):
+                    item, state, detail = outcome
+                    if state == SENDING:
+                        unknown = True
+                        continue
+                    if state == PENDING:  # throttled past every retry: resumed later
+                        unknown = True
+                        continue
+                    settle(item, state, detail)
+    reporter.report(done, final=True)
+    if unknown:
+        raise OutcomeUnknown(
+            "the registry left some deletions unanswered or kept throttling; the bot checks "
+            "the registry again shortly and resumes"
+        )
+    return summary(ctx, request.id)
+
+
+def summary(ctx: Context, request_id: int) -> str:
+    """ "812 deleted, 3 skipped (locked), 0 failed", from the items' final states."""
+    counts = ctx.purges.counts(request_id)
+    parts = [f"{counts[DELETED]:,} deleted"]
+    if counts[GONE]:
+        parts.append(f"{counts[GONE]:,} already gone")
+    for state in (SKIPPED, FAILED):
+        reasons = ctx.purges.details(request_id, state, limit=3)
+        why = "; ".join(f"{n} {r}" for r, n in reasons.items() if r)
+        parts.append(f"{counts[state]:,} {state}" + (f" ({why})" if why and counts[state] else ""))
+    return ", ".join(parts)
+
+
+class _RepoView:
+    """What execution needs to re-check one repository's items against the registry now."""
+
+    def __init__(
+        self, registry: Registry, repository: str, items: list[PurgeItem], purges: PurgeItems
+    ) -> None:
+        self.registry, self.repository, self.purges = registry, repository, purges
+        self.purged_tags: dict[str, set[str]] = defaultdict(set)
+        for item in items:
+            self.purged_tags[item.digest].update(item.tags if item.kind == MANIFEST else ())
+            if item.tag:
+                self.purged_tags[item.digest].add(item.tag)
+        self._map: dict[str, list[TagInfo]] | None = None
+        self._lock = threading.Lock()
+
+    def tags_by_digest(self) -> dict[str, list[TagInfo]]:
+        """Every tag of the repository by digest, read once (for manifest items)."""
+        with self._lock:
+            if self._map is None:
+                found: dict[str, list[TagInfo]] = defaultdict(list)
+                try:
+                    for tag in self.registry.all_tags(self.repository):
+                        found[tag.digest].append(tag)
+                except NotFound:
+                    pass
+                self._map = found
+            return self._map
+
+
+def _label(item: PurgeItem) -> str:
+    return (
+        f"{item.repository}:{item.tag}" if item.kind == TAG else f"{item.repository}@{item.digest}"
+    )
+
+
+def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, str | None]:
+    """Check, then delete one item; return its new state and why."""
+    registry, repo = view.registry, view.repository
+    try:
+        if item.state == SENDING and not _still_there(registry, item):
+            return item, DELETED, "found deleted when resuming (its DELETE had landed)"
+        if item.kind == TAG:
+            assert item.tag is not None
+            try:
+                current = registry.resolve(repo, item.tag)
+            except NotFound:
+                return item, GONE, "the tag was already gone"
+            if current != item.digest:
+                return (
+                    item,
+                    SKIPPED,
+                    (f"the tag moved to {fmt.short_digest(current)} since the request"),
+                )
+            if registry.tag_locked(repo, item.tag):
+                return item, SKIPPED, "locked"
+            delete = lambda: registry.untag(repo, item.tag)  # noqa: E731
+        else:
+            try:
+                info = registry.image(repo, item.digest)
+            except NotFound:
+                return item, GONE, "the manifest was already gone"
+            carried = view.tags_by_digest().get(item.digest, [])
+            extra = sorted({t.name for t in carried} - view.purged_tags[item.digest])
+            if extra:
+                return (
+                    item,
+                    SKIPPED,
+                    (
+                        f"the image now also carries {', '.join(extra[:3])}, which the purge does "
+                        "not remove"
+                    ),
+                )
+            if info.manifest_locked or any(t.locked for t in carried):
+                return item, SKIPPED, "locked"
+            delete = lambda: registry.delete_manifest(repo, item.digest)  # noqa: E731
+        return _delete(view, item, delete, pace)
+    except UserError as exc:
+        return item, FAILED, str(exc)
+
+
+def _delete(
+    view: _RepoView, item: PurgeItem, delete: Callable[[], None], pace: Pace
+) -> tuple[PurgeItem, str, str | None]:
+    """The DELETE, recorded as `sending` first; throttling pauses every worker and retries."""
+    for attempt in range(4):
+        pace.wait()
+        view.purges.sending(item)
+        try:
+            delete()
+            return item, DELETED, None
+        except OutcomeUnknown:
+            if not _still_there(view.registry, item):
+                return item, DELETED, None
+            return item, SENDING, None  # may still land: settled after the grace period
+        except NotFound:
+            return item, GONE, "already gone when its DELETE arrived"
+        except Conflict as exc:  # ACR refused: locked meanwhile
+            return item, SKIPPED, str(exc)
+        except RegistryError as exc:
+            wait = _throttled(exc)
+            if wait is None:
+                return item, FAILED, str(exc)
+            view.purges.back_to_pending(item)  # the server answered: nothing happened
+            if attempt == 3:
+                return item, PENDING, str(exc)
+            pace.pause(wait)
+    raise AssertionError("unreachable")
+
+
+def _throttled(exc: RegistryError) -> float | None:
+    """Seconds to pause if the registry throttled us (429) or is briefly down (503)."""
+    text = str(exc)
+    if "(429)" in text:
+        try:
+            return float(text.rsplit("try again in ", 1)[1].split()[0])
+        except (IndexError, ValueError):
+            return 5.0
+    if "HTTP 503" in text:
+        return 2.0
+    return None
+
+
+def _still_there(registry: Registry, item: PurgeItem) -> bool:
+    try:
+        if item.kind == TAG:
+            assert item.tag is not None
+            return registry.resolve(item.repository, item.tag) == item.digest
+        registry.image(item.repository, item.digest)
+        return True
+    except NotFound:
+        return False
+
+
+class _Reporter:
+    """Progress: to the caller's reporter (console bar, Slack note) on every item, and to the
+    card's thread (an outbox row, edited in place) at most every PROGRESS_EVERY seconds."""
+
+    def __init__(
+        self, ctx: Context, request: DeletionRequest, progress: Progress, total: int
+    ) -> None:
+        self.ctx, self.request, self.progress, self.total = ctx, request, progress, total
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def report(self, done: int, *, final: bool = False) -> None:
+        self.progress(done, self.total)
+        if self.request.channel is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if not final and now - self._last < PROGRESS_EVERY:
+                return
+            self._last = now
+        self.ctx.outbox.touch(
+            f"progress:{self.request.id}",
+            "progress",
+            {"request": self.request.id},
+            after=f"card:{self.request.id}",
+        )
