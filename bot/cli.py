@@ -22,6 +22,7 @@ from bot.config import Config, default_user, load
 from bot.console import run_console
 from bot.errors import BotError, ConfigError, UsageError
 from bot.policy import ALL, Grant
+from bot.progress_bar import ProgressBar
 from bot.render_text import render
 
 
@@ -160,7 +161,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError('run: give the bot command to run, e.g. acrbot run --user ID "help"')
     text = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
     dispatcher = build_dispatcher(load(args.config))
-    reply = dispatcher.handle(text, user=args.user)
+    bar = ProgressBar()
+    try:
+        reply = dispatcher.handle(text, user=args.user, progress=bar)
+    finally:
+        bar.close()
     ship_audit(dispatcher.ctx)
     if args.json:
         print(json.dumps(reply.as_json(), indent=2, default=str))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from bot.dispatch import Dispatcher
+from bot.progress_bar import ProgressBar
 from bot.render_text import render
 
 CONSOLE_HELP = (
@@ -58,7 +59,11 @@ def run_console(
             else:
                 print(CONSOLE_HELP, file=stdout)
             continue
-        reply = dispatcher.handle(line, user=user)
+        bar = ProgressBar()
+        try:
+            reply = dispatcher.handle(line, user=user, progress=bar)
+        finally:
+            bar.close()
         if not reply.ok:
             failures += 1
         print(render(reply), file=stdout, flush=True)

@@ -66,4 +66,11 @@ class RegistryError(UserError):
 class OutcomeUnknown(RegistryError):
     """A non-idempotent call (DELETE, PATCH, regenerate) got no answer: timeout or dropped
     connection. It is never retried blindly; the caller reads the registry to learn what
-    happened (a manifest gone after an unanswered DELETE means the DELETE landed)."""
+    happened (a manifest gone after an unanswered DELETE means the DELETE landed).
+
+    ``grace``: seconds after which an unanswered write has either landed or never will (the
+    backend knows: about twice its timeout); only then may it be sent again."""
+
+    def __init__(self, message: str, *, grace: float = 45.0) -> None:
+        super().__init__(message)
+        self.grace = grace

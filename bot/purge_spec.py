@@ -174,14 +174,15 @@ class Plan:
     repositories: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Per repository: tags and manifests that go, and skips."""
+        """Per repository: tags that go, manifests without a tag that go, and skips. (On a
+        registry that deletes only manifests, a tag's image goes with it: not counted again.)"""
         out: dict[str, dict[str, int]] = {
             r: {"tags": 0, "manifests": 0, "skipped": 0} for r in self.repositories
         }
         for item in self.items:
             row = out.setdefault(item.repository, {"tags": 0, "manifests": 0, "skipped": 0})
             row["tags"] += 1 if item.kind == TAG else len(item.tags)
-            row["manifests"] += 1 if item.kind == MANIFEST else 0
+            row["manifests"] += 1 if item.kind == MANIFEST and not item.tags else 0
         for skip in self.skipped:
             out.setdefault(skip.repository, {"tags": 0, "manifests": 0, "skipped": 0})[
                 "skipped"
@@ -264,6 +265,6 @@ def totals_text(spec: dict) -> str:
     """`812 tags and 3 manifests in 2 repositories`, from a purge request's spec."""
     parts = [f"{spec.get('tags', 0):,} tag{'' if spec.get('tags') == 1 else 's'}"]
     if spec.get("manifests"):
-        parts.append(f"{spec['manifests']:,} manifest{'' if spec['manifests'] == 1 else 's'}")
+        parts.append(plural(spec["manifests"], "untagged manifest"))
     repos = len(spec.get("repositories", []))
     return f"{' and '.join(parts)} in {repos} repositor{'y' if repos == 1 else 'ies'}"

@@ -35,6 +35,7 @@ class PurgeItem:
     when: datetime | None
     state: str
     detail: str | None
+    updated_at: datetime | None = None
 
     @property
     def label(self) -> str:
@@ -136,4 +137,5 @@ def _item(row: dict) -> PurgeItem:
         when=datetime.fromisoformat(row["item_time"]) if row["item_time"] else None,
         state=row["state"],
         detail=row["detail"],
+        updated_at=datetime.fromisoformat(row["updated_at"]) if row["updated_at"] else None,
     )

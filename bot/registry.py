@@ -180,6 +180,7 @@ class Registry(Protocol):
     has_dates: bool  # listings carry push/update times (ACR) or creation times (layouts)
     can_list_manifests: bool  # untagged manifests can be found (acr, oci-layout)
     can_lock: bool  # tags and manifests can be locked against deletion or overwrite
+    write_grace: float  # seconds after which an unanswered DELETE has landed or never will
 
     def repositories(self) -> list[str]:
         """Every repository name, sorted; fetched in large server pages, never one by one."""

@@ -530,7 +530,7 @@ class Requests:
         try:
             note = execute(request)
         except OutcomeUnknown as exc:
-            self._release(request, str(exc))
+            self._release(request, str(exc), grace=timedelta(seconds=exc.grace))
         except UserError as exc:
             self._finish(request, State.FAILED, self._clock(), decided_by="acrbot", error=str(exc))
         except Exception:
@@ -547,14 +547,16 @@ class Requests:
             self._finish(request, State.DONE, self._clock(), decided_by="acrbot", note=note)
         return self.get(request_id)
 
-    def _release(self, request: DeletionRequest, why: str) -> None:
+    def _release(
+        self, request: DeletionRequest, why: str, *, grace: timedelta = UNKNOWN_GRACE
+    ) -> None:
         """The registry did not answer the write: keep `executing`, with no owner, until the
         grace period has passed; then :meth:`recover` reads the registry and finishes it."""
         now = self._clock()
         with self._store.transaction() as db:
             db.execute(
                 "update requests set exec_owner = null, exec_retry_after = ? where id = ?",
-                [_iso(now + UNKNOWN_GRACE), request.id],
+                [_iso(now + grace), request.id],
             )
             self._audit.append(
                 actor="acrbot",

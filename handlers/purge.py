@@ -44,7 +44,15 @@ from bot.purge_spec import (
     totals_text,
 )
 from bot.purges import DELETED, FAILED, GONE, PENDING, SENDING, SKIPPED, PurgeItem, PurgeItems
-from bot.registry import INDEX_TYPES, ManifestInfo, Progress, Registry, TagInfo, no_progress
+from bot.registry import (
+    INDEX_TYPES,
+    ManifestInfo,
+    Progress,
+    Registry,
+    TagInfo,
+    natural_key,
+    no_progress,
+)
 from bot.replies import Reply, Table
 from bot.requests import DeletionRequest
 
@@ -139,45 +147,94 @@ def purge(call: Call, *, ctx: Context) -> Reply:
     """A dry run, or a request that pins every item for one approval."""
     registry = call.registry
     assert registry is not None
-    spec = spec_of(call.args)
-    dry = call.args["dry_run"]
-    if not dry and not call.args["reason"]:
+    if call.args["dry_run"]:
+        spec = spec_of(call.args)
+        result = plan(
+            registry,
+            spec,
+            readable=lambda names: visible(call.grants, registry.name, names),
+            now=ctx.clock(),
+            progress=call.progress,
+        )
+        return _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag)
+    if not call.args["reason"]:
         raise UserError("a purge needs --reason (a dry run does not)")
+    request = plan_and_request(
+        ctx,
+        call.args,
+        requester=call.user,
+        channel=call.channel or ctx.config.requests_channel,
+        origin=call.origin,
+        grants=call.grants,
+        progress=call.progress,
+    )
+    from handlers.deletions import _reply  # one reply shape for every request
+
+    need = request.required
+    return _reply(
+        f"Purge request #{request.id} created: {totals_text(request.spec or {})} pinned; "
+        f"waiting for {need} approval{'' if need == 1 else 's'} from an owner (not you).",
+        request,
+    )
+
+
+def plan_and_request(
+    ctx: Context,
+    args: dict,
+    *,
+    requester: str,
+    channel: str | None,
+    origin: str | None,
+    grants: tuple | None = None,
+    progress: Progress = no_progress,
+) -> DeletionRequest:
+    """Plan from the registry now and record the request; ``grants`` None means the bot
+    itself asks (scheduled retention), over every repository."""
+    registry = ctx.registries.get(args["registry"])
+    spec = spec_of(args)
+    if origin is not None:
+        existing = ctx.store.db.execute(
+            "select id from requests where origin = ?", [origin]
+        ).fetchone()
+        if existing:  # a re-run of the job (or slot) that made it
+            return ctx.requests.get(existing[0])
     result = plan(
         registry,
         spec,
-        readable=lambda names: visible(call.grants, registry.name, names),
+        readable=(lambda names: names)
+        if grants is None
+        else (lambda names: visible(grants, registry.name, names)),
         now=ctx.clock(),
-        progress=call.progress,
+        progress=progress,
     )
-    if dry:
-        return _dry_run_reply(registry.name, spec, result)
     if not result.items:
         raise Conflict(
             f"nothing to purge on {registry.name} with {spec.describe()}"
             + (f" ({len(result.skipped)} skipped: see `--dry-run`)" if result.skipped else "")
             + "; no request was made"
         )
-    missing = sorted(
-        {
-            i.repository
-            for i in result.items
-            if not allows(
-                call.grants,
-                CONTRIBUTE,
-                Scope.REPOSITORY,
-                registry=registry.name,
-                repository=i.repository,
-            )
-        }
-    )
-    if missing:
-        raise UserError(
-            f"`purge` needs contributor on every repository it deletes from; you lack it on "
-            f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}. Narrow --filter."
+    if grants is not None:
+        missing = sorted(
+            {
+                i.repository
+                for i in result.items
+                if not allows(
+                    grants,
+                    CONTRIBUTE,
+                    Scope.REPOSITORY,
+                    registry=registry.name,
+                    repository=i.repository,
+                )
+            }
         )
+        if missing:
+            raise UserError(
+                "`purge` needs contributor on every repository it deletes from; you lack it "
+                f"on {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}. Narrow "
+                "--filter."
+            )
     counts = result.counts()
-    request = ctx.requests.create_purge(
+    return ctx.requests.create_purge(
         registry=registry.name,
         items=[_item_dict(i) for i in result.items],
         spec={
@@ -191,20 +248,12 @@ def purge(call: Call, *, ctx: Context) -> Reply:
             "skipped": len(result.skipped),
             "first": [i.label for i in result.items[:SHOWN]],
         },
-        requester=call.user,
-        reason=call.args["reason"],
+        requester=requester,
+        reason=args["reason"],
         ttl=ctx.config.approvals.ttl,
         required=ctx.config.approvals.required_for("purge"),
-        origin=call.origin,
-        channel=call.channel or ctx.config.requests_channel,
-    )
-    from handlers.deletions import _reply  # one reply shape for every request
-
-    need = request.required
-    return _reply(
-        f"Purge request #{request.id} created: {totals_text(request.spec or {})} pinned; "
-        f"waiting for {need} approval{'' if need == 1 else 's'} from an owner (not you).",
-        request,
+        origin=origin,
+        channel=channel,
     )
 
 
@@ -219,7 +268,7 @@ def _item_dict(item: Item) -> dict:
     }
 
 
-def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan) -> Reply:
+def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan, *, can_untag: bool) -> Reply:
     counts = result.counts()
     tags = sum(c["tags"] for c in counts.values())
     manifests = sum(c["manifests"] for c in counts.values())
@@ -228,12 +277,12 @@ def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan) -> Reply:
     ] + [(s.what, "", "", f"skipped: {s.reason}") for s in result.skipped]
     what = f"{tags:,} tag{'' if tags == 1 else 's'}"
     if manifests:
-        what += f" and {manifests:,} manifest{'' if manifests == 1 else 's'}"
+        what += f" and {plural(manifests, 'untagged manifest')}"
     fields = tuple(
         (
             repository,
             plural(c["tags"], "tag")
-            + (f", {plural(c['manifests'], 'manifest')}" if c["manifests"] else "")
+            + (f", {plural(c['manifests'], 'untagged manifest')}" if c["manifests"] else "")
             + (f", {c['skipped']:,} skipped" if c["skipped"] else ""),
         )
         for repository, c in counts.items()
@@ -243,6 +292,11 @@ def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan) -> Reply:
     notes = []
     if not spec.ago:
         notes.append("No --ago: tags of any age match.")
+    if not can_untag and result.items:
+        notes.append(
+            f"{registry} deletes whole images: each tag goes with its image, so an image that "
+            "also carries a tag the purge does not remove is skipped."
+        )
     touched = len([c for c in counts.values() if c["tags"] or c["manifests"]])
     return Reply(
         text=f"Dry run on {registry}: {what}{age} would be deleted from "
@@ -324,6 +378,7 @@ def execute_purge(
         if not todo:
             continue
         view = _RepoView(registry, repository, by_repo[repository], purges)
+        view.now = ctx.clock
         # tags before manifests: a manifest this purge leaves untagged goes after its tags
         for phase in (TAG, MANIFEST):
             batch = [i for i in todo if i.kind == phase]
@@ -341,7 +396,8 @@ def execute_purge(
     if unknown:
         raise OutcomeUnknown(
             "the registry left some deletions unanswered or kept throttling; the bot checks "
-            "the registry again shortly and resumes"
+            "the registry again shortly and resumes",
+            grace=max(registry.write_grace, 5.0),
         )
     return summary(ctx, request.id)
 
@@ -373,6 +429,13 @@ class _RepoView:
                 self.purged_tags[item.digest].add(item.tag)
         self._map: dict[str, list[TagInfo]] | None = None
         self._lock = threading.Lock()
+        self.now: Callable[[], datetime] = datetime.now
+
+    def recent(self, item: PurgeItem) -> bool:
+        """Whether the item's DELETE left so recently that it might still land."""
+        if item.updated_at is None:
+            return False
+        return (self.now() - item.updated_at).total_seconds() < self.registry.write_grace
 
     def tags_by_digest(self) -> dict[str, list[TagInfo]]:
         """Every tag of the repository by digest, read once (for manifest items)."""
@@ -398,8 +461,12 @@ def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, 
     """Check, then delete one item; return its new state and why."""
     registry, repo = view.registry, view.repository
     try:
-        if item.state == SENDING and not _still_there(registry, item):
-            return item, DELETED, "found deleted when resuming (its DELETE had landed)"
+        if item.state == SENDING:
+            if not _still_there(registry, item):
+                return item, DELETED, "found deleted when resuming (its DELETE had landed)"
+            if view.recent(item):
+                return item, SENDING, None  # its DELETE may still be on its way: wait
+
         if item.kind == TAG:
             assert item.tag is not None
             try:
@@ -421,6 +488,16 @@ def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, 
             except NotFound:
                 return item, GONE, "the manifest was already gone"
             carried = view.tags_by_digest().get(item.digest, [])
+            moved = sorted(set(item.tags) - {t.name for t in carried}, key=natural_key)
+            if moved:  # the request named these tags on this image: it no longer carries them
+                return (
+                    item,
+                    SKIPPED,
+                    (
+                        f"{', '.join(moved[:3])} no longer point{'s' if len(moved) == 1 else ''} "
+                        "at the pinned image (pushed again or deleted since the request)"
+                    ),
+                )
             extra = sorted({t.name for t in carried} - view.purged_tags[item.digest])
             if extra:
                 return (

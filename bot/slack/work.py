@@ -428,6 +428,10 @@ class SlackWork:
         self.ctx.requests.expire_due()
         if self.dispatcher.recover is not None:
             self.dispatcher.recover()
+        if self.ctx.config.retention:
+            from bot.retention import run_due
+
+            run_due(self.ctx)
         self.queue.prune()
         self.outbox.prune()
 

@@ -82,6 +82,7 @@ class AcrRegistry:
     has_dates = True
     can_list_manifests = True
     can_lock = True
+    write_grace = 125.0  # azure-core's default read timeout is 60 s
 
     def __init__(
         self,

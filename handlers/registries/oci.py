@@ -92,6 +92,7 @@ class OciRegistry(NoLocks, NoAdminUser):
         self.url = url.rstrip("/")
         self.login_server = login_server or httpx.URL(self.url).netloc.decode()
         self.can_untag = tag_delete
+        self.write_grace = 2 * timeout + 5
         self._retries, self._backoff = max(retries, 1), backoff
         self._page_size = page_size
         self._facts = facts if facts is not None else MemoryFacts()
@@ -186,9 +187,19 @@ class OciRegistry(NoLocks, NoAdminUser):
         return digest
 
     def image(self, repository: str, reference: str) -> ImageInfo:
-        digest = (
-            reference if DIGEST_RE.fullmatch(reference) else self.resolve(repository, reference)
-        )
+        """What the digest is (cached), once the registry has said it still has it: whether
+        a manifest exists is never read from a cache (deletions depend on it)."""
+        if DIGEST_RE.fullmatch(reference):
+            digest = reference
+            self._request(
+                "HEAD",
+                f"/v2/{repository}/manifests/{digest}",
+                headers={"Accept": ACCEPT},
+                what=f"{repository}@{digest}",
+                missing=f"no manifest {digest}",
+            )
+        else:
+            digest = self.resolve(repository, reference)
         facts = self._facts_for(repository, [digest])[digest]
         return ImageInfo(
             repository=repository,
@@ -383,7 +394,8 @@ class OciRegistry(NoLocks, NoAdminUser):
                 if not idempotent and not never_sent:
                     raise OutcomeUnknown(
                         f"{self.name} did not answer the {method} of {what} ({_reason(exc)}); "
-                        "it may or may not have happened"
+                        "it may or may not have happened",
+                        grace=self.write_grace,
                     ) from None
                 if attempt < self._retries:
                     time.sleep(self._backoff * 2 ** (attempt - 1))

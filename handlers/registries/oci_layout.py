@@ -57,6 +57,7 @@ class OciLayoutRegistry(NoAdminUser):
     has_dates = True  # the config's `created` (or the descriptor's annotation)
     can_list_manifests = True
     can_lock = True
+    write_grace = 0.0  # local files: a write has happened or not when the call returns
 
     def __init__(self, name: str, root: Path, *, login_server: str | None = None) -> None:
         self.name = name
