@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 SHOWN = 10  # items a reply or card lists before pointing at the rest
 DEFAULT_CONCURRENCY = 8
 PROGRESS_EVERY = 2.0  # seconds between edits of the progress message in the thread
+THROTTLE_TRIES = 12  # a DELETE answered 429/503 this often is left for the next pass
 
 
 def spec_of(args: dict) -> PurgeSpec:
@@ -483,11 +484,16 @@ def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, 
                 return item, SKIPPED, "locked"
             delete = lambda: registry.untag(repo, item.tag)  # noqa: E731
         else:
-            try:
-                info = registry.image(repo, item.digest)
-            except NotFound:
-                return item, GONE, "the manifest was already gone"
             carried = view.tags_by_digest().get(item.digest, [])
+            locked = False
+            if not item.tags or registry.can_lock:
+                # An untagged manifest is not in the tag listing, and a manifest lock is not
+                # in it either: ask the registry (a tagged one on `oci` is known to exist from
+                # the listing just read).
+                try:
+                    locked = registry.image(repo, item.digest).manifest_locked
+                except NotFound:
+                    return item, GONE, "the manifest was already gone"
             moved = sorted(set(item.tags) - {t.name for t in carried}, key=natural_key)
             if moved:  # the request named these tags on this image: it no longer carries them
                 return (
@@ -508,7 +514,7 @@ def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, 
                         "not remove"
                     ),
                 )
-            if info.manifest_locked or any(t.locked for t in carried):
+            if locked or any(t.locked for t in carried):
                 return item, SKIPPED, "locked"
             delete = lambda: registry.delete_manifest(repo, item.digest)  # noqa: E731
         return _delete(view, item, delete, pace)
@@ -519,8 +525,9 @@ def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, 
 def _delete(
     view: _RepoView, item: PurgeItem, delete: Callable[[], None], pace: Pace
 ) -> tuple[PurgeItem, str, str | None]:
-    """The DELETE, recorded as `sending` first; throttling pauses every worker and retries."""
-    for attempt in range(4):
+    """The DELETE, recorded as `sending` first; throttling pauses every worker and retries
+    (a 429 says the DELETE did not happen, so retrying it is safe; up to THROTTLE_TRIES)."""
+    for attempt in range(THROTTLE_TRIES):
         pace.wait()
         view.purges.sending(item)
         try:
@@ -539,7 +546,7 @@ def _delete(
             if wait is None:
                 return item, FAILED, str(exc)
             view.purges.back_to_pending(item)  # the server answered: nothing happened
-            if attempt == 3:
+            if attempt == THROTTLE_TRIES - 1:
                 return item, PENDING, str(exc)
             pace.pause(wait)
     raise AssertionError("unreachable")

@@ -330,3 +330,99 @@ def test_a_manifest_request_fails_when_its_tag_was_pushed_again(oci_bot, clock, 
     fresh = build_dispatcher(oci_bot.config)
     assert fresh.ctx.requests.get(1).state.value == "failed"
     assert fresh.ctx.registries.default.image(repo, first).digest == first  # still there
+
+
+# -- the fake ACR: a 429 burst ------------------------------------------------------------
+
+
+def test_an_acr_purge_rides_out_a_429_burst_with_no_failure(make_acr, fake_acr, tmp_path, clock):
+    for i in range(40):
+        fake_acr.push("ci/app", f"pr-{i}", f"sha256:{i:064x}", offset=i)
+    fake_acr.push("ci/app", "main", f"sha256:{99:064x}", offset=100)
+    fake_acr.throttle(method="DELETE", times=6, retry_after=1)
+    config = make_config(
+        tmp_path,
+        registry=[
+            {
+                "name": "prod",
+                "type": "acr",
+                "login_server": fake_acr.login_server,
+                "subscription_id": fake_acr.subscription,
+                "resource_group": fake_acr.resource_group,
+                "purge_concurrency": 8,
+            }
+        ],
+    )
+    bot = build_dispatcher(config, clock=clock, registries=[make_acr()])
+    bot.ctx.roles.grant(Grant("alice", Role.CONTRIBUTOR), by="t", at=clock())
+    bot.ctx.roles.grant(Grant("bob", Role.OWNER), by="t", at=clock())
+    assert bot.handle("purge --filter 'ci/app:^pr-' --reason 'merged PRs'", user="alice").ok
+    began = time.monotonic()
+    done = bot.handle("approve 1", user="bob")
+    assert done.text == "Purge request #1 approved and done: 40 deleted, 0 skipped, 0 failed."
+    assert time.monotonic() - began >= 1  # it waited for Retry-After, did not hammer
+    assert sorted(fake_acr.state.repositories["ci/app"]) == ["main"]
+    assert fake_acr.count("DELETE", status=429) == 6
+
+
+# -- scheduled retention ------------------------------------------------------------------
+
+
+def test_retention_opens_one_request_per_slot_and_never_runs_it(make_bot, clock):
+    from bot.retention import run_due
+
+    bot = make_bot(
+        retention=[
+            {
+                "name": "nightly",
+                "schedule": "0 */6 * * *",
+                "filter": "baseimages/alpine:^3",
+                "ago": "0d",
+                "channel": "C0RETAIN",
+            }
+        ]
+    )
+    assert run_due(bot.ctx) == ["nightly: request #1"]  # the 06:00 slot (it is 09:00)
+    assert run_due(bot.ctx) == []  # taken
+    request = bot.ctx.requests.get(1)
+    assert (request.requester, request.channel, request.state.value) == (
+        "retention:nightly",
+        "C0RETAIN",
+        "pending",
+    )
+    assert request.reason == "scheduled retention `nightly`"
+    assert [i.tag for i in bot.ctx.purges.items(1)] == ["3.20", "3.19"]
+    clock.advance(hours=6)
+    assert run_due(bot.ctx) == [
+        "nightly: no request: request #1 from the previous slot is still pending"
+    ]
+    assert bot.say("bob", "approve 1").ok  # any owner approves: the bot asked, not a person
+    clock.advance(hours=6)
+    assert run_due(bot.ctx) == [
+        "nightly: no request: nothing to purge on demo with --filter baseimages/alpine:^3 "
+        "--ago 0d; no request was made"
+    ]
+    assert bot.ctx.outbox.state_of("card:1") == "pending"  # its card goes to C0RETAIN
+
+
+def test_a_bad_retention_rule_names_the_key(tmp_path):
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"retention\[0\].schedule: expected a cron schedule"):
+        make_config(
+            tmp_path,
+            retention=[{"name": "x", "schedule": "daily", "filter": "a:.*", "channel": "C1"}],
+        )
+    with pytest.raises(ConfigError, match=r"retention\[0\]: `7days` is not a duration"):
+        make_config(
+            tmp_path,
+            retention=[
+                {
+                    "name": "x",
+                    "schedule": "0 3 * * *",
+                    "filter": "a:.*",
+                    "ago": "7days",
+                    "channel": "C1",
+                }
+            ],
+        )

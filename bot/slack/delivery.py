@@ -253,7 +253,8 @@ class SlackDelivery:
         self._call(
             self.client.chat_postMessage,
             channel=request.requester,
-            text=f"Your deletion request #{request.id} ({blocks.escape(request.target)}): "
+            text=f"Your {'purge' if request.is_purge else 'deletion'} request #{request.id} "
+            f"({blocks.escape(request.target)}): "
             f"{outcome}",
         )
 
