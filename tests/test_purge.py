@@ -46,7 +46,7 @@ def test_ago_takes_acr_purge_durations(text, expected):
 
 @pytest.mark.parametrize("text", ["7days", "abc", "15", "1D", "d", "-1d", "1.5d"])
 def test_a_duration_that_does_not_parse_is_an_error_never_150_years(text):
-    with pytest.raises(UsageError, match="is not a duration|is empty"):
+    with pytest.raises(UsageError, match=r"is not a duration|is empty"):
         parse_ago(text)
 
 
@@ -219,7 +219,7 @@ def test_quorum_purge_and_roles_reread_at_approval(distribution, tmp_path, clock
 def test_a_process_killed_mid_purge_resumes_and_deletes_each_item_once(oci_bot, clock, tmp_path):
     """SIGKILL the process running the approved purge; the next start finishes the job, and
     no manifest receives a second DELETE."""
-    repo, digests = seed(oci_bot, clock, 30)
+    repo, _ = seed(oci_bot, clock, 30)
     real_time = build_dispatcher(oci_bot.config)  # the processes below run on the real clock
     assert real_time.handle(f"purge --filter '{repo}:.*' --reason x", user="alice").ok
     real_time.ctx.store.close()

@@ -10,9 +10,9 @@ import pytest
 from bot.app import build_context
 from bot.config import SlackSettings
 from bot.errors import ConfigError
+from bot.jobqueue import JobQueue
 from bot.policy import Grant, Role
 from bot.slack import jobs
-from bot.jobqueue import JobQueue
 from bot.slack.jobs import DurableSink, Job
 from bot.slack.worker import WorkerProcess
 from bot.store import Store
