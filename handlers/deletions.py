@@ -16,7 +16,7 @@ from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, OutcomeUnknown, Unsupported, UsageError
 from bot.policy import Role, Scope, allows, require
 from bot.purge_spec import totals_text
-from bot.registry import Progress, Registry, natural_key, no_progress
+from bot.registry import Progress, Registry, TagInfo, natural_key, no_progress
 from bot.replies import Reply, Table
 from bot.requests import DeletionRequest, State
 
@@ -132,7 +132,9 @@ def delete(call: Call, *, ctx: Context) -> Reply:
         raise Conflict(f"{ref.repository}:{ref.tag} points at {digest}, not {ref.digest}")
     if manifest:
         info = registry.image(ref.repository, digest)  # the manifest exists, or NotFound
-        on = registry.tags_on(ref.repository, digest, progress=call.progress)
+        on, users = blast_radius(registry, ref.repository, digest, progress=call.progress)
+        if users:
+            raise Conflict(f"{users}; nothing was requested")
         going = tuple(t.name for t in on)
         locked = sorted(t.name for t in on if t.locked)
         if info.manifest_locked:
@@ -266,7 +268,9 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
             raise Conflict(
                 f"{request.digest} is no longer in {registry.name}/{repo}; nothing was deleted"
             ) from None
-        on = registry.tags_on(repo, request.digest)
+        on, users = blast_radius(registry, repo, request.digest)
+        if users:
+            raise Conflict(f"{users}; nothing was deleted")
         extra = sorted({t.name for t in on} - set(request.tags), key=natural_key)
         if extra:
             raise Conflict(
@@ -286,6 +290,46 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
     _unless_gone(request, lambda: registry.untag(repo, request.tag), registry)
     return None
+
+
+def blast_radius(
+    registry: Registry, repository: str, digest: str, *, progress: Progress = no_progress
+) -> tuple[tuple[TagInfo, ...], str | None]:
+    """Every tag that goes with a manifest, and why it must not go at all (None: it may):
+    an image index that stays references it, or signatures/SBOMs are attached to it."""
+    if registry.can_list_manifests:
+        on = registry.tags_on(repository, digest, progress=progress)
+        manifests = registry.manifests(repository)
+        names = {m.digest: m.tags for m in manifests if digest in m.references}
+        attached = [m.digest for m in manifests if m.subject == digest]
+    else:  # one scan of the repository serves both questions
+        every = registry.all_tags(repository, progress=progress)
+        on = tuple(
+            sorted((t for t in every if t.digest == digest), key=lambda t: natural_key(t.name))
+        )
+        refs = registry.references(repository, sorted({t.digest for t in every} - {digest}))
+        names = {
+            d: tuple(t.name for t in every if t.digest == d)
+            for d, children in refs.items()
+            if digest in children
+        }
+        attached = list(registry.referrers(repository, digest))
+    short = fmt.short_digest(digest)
+    if names:
+        shown = ", ".join(
+            f"{'/'.join(tags) or '(untagged)'} ({fmt.short_digest(d)})"
+            for d, tags in list(names.items())[:3]
+        )
+        return on, (
+            f"{repository}@{short} is used by the image index {shown}: deleting it would break "
+            "that index. Delete the index first"
+        )
+    if attached:
+        return on, (
+            f"{repository}@{short} has {len(attached)} signature(s) or SBOM(s) attached "
+            f"({', '.join(fmt.short_digest(a) for a in attached[:3])}): delete them first"
+        )
+    return on, None
 
 
 def _unless_gone(request: DeletionRequest, delete: Callable[[], None], registry: Registry) -> None:

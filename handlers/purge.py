@@ -95,6 +95,9 @@ def plan(
             continue  # listed by the catalog, but gone (or empty) now
         chosen, skipped = select_tags(spec, repository, tags, now=now)
         items, more = plan_tags(repository, chosen, tags, can_untag=registry.can_untag)
+        if not registry.can_untag:  # these items delete manifests: keep what an index uses
+            items, used = _spare_index_children(registry, repository, items, tags)
+            more += used
         result.items += items
         result.skipped += skipped + more
         if spec.untagged:
@@ -103,6 +106,23 @@ def plan(
             result.items += untagged
             result.skipped += skips
     return result
+
+
+def _spare_index_children(
+    registry: Registry, repository: str, items: list[Item], tags: list[TagInfo]
+) -> tuple[list[Item], list[Skip]]:
+    """Drop the items whose manifest an image index that stays references (deleting it would
+    break the index); the index digests' references are cached digest facts."""
+    going = {i.digest for i in items}
+    refs = registry.references(repository, sorted({t.digest for t in tags}))
+    used = {child for parent, children in refs.items() if parent not in going for child in children}
+    kept = [i for i in items if i.digest not in used]
+    skipped = [
+        Skip(repository, i.label, "an image index that stays uses it")
+        for i in items
+        if i.digest in used
+    ]
+    return kept, skipped
 
 
 def _untagged(

@@ -115,3 +115,39 @@ def test_corrupt_index_is_reported_not_raised_as_a_traceback(registry):
     (registry.root / "webserver/nginx/index.json").write_text("{not json")
     with pytest.raises(Conflict, match=r"index\.json is unreadable"):
         registry.all_tags("webserver/nginx")
+
+
+def test_rewrites_keep_file_modes_and_new_blobs_are_readable(registry):
+    """A deletion used to turn index.json 0644 into 0600 (mkstemp), locking skopeo out."""
+    import stat
+
+    index = registry.root / "baseimages/alpine/index.json"
+    index.chmod(0o644)
+    registry.untag("baseimages/alpine", "3.19")
+    assert stat.S_IMODE(index.stat().st_mode) == 0o644
+    index.chmod(0o664)
+    registry.untag("baseimages/alpine", "3.20")
+    assert stat.S_IMODE(index.stat().st_mode) == 0o664
+    blobs = list((registry.root / "baseimages/alpine/blobs/sha256").iterdir())
+    assert {stat.S_IMODE(b.stat().st_mode) & 0o044 for b in blobs} == {0o044}  # world-readable
+
+
+def test_gc_reclaims_unreferenced_blobs_and_never_a_referenced_one(registry):
+    from handlers.registries.oci_layout import make_layer
+
+    shared = make_layer({"etc/shared": b"shared\n"})
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}
+    a = registry.push(
+        "gc/app", "a", config={**config, "x": 1}, layers=[shared, make_layer({"a": b"a"})]
+    )
+    registry.push("gc/app", "b", config={**config, "x": 2}, layers=[shared])
+    blobs = registry.root / "gc/app/blobs/sha256"
+    before = {p.name for p in blobs.iterdir()}
+    registry.delete_manifest("gc/app", a)
+    removed = registry.gc("gc/app", grace=0)
+    after = {p.name for p in blobs.iterdir()}
+    assert len(removed) == 2  # a's config and its own layer (its manifest went at once)
+    assert before - after == {d[7:] for d in removed} | {a[7:]}
+    assert [t.name for t in registry.all_tags("gc/app")] == ["b"]
+    info = registry.image("gc/app", "b")  # b is whole: its manifest, config and layers remain
+    assert info.size > 0 and registry.gc("gc/app", grace=0) == []

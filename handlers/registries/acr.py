@@ -346,6 +346,20 @@ class AcrRegistry:
 
         return self._call(listing, what=repository, missing=f"no repository `{repository}`")
 
+    def references(self, repository: str, digests: list[str]) -> dict[str, tuple[str, ...]]:
+        found = {}
+        for digest in set(digests):
+            info = self._call(
+                lambda d=digest: self._with_body(repository, ManifestInfo(digest=d)),
+                what=f"{repository}@{digest}",
+            )
+            if info.references:
+                found[digest] = info.references
+        return found
+
+    def referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+        return tuple(m.digest for m in self.manifests(repository) if m.subject == digest)
+
     def _with_body(self, repository: str, info: ManifestInfo) -> ManifestInfo:
         try:
             result = self._data.get_manifest(repository, info.digest)

@@ -223,6 +223,31 @@ class OciRegistry(NoLocks, NoAdminUser):
     def tag_locked(self, repository: str, tag: str) -> bool:
         return False  # the distribution API has no locks
 
+    def references(self, repository: str, digests: list[str]) -> dict[str, tuple[str, ...]]:
+        """From the digest facts (cached: what an index references never changes)."""
+        facts = self._facts_for(repository, digests)
+        return {d: f.references for d, f in facts.items() if f.references}
+
+    def referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+        """GET /v2/<repo>/referrers/<digest> (OCI 1.1); a registry without it (distribution
+        2.8 answers 404) has none to report."""
+        try:
+            response = self._request(
+                "GET",
+                f"/v2/{repository}/referrers/{digest}",
+                headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+                what=f"{repository}@{digest} referrers",
+                missing="no referrers API",
+            )
+        except (NotFound, RegistryError):
+            return ()
+        manifests = _json(response).get("manifests") or []
+        return tuple(
+            m["digest"]
+            for m in manifests
+            if isinstance(m, dict) and isinstance(m.get("digest"), str)
+        )
+
     # -- writing ---------------------------------------------------------------------------
 
     def untag(self, repository: str, tag: str) -> None:

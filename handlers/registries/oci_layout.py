@@ -47,6 +47,7 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 LOCK_FILE = ".acrbot.lock"
+GC_GRACE = 60.0  # seconds a new blob is safe from gc (a writer may not have referenced it yet)
 
 
 class OciLayoutRegistry(NoAdminUser):
@@ -191,9 +192,52 @@ class OciLayoutRegistry(NoAdminUser):
             if locked:
                 raise Conflict(f"{self.name}: {repository} tag(s) {', '.join(locked)} are locked")
             index["manifests"] = [d for d in index["manifests"] if d["digest"] != digest]
-        # The index no longer names it: removing the blob now cannot corrupt the layout.
-        with contextlib.suppress(FileNotFoundError):
-            self._blob_path(repository, digest).unlink()
+        self.gc(repository, deleted=digest)
+
+    def gc(
+        self, repository: str, *, grace: float = GC_GRACE, deleted: str | None = None
+    ) -> list[str]:
+        """Remove the blobs no remaining manifest or index references; return their digests.
+
+        Walks index.json and every manifest and index it reaches (configs, layers, children,
+        a referrer's subject is not followed: it is not owned). A blob younger than ``grace``
+        seconds is kept: a writer (skopeo copy) may not have referenced it yet; the manifest
+        just ``deleted`` goes at once, unless something still references it.
+        """
+        import time
+
+        root = self._repo_path(repository)
+        with open(root / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            index = self._read_index(repository)
+            keep: set[str] = set()
+            todo = [d["digest"] for d in index["manifests"] if isinstance(d.get("digest"), str)]
+            while todo:
+                digest = todo.pop()
+                if digest in keep:
+                    continue
+                keep.add(digest)
+                body = self._read_json_blob(repository, digest) or {}
+                parts = [
+                    body.get("config"),
+                    *(body.get("layers") or []),
+                    *(body.get("manifests") or []),
+                ]
+                todo += [
+                    p["digest"]
+                    for p in parts
+                    if isinstance(p, dict) and isinstance(p.get("digest"), str)
+                ]
+            removed = []
+            now = time.time()
+            for blob in (root / "blobs" / "sha256").glob("*"):
+                digest = f"sha256:{blob.name}"
+                if digest in keep or (digest != deleted and now - blob.stat().st_mtime < grace):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    blob.unlink()
+                    removed.append(digest)
+            return removed
 
     def set_lock(
         self, repository: str, reference: str, *, delete: bool | None, write: bool | None
@@ -219,6 +263,22 @@ class OciLayoutRegistry(NoAdminUser):
                         notes.pop(key, None)
                 if not notes:
                     desc.pop("annotations")
+
+    def references(self, repository: str, digests: list[str]) -> dict[str, tuple[str, ...]]:
+        found = {}
+        for digest in set(digests):
+            body = self._read_json_blob(repository, digest) or {}
+            children = tuple(
+                m["digest"]
+                for m in body.get("manifests") or []
+                if isinstance(m, dict) and isinstance(m.get("digest"), str)
+            )
+            if children:
+                found[digest] = children
+        return found
+
+    def referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+        return tuple(m.digest for m in self.manifests(repository) if m.subject == digest)
 
     def manifests(self, repository: str) -> list[ManifestInfo]:
         """Every manifest of the layout with its tags, read from index.json and the blobs."""
@@ -279,6 +339,21 @@ class OciLayoutRegistry(NoAdminUser):
         manifest_desc = self._write_blob(repository, MANIFEST_TYPE, _canonical(manifest))
         self._point(repository, tag, manifest_desc)
         return manifest_desc["digest"]
+
+    def push_index(self, repository: str, tag: str, children: list[str]) -> str:
+        """Write an image index over manifests already in the repository and tag it (the
+        demo and tests' multi-arch image); return its digest."""
+        index = self._read_index(repository)
+        descs = []
+        for child in children:
+            found = [d for d in index["manifests"] if d["digest"] == child]
+            if not found:
+                raise NotFound(f"{self.name}: {repository} has no manifest {child}")
+            descs.append({k: v for k, v in found[0].items() if k != "annotations"})
+        body = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": descs}
+        desc = self._write_blob(repository, INDEX_TYPE, _canonical(body))
+        self._point(repository, tag, desc)
+        return desc["digest"]
 
     def add_tag(self, repository: str, tag: str, digest: str) -> None:
         """Point ``tag`` at a manifest already in the repository (like `docker tag` + push)."""
@@ -380,10 +455,27 @@ def _canonical(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``.
+
+    The new file keeps the old one's mode and owner (mkstemp makes it 0600, which would lock
+    other users' tools, such as skopeo, out of the layout); a new file gets the usual
+    0666 & ~umask.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        try:
+            old = os.stat(path)
+        except FileNotFoundError:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        else:
+            os.fchmod(fd, old.st_mode & 0o7777)
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, old.st_uid, old.st_gid)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
