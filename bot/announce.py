@@ -41,6 +41,19 @@ class Announcer:
                 {"request": request.id, "approver": approver, "line": "approved"},
                 after=card,
             )
+        elif event.startswith("void:"):
+            who = event.split(":", 1)[1]
+            self.outbox.put(
+                f"line:{request.id}:void:{who}:{len(request.approvals)}",
+                LINE,
+                {
+                    "request": request.id,
+                    "line": "text",
+                    "text": f"{who}'s approval no longer counts: they no longer hold the role "
+                    "that approved it. The request waits for another approval.",
+                },
+                after=card,
+            )
         elif event == "final":
             state = request.state.value
             self.outbox.put(

@@ -116,6 +116,7 @@ def build_context(
     clock: Clock = utc_now,
     registries: list[Registry] | None = None,
     groups_of: Callable[[str], Any] | None = None,
+    members_of: Callable[[str], Any] | None = None,
 ) -> Context:
     """Open the database and build one client per registry, once, to share."""
     store = Store(config.database)
@@ -140,7 +141,11 @@ def build_context(
     return Context(
         config=config,
         store=store,
-        roles=RoleTable(store, groups_of=groups_of),
+        roles=RoleTable(
+            store,
+            groups_of=groups_of,
+            members_of=members_of if members_of is not None else static_members(config),
+        ),
         audit=audit,
         requests=requests,
         registries=Registries(registries),
@@ -158,6 +163,16 @@ def static_groups(config: Config) -> Callable[[str], list[str]]:
         return [name for name, members in config.groups.items() if user in members]
 
     return groups_of
+
+
+def static_members(config: Config) -> Callable[[str], list[str] | None]:
+    """Members of a [groups] group; None for a principal that is not one."""
+
+    def members_of(principal: str) -> list[str] | None:
+        members = config.groups.get(principal)
+        return None if members is None else list(members)
+
+    return members_of
 
 
 def build_dispatcher(config: Config, **kwargs: Any) -> Dispatcher:

@@ -143,9 +143,14 @@ class Audit:
         last: int = 20,
         actor: str | None = None,
         request_id: int | None = None,
+        before: int | None = None,
     ) -> list[AuditEntry]:
-        """The newest ``last`` rows matching the filters, oldest first."""
+        """The newest ``last`` rows matching the filters (older than id ``before``), oldest
+        first."""
         where, params = [], []
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
         if actor is not None:
             where.append("actor = ?")
             params.append(actor)

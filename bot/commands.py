@@ -16,7 +16,6 @@ from bot.policy import Role, Scope
 from bot.references import parse_image, shorten, validate_digest, validate_repository
 
 _REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Slack sends mentions as <@U123> or <@U123|name>, user groups as <!subteam^S123|@name>.
 _SLACK_USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _SLACK_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
@@ -34,16 +33,35 @@ def registry_or_all(value: str) -> str:
     return value if value == "*" else registry_name(value)
 
 
+_SLACK_ID = re.compile(r"[UWS][A-Z0-9]{1,20}")
+_LOCAL_ID = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,63}")
+
+
+def canonical_id(value: str) -> str:
+    """The one form a user or group id takes everywhere (grants, requests, approvals):
+    Slack ids as Slack writes them (`U0123ABC`, `W…`, groups `S…`); any other id (console,
+    notebook) trimmed and lower-cased, so `Alice` and `alice` are one person and cannot
+    approve each other's requests. Empty ids, spaces inside, control characters: refused."""
+    text = value.strip()
+    if _SLACK_ID.fullmatch(text):
+        return text
+    text = text.lower()
+    if not _LOCAL_ID.fullmatch(text):
+        shown = shorten(value, 30) if value.strip() else "(empty)"
+        raise UsageError(
+            f"`{shown}` is not a user or group id: use a Slack id (U0123ABC) or a login name "
+            "(letters, digits, . _ @ + -)"
+        )
+    return text
+
+
 def principal(value: str) -> str:
     """A user or group id; Slack mentions are reduced to their id."""
     for pattern in (_SLACK_USER, _SLACK_GROUP):
         match = pattern.fullmatch(value)
         if match:
             return match.group(1)
-    value = value.removeprefix("@")
-    if not _PRINCIPAL.fullmatch(value):
-        raise UsageError(f"`{shorten(value, 30)}` is not a user or group id")
-    return value
+    return canonical_id(value.removeprefix("@"))
 
 
 def role(value: str) -> Role:

@@ -486,5 +486,11 @@ def _groups(table: Any) -> dict[str, tuple[str, ...]]:
     for name, members in table.items():
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise ConfigError(f"groups.{name}: expected a list of user ids")
-        groups[name] = tuple(members)
+        from bot.commands import canonical_id
+        from bot.errors import UsageError
+
+        try:
+            groups[canonical_id(name)] = tuple(canonical_id(m) for m in members)
+        except UsageError as exc:
+            raise ConfigError(f"groups.{name}: {exc}") from None
     return groups

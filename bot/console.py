@@ -8,10 +8,13 @@ the chat it was.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import TextIO
 
+from bot.commands import canonical_id
 from bot.dispatch import Dispatcher
+from bot.errors import UsageError
 from bot.progress_bar import ProgressBar
 from bot.render_text import render
 
@@ -52,7 +55,12 @@ def run_console(
             if word in ("q", "quit", "exit"):
                 return failures
             if word == "as" and rest.strip():
-                user = rest.strip().removeprefix("@")
+                try:
+                    words = shlex.split(rest)  # `:as "bob"` is bob, not "bob" with quotes
+                    user = canonical_id(" ".join(words).removeprefix("@"))
+                except (ValueError, UsageError) as exc:
+                    print(f"error: {exc}", file=stdout)
+                    continue
                 print(f"(now acting as {user})", file=stdout)
             elif word == "whoami":
                 print(f"(acting as {user})", file=stdout)

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from bot.commands import COMMANDS, needs, scope
+from bot.commands import COMMANDS, canonical_id, needs, scope
 from bot.context import Call, Context
 from bot.errors import PermissionDenied, UsageError, UserError
 from bot.grammar import ParsedCommand, parse
@@ -58,6 +58,10 @@ class Dispatcher:
         """
         command: ParsedCommand | None = None
         call: Call | None = None
+        try:
+            user = canonical_id(user)
+        except UsageError as exc:
+            return error(str(exc))  # nobody to audit as: the id itself is the problem
         try:
             self._expire_due()
             command = parse(text, COMMANDS)

@@ -280,6 +280,7 @@ class NoAdminUser:
 
     name: str
     kind: str
+    has_admin = False
 
     def _no_admin(self) -> Unsupported:
         return Unsupported(f"{self.name} ({self.kind}) has no admin user or credentials to manage")

@@ -115,6 +115,7 @@ class ApprovalResult:
 
     request: DeletionRequest
     executed: bool
+    withdrawn: tuple[str, ...] = ()  # earlier approvals that no longer counted
 
 
 Executor = Callable[[DeletionRequest], str | None]  # returns a note for the outcome, if any
@@ -331,11 +332,15 @@ class Requests:
         authorize: Authorizer,
         execute: Executor,
         origin: str | None = None,
+        still_counts: Callable[[str], bool] | None = None,
     ) -> ApprovalResult:
         """Record one approval; when it completes the quorum, run ``execute`` exactly once.
 
         The same ``origin`` (a job run again after a crash) finds its approval recorded and
-        gets the request as it stands, instead of "you already approved".
+        gets the request as it stands, instead of "you already approved". Before the quorum
+        is counted, every earlier approval must still be backed by a current role
+        (``still_counts``): one whose approver lost the role is withdrawn (audited, and
+        announced) and the request waits for another.
         """
         now = self._clock()
         if origin is not None:
@@ -368,7 +373,27 @@ class Requests:
                     "origin": origin,
                 }
             )
-            count = len(request.approvals) + 1
+            void = [
+                a.approver
+                for a in request.approvals
+                if still_counts is not None and not still_counts(a.approver)
+            ]
+            for who in void:
+                db.execute(
+                    "delete from approvals where request_id = ? and approver = ?",
+                    [request_id, who],
+                )
+                self._audit.append(
+                    actor="acrbot",
+                    action="request.approval_void",
+                    target=request.target,
+                    request_id=request_id,
+                    outcome="withdrawn",
+                    error=f"{who} no longer holds the role that approved it",
+                    at=now,
+                )
+                self._tell(request_id, f"void:{who}")
+            count = len(request.approvals) - len(void) + 1
             self._audit.append(
                 actor=approver,
                 action="request.approve",
@@ -393,8 +418,12 @@ class Requests:
             if not won:
                 self._tell(request_id, f"approved:{approver}")
         if not won:
-            return ApprovalResult(request=self.get(request_id), executed=False)
-        return ApprovalResult(request=self._execute(request_id, execute), executed=True)
+            return ApprovalResult(
+                request=self.get(request_id), executed=False, withdrawn=tuple(void)
+            )
+        return ApprovalResult(
+            request=self._execute(request_id, execute), executed=True, withdrawn=tuple(void)
+        )
 
     def deny(
         self,

@@ -11,14 +11,28 @@ from bot.store import Store
 
 # Returns the group ids a user belongs to (Slack user groups, or static groups from config).
 GroupResolver = Callable[[str], Iterable[str]]
+# Returns a group's members, or None when the principal is not a group (it is a user).
+MemberResolver = Callable[[str], Iterable[str] | None]
 
 
 class RoleTable:
     """The role table: grants of a role to a user or user group on a registry/repo glob."""
 
-    def __init__(self, store: Store, *, groups_of: GroupResolver | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        groups_of: GroupResolver | None = None,
+        members_of: MemberResolver | None = None,
+    ) -> None:
         self._store = store
         self._groups_of = groups_of or (lambda _user: ())
+        self._members_of = members_of or (lambda _principal: None)
+
+    def reaches_someone(self, principal: str) -> bool:
+        """A user, or a group with at least one member: a grant that someone can use."""
+        members = self._members_of(principal)
+        return members is None or any(True for _ in members)
 
     def principals(self, user: str) -> list[str]:
         """The user id followed by the ids of the groups the user is in."""

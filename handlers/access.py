@@ -19,9 +19,18 @@ def _table(grants: list[Grant]) -> Table:
 def roles(call: Call, *, ctx: Context) -> Reply:
     """Your roles, or (for anyone with a role) another user's."""
     user = call.args["user"] or call.user
+    grants = ctx.roles.grants_for(user)
     if user != call.user:
         require(call.grants, READ, Scope.ANYWHERE, action="roles USER")
-    grants = ctx.roles.grants_for(user)
+        # Another user's grants only where the caller has a role: a reader of one registry
+        # learns nothing about the others.
+        mine = call.grants
+        grants = [
+            g
+            for g in grants
+            if any(m.registry == ALL for m in mine)
+            or (g.registry != ALL and any(m.covers_registry(g.registry) for m in mine))
+        ]
     text = f"{user} has {len(grants)} role{'' if len(grants) == 1 else 's'}" + (
         ":" if grants else "."
     )
@@ -58,12 +67,16 @@ def grant(call: Call, *, ctx: Context) -> Reply:
 
 def revoke(call: Call, *, ctx: Context) -> Reply:
     old = _requested(call)
+    # Owners that someone can act as: a group with no members owns nothing in practice.
     owners_of_all = [
         g
         for g in ctx.roles.all_grants()
-        if g.role is Role.OWNER and g.registry == ALL and g.repositories == ALL
+        if g.role is Role.OWNER
+        and g.registry == ALL
+        and g.repositories == ALL
+        and ctx.roles.reaches_someone(g.principal)
     ]
-    if owners_of_all == [old]:
+    if old in owners_of_all and owners_of_all == [old]:
         raise Conflict(
             f"{old.principal} is the last owner of everything; grant another owner "
             "first, or nobody could grant roles again"

@@ -2,14 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from bot.audit import AuditEntry
+from bot.commands import OWN
 from bot.context import Call, Context
+from bot.errors import NotFound
+from bot.policy import ALL, Scope, allows
 from bot.replies import Reply, Table
 
 
+def _reader(call: Call, ctx: Context) -> Callable[[AuditEntry], bool]:
+    if any(
+        g.registry == ALL and g.repositories == ALL and g.role.value == "owner" for g in call.grants
+    ):
+        return lambda entry: True
+    cache: dict[int, bool] = {}
+
+    def owns(registry: str, repository: str | None) -> bool:
+        return allows(call.grants, OWN, Scope.REPOSITORY, registry=registry, repository=repository)
+
+    def allowed(entry: AuditEntry) -> bool:
+        if entry.actor == call.user:
+            return True
+        if entry.request_id:
+            if entry.request_id not in cache:
+                try:
+                    request = ctx.requests.get(entry.request_id)
+                    cache[entry.request_id] = all(
+                        owns(request.registry, r) for r in request.repositories
+                    )
+                except NotFound:
+                    cache[entry.request_id] = False
+            return cache[entry.request_id]
+        target = entry.target.split(" on ", 1)[-1]  # grant rows: "who role on reg/glob"
+        registry, _, rest = target.partition("/")
+        if not rest:
+            return False  # not about one repository: for owners of everything only
+        repository = rest.split("@", 1)[0].rsplit(":", 1)[0]
+        return (
+            owns(registry, repository)
+            if "*" not in repository
+            else owns(registry, None)
+            and all(g.repositories == ALL for g in call.grants if g.registry in (registry, ALL))
+        )
+
+    return allowed
+
+
 def audit(call: Call, *, ctx: Context) -> Reply:
-    entries = ctx.audit.entries(
-        last=call.args["last"] or 20, actor=call.args["user"], request_id=call.args["request"]
-    )
+    """The newest entries the caller may read: an owner of everything reads every row; an
+    owner of some repositories reads the rows about those (and their own)."""
+    last = call.args["last"] or 20
+    allowed = _reader(call, ctx)
+    entries: list[AuditEntry] = []
+    before = None
+    while len(entries) < last:  # filter newest first, in batches, until the page is full
+        batch = ctx.audit.entries(
+            last=500, actor=call.args["user"], request_id=call.args["request"], before=before
+        )
+        if not batch:
+            break
+        entries = [e for e in batch if allowed(e)][-(last - len(entries)) :] + entries
+        before = batch[0].id
     rows = tuple(
         (
             str(e.id),

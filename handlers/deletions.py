@@ -380,8 +380,30 @@ def reconcile(ctx: Context, request: DeletionRequest) -> str | None:
     return execute(ctx, request)
 
 
+def readable(call: Call, ctx: Context, request_id: int) -> DeletionRequest:
+    """The request, if the caller may read it (its requester, or a reader of every repository
+    it touches); otherwise "no such request", so that nothing about it leaks."""
+    request = ctx.requests.get(request_id)
+    if request.requester == call.user or all(
+        allows(call.grants, READ, Scope.REPOSITORY, registry=request.registry, repository=r)
+        for r in request.repositories
+    ):
+        return request
+    raise NotFound(f"there is no request #{request_id}")
+
+
 def approve(call: Call, *, ctx: Context) -> Reply:
     """Approve; the approval that completes the quorum runs the deletion, once."""
+    readable(call, ctx, call.args["id"])
+
+    def still_counts(approver: str) -> bool:
+        request = ctx.requests.get(call.args["id"])
+        grants = ctx.roles.grants_for(approver)
+        return all(
+            allows(grants, OWN, Scope.REQUEST, registry=request.registry, repository=r)
+            for r in request.repositories
+        )
+
     result = ctx.requests.approve(
         call.args["id"],
         approver=call.user,
@@ -389,9 +411,18 @@ def approve(call: Call, *, ctx: Context) -> Reply:
         authorize=_authorizer(call, ctx, OWN, "approve"),
         execute=lambda request: execute(ctx, request, call.progress),
         origin=call.origin,
+        still_counts=still_counts,
     )
     request = result.request
-    return _reply(approval_text(request), request, ok=request.state is not State.FAILED)
+    text = approval_text(request)
+    if result.withdrawn:
+        who = ", ".join(result.withdrawn)
+        text += (
+            f" ({who}'s earlier approval no longer counts: no longer an owner there.)"
+            if len(result.withdrawn) == 1
+            else f" (earlier approvals by {who} no longer count: no longer owners there.)"
+        )
+    return _reply(text, request, ok=request.state is not State.FAILED)
 
 
 def approval_text(request: DeletionRequest) -> str:
@@ -419,13 +450,7 @@ def approval_text(request: DeletionRequest) -> str:
 
 def show_request(call: Call, *, ctx: Context) -> Reply:
     """One request in full: its facts, and for a purge every item with its state (paged)."""
-    request = ctx.requests.get(call.args["id"])
-    may_read = request.requester == call.user or all(
-        allows(call.grants, READ, Scope.REPOSITORY, registry=request.registry, repository=r)
-        for r in request.repositories
-    )
-    if not may_read:
-        raise NotFound(f"there is no request #{request.id}")  # says nothing it should not
+    request = readable(call, ctx, call.args["id"])
     reply = _reply(f"Request #{request.id} ({request.action}): {request.state.value}", request)
     if not request.is_purge:
         return reply
@@ -475,6 +500,7 @@ def recover(ctx: Context) -> list[DeletionRequest]:
 
 
 def deny(call: Call, *, ctx: Context) -> Reply:
+    readable(call, ctx, call.args["id"])
     request = ctx.requests.deny(
         call.args["id"],
         user=call.user,
@@ -488,5 +514,6 @@ def deny(call: Call, *, ctx: Context) -> Reply:
 def cancel(call: Call, *, ctx: Context) -> Reply:
     request_id = call.args["id"]
     require(call.grants, CONTRIBUTE, Scope.ANYWHERE, action="cancel")
+    readable(call, ctx, request_id)
     request = ctx.requests.cancel(request_id, user=call.user, origin=call.origin)
     return _reply(f"Request #{request.id} cancelled.", request)

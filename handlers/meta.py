@@ -9,11 +9,21 @@ from bot.grammar import CommandSpec, unknown_command_message
 from bot.policy import Scope, allows
 from bot.replies import Reply, Table
 
+ADMIN_COMMANDS = ("rotate", "admin")
 
-def may_run_somewhere(call: Call, name: str) -> bool:
+
+def may_run_somewhere(call: Call, name: str, ctx: Context) -> bool:
+    """Whether `help` should list ``name``: the caller holds a role that runs it somewhere,
+    where the command needs it (registry-wide commands: a grant on every repository), and a
+    configured registry can do it at all."""
     spec = COMMANDS[name]
+    if name in ADMIN_COMMANDS and not any(getattr(r, "has_admin", False) for r in ctx.registries):
+        return False
+    where = scope(spec)
+    if where is Scope.NONE:
+        return True
     return allows(
-        call.grants, any_needs(spec), Scope.NONE if scope(spec) is Scope.NONE else Scope.ANYWHERE
+        call.grants, any_needs(spec), Scope.REGISTRY if where is Scope.REGISTRY else Scope.ANYWHERE
     )
 
 
@@ -21,7 +31,7 @@ def help_command(call: Call, *, ctx: Context) -> Reply:
     """List the commands the caller may run, or explain one command."""
     name = call.args["command"]
     if name is None:
-        specs = [s for s in COMMAND_LIST if may_run_somewhere(call, s.name)]
+        specs = [s for s in COMMAND_LIST if may_run_somewhere(call, s.name, ctx)]
         rows = tuple((s.usage, s.summary) for s in specs)
         return Reply(
             text="Commands you can run (`help COMMAND` for details):",

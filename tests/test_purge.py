@@ -210,6 +210,7 @@ def test_quorum_purge_and_roles_reread_at_approval(distribution, tmp_path, clock
         assert bot.ctx.requests.get(1).required == 2  # purge defaults to delete_manifest's
         first = bot.handle("approve 1", user="bob")
         assert first.text == "Approval recorded for request #1; 1 more needed."
+        bot.ctx.roles.grant(Grant("erin", Role.READER), by="t", at=clock())
         bot.ctx.roles.revoke(Grant("erin", Role.OWNER))
         assert bot.handle("approve 1", user="erin").text.startswith("`approve` needs owner")
     finally:

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 
+from bot.policy import Grant, Role
 from bot.requests import State
 from tests.conftest import CountingRegistry
 
@@ -103,6 +104,7 @@ def test_done_request_cannot_run_again(bot):
 def test_approval_rechecks_the_role_at_decision_time(bot):
     bot.say("alice", REQUEST)
     bot.grant("olga", "owner")
+    bot.grant("olga", "reader")
     bot.say("erin", "revoke olga owner --registry '*'")
     assert bot.say("olga", "approve 1").text.startswith("`approve` needs owner")
     assert bot.ctx.requests.get(1).approvals == ()
@@ -111,9 +113,8 @@ def test_approval_rechecks_the_role_at_decision_time(bot):
 def test_owner_of_other_repositories_cannot_approve(bot):
     bot.grant("tom", "owner", registry="demo", repositories="testimages/*")
     bot.say("alice", REQUEST)
-    assert bot.say("tom", "approve 1").text == (
-        "`approve` needs owner on demo/baseimages/fedora; you have owner on demo/testimages/*."
-    )
+    # tom may not read baseimages: he does not even learn that the request exists
+    assert bot.say("tom", "approve 1").text == "there is no request #1"
 
 
 @pytest.mark.parametrize("required", [1, 2])
@@ -234,3 +235,42 @@ def test_requests_lists_pending_mine_and_all(bot):
     assert [row[0] for row in bot.say("carol", "requests").table.rows] == ["#1"]
     assert [row[0] for row in bot.say("alice", "requests --mine").table.rows] == ["#2", "#1"]
     assert [row[1] for row in bot.say("carol", "requests --all").table.rows] == ["done", "pending"]
+
+
+def test_an_approval_whose_approver_lost_the_role_no_longer_counts(make_bot):
+    """Quorum 2: frank approves, frank's owner role is revoked, erin approves: not done."""
+    bot = make_bot(
+        users={"alice": "contributor", "frank": "owner", "erin": "owner", "bob": "owner"},
+        approvals={"delete": 2},
+    )
+    assert bot.say("alice", "delete baseimages/fedora:24 --reason eol").ok
+    assert bot.say("frank", "approve 1").text == "Approval recorded for request #1; 1 more needed."
+    bot.ctx.roles.revoke(Grant("frank", Role.OWNER))
+    reply = bot.say("erin", "approve 1")
+    assert reply.text == (
+        "Approval recorded for request #1; 1 more needed. (frank's earlier approval no longer "
+        "counts: no longer an owner there.)"
+    )
+    assert [a.approver for a in bot.ctx.requests.get(1).approvals] == ["erin"]
+    assert bot.ctx.audit.entries(last=10, request_id=1)[-3].action == "request.approval_void"
+    assert bot.say("bob", "approve 1").text.startswith("Request #1 approved and done")
+
+
+def test_user_ids_have_one_canonical_form(make_bot):
+    bot = make_bot(users={"alice": "contributor", "bob": "owner"})
+    assert bot.say("Alice", "delete baseimages/fedora:24 --reason eol").ok  # Alice is alice
+    assert bot.say("alice ", "approve 1").text == (
+        "you cannot approve request #1: you made it (separation of duties)"
+    )
+    assert bot.say("", "whoami").text.startswith("`(empty)` is not a user or group id")
+    assert bot.say("bob\nsmith", "whoami").text.startswith("`bob?smith` is not a user or group id")
+    assert bot.say("BOB", "approve 1").ok
+
+
+def test_the_last_owner_guard_ignores_an_empty_group(make_bot):
+    bot = make_bot(users={"root": "owner"}, groups={"nobody-here": []})
+    assert bot.say("root", "grant nobody-here owner --registry '*'").ok
+    assert bot.say("root", "revoke root owner --registry '*'").text == (
+        "root is the last owner of everything; grant another owner first, or nobody could "
+        "grant roles again"
+    )

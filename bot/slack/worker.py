@@ -25,7 +25,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot import redaction
-from bot.app import build_dispatcher, configure_logging, static_groups
+from bot.app import build_dispatcher, configure_logging, static_groups, static_members
 from bot.archive import Shipper
 from bot.config import Config, SlackSettings
 from bot.errors import BotError, ConfigError
@@ -58,8 +58,14 @@ class SlackWorker:
         self.client = WebClient(token=settings.bot_token, base_url=settings.api_url)
         self.groups = SlackGroups(self.client)
         static = static_groups(config)
+        members = static_members(config)
         dispatcher = build_dispatcher(
-            config, groups_of=lambda user: [*static(user), *self.groups.groups_of(user)], **context
+            config,
+            groups_of=lambda user: [*static(user), *self.groups.groups_of(user)],
+            members_of=lambda principal: (
+                self.groups.members(principal) if is_usergroup(principal) else members(principal)
+            ),
+            **context,
         )
         self.groups.candidates = lambda: dispatcher.ctx.roles.principal_ids(is_usergroup)
         self.work = SlackWork(dispatcher, client=self.client)

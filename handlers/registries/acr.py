@@ -83,6 +83,7 @@ class AcrRegistry:
     can_list_manifests = True
     can_lock = True
     write_grace = 125.0  # azure-core's default read timeout is 60 s
+    has_admin = True  # the admin user and its two passwords (admin, rotate)
 
     def __init__(
         self,
