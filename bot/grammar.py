@@ -23,6 +23,9 @@ from bot.references import shorten
 MAX_LINE = 4000
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Bidi overrides and isolates (U+202A–202E, 2066–2069) make text display in another order
+# than it reads (a reason that hides what it says); zero-width characters hide in names.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 Converter = Callable[[str], Any]
 
@@ -98,6 +101,7 @@ def tokenize(text: str) -> list[str]:
     if len(text) > MAX_LINE:
         raise UsageError(f"command is too long ({len(text)} characters; the limit is {MAX_LINE})")
     cleaned = _CONTROL.sub(" ", text.replace("\t", " ")).translate(_SMART_QUOTES)
+    cleaned = _INVISIBLE.sub("", cleaned)
     try:
         return shlex.split(cleaned, posix=True)
     except ValueError:
@@ -149,10 +153,11 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
             else:
                 if has_inline:
                     value = inline
-                elif i + 1 < len(words):
+                elif i + 1 < len(words) and words[i + 1].split("=", 1)[0].lower() not in by_flag:
                     i += 1
                     value = words[i]
                 else:
+                    # `--reason --manifest`: the next word is another option, not a value
                     raise UsageError(f"option `{param.flag}` needs a value", usage=spec.usage)
                 converted = _convert(spec, param, value)
                 if param.repeat:

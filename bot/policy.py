@@ -109,7 +109,7 @@ def require(
         return
     roles = " or ".join(sorted(needs))
     if scope is Scope.ANYWHERE:
-        where = "somewhere"
+        where = "any registry"
     elif scope is Scope.REGISTRY:
         where = f"all of {registry}"
     elif scope is Scope.SOME_REPOSITORY:

@@ -90,6 +90,8 @@ def parse_image(text: str, *, default_tag: str | None = None) -> ImageRef:
     if colon > last_slash:
         rest, tag = rest[:colon], rest[colon + 1 :]
         validate_tag(tag)
+    elif ":" in rest:  # `repo:../../x`: the colon is before a slash, so this is no repository
+        validate_tag(rest.split(":", 1)[1])
     validate_repository(rest)
     if tag is None and digest is None:
         if default_tag is None:

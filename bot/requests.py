@@ -507,7 +507,7 @@ class Requests:
                 f"{request.expires_at:%Y-%m-%d %H:%M} UTC; it cannot change now"
             )
         if request.state is not State.PENDING:
-            raise Conflict(f"request #{request_id} is {_describe(request)}; it cannot change now")
+            raise Conflict(f"request #{request_id} {_describe(request)}; it cannot change now")
         return request
 
     def _expire_if_due(self, request_id: int, now: datetime) -> None:
@@ -687,11 +687,17 @@ class Requests:
 
 
 def _describe(request: DeletionRequest) -> str:
+    """`has expired (at …)`, `was denied by bob`, `has failed`, `is done`: said as a person
+    would."""
     if request.state is State.EXPIRED:
-        return f"expired (at {request.expires_at:%Y-%m-%d %H:%M} UTC)"
+        return f"has expired (at {request.expires_at:%Y-%m-%d %H:%M} UTC)"
     if request.state in (State.DENIED, State.CANCELLED) and request.decided_by:
-        return f"{request.state.value} by {request.decided_by}"
-    return request.state.value
+        return f"was {request.state.value} by {request.decided_by}"
+    if request.state is State.FAILED:
+        return "has failed"
+    if request.state is State.EXECUTING:
+        return "is being carried out"
+    return f"is {request.state.value}"
 
 
 def _iso(value: datetime) -> str:

@@ -179,7 +179,7 @@ def delete(call: Call, *, ctx: Context) -> Reply:
     need = request.required
     return _reply(
         f"Request #{request.id} created: waiting for {need} approval"
-        f"{'' if need == 1 else 's'} from an owner (not you).",
+        f"{'' if need == 1 else 's'} from {'an owner' if need == 1 else 'owners'} (not you).",
         request,
     )
 
@@ -187,7 +187,7 @@ def delete(call: Call, *, ctx: Context) -> Reply:
 def list_requests(call: Call, *, ctx: Context) -> Reply:
     """Requests the caller may read: pending by default, --mine, or --all."""
     if call.args["mine"]:
-        found, what = ctx.requests.list(requester=call.user), "your requests"
+        found, what = ctx.requests.list(requester=call.user), "of your requests"
     elif call.args["all"]:
         found, what = ctx.requests.list(), "requests"
     else:

@@ -192,9 +192,10 @@ def purge(call: Call, *, ctx: Context) -> Reply:
     from handlers.deletions import _reply  # one reply shape for every request
 
     need = request.required
+    who = "an owner" if need == 1 else "owners"
     return _reply(
         f"Purge request #{request.id} created: {totals_text(request.spec or {})} pinned; "
-        f"waiting for {need} approval{'' if need == 1 else 's'} from an owner (not you).",
+        f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you).",
         request,
     )
 

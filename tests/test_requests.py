@@ -56,7 +56,7 @@ def test_expired_request_cannot_be_approved(bot, clock):
     bot.say("alice", REQUEST)
     clock.advance(hours=24, seconds=1)
     reply = bot.say("bob", "approve 1")
-    assert reply.text == "request #1 is expired (at 2026-11-28 09:00 UTC); it cannot change now"
+    assert reply.text == "request #1 has expired (at 2026-11-28 09:00 UTC); it cannot change now"
     assert bot.ctx.requests.get(1).state is State.EXPIRED
     assert tags_of(bot, "baseimages/fedora") == ["24", "latest"]
 
@@ -83,7 +83,7 @@ def test_cancelled_request_cannot_be_approved(bot):
     assert bot.say("erin", "cancel 1").text == "only alice, who made request #1, can cancel it"
     assert bot.say("alice", "cancel 1").text == "Request #1 cancelled."
     assert bot.say("bob", "approve 1").text == (
-        "request #1 is cancelled by alice; it cannot change now"
+        "request #1 was cancelled by alice; it cannot change now"
     )
 
 
@@ -92,7 +92,7 @@ def test_denied_request_cannot_be_approved(bot):
     denied = bot.say("bob", "deny 1 --reason 'still pulled by CI'")
     assert denied.text == "Request #1 denied."
     assert dict(denied.fields)["decided by"] == "bob: still pulled by CI"
-    assert bot.say("erin", "approve 1").text == "request #1 is denied by bob; it cannot change now"
+    assert bot.say("erin", "approve 1").text == "request #1 was denied by bob; it cannot change now"
 
 
 def test_done_request_cannot_run_again(bot):

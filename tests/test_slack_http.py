@@ -197,7 +197,7 @@ def test_double_clicks_and_retries_execute_once(make_slack, registry):
     assert counting.deletions == [("baseimages/fedora", "24")]
     assert [c["text"] for c in late] in (
         [":x: request #1 is done; it cannot change now"],
-        [":x: request #1 is executing; it cannot change now"],
+        [":x: request #1 is being carried out; it cannot change now"],
     )
     approvers = [e.actor for e in slack.ctx.audit.entries(last=50) if e.action == "approve"]
     assert sorted(approvers) == ["UBOB", "UERIN"]  # the retry of UBOB's click never ran
