@@ -1,12 +1,16 @@
 # Two commands a new user needs: `make demo` and `make test`. Each bootstraps .venv once.
+# `make notebook` opens the example notebook in JupyterLab (it adds Jupyter to .venv once).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NOTEBOOK_STAMP := $(VENV)/.notebook-stamp
+# Jupyter refuses to run as root unless told; the machines here are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 SERVICES := .cache/services-stamp
 
-.PHONY: demo test lint format clean
+.PHONY: demo notebook test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +20,13 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)  ## seed the offline demo registry and open the console as alice
 	$(BIN)/acrbot demo
+
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,notebook]' jupyterlab
+	touch $(NOTEBOOK_STAMP)
+
+notebook: $(NOTEBOOK_STAMP)  ## open examples/registry-cleanup.ipynb in JupyterLab, on its own demo
+	$(BIN)/jupyter lab $(ALLOW_ROOT) examples/registry-cleanup.ipynb
 
 # The real servers the tests use: docker-registry (apt, needs root) and Azurite (npm).
 $(SERVICES): tests/install-services.sh
@@ -34,4 +45,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .acrbot-demo .pytest_cache .cache
+	rm -rf $(VENV) .acrbot-demo examples/.acrbot-notebook-demo .pytest_cache .cache

@@ -12,7 +12,7 @@ from bot.announce import Announcer
 from bot.audit import Audit
 from bot.config import Config, RegistryConfig
 from bot.context import Context, Registries
-from bot.dispatch import Dispatcher, Handler
+from bot.dispatch import CONSOLE, Dispatcher, Handler
 from bot.facts import FactCache, SqliteFacts
 from bot.outbox import Outbox
 from bot.purges import PurgeItems
@@ -175,8 +175,9 @@ def static_members(config: Config) -> Callable[[str], list[str] | None]:
     return members_of
 
 
-def build_dispatcher(config: Config, **kwargs: Any) -> Dispatcher:
-    dispatcher = Dispatcher(build_context(config, **kwargs), HANDLERS)
+def build_dispatcher(config: Config, *, door: str = CONSOLE, **kwargs: Any) -> Dispatcher:
+    """A Dispatcher for one door (console, notebook, slack: named in every audit row)."""
+    dispatcher = Dispatcher(build_context(config, **kwargs), HANDLERS, door=door)
     dispatcher.recover = lambda: deletions.recover(dispatcher.ctx)
     return dispatcher
 

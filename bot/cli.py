@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
     console = sub.add_parser("console", help="chat with the bot on stdin/stdout")
     _config_arg(console)
-    console.add_argument("--user", help="acting user id (default: $ACRBOT_USER or $USER)")
+    console.add_argument(
+        "--user", help="acting user, an id or a [users] login (default: $ACRBOT_USER or $USER)"
+    )
 
     serve = sub.add_parser(
         "serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)"
@@ -59,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one command and exit")
     _config_arg(run)
-    run.add_argument("--user", required=True, help="acting user id")
+    run.add_argument("--user", required=True, help="acting user: an id, or a login name in [users]")
     run.add_argument("--json", action="store_true", help="print the reply as JSON")
     # REMAINDER: everything after the first word is the bot command, its --options included.
     run.add_argument(
@@ -160,10 +162,11 @@ def _run(args: argparse.Namespace) -> int:
     if not args.words:
         raise ConfigError('run: give the bot command to run, e.g. acrbot run --user ID "help"')
     text = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
-    dispatcher = build_dispatcher(load(args.config))
+    config = load(args.config)
+    dispatcher = build_dispatcher(config)
     bar = ProgressBar()
     try:
-        reply = dispatcher.handle(text, user=args.user, progress=bar)
+        reply = dispatcher.handle(text, user=config.user_id(args.user), progress=bar)
     finally:
         bar.close()
     ship_audit(dispatcher.ctx)

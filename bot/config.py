@@ -31,6 +31,10 @@ CLOUDS = ("public", "china", "usgov")
 ACTIONS = ("delete", "delete_manifest", "purge")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+# [users]: a login name (JupyterHub names may be e-mail addresses) → a user id as grants name it.
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # what `grant` accepts as a principal
+NOTEBOOK_KEYS = ("user",)
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,21 @@ class Config:
     source: str = "<defaults>"
     requests_channel: str | None = None  # [slack] requests_channel: cards of non-Slack requests
     retention: tuple[RetentionConfig, ...] = ()
+    users: Mapping[str, str] = field(default_factory=dict)  # [users]: login name -> user id
+    notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
 
     @property
     def default_registry(self) -> RegistryConfig:
         return self.registries[0]
+
+    def user_id(self, name: str) -> str:
+        """The user id the role table knows ``name`` by: its `[users]` alias, else ``name``.
+
+        The console, `acrbot run` and notebooks are told a login name (alice), while grants
+        made in Slack name Slack ids (U0123ALICE); this is where the two meet, so alice has
+        exactly her Slack roles at every door. Slack itself sends ids and never comes here.
+        """
+        return self.users.get(name, name)
 
 
 def parse_duration(value: object, *, key: str) -> timedelta:
@@ -191,7 +206,8 @@ def find_config() -> Path | None:
 
 
 def default_user() -> str | None:
-    """The console's acting user when none is given: the login name."""
+    """The acting user of the console and notebooks when none is given: $ACRBOT_USER, else
+    the login name ($USER). A `[users]` alias maps either to the id grants name."""
     return os.environ.get("ACRBOT_USER") or os.environ.get("USER") or None
 
 
@@ -227,7 +243,17 @@ def from_mapping(
 ) -> Config:
     """Build a Config from parsed TOML; relative paths are resolved against ``base``."""
     environ = os.environ if environ is None else environ
-    known = {"database", "approvals", "registry", "groups", "audit", "slack", "retention"}
+    known = {
+        "database",
+        "approvals",
+        "registry",
+        "groups",
+        "audit",
+        "slack",
+        "retention",
+        "users",
+        "notebook",
+    }
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -244,6 +270,8 @@ def from_mapping(
         source=source,
         requests_channel=_slack(data.get("slack", {})),
         retention=_retention(data.get("retention", []), registries=registries),
+        users=_users(data.get("users", {})),
+        notebook_user=_notebook(data.get("notebook", {})),
     )
 
 
@@ -476,6 +504,43 @@ def _retention(
             )
         )
     return tuple(rules)
+
+
+def _users(table: Any) -> dict[str, str]:
+    """`[users]`: `alice = "U0123ALICE"`, the login name the console, `acrbot run` and
+    notebooks are given → the user id grants name (a Slack id when the team uses Slack)."""
+    if not isinstance(table, dict):
+        raise ConfigError('users: expected a table of login = "USER-ID"')
+    users = {}
+    for login, user_id in table.items():
+        if not _LOGIN.fullmatch(login):
+            raise ConfigError(f"users.{login}: not a login name (letters, digits and . _ @ + -)")
+        if not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id):
+            raise ConfigError(
+                f'users.{login}: expected the user id its grants name, such as "U0123ALICE", '
+                f"got {user_id!r}"
+            )
+        users[login] = user_id
+    for login, user_id in users.items():
+        if user_id in users and user_id != login:
+            raise ConfigError(
+                f"users.{login}: {user_id!r} is itself an alias; name the user id it maps to "
+                f"({users[user_id]!r})"
+            )
+    return users
+
+
+def _notebook(table: Any) -> str | None:
+    """`[notebook]`: defaults for notebooks (bot/notebook); ``user`` is who they act as."""
+    if not isinstance(table, dict):
+        raise ConfigError("notebook: expected a table")
+    for key in table:
+        if key not in NOTEBOOK_KEYS:
+            raise ConfigError(f"notebook.{key}: unknown key (known: {', '.join(NOTEBOOK_KEYS)})")
+    user = table.get("user")
+    if user is not None and (not isinstance(user, str) or not _LOGIN.fullmatch(user)):
+        raise ConfigError('notebook.user: expected a login name or user id, such as "alice"')
+    return user
 
 
 def _groups(table: Any) -> dict[str, tuple[str, ...]]:

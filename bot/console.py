@@ -3,7 +3,8 @@
 Piped input works too, so a script of commands can be replayed (`acrbot console < demo.txt`).
 Lines starting with `:` talk to the console itself: `:as USER` switches the acting user,
 `:quit` leaves. When input is not a terminal each command is echoed, so the output reads like
-the chat it was.
+the chat it was. Users are named by login (alice); a `[users]` alias in the config maps the
+name to the id grants use (U0123ALICE), so the console acts with exactly that person's roles.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def run_console(
 ) -> int:
     """Read commands until EOF or `:quit`; return the number of failed commands."""
     failures = 0
+    as_id = dispatcher.ctx.config.user_id
     if interactive:
-        print(f"acr-chatops console — acting as {user}. {CONSOLE_HELP}", file=stdout)
+        print(f"acr-chatops console — acting as {_who(user, as_id)}. {CONSOLE_HELP}", file=stdout)
     while True:
         if interactive:
             print(f"{user}> ", end="", file=stdout, flush=True)
@@ -61,15 +63,15 @@ def run_console(
                 except (ValueError, UsageError) as exc:
                     print(f"error: {exc}", file=stdout)
                     continue
-                print(f"(now acting as {user})", file=stdout)
+                print(f"(now acting as {_who(user, as_id)})", file=stdout)
             elif word == "whoami":
-                print(f"(acting as {user})", file=stdout)
+                print(f"(acting as {_who(user, as_id)})", file=stdout)
             else:
                 print(CONSOLE_HELP, file=stdout)
             continue
         bar = ProgressBar()
         try:
-            reply = dispatcher.handle(line, user=user, progress=bar)
+            reply = dispatcher.handle(line, user=as_id(user), progress=bar)
         finally:
             bar.close()
         if not reply.ok:
@@ -77,3 +79,9 @@ def run_console(
         print(render(reply), file=stdout, flush=True)
         if after is not None:
             after()
+
+
+def _who(name: str, as_id: Callable[[str], str]) -> str:
+    """`alice`, or `alice (U0123ALICE)` when a [users] alias maps the name."""
+    user_id = as_id(name)
+    return name if user_id == name else f"{name} ({user_id})"

@@ -2,6 +2,20 @@
 
 This is the error boundary. A UserError becomes a short reply; any other exception is logged
 with a reference id and the user gets one line with that id, never a traceback.
+
+Each dispatcher serves one *door* (console, notebook, slack), and the audit row of every command
+names it, in the row's ``action``: ``delete@notebook``. The console, the default door, writes the
+bare command name, as every row did before doors were recorded. Why there:
+- ``action`` is hashed, so the door is as tamper-evident as the rest of the row. A new column
+  outside the hash could be edited unnoticed; inside it, it would change the hashed payload, a
+  schema migration and every reader of the chain (`audit verify`, the archive's JSON lines, an
+  older `audit verify --blob`) at once.
+- ``actor`` stays the bare user id: `audit --user`, the role table and a request's requester
+  all match on it. ``target`` is free text (image references hold ``@``), so a suffix there could
+  not be told from the target; ``action``'s vocabulary is ours (command names, which never
+  hold ``@``), so :func:`split_door` is unambiguous.
+- Console rows stay byte-for-byte what they were: existing readers see no change, and a marker
+  appears exactly where another door was used.
 """
 
 from __future__ import annotations
@@ -23,14 +37,32 @@ from bot.replies import Reply, error
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 30  # seconds between expiry sweeps made on the way through
 Handler = Callable[..., Reply]
+CONSOLE, NOTEBOOK, SLACK = "console", "notebook", "slack"
+DOORS = (CONSOLE, NOTEBOOK, SLACK)  # a closed set: split_door relies on it
+
+
+def door_action(command: str, door: str) -> str:
+    """The audit ``action`` for ``command`` arriving through ``door`` (see the module doc)."""
+    return command if door == CONSOLE else f"{command}@{door}"
+
+
+def split_door(action: str) -> tuple[str, str]:
+    """``delete@notebook`` → (delete, notebook); an unmarked action came through the console
+    (or was written before doors were recorded)."""
+    command, _, door = action.rpartition("@")
+    return (command, door) if command and door in DOORS else (action, CONSOLE)
 
 
 class Dispatcher:
-    def __init__(self, ctx: Context, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, ctx: Context, handlers: Mapping[str, Handler], *, door: str = CONSOLE
+    ) -> None:
         missing = set(COMMANDS) - set(handlers)
         if missing:
             raise ValueError(f"commands without a handler: {', '.join(sorted(missing))}")
+        _check_door(door)
         self.ctx = ctx
+        self.door = door  # where commands come from, unless handle() is told otherwise
         self._handlers = handlers
         self._last_sweep: datetime | None = None
         # Finishes requests a crash left in `executing` (handlers.deletions.recover), set by
@@ -46,6 +78,7 @@ class Dispatcher:
         channel: str | None = None,
         origin: str | None = None,
         finish: Callable[[Reply], None] | None = None,
+        door: str | None = None,
     ) -> Reply:
         """Parse, authorize, run and audit one command. Never raises.
 
@@ -54,8 +87,11 @@ class Dispatcher:
         command came from; ``origin`` the job that runs it (effects keyed by it happen once
         however often the job runs). ``finish(reply)`` runs inside the transaction that
         writes the command's audit row: a transport records the job done and its answer
-        there, so both commit with the audit or not at all.
+        there, so both commit with the audit or not at all. ``door`` (default: the
+        dispatcher's) is written into the audit row; one outside DOORS is a bug (ValueError).
         """
+        door = self.door if door is None else door
+        _check_door(door)
         command: ParsedCommand | None = None
         call: Call | None = None
         try:
@@ -76,7 +112,7 @@ class Dispatcher:
                 else str(exc)
             )
             reply = error(str(exc))
-            self._audit(user, command, call, outcome, detail, finish=finish, reply=reply)
+            self._audit(user, command, call, outcome, detail, door=door, finish=finish, reply=reply)
             return reply
         except Exception:
             ref = secrets.token_hex(4)
@@ -93,6 +129,7 @@ class Dispatcher:
                 call,
                 "error",
                 f"internal error (ref {ref})",
+                door=door,
                 finish=finish,
                 reply=reply,
             )
@@ -104,6 +141,7 @@ class Dispatcher:
             "ok" if reply.ok else "failed",
             None if reply.ok else reply.text,
             request_id=reply.request.id if reply.request else None,
+            door=door,
             finish=finish,
             reply=reply,
         )
@@ -175,6 +213,7 @@ class Dispatcher:
         detail: str | None,
         *,
         request_id: int | None = None,
+        door: str = CONSOLE,
         finish: Callable[[Reply], None] | None = None,
         reply: Reply | None = None,
     ) -> None:
@@ -201,7 +240,7 @@ class Dispatcher:
             with self.ctx.store.transaction():
                 self.ctx.audit.append(
                     actor=user,
-                    action=command.name if command else "(unparsed)",
+                    action=door_action(command.name if command else "(unparsed)", door),
                     target=target,
                     request_id=request_id,
                     outcome=outcome,
@@ -217,3 +256,8 @@ class Dispatcher:
                     finish(reply)  # the answer still goes out; the job still ends
                 except Exception:
                     log.exception("could not record the answer to %s", user)
+
+
+def _check_door(door: str) -> None:
+    if door not in DOORS:
+        raise ValueError(f"unknown door {door!r} (known: {', '.join(DOORS)})")

@@ -111,12 +111,12 @@ def test_full_delete_flow(slack):
     actions = [(e.actor, e.action, e.outcome) for e in slack.ctx.audit.entries(last=50)]
     assert actions == [
         ("UALICE", "request.create", "pending"),
-        ("UALICE", "delete", "ok"),
-        ("UALICE", "approve", "refused"),
-        ("UCAROL", "approve", "refused"),
+        ("UALICE", "delete@slack", "ok"),
+        ("UALICE", "approve@slack", "refused"),
+        ("UCAROL", "approve@slack", "refused"),
         ("UBOB", "request.approve", "1/1"),
         ("acrbot", "request.done", "done"),
-        ("UBOB", "approve", "ok"),
+        ("UBOB", "approve@slack", "ok"),
     ]
     assert slack.ctx.audit.verify().ok
 
@@ -199,7 +199,7 @@ def test_double_clicks_and_retries_execute_once(make_slack, registry):
         [":x: request #1 is done; it cannot change now"],
         [":x: request #1 is being carried out; it cannot change now"],
     )
-    approvers = [e.actor for e in slack.ctx.audit.entries(last=50) if e.action == "approve"]
+    approvers = [e.actor for e in slack.ctx.audit.entries(last=50) if e.action == "approve@slack"]
     assert sorted(approvers) == ["UBOB", "UERIN"]  # the retry of UBOB's click never ran
 
 
@@ -217,7 +217,7 @@ def test_event_retries_are_ignored(slack):
     assert slack.event(event, event_id="Ev1", retry=1) == 200
     slack.fake.wait_for("chat.update")
     time.sleep(0.3)
-    assert [e.action for e in slack.ctx.audit.entries(last=50)].count("approve") == 1
+    assert [e.action for e in slack.ctx.audit.entries(last=50)].count("approve@slack") == 1
 
 
 def test_roles_granted_to_a_user_group(make_slack):

@@ -58,6 +58,7 @@ class SlackWork:
         still_working_after: float = 1.5,
     ) -> None:
         self.dispatcher = dispatcher
+        dispatcher.door = "slack"  # the audit names the door a command came through
         self.ctx = dispatcher.ctx
         self.client = client
         self.still_working_after = still_working_after
