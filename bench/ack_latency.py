@@ -95,7 +95,7 @@ def bot(
 
 
 def grant(config: Config, user: str, role: Role) -> None:
-    ctx = build_context(config)
+    ctx = build_context(config, create=True)
     ctx.roles.grant(Grant(user, role), by="bench", at=ctx.clock())
     ctx.store.close()
 

@@ -82,7 +82,7 @@ def time_bot(tmp: Path, url: str, repo: str, n: int, concurrency: int) -> tuple[
         base=tmp,
         environ={},
     )
-    bot = build_dispatcher(config)
+    bot = build_dispatcher(config, create=True)
     now = datetime.now(UTC)
     bot.ctx.roles.grant(Grant("alice", Role.CONTRIBUTOR), by="bench", at=now)
     bot.ctx.roles.grant(Grant("bob", Role.OWNER), by="bench", at=now)
@@ -137,7 +137,7 @@ def acr_burst(concurrency: int) -> str:
                 base=Path(tmp),
                 environ={},
             )
-            bot = build_dispatcher(config, registries=[acr])
+            bot = build_dispatcher(config, registries=[acr], create=True)
             now = datetime.now(UTC)
             bot.ctx.roles.grant(Grant("alice", Role.CONTRIBUTOR), by="bench", at=now)
             bot.ctx.roles.grant(Grant("bob", Role.OWNER), by="bench", at=now)

@@ -105,7 +105,7 @@ class Bot:
             base=tmp,
             environ={},
         )
-        ctx = build_context(config)
+        ctx = build_context(config, create=True)
         ctx.roles.grant(Grant("UCAROL", Role.READER), by="bench", at=ctx.clock())
         ctx.store.close()
         settings = SlackSettings(

@@ -117,10 +117,12 @@ def build_context(
     registries: list[Registry] | None = None,
     groups_of: Callable[[str], Any] | None = None,
     members_of: Callable[[str], Any] | None = None,
+    create: bool = False,
 ) -> Context:
-    """Open the database and build one client per registry, once, to share."""
-    store = Store(config.database)
-    audit = Audit(store)
+    """Open the database and build one client per registry, once, to share. The database
+    must exist unless ``create`` (tests, `acrbot init`)."""
+    store = Store(config.database, create=create)
+    audit = Audit(store, key=config.audit_key.encode() if config.audit_key else None)
     if groups_of is None:
         groups_of = static_groups(config)
     if registries is None:

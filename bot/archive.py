@@ -196,20 +196,22 @@ class AuditArchive:
                 if raw.strip():
                     yield json.loads(raw)
 
-    def verify(self) -> ArchiveCheck:
-        """Re-verify the hash chain from the archive alone."""
+    def verify(self, *, key: bytes | None = None, keyed_from: int | None = None) -> ArchiveCheck:
+        """Re-verify the hash chain from the archive alone (keyed rows with ``key``)."""
         from azure.core.exceptions import AzureError
 
         try:
-            return verify_rows(self.rows())
+            return verify_rows(self.rows(), key=key, keyed_from=keyed_from)
         except AzureError as exc:
             raise ArchiveUnavailable(
                 f"audit archive unavailable ({exc.__class__.__name__})"
             ) from None
 
 
-def verify_rows(rows: Iterable[dict[str, Any]]) -> ArchiveCheck:
-    chain = check_chain(rows, label="archive row")
+def verify_rows(
+    rows: Iterable[dict[str, Any]], *, key: bytes | None = None, keyed_from: int | None = None
+) -> ArchiveCheck:
+    chain = check_chain(rows, label="archive row", key=key, keyed_from=keyed_from)
     return ArchiveCheck(checked=chain.checked, problems=chain.problems, last_id=chain.last_id)
 
 

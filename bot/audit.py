@@ -3,11 +3,19 @@
 Each row's hash covers its own fields and the previous row's hash, so editing or deleting any
 row breaks the chain from there on; the chain head is also kept in `meta`, so dropping the
 newest rows is caught too. `acrbot audit verify` walks the chain.
+
+A plain SHA-256 chain proves little against someone who can write the database: they can
+recompute every hash. With a key (`[audit] key_env`), each row's hash is an HMAC-SHA256 under
+that key, which the database never holds: rewriting history needs the key too. The first keyed
+row is recorded (`audit_keyed_from`), so a chain started before the key was set still verifies
+(the rows before it are plain SHA-256). The Blob archive is the anchor outside the database:
+`audit verify` compares every archived row with the local one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -17,6 +25,7 @@ from bot.store import Store
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
+KEYED_KEY = "audit_keyed_from"  # id of the first row hashed with the key
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,9 @@ class Verification:
         return not self.problems
 
 
-def entry_hash(prev_hash: str, row: dict) -> str:
-    """SHA-256 over the previous hash and the row's fields, in a fixed JSON form."""
+def entry_hash(prev_hash: str, row: dict, key: bytes | None = None) -> str:
+    """SHA-256 (or, with ``key``, HMAC-SHA256) over the previous hash and the row's fields,
+    in a fixed JSON form."""
     fields = [
         prev_hash,
         row["id"],
@@ -59,8 +69,10 @@ def entry_hash(prev_hash: str, row: dict) -> str:
         row["outcome"],
         row["error"],
     ]
-    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
+    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    if key is not None:
+        return hmac.new(key, payload, hashlib.sha256).hexdigest()
+    return hashlib.sha256(payload).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -73,8 +85,15 @@ class Chain:
     last_hash: str
 
 
-def check_chain(rows: Iterable[dict], *, label: str = "row") -> Chain:
-    """Check ids are consecutive from 1, each row links to the one before, hashes match."""
+def check_chain(
+    rows: Iterable[dict],
+    *,
+    label: str = "row",
+    key: bytes | None = None,
+    keyed_from: int | None = None,
+) -> Chain:
+    """Check ids are consecutive from 1, each row links to the one before, hashes match (rows
+    from ``keyed_from`` on under ``key``)."""
     problems: list[str] = []
     prev_id, prev_hash, checked = 0, GENESIS, 0
     for row in rows:
@@ -83,16 +102,28 @@ def check_chain(rows: Iterable[dict], *, label: str = "row") -> Chain:
             problems.append(f"{label}s {prev_id + 1}–{row['id'] - 1} are missing")
         if row["prev_hash"] != prev_hash:
             problems.append(f"{label} {row['id']}: does not link to the row before it")
-        if entry_hash(row["prev_hash"], row) != row["hash"]:
+        keyed = keyed_from is not None and row["id"] >= keyed_from
+        if keyed and key is None:
+            if row["id"] == keyed_from:
+                problems.append(
+                    f"{label}s from {keyed_from} on are keyed: set the audit key "
+                    "([audit] key_env) to verify them"
+                )
+        elif entry_hash(row["prev_hash"], row, key if keyed else None) != row["hash"]:
             problems.append(f"{label} {row['id']}: content does not match its hash (edited)")
         prev_id, prev_hash = row["id"], row["hash"]
     return Chain(checked=checked, problems=tuple(problems), last_id=prev_id, last_hash=prev_hash)
 
 
 class Audit:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, key: bytes | None = None) -> None:
         self._store = store
+        self._key = key
         self.on_append: Callable[[], None] | None = None  # e.g. wake the archive shipper
+
+    def keyed_from(self) -> int | None:
+        row = self._store.db.execute("select value from meta where key = ?", [KEYED_KEY]).fetchone()
+        return int(row[0]) if row else None
 
     def append(
         self,
@@ -120,7 +151,15 @@ class Audit:
                 "error": error,
                 "prev_hash": prev_hash,
             }
-            row["hash"] = entry_hash(prev_hash, row)
+            if (
+                self._key is not None
+                and not db.execute("select 1 from meta where key = ?", [KEYED_KEY]).fetchone()
+            ):
+                db.execute(
+                    "insert into meta (key, value) values (?, ?)", [KEYED_KEY, str(row["id"])]
+                )
+            keyed = self._key is not None
+            row["hash"] = entry_hash(prev_hash, row, self._key if keyed else None)
             # Plain SQL on this hot path (every command writes here): sqlite-utils' insert and
             # upsert introspect the table first, ~20 queries a row instead of 2.
             db.execute(
@@ -175,7 +214,11 @@ class Audit:
         if own:
             conn.execute("BEGIN")  # deferred: a read snapshot, no write lock taken
         try:
-            chain = check_chain(self._store.db.query("select * from audit order by id"))
+            chain = check_chain(
+                self._store.db.query("select * from audit order by id"),
+                key=self._key,
+                keyed_from=self.keyed_from(),
+            )
             head = conn.execute("select value from meta where key = ?", [HEAD_KEY]).fetchone()
         finally:
             if own:
@@ -190,3 +233,20 @@ class Audit:
                 "(rows removed from the end?)"
             )
         return Verification(checked=checked, problems=tuple(problems))
+
+    def compare(self, archived: Iterable[dict]) -> tuple[int, list[str]]:
+        """Compare archived rows with the local ones: the archive is outside the database, so
+        a history rewritten here (hashes recomputed, the tail cut) differs from it."""
+        compared, problems = 0, []
+        local = {
+            row["id"]: row["hash"]
+            for row in self._store.db.query("select id, hash from audit order by id")
+        }
+        for row in archived:
+            compared += 1
+            mine = local.get(row["id"])
+            if mine is None:
+                problems.append(f"row {row['id']} is in the archive but not in the database")
+            elif mine != row["hash"]:
+                problems.append(f"row {row['id']} differs from its archived copy")
+        return compared, problems

@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"acrbot {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
+    init = sub.add_parser("init", help="create the database (or bring it to the current schema)")
+    _config_arg(init)
+
     demo = sub.add_parser("demo", help="seed the offline demo and open its console")
     demo.add_argument("--dir", default=".acrbot-demo", help="demo directory (default: %(default)s)")
     demo.add_argument("--fresh", action="store_true", help="throw away the old demo first")
@@ -108,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `acrbot audit | head -1`: the reader left; stop quietly, as other CLI tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -216,18 +225,14 @@ def _roles(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    ctx = build_context(load(args.config))
+    config = load(args.config)
     if args.action == "verify" and args.blob:
-        return _verify_archive(ctx)
+        return _verify_archive(build_context(config))
     if args.action == "verify":
-        result = ctx.audit.verify()
-        if result.ok:
-            print(f"audit chain intact: {result.checked} entries verified")
-            return 0
-        print(f"audit chain BROKEN ({result.checked} entries checked):")
-        for problem in result.problems:
-            print(f"  {problem}")
-        return 1
+        return _verify(config)
+    if not 1 <= args.last <= 1000:
+        raise UsageError(f"--last: expected a number from 1 to 1000, got {args.last}")
+    ctx = build_context(config)
     for entry in ctx.audit.entries(last=args.last):
         if args.json:
             print(json.dumps(entry.as_dict()))
@@ -239,11 +244,48 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(config: Config) -> int:
+    """The chain, read without writing (an auditor's read-only copy works), and, when an
+    archive is configured, every archived row compared with the local one."""
+    from bot.archive import ArchiveUnavailable, AuditArchive, container_client
+    from bot.audit import Audit
+    from bot.store import Store
+
+    store = Store(config.database, readonly=True)
+    audit = Audit(store, key=config.audit_key.encode() if config.audit_key else None)
+    result = audit.verify()
+    problems = list(result.problems)
+    anchored = "no archive configured: compared with nothing outside the database"
+    if config.archive is not None:
+        try:
+            archive = AuditArchive(
+                store, container_client(config.archive), prefix=config.archive.prefix
+            )
+            compared, differ = audit.compare(archive.rows())
+            problems += differ
+            anchored = f"{compared} rows compared with the Blob archive"
+        except ArchiveUnavailable as exc:
+            anchored = f"the Blob archive could not be read ({exc}): not compared"
+        except Exception as exc:  # azure.core errors: the archive is not reachable
+            anchored = (
+                f"the Blob archive could not be read ({exc.__class__.__name__}): not compared"
+            )
+    keyed = "keyed (HMAC)" if audit.keyed_from() is not None else "not keyed"
+    if not problems:
+        print(f"audit chain intact: {result.checked} entries verified ({keyed}); {anchored}")
+        return 0
+    print(f"audit chain BROKEN ({result.checked} entries checked; {anchored}):")
+    for problem in problems:
+        print(f"  {problem}")
+    return 1
+
+
 def _verify_archive(ctx: Any) -> int:
     if ctx.archive is None:
         raise ConfigError("audit verify --blob: no [audit.blob] table in the configuration")
     ship_audit(ctx)
-    result = ctx.archive.verify()
+    key = ctx.config.audit_key.encode() if ctx.config.audit_key else None
+    result = ctx.archive.verify(key=key, keyed_from=ctx.audit.keyed_from())
     local = ctx.audit.verify().checked
     if not result.ok:
         print(f"audit archive BROKEN ({result.checked} rows checked):")
@@ -257,7 +299,25 @@ def _verify_archive(ctx: Any) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from bot.store import SCHEMA_VERSION, Store
+
+    config = load(args.config)
+    existed = config.database.is_file()
+    store = Store(config.database, create=True)
+    store.close()
+    if existed:
+        print(f"Database {config.database} is ready (schema {SCHEMA_VERSION}).")
+    else:
+        print(
+            f"Created database {config.database} (schema {SCHEMA_VERSION}). Next: "
+            "acrbot roles grant USER owner --config FILE, for the first owner."
+        )
+    return 0
+
+
 _COMMANDS = {
+    "init": _init,
     "serve": _serve,
     "demo": _demo,
     "console": _console,

@@ -111,6 +111,7 @@ class Config:
     source: str = "<defaults>"
     requests_channel: str | None = None  # [slack] requests_channel: cards of non-Slack requests
     retention: tuple[RetentionConfig, ...] = ()
+    audit_key: str | None = field(default=None, repr=False)  # a secret: never logged
     users: Mapping[str, str] = field(default_factory=dict)  # [users]: login name -> user id
     notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
 
@@ -253,20 +254,30 @@ def from_mapping(
         "retention",
         "users",
         "notebook",
+        "plain_http_hosts",
     }
     for key in data:
         if key not in known:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
+            raise ConfigError(unknown_key(key, key, known))
     database = data.get("database", "acrbot.db")
     if not isinstance(database, str) or not database:
         raise ConfigError("database: expected a file path")
-    registries = _registries(data.get("registry"), base=base, environ=environ)
+    plain_http = data.get("plain_http_hosts", [])
+    if not isinstance(plain_http, list) or not all(isinstance(h, str) for h in plain_http):
+        raise ConfigError('plain_http_hosts: expected a list of "host:port" strings')
+    registries = _registries(
+        data.get("registry"),
+        base=base,
+        environ=environ,
+        plain_http_hosts={h.lower() for h in plain_http},
+    )
     return Config(
         database=(base / database).resolve(),
         registries=registries,
         approvals=_approvals(data.get("approvals", {})),
         groups=_groups(data.get("groups", {})),
         archive=_archive(data.get("audit", {}), environ=environ),
+        audit_key=_audit_key(data.get("audit", {}), environ=environ),
         source=source,
         requests_channel=_slack(data.get("slack", {})),
         retention=_retention(data.get("retention", []), registries=registries),
@@ -275,8 +286,49 @@ def from_mapping(
     )
 
 
+# Keys each [[registry]] type accepts (besides name, type, login_server and the purge keys).
+REGISTRY_KEYS = {
+    "oci-layout": {"path"},
+    "oci": {
+        "url",
+        "username",
+        "password_env",
+        "token_env",
+        "tag_delete",
+        "ca_bundle",
+        "timeout",
+        "concurrency",
+    },
+    "acr": {
+        "subscription_id",
+        "resource_group",
+        "resource_name",
+        "cloud",
+        "arm_endpoint",
+        "authority",
+        "audience",
+        "ca_bundle",
+        "key_vault_url",
+        "key_vault_secret",
+    },
+}
+COMMON_REGISTRY_KEYS = {"name", "type", "login_server", "purge_concurrency", "write_rate"}
+# A secret written in the file would sit in a repository, a ConfigMap, a backup: refused.
+SECRET_KEYS = {"password", "token", "secret", "client_secret", "connection_string", "key"}
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def unknown_key(key: str, name: str, known: set[str]) -> str:
+    """`registry[0].tag_delet: unknown key; did you mean tag_delete? (known: …)`."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{key}: unknown key{hint} (known: {', '.join(sorted(known))})"
+
+
 def _registries(
-    tables: Any, *, base: Path, environ: Mapping[str, str]
+    tables: Any, *, base: Path, environ: Mapping[str, str], plain_http_hosts: set[str] = frozenset()
 ) -> tuple[RegistryConfig, ...]:
     if not isinstance(tables, list) or not tables:
         raise ConfigError("registry: at least one [[registry]] table is required")
@@ -298,6 +350,15 @@ def _registries(
             )
         options: dict[str, Any] = {}
         secrets: dict[str, str] = {}
+        allowed = REGISTRY_KEYS[kind] | COMMON_REGISTRY_KEYS
+        for opt in table:
+            if opt in SECRET_KEYS:
+                raise ConfigError(
+                    f"{key}.{opt}: secrets are never written in the file; put it in an "
+                    f'environment variable and name it: {opt}_env = "VARIABLE"'
+                )
+            if opt not in allowed:
+                raise ConfigError(unknown_key(f"{key}.{opt}", opt, allowed))
         for required in REGISTRY_TYPES[kind]:
             if not isinstance(table.get(required), str) or not table[required]:
                 raise ConfigError(f"{key}.{required}: required for type {kind!r}")
@@ -320,6 +381,15 @@ def _registries(
                 options[opt] = parse_rate(value, key=f"{key}.write_rate")
             else:
                 options[opt] = value
+        url = str(table.get("url", ""))
+        if url.startswith("http://") and (secrets or table.get("username")):
+            host = httpx_host(url)
+            if host not in LOOPBACK and host not in plain_http_hosts:
+                raise ConfigError(
+                    f"{key}.url: {url} is plain HTTP to another host, and the credentials "
+                    "would cross the network in clear: use https://, or list the host in "
+                    f'plain_http_hosts = ["{host}"] if that network is trusted'
+                )
         login = table.get("login_server")
         if login is not None and (not isinstance(login, str) or "://" in login):
             raise ConfigError(
@@ -344,6 +414,18 @@ def _registries(
     return tuple(result)
 
 
+def httpx_host(url: str) -> str:
+    """`http://Harbor.lan:5000/x` → `harbor.lan:5000` (port kept: a listed host names it);
+    loopback addresses without their port."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in LOOPBACK:
+        return host
+    return f"{host}:{parts.port}" if parts.port else host
+
+
 def _approvals(table: Any) -> ApprovalConfig:
     if not isinstance(table, dict):
         raise ConfigError("approvals: expected a table")
@@ -364,9 +446,28 @@ def _approvals(table: Any) -> ApprovalConfig:
     return ApprovalConfig(ttl=ttl, required=required)
 
 
+def _audit_key(table: Any, *, environ: Mapping[str, str]) -> str | None:
+    """`[audit] key_env`: the environment variable holding the key of the audit chain."""
+    if not isinstance(table, dict):
+        return None
+    name = table.get("key_env")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not environ.get(name):
+        raise ConfigError(f"audit.key_env: environment variable {name!r} is not set")
+    if len(environ[name]) < 16:
+        raise ConfigError(f"audit.key_env: the key in {name} is too short (16 characters or more)")
+    return environ[name]
+
+
 def _archive(table: Any, *, environ: Mapping[str, str]) -> ArchiveConfig | None:
-    if not isinstance(table, dict) or set(table) - {"blob"}:
-        raise ConfigError("audit: expected only an [audit.blob] table")
+    if not isinstance(table, dict) or set(table) - {"blob", "key_env"}:
+        extra = sorted(set(table) - {"blob", "key_env"}) if isinstance(table, dict) else []
+        raise ConfigError(
+            unknown_key(f"audit.{extra[0]}", extra[0], {"blob", "key_env"})
+            if extra
+            else "audit: expected a table"
+        )
     blob = table.get("blob")
     if blob is None:
         return None

@@ -87,7 +87,7 @@ def prepare(directory: Path = DEMO_DIR, *, fresh: bool = False) -> Config:
         seed_registry(directory / "registry")
         config_path.write_text(CONFIG, encoding="utf-8")
         config = load(config_path)
-        store = Store(config.database)
+        store = Store(config.database, create=True)
         table = RoleTable(store)
         now = datetime.now(UTC)
         for user, role in USERS.items():

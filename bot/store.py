@@ -7,6 +7,7 @@ what makes approvals that race each other execute a request exactly once.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -217,14 +218,35 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class Store:
-    """Per-thread connections to one SQLite file, migrated to the current schema on open."""
+    """Per-thread connections to one SQLite file, migrated to the current schema on open.
 
-    def __init__(self, path: str | Path) -> None:
+    The file is created only when asked (``create``: `acrbot init`, `acrbot demo`): a
+    mistyped path would otherwise open a new, empty database in which nobody has a role.
+    ``readonly`` opens an existing file without writing anything (an auditor's copy), and
+    without migrating it.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = False, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        if not create and not self.path.is_file():
+            if self.path.parent.is_dir():
+                where = "no such file"
+            elif any(p.is_file() for p in self.path.parents):
+                where = "a file is in the way of its folder"
+            else:
+                where = "its folder does not exist"
+            raise ConfigError(
+                f"database {self.path}: {where}; check the `database` key, or create it with "
+                "`acrbot init --config FILE`"
+            )
         try:
+            if readonly:
+                self.db.execute("select count(*) from sqlite_master").fetchone()
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.migrate()
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -237,9 +259,21 @@ class Store:
     def db(self) -> sqlite_utils.Database:
         db = getattr(self._local, "db", None)
         if db is None:
-            conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
+            if self.readonly:
+                # A copy in a folder we may not write to cannot get WAL's -shm file: read it
+                # as immutable (nothing else is writing to a copy).
+                flags = "mode=ro" + ("" if os.access(self.path.parent, os.W_OK) else "&immutable=1")
+                conn = sqlite3.connect(
+                    f"file:{self.path}?{flags}",
+                    uri=True,
+                    timeout=30,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                conn = sqlite3.connect(
+                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                )
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")

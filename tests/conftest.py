@@ -5,6 +5,7 @@ Everything is real: a SQLite file, an OCI image layout on disk seeded like the d
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +17,11 @@ from bot.app import build_dispatcher
 from bot.config import Config, from_mapping
 from bot.demo import USERS, seed_registry
 from bot.dispatch import Dispatcher
+from bot.errors import ConfigError
 from bot.policy import Grant, Role
 from bot.render_text import render
 from bot.replies import Reply
+from bot.store import Store
 from handlers.registries.oci_layout import OciLayoutRegistry
 
 
@@ -87,7 +90,10 @@ def make_config(tmp_path: Path, *, environ: dict[str, str] | None = None, **extr
         ],
     }
     data.update(extra)
-    return from_mapping(data, base=tmp_path, environ=environ or {})
+    config = from_mapping(data, base=tmp_path, environ=environ or {})
+    with contextlib.suppress(ConfigError):  # a test of a bad database path sees the error later
+        Store(config.database, create=True).close()  # as `acrbot init` would
+    return config
 
 
 @pytest.fixture

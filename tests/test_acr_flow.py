@@ -209,7 +209,7 @@ def test_default_azure_credential_through_a_managed_identity_endpoint(
             base=tmp_path,
             environ={},
         )
-        dispatcher = build_dispatcher(config, clock=clock)
+        dispatcher = build_dispatcher(config, clock=clock, create=True)
         dispatcher.ctx.roles.grant(Grant("bob", Role.OWNER), by="t", at=clock())
         assert dispatcher.handle("tags team/web", user="bob").text == "1 tag in prod/team/web"
         assert dispatcher.handle("admin status", user="bob").text == (

@@ -129,6 +129,7 @@ def test_cli_verify_blob(tmp_path, azurite, registry):
             timeout=60,
         )
 
+    assert acrbot("init").returncode == 0
     assert acrbot("roles", "grant", "carol", "reader").returncode == 0
     result = acrbot("audit", "verify", "--blob")
     assert (result.returncode, result.stdout) == (

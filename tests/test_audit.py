@@ -119,7 +119,7 @@ def test_verify_never_cries_wolf_while_commands_are_committed(tmp_path):
     import time
     from datetime import UTC, datetime
 
-    store = Store(tmp_path / "a.db")
+    store = Store(tmp_path / "a.db", create=True)
     audit = Audit(store)
     stop = threading.Event()
 

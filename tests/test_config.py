@@ -27,7 +27,13 @@ def test_durations_and_quorums(tmp_path):
 
 
 def test_secrets_come_from_the_environment(tmp_path):
-    reg = {**REG, "password_env": "REG_PASSWORD"}
+    reg = {
+        "name": "r",
+        "type": "oci",
+        "url": "http://127.0.0.1:5000",
+        "username": "bot",
+        "password_env": "REG_PASSWORD",
+    }
     config = from_mapping({"registry": [reg]}, base=tmp_path, environ={"REG_PASSWORD": "s3cret"})
     assert config.registries[0].secrets == {"password": "s3cret"}
     assert "s3cret" not in repr(config.registries[0].options)
@@ -50,7 +56,16 @@ def test_secrets_come_from_the_environment(tmp_path):
         ({"registry": [{**REG, "name": "bad name"}]}, "registry[0].name: expected a name"),
         ({"registry": [REG, REG]}, "registry[1].name: 'r' is used twice"),
         (
-            {"registry": [{**REG, "password_env": "NOPE"}]},
+            {
+                "registry": [
+                    {
+                        "name": "o",
+                        "type": "oci",
+                        "url": "http://127.0.0.1:1",
+                        "password_env": "NOPE",
+                    }
+                ]
+            },
             "registry[0].password_env: environment variable 'NOPE' is not set",
         ),
         (
@@ -90,3 +105,69 @@ def test_deploy_example_config_loads():
 
     config = load(Path(__file__).parent.parent / "deploy" / "acrbot.example.toml")
     assert config.approvals.required_for("delete_manifest") == 2
+
+
+OCI = {"name": "h", "type": "oci", "url": "https://harbor.example.com"}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {**OCI, "tag_delet": True},
+            "registry[0].tag_delet: unknown key; did you mean tag_delete? (known: ",
+        ),
+        (
+            {**OCI, "ca_bundel": "x.pem"},
+            "registry[0].ca_bundel: unknown key; did you mean ca_bundle?",
+        ),
+        (
+            {
+                "name": "p",
+                "type": "acr",
+                "login_sever": "p.azurecr.io",
+                "subscription_id": "s",
+                "resource_group": "g",
+            },
+            "registry[0].login_sever: unknown key; did you mean login_server?",
+        ),
+        (
+            {**OCI, "password": "hunter2"},
+            "registry[0].password: secrets are never written in the file; put it in an "
+            'environment variable and name it: password_env = "VARIABLE"',
+        ),
+        ({**OCI, "path": "x"}, "registry[0].path: unknown key (known: "),
+    ],
+)
+def test_every_registry_key_is_known_and_no_secret_is_written(tmp_path, table, message):
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"registry": [table]}, base=tmp_path, environ={})
+    assert str(exc.value).startswith(message), str(exc.value)
+    assert "hunter2" not in str(exc.value)
+
+
+def test_credentials_never_cross_plain_http_to_another_host(tmp_path):
+    remote = {
+        "name": "h",
+        "type": "oci",
+        "url": "http://harbor.example.com",
+        "username": "bot",
+        "password_env": "PW",
+    }
+    env = {"PW": "s3cret"}
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"registry": [remote]}, base=tmp_path, environ=env)
+    assert str(exc.value).startswith(
+        "registry[0].url: http://harbor.example.com is plain HTTP to another host"
+    )
+    token = {"name": "h", "type": "oci", "url": "http://harbor.lan:5000", "token_env": "PW"}
+    with pytest.raises(ConfigError, match=r'plain_http_hosts = \["harbor.lan:5000"\]'):
+        from_mapping({"registry": [token]}, base=tmp_path, environ=env)
+    listed = from_mapping(
+        {"registry": [token], "plain_http_hosts": ["harbor.lan:5000"]}, base=tmp_path, environ=env
+    )
+    assert listed.registries[0].secrets == {"token": "s3cret"}
+    local = {**remote, "url": "http://127.0.0.1:5000"}
+    assert from_mapping({"registry": [local]}, base=tmp_path, environ=env).registries
+    anonymous = {"name": "h", "type": "oci", "url": "http://mirror.example.com"}
+    assert from_mapping({"registry": [anonymous]}, base=tmp_path, environ={}).registries

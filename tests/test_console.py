@@ -125,6 +125,15 @@ def test_operator_bootstraps_the_first_owner(tmp_path):
     (tmp_path / "reg").mkdir()
     config = tmp_path / "acrbot.toml"
     config.write_text('[[registry]]\nname = "r"\ntype = "oci-layout"\npath = "reg"\n')
+    missing = acrbot("run", "--config", str(config), "--user", "U1", "audit")
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        f"acrbot: database {tmp_path / 'acrbot.db'}: no such file; check the `database` key, "
+        "or create it with `acrbot init --config FILE`\n",
+    )
+    assert not (tmp_path / "acrbot.db").exists()  # a mistyped path creates nothing
+    created = acrbot("init", "--config", str(config))
+    assert created.stdout.startswith(f"Created database {tmp_path / 'acrbot.db'} (schema ")
     assert acrbot("run", "--config", str(config), "--user", "U1", "audit").returncode == 1
     granted = acrbot("roles", "grant", "U1", "owner", "--config", str(config))
     assert granted.stdout == "Granted U1 owner on */*.\n"
@@ -143,7 +152,11 @@ def test_audit_cli_prints_and_verifies(demo_config):
     printed = acrbot("audit", "--config", demo_config, "--json")
     assert json.loads(printed.stdout.splitlines()[-1])["action"] == "repos"
     verified = acrbot("audit", "verify", "--config", demo_config)
-    assert (verified.returncode, verified.stdout) == (0, "audit chain intact: 1 entries verified\n")
+    assert (verified.returncode, verified.stdout) == (
+        0,
+        "audit chain intact: 1 entries verified (not keyed); no archive configured: compared "
+        "with nothing outside the database\n",
+    )
     db = sqlite3.connect(Path(demo_config).parent / "acrbot.db")
     db.executescript("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'x';")
     db.commit()

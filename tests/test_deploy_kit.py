@@ -124,7 +124,8 @@ def build(directory: Path) -> list[dict[str, Any]]:
             assert len(docs) == before - 1, content
     for image in spec.get("images", []):
         for doc in docs:
-            for container in pod_spec(doc)["containers"] if doc["kind"] == "Deployment" else []:
+            pod = pod_spec(doc) if doc["kind"] == "Deployment" else {}
+            for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
                 if container["image"] == image["name"]:
                     container["image"] = f"{image['newName']}:{image['newTag']}"
     return docs
@@ -881,6 +882,12 @@ def load_healthcheck() -> Any:
     return module
 
 
+def init_container(docs: Any) -> dict:
+    """The Deployment's init container that creates the database."""
+    spec = pod_spec(one(docs, "Deployment"))
+    return next(c for c in spec["initContainers"] if c["name"] == "init-database")
+
+
 class Served:
     """The image's CMD, run with the manifests' config (its /var/lib/acrbot moved to tmp_path),
     the image's ENV, the Secret template's keys and a fake Slack."""
@@ -911,6 +918,10 @@ class Served:
             HTTP_PROXY="",
         )
         self.env = env
+        # The pod's init container first, as the kubelet runs it: it creates the database.
+        init = init_container(HTTP)["command"]
+        assert init == ["acrbot", "init"], init
+        subprocess.run([acrbot_executable(), *init[1:]], env=env, check=True, capture_output=True)
         self.proc = subprocess.Popen(
             self.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )

@@ -72,6 +72,8 @@ def test_acrbot_run_maps_the_user(tmp_path, registry):
         '[[registry]]\nname = "demo"\ntype = "oci-layout"\npath = "registry"\n'
         '[users]\nalice = "UALICE"\n'
     )
+    init = ["init", "--config", str(tmp_path / "acrbot.toml")]
+    subprocess.run([sys.executable, "-m", "bot", *init], check=True, capture_output=True)
     command = ["run", "--config", str(tmp_path / "acrbot.toml"), "--user", "alice", "--json"]
     result = subprocess.run(
         [sys.executable, "-m", "bot", *command, "whoami"],

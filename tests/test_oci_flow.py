@@ -14,7 +14,7 @@ def make_bot(tmp_path, clock, url, **registry):
         base=tmp_path,
         environ={"DIST_PASSWORD": "s3cret-pw"},
     )
-    dispatcher = build_dispatcher(config, clock=clock)
+    dispatcher = build_dispatcher(config, clock=clock, create=True)
     for user, role in (("alice", Role.CONTRIBUTOR), ("bob", Role.OWNER), ("carol", Role.READER)):
         dispatcher.ctx.roles.grant(Grant(user, role), by="test", at=clock())
     return dispatcher

@@ -210,7 +210,9 @@ def test_serve_with_a_database_it_cannot_open_says_so(tmp_path, fake_slack):
         timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.endswith("afile/acrbot.db: a file is in the way of its folder\n")
+    assert "afile/acrbot.db: a file is in the way of its folder; check the `database` key" in (
+        result.stderr
+    )
 
 
 def test_serve_without_tokens_says_which_is_missing(tmp_path):

@@ -71,7 +71,7 @@ class RegistryAuth(httpx.Auth):
                     k: v for k, v in (("service", params.get("service")), ("scope", wanted)) if v
                 },
             )
-            if self._basic is not None:
+            if self._basic is not None and self._may_send_to(token_request.url, request.url):
                 token_request = next(self._basic.auth_flow(token_request))
             token_response = yield token_request
             if token_response.status_code != 200:
@@ -85,6 +85,17 @@ class RegistryAuth(httpx.Auth):
                 self._tokens[wanted] = (token, expires)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
+
+    @staticmethod
+    def _may_send_to(realm: httpx.URL, registry: httpx.URL) -> bool:
+        """Credentials go to a token realm over https, or over plain HTTP only to the
+        registry's own host (which the configuration allowed) or to loopback: a challenge
+        cannot send the password in clear to a host nobody listed."""
+        if realm.scheme == "https":
+            return True
+        return realm.host in ("localhost", "127.0.0.1", "::1") or (
+            realm.host == registry.host and realm.port == registry.port
+        )
 
     def header_for(self, method: str, path: str) -> str | None:
         """The Authorization header this auth would send now without a challenge (a static
