@@ -8,6 +8,7 @@ burst with the work in the acking process, and against Bolt's built-in developme
 tests/, the real Bolt app, uvicorn, slack_sdk's Socket Mode client.
 
     .venv/bin/python bench/ack_latency.py [--n 50] [--delay 2.0] [--runs 3]
+        [--metrics on,off]   # each mode with metrics on and off, interleaved, in one run
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import io
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slack_sdk.signature import SignatureVerifier
 
+from bot import metrics
 from bot.app import build_context
 from bot.config import Config, SlackSettings, from_mapping
 from bot.demo import seed_registry
@@ -190,7 +193,7 @@ def summary(name: str, latencies: list[float], failures: int) -> dict[str, float
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
     row = {"p50": statistics.median(ms), "p99": p99, "max": ms[-1], "fail": failures}
     print(
-        f"{name:<34} p50 {row['p50']:8.1f} ms   p99 {row['p99']:8.1f} ms   "
+        f"{name:<44} p50 {row['p50']:8.1f} ms   p99 {row['p99']:8.1f} ms   "
         f"max {row['max']:8.1f} ms   non-200 {failures}"
     )
     return row
@@ -246,12 +249,35 @@ def bench_http(
         where = "work in-process" if in_process else "worker process"
         if registry_url:
             where += f", {REGISTRY_TAGS:,}-tag docker-registry"
-        row = summary(f"HTTP, uvicorn, {where}", latencies, failures)
+        row = summary(f"HTTP, uvicorn, {where}{_metrics_label()}", latencies, failures)
         row["answers"] = wait_answers(fake, tag, n)
-        print(f"{'':<34} all {n} answers via response_url in {row['answers']:.1f} s")
+        print(f"{'':<44} all {n} answers via response_url in {row['answers']:.1f} s")
+        if metrics.enabled():
+            acks = _scraped_acks(server.port)
+            print(f"{'':<44} /metrics: acrbot_ack_seconds_count{{kind=command}} {acks:g}")
         server.stop()
         thread.join(timeout=15)
         return row
+
+
+def _metrics_label() -> str:
+    return "" if metrics.enabled() else ", metrics off"
+
+
+def _scraped_acks(port: int) -> float:
+    """The ack count /metrics reports (the warm-up and the burst): metrics were really on."""
+    import http.client
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "acrbot_ack_seconds_count" and sample.labels == {"kind": "command"}:
+                return sample.value
+    return 0.0
 
 
 def bench_builtin(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
@@ -285,7 +311,7 @@ def bench_builtin(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
             load.fire(2, "b.warm", WARM_UP)  # a short warm-up: this server takes seconds a burst
             latencies, failures = load.fire(n, "b")
             load.close()
-        row = summary("HTTP, Bolt built-in server", latencies, failures)
+        row = summary(f"HTTP, Bolt built-in server{_metrics_label()}", latencies, failures)
         dev._server.shutdown()
         dev._server.server_close()
         return row
@@ -351,17 +377,24 @@ def bench_socket_mode(
         parent.send((tag, BURST))
         latencies, failures = parent.recv()
         where = "work in-process" if in_process else "worker process"
-        row = summary(f"Socket Mode, {where}", latencies, failures)
-        print(f"{'':<34} all {n} answers via response_url in {wait_answers(fake, tag, n):.1f} s")
+        row = summary(f"Socket Mode, {where}{_metrics_label()}", latencies, failures)
+        print(f"{'':<44} all {n} answers via response_url in {wait_answers(fake, tag, n):.1f} s")
         parent.send("stop")
         handler.close()
     server.join(timeout=10)
     return row
 
 
-def _isolated(name: str, n: int, delay: float, conn: Any) -> None:
+def _isolated(name: str, n: int, delay: float, conn: Any, metrics_on: bool = True) -> None:
     """Run one bench in a fresh process with its own fake Web API: one server mode per
-    process, as in production, so earlier runs' threads and garbage do not skew the next."""
+    process, as in production, so earlier runs' threads and garbage do not skew the next.
+    Metrics on is what `acrbot serve` runs (multiprocess mode, shared with the worker
+    process); off records nothing in either process."""
+    scratch = tempfile.mkdtemp(prefix="bench-metrics-")
+    if metrics_on:
+        metrics.enable_multiprocess(Path(scratch))
+    else:
+        metrics.disable()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("websocket").setLevel(logging.CRITICAL)  # "close status: 1001" at the end
     fake = FakeSlack().start()
@@ -382,6 +415,7 @@ def _isolated(name: str, n: int, delay: float, conn: Any) -> None:
         conn.send(None)
     finally:
         fake.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
         sys.stdout.flush()
         os._exit(0)  # do not wait for library threads (Bolt's, the SDK clients') to wind down
 
@@ -400,30 +434,52 @@ def main() -> None:
         "socket-inprocess (the work in the acking process), builtin (Bolt's dev server), "
         "http-registry (`tags` on a real 2,000-tag docker-registry, no delay)",
     )
+    parser.add_argument(
+        "--metrics",
+        default="on",
+        help="on, off, or on,off: run each mode with /metrics recording on and/or off "
+        "(interleaved in each run), to see what metrics cost the acks",
+    )
     args = parser.parse_args()
+    switches = [m.strip() == "on" for m in args.metrics.split(",")]
     print(
         f"{args.n} concurrent /acr commands, every registry call takes {args.delay:.1f} s, "
-        f"{os.cpu_count()} cores; each run in a fresh process\n",
+        f"{os.cpu_count()} cores; each run in a fresh process; metrics {args.metrics}\n",
         flush=True,
     )
     names = args.modes.split(",")
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    keys = [_key(name, on) for name in names for on in switches]
+    rows: dict[str, list[dict[str, float]]] = {key: [] for key in keys}
     context = multiprocessing.get_context("spawn")
     for _ in range(args.runs):
         for name in names:
-            parent, child = context.Pipe()
-            process = context.Process(target=_isolated, args=(name, args.n, args.delay, child))
-            process.start()
-            row = parent.recv()
-            process.join()
-            if row is None:
-                raise SystemExit(f"the {name} bench failed (its traceback is above)")
-            rows[name].append(row)
+            for on in switches:
+                parent, child = context.Pipe()
+                process = context.Process(
+                    target=_isolated, args=(name, args.n, args.delay, child, on)
+                )
+                process.start()
+                row = parent.recv()
+                process.join()
+                if row is None:
+                    raise SystemExit(f"the {name} bench failed (its traceback is above)")
+                rows[_key(name, on)].append(row)
     print(f"\np99 in each of {args.runs} runs, worst last:")
     for name, runs in rows.items():
         p99s = ", ".join(f"{r['p99']:.1f}" for r in runs)
-        print(f"  {name:<17} {p99s}  (worst {max(r['p99'] for r in runs):.1f} ms)")
+        print(f"  {name:<29} {p99s}  (worst {max(r['p99'] for r in runs):.1f} ms)")
     median = {name: statistics.median(r["p99"] for r in runs) for name, runs in rows.items()}
+    if len(switches) == 2:
+        for name in names:
+            on, off = median[_key(name, True)], median[_key(name, False)]
+            print(
+                f"metrics on vs off, {name}: median p99 {on:.1f} vs {off:.1f} ms "
+                f"({on - off:+.1f} ms)"
+            )
+    median = {
+        name: statistics.median(r["p99"] for r in rows[_key(name, switches[0])]) for name in names
+    }
+    rows = {name: rows[_key(name, switches[0])] for name in names}
     for slower, faster in (
         ("builtin", "http"),
         ("http-inprocess", "http"),
@@ -447,6 +503,10 @@ def main() -> None:
         f"target p99 ≤ {target:.0f} ms and zero failures in every run ({', '.join(served)}): "
         f"{'met' if met else 'NOT met'}"
     )
+
+
+def _key(name: str, metrics_on: bool) -> str:
+    return name if metrics_on else f"{name} (metrics off)"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import redaction
+from bot import logs, observe
 from bot.announce import Announcer
 from bot.audit import Audit
 from bot.config import Config, RegistryConfig
@@ -127,7 +127,7 @@ def build_context(
         groups_of = static_groups(config)
     if registries is None:
         facts = SqliteFacts(store)
-        registries = [BACKENDS[r.type](r, facts) for r in config.registries]
+        registries = [observe.metered(BACKENDS[r.type](r, facts)) for r in config.registries]
     archive = None
     if config.archive is not None:
         from bot.archive import AuditArchive, container_client
@@ -140,6 +140,7 @@ def build_context(
     # Every change of a request with a chat channel queues what to announce, in the same
     # transaction (the card, thread lines, the outcome); `acrbot serve` delivers it.
     requests.listeners.append(Announcer(outbox))
+    requests.listeners.append(observe.RequestEvents(store))  # approvals, executions
     return Context(
         config=config,
         store=store,
@@ -196,6 +197,6 @@ def ship_audit(ctx: Context) -> None:
         logging.getLogger(__name__).warning("%s", exc)
 
 
-def configure_logging(level: int = logging.WARNING) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redaction.install()
+def configure_logging(level: int = logging.WARNING, fmt: str | None = None) -> None:
+    """Text or JSON lines (bot/logs.py), secrets redacted; the worker inherits the format."""
+    logs.configure(level, fmt)

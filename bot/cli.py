@@ -5,6 +5,7 @@ acrbot console [--user ID]       chat with the bot in a terminal
 acrbot run --user ID "COMMAND"   run one command (exit 1 if refused or failed)
 acrbot roles grant|revoke|list   bootstrap the role table without Slack
 acrbot audit [--json] | audit verify
+acrbot doctor [--json]           check a deployment and say what to fix
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot import __version__, commands
+from bot import __version__, commands, logs
 from bot.app import build_context, build_dispatcher, configure_logging, ship_audit
 from bot.config import Config, default_user, load
 from bot.console import run_console
@@ -29,6 +30,14 @@ from bot.render_text import render
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="configuration file (default: $ACRBOT_CONFIG)"
+    )
+
+
+def _log_format_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="log lines as text (the default) or one JSON object a line",
     )
 
 
@@ -50,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     console.add_argument(
         "--user", help="acting user, an id or a [users] login (default: $ACRBOT_USER or $USER)"
     )
+    _log_format_arg(console)
 
     serve = sub.add_parser(
         "serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)"
@@ -61,11 +71,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=3000, help="HTTP mode: port (default %(default)s)"
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="also serve /metrics on this port, at --host (Socket Mode has no other)",
+    )
+    serve.add_argument(
+        "--startup-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="retry an unreachable Slack this long at start-up (default %(default)g)",
+    )
+    _log_format_arg(serve)
 
     run = sub.add_parser("run", help="run one command and exit")
     _config_arg(run)
     run.add_argument("--user", required=True, help="acting user: an id, or a login name in [users]")
     run.add_argument("--json", action="store_true", help="print the reply as JSON")
+    _log_format_arg(run)
     # REMAINDER: everything after the first word is the bot command, its --options included.
     run.add_argument(
         "words",
@@ -95,12 +120,16 @@ def _parser() -> argparse.ArgumentParser:
         "--blob", action="store_true", help="with verify: check the archive in Azure Blob Storage"
     )
     audit.add_argument("--last", type=int, default=50, help="entries to print (default 50)")
+
+    doctor = sub.add_parser("doctor", help="check a deployment and say what to fix")
+    _config_arg(doctor)
+    doctor.add_argument("--json", action="store_true", help="the checks as JSON (for CI)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging()
+    configure_logging(fmt=getattr(args, "log_format", None))
     try:
         return _COMMANDS[args.cmd](args)
     except ConfigError as exc:
@@ -157,14 +186,37 @@ def _console_loop(config: Config, user: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
+    from bot import metrics
     from bot.config import slack_settings
     from bot.slack.service import serve
 
     settings = slack_settings()
     config = load(args.config)
     logging.getLogger().setLevel(logging.INFO)
-    serve(config, settings, host=args.host, port=args.port)
+    metrics.enable_multiprocess()  # before the worker process starts: it inherits the mode
+    serve(
+        config,
+        settings,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        startup_wait=args.startup_wait,
+    )
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bot import doctor
+    from bot.config import find_config
+    from bot.slack.checks import slack_checks
+
+    checks = doctor.run(args.config, extra=[slack_checks])
+    if args.json:
+        print(doctor.as_json(checks))
+    else:
+        source = args.config or find_config()
+        print(doctor.render(checks, source=str(source) if source else None))
+    return 1 if any(c.failed for c in checks) else 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -324,4 +376,5 @@ _COMMANDS = {
     "run": _run,
     "roles": _roles,
     "audit": _audit,
+    "doctor": _doctor,
 }

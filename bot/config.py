@@ -660,3 +660,15 @@ def _groups(table: Any) -> dict[str, tuple[str, ...]]:
         except UsageError as exc:
             raise ConfigError(f"groups.{name}: {exc}") from None
     return groups
+
+
+def inherited(name: str) -> str | None:
+    """A setting `acrbot serve` hands down to its worker process through the environment
+    (the log format, the metrics switch, PROMETHEUS_MULTIPROC_DIR): a spawned child inherits
+    it, and prometheus-client reads its variable before anything else could pass it on."""
+    return os.environ.get(name) or None
+
+
+def hand_down(name: str, value: str) -> None:
+    """Set a setting for this process and the processes it starts (see `inherited`)."""
+    os.environ[name] = value

@@ -25,6 +25,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from bot import observe
 from bot.commands import COMMANDS, canonical_id, needs, scope
 from bot.context import Call, Context
 from bot.errors import PermissionDenied, UsageError, UserError
@@ -217,6 +218,7 @@ class Dispatcher:
         finish: Callable[[Reply], None] | None = None,
         reply: Reply | None = None,
     ) -> None:
+        observe.command_done(command.name if command else "(unparsed)", outcome, user=user)
         target = ""
         if call is not None:
             parts = [call.registry_name or ""]

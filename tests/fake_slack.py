@@ -13,6 +13,10 @@ It refuses what Slack refuses, so tests catch what production would:
   Message `text` over 40,000 characters is `msg_too_long`; nothing to show is `no_text`.
 - `chat.update` of a message never posted: `message_not_found`. Posting to a channel the bot
   has left (`leave`, `only_member_of`): `not_in_channel`. Member of everything by default.
+- Every Web API answer carries the token's scopes in `x-oauth-scopes`, as Slack's do:
+  ``scopes`` (the app manifest's by default). `conversations.info` answers `missing_scope`
+  without channels:read (groups:read for a private channel), `channel_not_found` for
+  channels in ``missing_channels``, and `is_member` from the membership above.
 - `response_url`: HTTP 400 with a text body (`invalid_blocks`, `no_text`, `msg_too_long`)
   as Slack's webhooks answer, and HTTP 404 `used_url` after 5 posts or `expired_url` 30
   minutes after the URL was issued (`advance` moves the fake's clock).
@@ -32,6 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -66,6 +71,7 @@ OPTION_TEXT = 75
 OPTION_VALUE = 150
 IMAGE_ALT = 2000
 
+MANIFEST = Path(__file__).parent.parent / "deploy" / "slack-app-manifest.json"
 RESPONSE_URL_POSTS = 5  # "up to 5 times within 30 minutes"
 RESPONSE_URL_TTL = 30 * 60
 
@@ -353,6 +359,11 @@ class FakeSlack:
         self.calls: list[ApiCall] = []
         self.usergroups: dict[str, list[str]] = {}
         self.errors: dict[str, str] = {}  # method -> Slack error code to answer with
+        # The bot token's scopes (x-oauth-scopes): what installing the app's manifest grants.
+        self.scopes: set[str] = set(
+            json.loads(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"]
+        )
+        self.missing_channels: set[str] = set()  # conversations.info: channel_not_found
         self.socket_url: str | None = None
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
@@ -617,6 +628,13 @@ class FakeSlack:
             return fault
         if method in self.errors:
             return _Answer.json({"ok": False, "error": self.errors[method]}, injected=True)
+        if method == "conversations.info":  # a scope the test took away: asked for, too
+            needed = (
+                "groups:read" if str(params.get("channel")).startswith("G") else "channels:read"
+            )
+            if needed not in self.scopes:
+                data = {"ok": False, "error": "missing_scope", "needed": needed}
+                return _Answer.json(data, injected=True)
         refusal = self._message_refusal(method, params)
         if refusal is not None:
             return _Answer.json(refusal)
@@ -678,6 +696,13 @@ class FakeSlack:
             return {"ok": True, "messages": messages, "has_more": False}
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
+        if method == "conversations.info":
+            if channel in self.missing_channels:
+                return {"ok": False, "error": "channel_not_found"}
+            return {
+                "ok": True,
+                "channel": {"id": channel, "name": "platform", "is_member": self._member(channel)},
+            }
         return {"ok": False, "error": "unknown_method"}
 
     def _respond(self, name: str, params: dict[str, Any]) -> _Answer:
@@ -755,6 +780,8 @@ class FakeSlack:
                     )
                 self.send_response(answer.status)
                 self.send_header("Content-Type", answer.content_type)
+                if self.path.startswith("/api/"):
+                    self.send_header("x-oauth-scopes", ",".join(sorted(fake.scopes)))
                 for key, value in answer.headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(answer.body)))

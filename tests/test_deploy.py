@@ -28,6 +28,7 @@ def test_manifest_scopes_cover_every_web_api_method_used():
         "chat_postEphemeral": "chat:write",
         "chat_update": "chat:write",
         "usergroups_users_list": "usergroups:read",
+        "conversations_info": "channels:read",  # acrbot doctor: is the bot in the channel
     }
     code = "".join(p.read_text() for p in (ROOT / "bot" / "slack").glob("*.py"))
     used = set(re.findall(r"\.(chat_\w+|usergroups_\w+|views_\w+|conversations_\w+)\(", code))
@@ -39,3 +40,9 @@ def test_manifest_scopes_cover_every_web_api_method_used():
 
 def test_dockerfile_runs_acrbot_serve():
     assert 'CMD ["acrbot", "serve"' in (ROOT / "deploy" / "Dockerfile").read_text()
+
+
+def test_doctor_checks_the_scopes_the_manifest_asks_for():
+    from bot.slack.checks import NEEDED_SCOPES
+
+    assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == NEEDED_SCOPES

@@ -24,7 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot import announce
+from bot import announce, observe
 from bot.cards import Cards
 from bot.context import Context
 from bot.outbox import Item, Outbox
@@ -167,6 +167,7 @@ class SlackDelivery:
             self._gave_up(item, str(exc))
             return 1
         self.outbox.sent(item)
+        observe.delivered(item.key, item.kind)
         return 1
 
     def _expired(self, item: Item) -> bool:

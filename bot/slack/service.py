@@ -18,13 +18,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
-from slack_sdk import WebClient
-
+from bot import metrics, observe
 from bot.config import Config, SlackSettings
 from bot.jobqueue import JobQueue
+from bot.slack import startup
 from bot.slack.jobs import DurableSink, JobSink
 from bot.slack.listeners import Listeners
+from bot.slack.observe import ObservedApp, ObservedSink, metrics_response
 from bot.slack.worker import WorkerProcess, prestart
 from bot.store import Store
 
@@ -41,28 +41,42 @@ class SlackApp:
 
     def __init__(self, settings: SlackSettings, sink: JobSink) -> None:
         self.settings = settings
-        self.client = WebClient(token=settings.bot_token, base_url=settings.api_url)
-        self.app = App(
-            client=self.client,
+        # The token, not a client: Bolt also reads SLACK_BOT_TOKEN from the environment, and
+        # given a client too it warns that the token is unused. `acrbot serve` checked the
+        # token already (bot/slack/startup.py); Bolt's own auth.test runs on the first request.
+        self.app = ObservedApp(
+            token=settings.bot_token,
             signing_secret=settings.signing_secret or "unused-in-socket-mode",
             request_verification_enabled=settings.signing_secret is not None,
+            token_verification_enabled=False,
             process_before_response=True,
         )
-        Listeners(sink).register(self.app)
+        self.client = self.app.client
+        self.client.base_url = settings.api_url
+        Listeners(ObservedSink(sink)).register(self.app)
         # Everything built so far lives as long as the process: move it out of the collector's
         # sight, so full collections during a burst of acks stay short.
         gc.collect()
         gc.freeze()
 
 
-def asgi_app(front: SlackApp, *, healthy: Callable[[], bool] = lambda: True) -> Any:
-    """`POST /slack/events` for Slack (commands, interactivity, events) and `GET /healthz`,
-    which answers 503 while the worker is down."""
+def asgi_app(
+    front: SlackApp,
+    *,
+    healthy: Callable[[], bool] = lambda: True,
+    exposition: metrics.Exposition | None = None,
+) -> Any:
+    """`POST /slack/events` for Slack (commands, interactivity, events), `GET /healthz`,
+    which answers 503 while the worker is down, and `GET /metrics` (bot/metrics.py)."""
     from slack_bolt.adapter.asgi import SlackRequestHandler
 
     slack = SlackRequestHandler(front.app, path=EVENTS_PATH)
+    exposition = exposition or metrics.Exposition()
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics" and scope["method"] == "GET":
+            await metrics_response(send, exposition)
+            return
         if scope["type"] == "http" and scope["path"] == "/healthz" and scope["method"] == "GET":
             ok = healthy()
             await send(
@@ -87,20 +101,27 @@ class HttpServer:
     """
 
     def __init__(
-        self, front: SlackApp, *, host: str, port: int, healthy: Callable[[], bool] = lambda: True
+        self,
+        front: SlackApp,
+        *,
+        host: str,
+        port: int,
+        healthy: Callable[[], bool] = lambda: True,
+        exposition: metrics.Exposition | None = None,
     ) -> None:
         import uvicorn
 
         self.socket = socket.create_server((host, port), backlog=1024)
         self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(
-            asgi_app(front, healthy=healthy),
+            asgi_app(front, healthy=healthy, exposition=exposition),
             loop="uvloop",
             http="httptools",
             lifespan="off",
             backlog=1024,
             access_log=False,
             log_level="warning",
+            log_config=None,  # uvicorn's lines go through ours: text or JSON, redacted
             timeout_graceful_shutdown=10,
         )
         self.server = uvicorn.Server(config)
@@ -132,24 +153,44 @@ def socket_mode_handler(front: SlackApp, *, concurrency: int = 1) -> Any:
     return handler
 
 
-def serve(config: Config, settings: SlackSettings, *, host: str, port: int) -> None:
-    """Run until interrupted: Socket Mode if an app token is set, else HTTP."""
+def serve(
+    config: Config,
+    settings: SlackSettings,
+    *,
+    host: str,
+    port: int,
+    metrics_port: int | None = None,
+    startup_wait: float = startup.STARTUP_WAIT,
+) -> None:
+    """Run until interrupted: Socket Mode if an app token is set, else HTTP. Slack is checked
+    first: a refused token, or Slack unreachable for ``startup_wait`` seconds, stops here
+    with one line (bot/slack/startup.py). `/metrics` is served on the HTTP port, and on
+    ``metrics_port`` if given (Socket Mode has no HTTP port of its own)."""
+    startup.verify_bot_token(settings, within=startup_wait)
     worker = WorkerProcess(config, settings).start()
     # SIGTERM (docker stop, systemd) stops like Ctrl-C: uvicorn finishes the requests in
     # flight and then re-raises the signal it caught; the worker finishes its jobs.
     signal.signal(signal.SIGTERM, _interrupt)
-    sink = DurableSink(JobQueue(Store(config.database)), worker.ring)
+    store = Store(config.database)
+    sink = DurableSink(JobQueue(store), worker.ring)
+    exposition = metrics.Exposition(observe.readers(store, config, worker=worker))
     try:
         front = SlackApp(settings, sink)
+        if metrics_port is not None:
+            scrape = exposition.serve(host=host, port=metrics_port)
+            log.warning("acr-chatops: metrics on http://%s:%s/metrics", host, scrape.server_port)
         if settings.socket_mode:
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
             handler = socket_mode_handler(front)
             try:
-                handler.start()  # blocks until interrupted
+                startup.connect_socket_mode(handler, settings, within=startup_wait)
+                threading.Event().wait()  # until interrupted
             finally:
                 handler.close()
         else:
-            server = HttpServer(front, host=host, port=port, healthy=worker.is_alive)
+            server = HttpServer(
+                front, host=host, port=port, healthy=worker.is_alive, exposition=exposition
+            )
             log.warning("acr-chatops: HTTP on http://%s:%s%s", host, server.port, EVENTS_PATH)
             server.run()
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot import redaction
+from bot import observe, redaction
 from bot.app import build_dispatcher, configure_logging, static_groups, static_members
 from bot.archive import Shipper
 from bot.config import Config, SlackSettings
@@ -123,7 +123,8 @@ class SlackWorker:
 
     def _run(self, job: QueuedJob) -> None:
         try:
-            self.work.run(job)
+            with observe.job_run(job.key, job.kind, job.created_at, attempts=job.attempts):
+                self.work.run(job)
         finally:
             self._slots.release()
             self._wake.set()  # a thread is free: look for more

@@ -426,6 +426,15 @@ class AcrRegistry:
             )
         return NewPassword(name=which, username=result.username or self._registry_name, value=value)
 
+    def check_list_credentials(self) -> None:
+        """Whether the identity may read the admin credentials, as `rotate` needs (`acrbot
+        doctor`); the values Azure returns are dropped unread."""
+        self._call(
+            lambda: self._arm.registries.list_credentials(self._rg, self._registry_name),
+            what="the admin credentials (listCredentials)",
+            missing="no such registry resource",
+        )
+
     # -- errors ----------------------------------------------------------------------------
 
     def _call(

@@ -1,0 +1,291 @@
+"""`/metrics`: what the bot counts, in one process and across `acrbot serve`'s two.
+
+The end-to-end tests run `acrbot serve` as a real process (front + worker process, metrics
+in prometheus-client's multiprocess mode) and read `/metrics` as Prometheus would.
+"""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from slack_sdk.signature import SignatureVerifier
+
+from bot import metrics, observe
+from bot.demo import seed_registry
+from bot.errors import NotFound
+from bot.registry import Order
+from tests.test_slack_serve import demo_env, free_port, health, worker_of
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def parse(text: str) -> Samples:
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def local() -> Samples:
+    """This process's metrics, as `/metrics` would show them."""
+    return parse(metrics.Exposition().render()[0].decode())
+
+
+# -- in one process ------------------------------------------------------------------------
+
+
+def test_registry_calls_are_timed_by_registry_operation_and_status(tmp_path):
+    registry = observe.metered(seed_registry(tmp_path / "registry"))
+    before = local()
+    assert registry.repositories()
+    with pytest.raises(NotFound):
+        registry.list_tags("no/such", order=Order.NAME, page_size=10)
+    after = local()
+    name = "acrbot_registry_call_seconds_count"
+    for operation, status in (("repositories", "ok"), ("list_tags", "not_found")):
+        labels = {"registry": "demo", "operation": operation, "status": status}
+        assert value(after, name, **labels) - value(before, name, **labels) == 1
+    assert (registry.name, registry.kind, registry.can_untag) == ("demo", "oci-layout", True)
+
+
+def test_commands_approvals_and_executions_are_counted(bot):
+    before = local()
+    bot.say("alice", 'delete baseimages/fedora:24 --reason "EOL"')
+    bot.say("alice", "approve 1")  # the requester may not: refused
+    bot.say("bob", "approve 1")  # the quorum: the deletion runs
+    bot.say("alice", 'delete baseimages/fedora:latest --reason "EOL"')
+    bot.say("bob", "deny 2 --reason later")
+    after = local()
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("acrbot_commands_total", command="delete", outcome="ok") == 2
+    assert delta("acrbot_commands_total", command="approve", outcome="refused") == 1
+    assert delta("acrbot_commands_total", command="approve", outcome="ok") == 1
+    assert delta("acrbot_approvals_total", outcome="approved") == 1
+    assert delta("acrbot_approvals_total", outcome="denied") == 1
+    assert delta("acrbot_executions_total", action="delete", outcome="done") == 1
+
+
+def test_with_metrics_off_nothing_is_recorded(bot):
+    before = local()
+    with metrics.disabled():
+        bot.say("carol", "tags baseimages/fedora")
+    assert value(local(), "acrbot_commands_total", command="tags", outcome="ok") == value(
+        before, "acrbot_commands_total", command="tags", outcome="ok"
+    )
+
+
+def test_http_mode_serves_metrics_beside_healthz(slack):
+    reply = slack.say("UCAROL", "tags baseimages/fedora")
+    assert reply["text"] == "2 tags in demo/baseimages/fedora"
+    status, text, _ = slack.request("GET", "/metrics")
+    assert status == 200
+    found = parse(text)
+    assert value(found, "acrbot_ack_seconds_count", kind="command") >= 1
+    assert value(found, "acrbot_jobs_submitted_total", kind="command", status="queued") >= 1
+    assert value(found, "acrbot_job_seconds_count", kind="command") >= 1
+    assert value(found, "acrbot_commands_total", command="tags", outcome="ok") >= 1
+
+
+# -- `acrbot serve`: two processes -----------------------------------------------------------
+
+
+def signed_command(port: int, user: str, text: str, response_url: str, trigger: str) -> int:
+    body = urlencode(
+        {
+            "command": "/acr",
+            "text": text,
+            "user_id": user,
+            "channel_id": "C1",
+            "team_id": "T0001",
+            "response_url": response_url,
+            "trigger_id": trigger,
+        }
+    )
+    ts = str(int(time.time()))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request(
+        "POST",
+        "/slack/events",
+        body=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": SignatureVerifier("s3").generate_signature(
+                timestamp=ts, body=body
+            ),
+        },
+    )
+    return conn.getresponse().status
+
+
+def scrape(port: int) -> tuple[str, Samples]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    return response.getheader("Content-Type"), parse(response.read().decode())
+
+
+def eventually(port: int, ready: Callable[[Samples], bool], timeout: float = 20) -> Samples:
+    deadline = time.monotonic() + timeout
+    while True:
+        _, found = scrape(port)
+        if ready(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def start_serve(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_healthy(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if health(port) == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(proc.communicate()[1])
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    return stderr
+
+
+def test_serve_merges_both_processes_metrics_and_logs_one_trail_per_job(tmp_path, fake_slack):
+    port = free_port()
+    proc = start_serve(demo_env(tmp_path, fake_slack), "--port", str(port), "--log-format", "json")
+    try:
+        wait_healthy(port, proc)
+        commands = [
+            ("carol", "tags baseimages/fedora", "t1"),
+            ("alice", 'delete baseimages/fedora:24 --reason "EOL"', "t2"),
+            ("bob", "approve 1", "t3"),
+        ]
+        for user, text, trigger in commands:
+            url = fake_slack.response_url(trigger)
+            assert signed_command(port, user, text, url, trigger) == 200
+            fake_slack.wait_for(f"response_url:{trigger}")
+        content_type, found = scrape(port)
+        assert content_type.startswith("text/plain; version=")
+        found = eventually(
+            port,
+            lambda s: value(s, "acrbot_executions_total", action="delete", outcome="done"),
+        )
+
+        assert value(found, "acrbot_ack_seconds_count", kind="command") == 3  # the front
+        assert value(found, "acrbot_jobs_submitted_total", kind="command", status="queued") == 3
+        assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 1  # worker
+        assert value(found, "acrbot_commands_total", command="delete", outcome="ok") == 1
+        assert value(found, "acrbot_approvals_total", outcome="approved") == 1
+        assert value(found, "acrbot_executions_total", action="delete", outcome="done") == 1
+        assert value(found, "acrbot_job_seconds_count", kind="command") == 3
+        assert value(found, "acrbot_job_wait_seconds_count", kind="command") == 3
+        calls = {
+            labels
+            for (name, labels) in found
+            if name == "acrbot_registry_call_seconds_count" and ("registry", "demo") in labels
+        }
+        operations = {dict(labels)["operation"] for labels in calls}
+        assert {"list_tags", "resolve", "untag"} <= operations
+        assert value(found, "acrbot_queue_jobs", state="queued") == 0  # read from SQLite
+        assert ("acrbot_outbox_pending_messages", frozenset()) in found
+        assert value(found, "acrbot_worker_up") == 1
+        assert value(found, "acrbot_worker_restarts_total") == 0
+
+        os.kill(worker_of(proc.pid), signal.SIGKILL)
+        url = fake_slack.response_url("t4")
+        found = eventually(port, lambda s: value(s, "acrbot_worker_restarts_total") == 1)
+        assert value(found, "acrbot_worker_restarts_total") == 1
+        # The dead worker's counts stay (its files outlive it), and the new one's add up.
+        assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 1
+        assert signed_command(port, "carol", "tags baseimages/fedora", url, "t4") == 200
+        fake_slack.wait_for("response_url:t4")
+        found = eventually(
+            port, lambda s: value(s, "acrbot_commands_total", command="tags", outcome="ok") == 2
+        )
+        assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 2
+    finally:
+        stderr = stop(proc)
+
+    lines = [json.loads(line) for line in stderr.splitlines()]  # every line is JSON
+    trail = [line for line in lines if line.get("job") == "trigger:t1"]
+    front = [line["msg"] for line in trail if line["pid"] == proc.pid]
+    worker = [
+        line["msg"].split(" after ")[0].split(" in ")[0]
+        for line in trail
+        if line["pid"] != proc.pid
+    ]
+    assert front == ["acked command: queued"]  # one id, from the ack to the answer
+    assert worker == [
+        "job command started",
+        "command tags by carol: ok",
+        "job command finished",
+        "delivered respond reply:trigger:t1",
+    ]
+    assert len({line["pid"] for line in trail}) == 2
+    assert not [line for line in lines if "token` will be unused" in line["msg"]]
+
+
+def test_socket_mode_serves_metrics_on_its_own_port(tmp_path, fake_slack):
+    from tests.fake_socket_mode import FakeSocketMode
+
+    ws = FakeSocketMode().start()
+    fake_slack.socket_url = ws.url
+    env = {**demo_env(tmp_path, fake_slack), "SLACK_APP_TOKEN": "xapp-test"}
+    env.update(HTTPS_PROXY="", HTTP_PROXY="")
+    del env["SLACK_SIGNING_SECRET"]
+    port = free_port()
+    proc = start_serve(env, "--metrics-port", str(port))
+    try:
+        ws.wait_connections(1, timeout=30)
+        envelope = ws.send(
+            "slash_commands",
+            {
+                "command": "/acr",
+                "text": "tags baseimages/fedora",
+                "user_id": "carol",
+                "channel_id": "C1",
+                "team_id": "T0001",
+                "trigger_id": "sm1",
+                "response_url": fake_slack.response_url("sm1"),
+            },
+        )
+        ws.wait_ack(envelope)
+        fake_slack.wait_for("response_url:sm1")
+        found = eventually(
+            port, lambda s: value(s, "acrbot_commands_total", command="tags", outcome="ok")
+        )
+        assert value(found, "acrbot_ack_seconds_count", kind="command") == 1
+        assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 1
+    finally:
+        stderr = stop(proc)
+        ws.stop()
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in stderr
