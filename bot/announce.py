@@ -18,6 +18,7 @@ CARD = "card"
 LINE = "line"
 OUTCOME = "outcome"
 HOME = "home"
+HOMES = "homes"  # every owner who can act on a request: their App Home is drawn again
 
 
 def card_key(request_id: int) -> str:
@@ -33,6 +34,8 @@ class Announcer:
             return
         card = card_key(request.id)
         self.outbox.touch(card, CARD, {"request": request.id, "channel": request.channel})
+        # The owners' App Home lists what waits for them: redraw it when that changes.
+        self.outbox.touch(f"homes:{request.id}", HOMES, {"request": request.id})
         if event.startswith("approved:"):
             approver = event.split(":", 1)[1]
             self.outbox.put(

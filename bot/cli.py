@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"acrbot {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
+    manifest = sub.add_parser(
+        "slack-manifest", help="print the Slack app manifest for Socket Mode or HTTP"
+    )
+    manifest.add_argument("--mode", choices=["socket", "http"], default="socket")
+    manifest.add_argument(
+        "--url", default="https://YOUR-HOST", help="HTTP mode: the public base URL of the bot"
+    )
+
     init = sub.add_parser("init", help="create the database (or bring it to the current schema)")
     _config_arg(init)
 
@@ -351,6 +359,15 @@ def _verify_archive(ctx: Any) -> int:
     return 0
 
 
+def _slack_manifest(args: argparse.Namespace) -> int:
+    from bot.slack.manifest import manifest
+
+    if args.mode == "http" and not args.url.startswith("https://"):
+        raise ConfigError("--url: Slack sends events only to https:// URLs")
+    print(json.dumps(manifest(mode=args.mode, url=args.url), indent=2))
+    return 0
+
+
 def _init(args: argparse.Namespace) -> int:
     from bot.store import SCHEMA_VERSION, Store
 
@@ -370,6 +387,7 @@ def _init(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "init": _init,
+    "slack-manifest": _slack_manifest,
     "serve": _serve,
     "demo": _demo,
     "console": _console,

@@ -85,6 +85,7 @@ class Call:
     progress: Progress = no_progress  # long scans report here; the transport shows it
     channel: str | None = None  # the chat channel the command came from (Slack), if any
     origin: str | None = None  # the job running it: makes effects idempotent on a re-run
+    door: str = "console"  # console, notebook or slack
 
     @property
     def args(self) -> dict[str, Any]:

@@ -102,7 +102,7 @@ class Dispatcher:
         try:
             self._expire_due()
             command = parse(text, COMMANDS)
-            call = self._call(command, user, progress, channel=channel, origin=origin)
+            call = self._call(command, user, progress, channel=channel, origin=origin, door=door)
             reply = self._handlers[command.name](call, ctx=self.ctx)
         except UserError as exc:
             outcome = "refused" if isinstance(exc, PermissionDenied | UsageError) else "failed"
@@ -169,6 +169,7 @@ class Dispatcher:
         *,
         channel: str | None = None,
         origin: str | None = None,
+        door: str = CONSOLE,
     ) -> Call:
         """Resolve the registry and repository the command is about, and check the role."""
         spec = COMMANDS[command.name]
@@ -203,6 +204,7 @@ class Dispatcher:
             progress=progress,
             channel=channel,
             origin=origin,
+            door=door,
         )
 
     def _audit(

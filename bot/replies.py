@@ -56,6 +56,11 @@ class Reply:
     secret: str | None = field(default=None, repr=False)
     data: Any = None
     paging: Paging | None = None
+    # For renderers with markup (Slack): the principal ids the text names (drawn as mentions)
+    # and literal strings to show as code (role scopes such as `reader on */*`, which mrkdwn
+    # would otherwise read as bold). Plain text ignores both.
+    people: tuple[str, ...] = ()
+    spans: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The reply for scripts: never includes ``secret`` unless asked by the renderer."""

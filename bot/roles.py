@@ -29,6 +29,11 @@ class RoleTable:
         self._groups_of = groups_of or (lambda _user: ())
         self._members_of = members_of or (lambda _principal: None)
 
+    def users(self, principal: str) -> list[str]:
+        """The users a principal stands for: itself, or a group's members."""
+        members = self._members_of(principal)
+        return [principal] if members is None else list(members)
+
     def reaches_someone(self, principal: str) -> bool:
         """A user, or a group with at least one member: a grant that someone can use."""
         members = self._members_of(principal)

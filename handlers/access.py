@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.commands import READ
 from bot.context import Call, Context
-from bot.errors import Conflict
+from bot.errors import Conflict, UsageError
 from bot.policy import ALL, Grant, Role, Scope, require
 from bot.replies import Reply, Table
 
@@ -46,12 +46,33 @@ def roles(call: Call, *, ctx: Context) -> Reply:
             }
             for g in grants
         ],
+        people=(user,),
     )
 
 
-def _requested(call: Call) -> Grant:
+SLACK_IDS = ("U", "W", "S")
+
+
+def _principal(call: Call, ctx: Context) -> str:
+    """Who a grant names. In Slack a name must be a mention (Slack then sends the id), a
+    configured login alias or a [groups] group: a bare `zed` matches no Slack user, and the
+    grant would be reported as done while it can never apply."""
+    principal = call.args["user"]
+    if call.door != "slack" or (principal[:1] in SLACK_IDS and principal.isupper()):
+        return principal
+    if principal in ctx.config.users:
+        return ctx.config.user_id(principal)
+    if principal in ctx.config.groups:
+        return principal
+    raise UsageError(
+        f"`{principal}` is not a Slack user or group: @-mention them (`grant @{principal} "
+        f"reader`), so that Slack sends their id, or map the name in the config's [users]"
+    )
+
+
+def _requested(call: Call, ctx: Context) -> Grant:
     return Grant(
-        principal=call.args["user"],
+        principal=_principal(call, ctx),
         role=call.args["role"],
         registry=call.registry_name or ALL,
         repositories=call.args["repo"] or ALL,
@@ -59,14 +80,19 @@ def _requested(call: Call) -> Grant:
 
 
 def grant(call: Call, *, ctx: Context) -> Reply:
-    new = _requested(call)
+    new = _requested(call, ctx)
     added = ctx.roles.grant(new, by=call.user, at=ctx.clock())
     text = f"Granted {new.principal} {new}." if added else f"{new.principal} already has {new}."
-    return Reply(text=text, data={"added": added, "grant": str(new)})
+    return Reply(
+        text=text,
+        data={"added": added, "grant": str(new)},
+        people=(new.principal,),
+        spans=(str(new),),
+    )
 
 
 def revoke(call: Call, *, ctx: Context) -> Reply:
-    old = _requested(call)
+    old = _requested(call, ctx)
     # Owners that someone can act as: a group with no members owns nothing in practice.
     owners_of_all = [
         g
@@ -82,4 +108,9 @@ def revoke(call: Call, *, ctx: Context) -> Reply:
             "first, or nobody could grant roles again"
         )
     ctx.roles.revoke(old)
-    return Reply(text=f"Revoked {old} from {old.principal}.", data={"revoked": str(old)})
+    return Reply(
+        text=f"Revoked {old} from {old.principal}.",
+        data={"revoked": str(old)},
+        people=(old.principal,),
+        spans=(str(old),),
+    )

@@ -110,8 +110,16 @@ def _request_data(request: DeletionRequest) -> dict:
 
 
 def _reply(text: str, request: DeletionRequest, *, ok: bool = True) -> Reply:
+    people = (request.requester, *(a.approver for a in request.approvals))
+    if request.decided_by and request.decided_by != "acrbot":
+        people += (request.decided_by,)
     return Reply(
-        text=text, ok=ok, fields=describe(request), request=request, data=_request_data(request)
+        text=text,
+        ok=ok,
+        fields=describe(request),
+        request=request,
+        data=_request_data(request),
+        people=people,
     )
 
 

@@ -79,6 +79,8 @@ def whoami(call: Call, *, ctx: Context) -> Reply:
         text=f"You are {call.user}.",
         fields=tuple(fields),
         data={"user": call.user, "groups": groups, "grants": [str(g) for g in call.grants]},
+        people=(call.user, *groups, *(g.principal for g in call.grants)),
+        spans=tuple(str(g) for g in call.grants),
     )
 
 

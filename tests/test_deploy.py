@@ -15,6 +15,22 @@ def test_manifest_subscribes_to_the_events_the_app_listens_to():
     assert {e.split(".")[0] for e in events} == listened
 
 
+def test_the_shipped_manifests_are_what_acrbot_slack_manifest_prints():
+    from bot.slack.manifest import manifest
+
+    http = json.loads((ROOT / "deploy" / "slack-app-manifest.http.json").read_text())
+    assert manifest(mode="socket") == MANIFEST
+    assert http == manifest(mode="http")
+    assert http["settings"]["socket_mode_enabled"] is False
+    assert {
+        http["settings"]["event_subscriptions"]["request_url"],
+        http["settings"]["interactivity"]["request_url"],
+        http["features"]["slash_commands"][0]["url"],
+    } == {"https://YOUR-HOST/slack/events"}
+    assert "request_url" not in MANIFEST["settings"]["event_subscriptions"]
+    assert MANIFEST["features"]["slash_commands"][0]["should_escape"] is True
+
+
 def test_manifest_has_the_slash_command_socket_mode_and_interactivity():
     assert [c["command"] for c in MANIFEST["features"]["slash_commands"]] == ["/acr"]
     assert MANIFEST["settings"]["socket_mode_enabled"] is True
@@ -35,7 +51,8 @@ def test_manifest_scopes_cover_every_web_api_method_used():
     scopes = set(MANIFEST["oauth_config"]["scopes"]["bot"])
     assert used <= set(needs) | {"views_open", "views_publish"}
     assert {needs[m] for m in used if m in needs} <= scopes
-    assert {"commands", "channels:history", "groups:history"} <= scopes
+    assert {"commands", "app_mentions:read"} <= scopes
+    assert not scopes & {"channels:history", "groups:history"}  # no reading of channels
 
 
 def test_dockerfile_runs_acrbot_serve():

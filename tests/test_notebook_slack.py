@@ -153,7 +153,7 @@ def test_a_notebook_request_is_approved_in_slack_and_waited_for(team, served, fa
     assert card.channel == CHANNEL
     posted = [p for p in fake_slack.calls_to("chat.postMessage") if p.get("channel") == CHANNEL]
     assert len(posted) == 1
-    assert "Deletion request #1 by UALICE" in posted[0]["text"]
+    assert "Deletion request #1 by <@UALICE>" in posted[0]["text"]
     assert APPROVE in json.dumps(posted[0]["blocks"])
 
     assert click_approve(served, fake_slack, user="UBOB", request_id=1, ts=card.ts) == 200

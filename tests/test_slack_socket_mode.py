@@ -127,7 +127,7 @@ def test_disconnect_makes_the_client_reconnect(socket_mode, fake_slack):
     assert len(fake_slack.calls_to("apps.connections.open")) > opened
     envelope = ws.send("slash_commands", command("UCAROL", "whoami", fake_slack.response_url("s3")))
     ws.wait_ack(envelope)
-    assert fake_slack.wait_for("response_url:s3")[0]["text"] == "You are UCAROL."
+    assert fake_slack.wait_for("response_url:s3")[0]["text"] == "You are <@UCAROL>."
 
 
 def test_events_api_envelope_is_acked(socket_mode, fake_slack):

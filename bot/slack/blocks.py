@@ -8,14 +8,18 @@ part and says so: nothing is ever cut silently.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
+    DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
     SectionBlock,
@@ -81,12 +85,34 @@ def _chunks(lines: list[str], *, code: bool) -> list[str]:
     return [f"```{c}```" if code else c for c in chunks]
 
 
+def marked(text: str, reply: Reply) -> str:
+    """Escaped text, with the reply's people as mentions and its spans as code."""
+    out = escape(text)
+    for span in sorted(set(reply.spans), key=len, reverse=True):
+        out = out.replace(escape(span), f"`{escape(span)}`")
+    for who in sorted(set(reply.people), key=len, reverse=True):
+        mention = _mention(who)
+        if mention:
+            out = re.sub(rf"(?<![\w@<`]){re.escape(who)}(?![\w>`])", mention, out)
+    return out
+
+
+def _mention(principal: str) -> str | None:
+    if re.fullmatch(r"[UW][A-Z0-9]+", principal):
+        return f"<@{principal}>"
+    if re.fullmatch(r"S[A-Z0-9]+", principal):
+        return f"<!subteam^{principal}>"
+    return None
+
+
 def reply_pages(reply: Reply) -> list[Message]:
     """The reply as one or more pages; never includes ``reply.secret``."""
-    headline = escape(reply.text) if reply.ok else f":x: {escape(reply.text)}"
+    headline = marked(reply.text, reply) if reply.ok else f":x: {escape(reply.text)}"
     bodies: list[str] = []
     if reply.fields:
-        bodies += _chunks([f"*{escape(k)}:* {escape(v)}" for k, v in reply.fields], code=False)
+        bodies += _chunks(
+            [f"*{escape(k)}:* {marked(v, reply)}" for k, v in reply.fields], code=False
+        )
     if reply.table is not None and reply.table.rows:
         bodies += _chunks([escape(line) for line in table_lines(reply.table)], code=True)
     notes = [escape(n) for n in reply.notes]
@@ -95,7 +121,7 @@ def reply_pages(reply: Reply) -> list[Message]:
     pages = [
         sections[i : i + SECTIONS_PER_PAGE] for i in range(0, len(sections), SECTIONS_PER_PAGE)
     ]
-    fallback = reply.text if reply.ok else f"Error: {reply.text}"
+    fallback = marked(reply.text, reply) if reply.ok else f"Error: {escape(reply.text)}"
     messages = []
     for number, page in enumerate(pages, start=1):
         blocks = [section(text) for text in page]
@@ -170,10 +196,19 @@ def _names(names: tuple[str, ...] | list[str], request_id: int) -> str:
     return text[:FIELD_MAX]
 
 
+def slack_date(value: datetime | None) -> str:
+    """A time each viewer sees in their own time zone, with a UTC fallback for clients that
+    cannot render Slack's date token."""
+    if value is None:
+        return "unknown"
+    epoch = int(value.timestamp())
+    return f"<!date^{epoch}^{{date_short_pretty}} at {{time}}|{fmt.when(value)}>"
+
+
 def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
     approvals = f"{len(request.approvals)} of {request.required}"
     if request.approvals:
-        approvals += " (" + ", ".join(f"<@{a.approver}>" for a in request.approvals) + ")"
+        approvals += " (" + ", ".join(_person(a.approver) for a in request.approvals) + ")"
     if request.is_purge:
         spec = request.spec or {}
         first = spec.get("first", [])
@@ -192,24 +227,46 @@ def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
         ]
     else:
         going = _names(request.tags, request.id) or "(untagged manifest)"
+        if len(request.tags) > 1:
+            going = f"{len(request.tags):,} tags: {going}"
         head = [
-            ("Requester", f"<@{request.requester}>"),
-            ("Image", f"`{escape(request.registry)}/{escape(request.image)}`"),
-            ("Digest", f"`{request.digest}`"),
+            ("Requester", _person(request.requester)),
+            ("Image", f"`{escape(request.registry)}/{escape(_image_short(request))}`"),
+            # half-width fields: the short digest (the full one is in `show` and `request`)
+            ("Digest", f"`{fmt.short_digest(request.digest)}`"),
             ("Will delete", ("manifest and tags " if request.manifest else "tag ") + going),
         ]
-    return [
-        *head,
-        ("Reason", escape(request.reason)[:FIELD_MAX]),
-        ("Expires", fmt.when(request.expires_at)),
-        ("Approvals", approvals),
-    ]
+    fields = [*head, ("Reason", escape(request.reason)[:FIELD_MAX])]
+    if request.state is State.PENDING:
+        fields.append(("Expires", slack_date(request.expires_at)))
+    elif request.decided_by and request.finished_at:
+        who = "the bot" if request.decided_by == "acrbot" else _person(request.decided_by)
+        fields.append(
+            ("Decided", f"{request.state.value} by {who}, {slack_date(request.finished_at)}")
+        )
+    fields.append(("Approvals", approvals))
+    return fields
+
+
+def _person(principal: str) -> str:
+    """A Slack user as a mention (resolved by Slack); anyone else (a console login, the
+    retention scheduler) as plain, escaped text."""
+    if principal[:1] in ("U", "W") and principal.isalnum() and principal.isupper():
+        return f"<@{principal}>"
+    return escape(principal)
+
+
+def _image_short(request: DeletionRequest) -> str:
+    image = request.image
+    return (
+        image.replace(request.digest, fmt.short_digest(request.digest)) if request.digest else image
+    )
 
 
 def state_line(request: DeletionRequest) -> str:
     line = f"{_STATE_EMOJI[request.state]} *{request.state.value}*"
     if request.decided_by and request.state in (State.DENIED, State.CANCELLED):
-        line += f" by <@{request.decided_by}>"
+        line += f" by {_person(request.decided_by)}"
         if request.decision_reason:
             line += f": {escape(request.decision_reason)}"
     if request.error:
@@ -228,11 +285,29 @@ def request_card(request: DeletionRequest) -> Message:
         ContextBlock(elements=[MarkdownTextObject(text=state_line(request))]),
     ]
     if request.state is State.PENDING:
+        what = (
+            totals_text(request.spec or {})
+            if request.is_purge
+            else ("the image and " if request.manifest else "")
+            + (f"{len(request.tags):,} tags" if len(request.tags) > 1 else f"tag {request.tag}")
+            + f" from {request.registry}/{request.repository}"
+        )
+        confirm = ConfirmObject(
+            title="Approve and delete?",
+            text=f"Approving may run it now: it deletes {what}."[:300],
+            confirm="Approve",
+            deny="Cancel",
+            style="danger",
+        )
         blocks.append(
             ActionsBlock(
                 elements=[
                     ButtonElement(
-                        text="Approve", action_id=APPROVE, value=str(request.id), style="primary"
+                        text="Approve",
+                        action_id=APPROVE,
+                        value=str(request.id),
+                        style="primary",
+                        confirm=confirm,
                     ),
                     ButtonElement(
                         text="Deny", action_id=DENY, value=str(request.id), style="danger"
@@ -244,27 +319,31 @@ def request_card(request: DeletionRequest) -> Message:
             ContextBlock(
                 elements=[
                     MarkdownTextObject(
-                        text="Owners: click, or reply in this thread with `approve` or "
-                        "`deny <reason>`. The requester cannot approve their own request."
+                        text="Owners: click, or reply in this thread with `@acrbot approve` or "
+                        "`@acrbot deny <reason>`. The requester cannot approve their own "
+                        "request."
                     )
                 ]
             )
         )
-    text = f"{title} #{request.id} by {request.requester}: {request.target} ({request.state.value})"
+    text = (
+        f"{title} #{request.id} by {_person(request.requester)}: {escape(request.target)} "
+        f"({request.state.value})"
+    )
     return Message(text=text, blocks=[b.to_dict() for b in blocks])
 
 
 def outcome_text(request: DeletionRequest) -> str:
     """The line posted in the card's thread when the request reaches a final state."""
     if request.is_purge and request.state is State.DONE:
-        approvers = ", ".join(f"<@{a.approver}>" for a in request.approvals)
+        approvers = ", ".join(_person(a.approver) for a in request.approvals)
         return (
             f":white_check_mark: Purge done: {escape(request.note or '')} (approved by "
             f"{approvers}). `/acr request {request.id}` lists every item with its outcome."
         )
     if request.state is State.DONE:
         gone = _names(request.tags, request.id) or request.digest
-        approvers = ", ".join(f"<@{a.approver}>" for a in request.approvals)
+        approvers = ", ".join(_person(a.approver) for a in request.approvals)
         return (
             f":white_check_mark: Done: deleted {gone} from "
             f"`{escape(request.registry)}/{escape(request.repository)}` "
@@ -272,13 +351,14 @@ def outcome_text(request: DeletionRequest) -> str:
         )
     if request.state is State.DENIED:
         return (
-            f":no_entry: Denied by <@{request.decided_by}>: {escape(request.decision_reason or '')}"
+            f":no_entry: Denied by {_person(request.decided_by or '')}: "
+            f"{escape(request.decision_reason or '')}"
         )
     if request.state is State.CANCELLED:
-        return f":wastebasket: Cancelled by <@{request.decided_by}>."
+        return f":wastebasket: Cancelled by {_person(request.decided_by or '')}."
     if request.state is State.EXPIRED:
         return (
-            f":hourglass: Expired at {fmt.when(request.expires_at)} with "
+            f":hourglass: Expired {slack_date(request.expires_at)} with "
             f"{len(request.approvals)} of {request.required} approvals; nothing was deleted."
         )
     return f":x: Failed: {escape(request.error or 'unknown error')}"
@@ -291,8 +371,14 @@ def home_view(
     blocks: list[dict[str, Any]] = [
         HeaderBlock(text="acr-chatops").to_dict(),
         section(
-            f"*Your roles, <@{user}>:* "
-            + (escape("; ".join(grants)) if grants else "none yet — ask an owner for one.")
+            (
+                f"*Your roles, <@{user}>:* "
+                + (
+                    "; ".join(f"`{escape(g)}`" for g in grants)
+                    if grants
+                    else "none yet — ask an owner for one."
+                )
+            )[:MAX_TEXT]
         ),
         HeaderBlock(text="Waiting for you").to_dict(),
     ]
@@ -300,9 +386,12 @@ def home_view(
         blocks.append(section("Nothing needs your approval."))
     for request in actionable[:10]:
         card = request_card(request)
+        title = "Purge request" if request.is_purge else "Deletion request"
+        blocks.append(section(f"*{title} #{request.id}*"))
         blocks.extend(
             b for b in card.blocks[1:] if b["type"] != "context" or "Owners:" not in str(b)
         )
+        blocks.append(DividerBlock().to_dict())
     if len(actionable) > 10:
         blocks.append(section(f"…and {len(actionable) - 10} more: `/acr requests`."))
     if mine:
@@ -310,7 +399,7 @@ def home_view(
         blocks.extend(
             section(
                 f"#{r.id} `{escape(r.target)}` — {len(r.approvals)} of "
-                f"{r.required} approvals, expires {fmt.when(r.expires_at)}"
+                f"{r.required} approvals, expires {slack_date(r.expires_at)}"
             )
             for r in mine[:10]
         )

@@ -18,18 +18,9 @@ from bot.config import Config, SlackSettings, slack_settings
 from bot.doctor import Check, failed, passed, skipped
 from bot.errors import ConfigError
 from bot.slack import startup
+from bot.slack.manifest import SCOPES
 
-NEEDED_SCOPES = frozenset(
-    {
-        "commands",
-        "chat:write",
-        "channels:history",
-        "groups:history",
-        "usergroups:read",
-        "channels:read",
-        "groups:read",
-    }
-)
+NEEDED_SCOPES = frozenset(SCOPES)
 REINSTALL = (
     "add them on the app's OAuth & Permissions page (Bot Token Scopes; or update the app "
     "from deploy/slack-app-manifest.json), reinstall the app, and update SLACK_BOT_TOKEN if "

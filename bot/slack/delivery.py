@@ -83,10 +83,12 @@ class SlackDelivery:
         outbox: Outbox,
         *,
         publish_home: Callable[[str], None] | None = None,
+        owners_of: Callable[[int], list[str]] | None = None,
     ) -> None:
         self.ctx, self.client, self.outbox = ctx, client, outbox
         self.cards = Cards(ctx.store)
         self._publish_home = publish_home
+        self._owners_of = owners_of
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,6 +99,7 @@ class SlackDelivery:
             announce.LINE: self._line,
             announce.OUTCOME: self._outcome,
             announce.HOME: lambda p: self._home(p["user"]),
+            announce.HOMES: self._homes,
             PROGRESS: self._progress,
             RESPOND: self._respond,
             EPHEMERAL: self._ephemeral,
@@ -306,6 +309,14 @@ class SlackDelivery:
     def _dm(self, payload: dict[str, Any]) -> None:
         if _is_slack_user(payload["user"]):
             self._call(self.client.chat_postMessage, channel=payload["user"], text=payload["text"])
+
+    def _homes(self, payload: dict[str, Any]) -> None:
+        """Redraw the App Home of every owner who can act on the request (and who has looked
+        at it before or not: Slack shows it the next time they open the tab)."""
+        if self._owners_of is None:
+            return
+        for user in self._owners_of(payload["request"])[:50]:
+            self._home(user)
 
     def _home(self, user: str) -> None:
         if self._publish_home is not None and _is_slack_user(user):

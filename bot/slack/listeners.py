@@ -36,7 +36,7 @@ class Listeners:
         app.action(blocks.PAGE_NEXT)(self.on_page)
         app.action(blocks.MORE)(self.on_more)
         app.view(blocks.DENY_VIEW)(self.on_deny_submitted)
-        app.event("message")(self.on_message)
+        app.event("app_mention")(self.on_mention)
         app.event("app_home_opened")(self.on_home_opened)
 
     def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
@@ -97,12 +97,11 @@ class Listeners:
         self.sink.submit(Job(jobs.MORE, data, trigger_id=body.get("trigger_id")))
         ack()
 
-    def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """Only human replies in a thread can be decisions; the rest is dropped here."""
-        if event.get("subtype") or event.get("bot_id"):
-            return
+    def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """`@acrbot approve` (or deny) in a card's thread, "Also send to channel" included;
+        a mention outside a thread is not a decision."""
         thread = event.get("thread_ts")
-        if not thread or thread == event.get("ts"):
+        if not thread or thread == event.get("ts") or event.get("bot_id"):
             return
         self.sink.submit(Job(jobs.THREAD_REPLY, event, event_id=body.get("event_id")))
 

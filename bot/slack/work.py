@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 PUBLIC_FLAG = "--public"
 
 
+def unslack(text: str) -> str:
+    """Slack sends `&`, `<` and `>` typed by people as `&amp;`, `&lt;`, `&gt;` (and its own
+    mentions as real `<@U…>`): decode those three once, here at the edge, so the core stores
+    and audits what was typed; renderers escape again on the way out."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def strip_public(text: str) -> tuple[str, bool]:
     """`--public` is Slack's own option (post in the channel); the core never sees it."""
     words = text.split()
@@ -65,7 +72,13 @@ class SlackWork:
         self.cards = Cards(self.ctx.store)
         self.queue = JobQueue(self.ctx.store)
         self.outbox = self.ctx.outbox
-        self.delivery = SlackDelivery(self.ctx, client, self.outbox, publish_home=self.publish_home)
+        self.delivery = SlackDelivery(
+            self.ctx,
+            client,
+            self.outbox,
+            publish_home=self.publish_home,
+            owners_of=self.owners_who_can_act,
+        )
         self._runs: dict[str, Callable[[QueuedJob], None]] = {
             jobs.COMMAND: self._command,
             jobs.DECIDE: self._decide_job,
@@ -137,7 +150,7 @@ class SlackWork:
         command = job.payload
         user, channel = command["user_id"], command["channel_id"]
         respond = Respond(response_url=command.get("response_url"))
-        text, public = strip_public(command.get("text", ""))
+        text, public = strip_public(unslack(command.get("text", "")))
         note = self._still_working(job)
         secret_reply: list[Reply] = []
 
@@ -248,6 +261,11 @@ class SlackWork:
             return
         request_id = data["request"]
         where = {"request": request_id, "channel": data.get("channel")}
+        request = self.ctx.requests.get(request_id)
+        about = (
+            f"*{blocks.escape(request.target)}*, requested by "
+            f"{blocks._person(request.requester)}: {blocks.escape(request.reason)}"
+        )
         try:
             self.client.views_open(
                 trigger_id=data["trigger_id"],
@@ -259,6 +277,7 @@ class SlackWork:
                     "submit": {"type": "plain_text", "text": "Deny"},
                     "close": {"type": "plain_text", "text": "Cancel"},
                     "blocks": [
+                        blocks.section(about[: blocks.MAX_TEXT]),
                         {
                             "type": "input",
                             "block_id": "reason",
@@ -271,7 +290,7 @@ class SlackWork:
                                 "action_id": "reason",
                                 "max_length": 500,
                             },
-                        }
+                        },
                     ],
                 },
             )
@@ -366,7 +385,7 @@ class SlackWork:
     def _thread_reply(self, job: QueuedJob) -> None:
         event = job.payload
         card = self.cards.find(event["channel"], event["thread_ts"])
-        words = (event.get("text") or "").split()
+        words = unslack(event.get("text") or "").split()
         while words and words[0].startswith("<@"):  # "@acrbot approve"
             words.pop(0)
         if card is None or not words or words[0].lower() not in ("approve", "deny"):
@@ -383,7 +402,7 @@ class SlackWork:
                         "channel": event["channel"],
                         "user": user,
                         "thread_ts": card.ts,
-                        "text": ":x: Say why: reply `deny <reason>`.",
+                        "text": ":x: Say why: reply `@acrbot deny <reason>`.",
                     },
                 )
                 self.queue.finish(job.key)
@@ -402,6 +421,19 @@ class SlackWork:
         with self.ctx.store.transaction():
             self.outbox.put(f"home:{job.key}", HOME, {"user": job.payload["user"]})
             self.queue.finish(job.key)
+
+    def owners_who_can_act(self, request_id: int) -> list[str]:
+        """Slack users who hold owner on every repository of the request (not its
+        requester): whose App Home lists it while it waits."""
+        request = self.ctx.requests.get(request_id)
+        users: set[str] = set()
+        for grant in self.ctx.roles.all_grants():
+            if grant.role.value == "owner" and all(
+                grant.covers(request.registry, r) for r in request.repositories
+            ):
+                users.update(self.ctx.roles.users(grant.principal))
+        users.discard(request.requester)
+        return sorted(u for u in users if u[:1] in ("U", "W") and u.isupper())
 
     def publish_home(self, user: str) -> None:
         grants = self.ctx.roles.grants_for(user)
