@@ -116,6 +116,7 @@ def test_grant_and_revoke_rows_name_who_which_role_and_where(bot):
 def test_verify_never_cries_wolf_while_commands_are_committed(tmp_path):
     """Rows and head are read from one snapshot (30 of 30 runs said BROKEN before)."""
     import threading
+    import time
     from datetime import UTC, datetime
 
     store = Store(tmp_path / "a.db")
@@ -132,7 +133,14 @@ def test_verify_never_cries_wolf_while_commands_are_committed(tmp_path):
     thread = threading.Thread(target=load)
     thread.start()
     try:
-        results = [audit.verify() for _ in range(30)]
+        # Verify while the load commits: 30 runs at least, and until rows were added between
+        # the first and the last (the writer thread may be slow to get going).
+        results = [audit.verify()]
+        deadline = time.monotonic() + 10
+        while len(results) < 30 or (
+            results[-1].checked <= results[0].checked and time.monotonic() < deadline
+        ):
+            results.append(audit.verify())
     finally:
         stop.set()
         thread.join()

@@ -32,7 +32,7 @@ def seeded(tmp_path_factory):
 
 @pytest.fixture
 def counted(seeded):
-    registry, proxy, digest, other = seeded
+    _registry, proxy, digest, other = seeded
     proxy.reset()
     return OciRegistry("dist", proxy.url), proxy, digest, other
 
