@@ -171,6 +171,11 @@ class Counts:
             f"{len(self.revoked_came_back)}",
             f"audit verify: {self.verify_runs} runs during and after, "
             f"{len(self.verify_broken)} said BROKEN",
+            *(
+                [f"  re-sent after a kill: {'; '.join(self.resent_after_kill[:5])}"]
+                if self.resent_after_kill
+                else []
+            ),
             f"jobs: {self.jobs}, {self.jobs_rerun} run again after a kill; requests "
             f"recovered after a crash: {self.recovered}, DELETEs unanswered: {self.unknown}; "
             f"outbox: {self.outbox}",
@@ -555,16 +560,16 @@ class Chaos:
                 c.still_executing.append(request)
             if state in ("done", "failed", "denied", "cancelled", "expired"):
                 self._check_outcome(request, state, requester, cards.get(request))
-        # Truthful: an image is gone exactly when one of its requests says `done` (the others
-        # were cancelled, denied, or refused because it was pending or gone), and it went by
-        # one DELETE.
+        # Truthful: an image is gone exactly when a request for it says `done`, and it went
+        # by one DELETE. (Two requests may both say done: one made while the other was
+        # executing finds the image gone, and says so in its note.)
         for (repository, digest), requests in sorted(by_image.items()):
             present = self._present(repository, digest)
             path = f"/v2/{repository}/manifests/{digest}"
             reached = [s for p, s in deletes if p == path]
             done = [r for r, state in requests if state == "done"]
             told = ", ".join(f"#{r} {state}" for r, state in requests)
-            if (done and (present or len(done) > 1)) or (not done and not present):
+            if (done and (present or reached.count(202) != 1)) or (not done and not present):
                 c.untruthful.append(
                     f"{repository}: {told}; image {'present' if present else 'gone'}, "
                     f"DELETEs answered {reached}"
