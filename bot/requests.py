@@ -597,9 +597,18 @@ class Requests:
                 at=now,
             )
 
+    def writing(self, request_id: int, *, grace: timedelta = UNKNOWN_GRACE) -> None:
+        """The DELETE is about to go out: until ``grace`` has passed, a crash leaves its
+        outcome unknown (it may land after the crash), so recovery must not re-send it."""
+        with self._store.transaction() as db:
+            db.execute(
+                "update requests set exec_retry_after = ? where id = ? and state = ?",
+                [_iso(self._clock() + grace), request_id, State.EXECUTING.value],
+            )
+
     # -- recovery --------------------------------------------------------------------------
 
-    def stale(self) -> list[tuple[DeletionRequest, str | None]]:
+    def stale(self) -> list[tuple[DeletionRequest, str | None, bool]]:
         """Requests in `executing` that nobody is executing any more (the owner died, or a
         write went unanswered and its grace period is over), with the owner judged stale."""
         now = self._clock()
@@ -610,21 +619,28 @@ class Requests:
             [State.EXECUTING.value],
         ).fetchall()
         for request_id, owner, started, retry_after in rows:
+            in_doubt = retry_after is not None and _dt(retry_after) > now
             if owner is None:
-                due = retry_after is None or _dt(retry_after) <= now
+                due = not in_doubt
             elif liveness.on_this_host(owner):
                 due = not liveness.alive(owner)
             else:
                 due = started is None or _dt(started) + FOREIGN_LEASE <= now
             if due:
-                found.append((self.get(request_id), owner))
+                found.append((self.get(request_id), owner, in_doubt))
         return found
 
-    def recover(self, reconcile: Executor) -> list[DeletionRequest]:
+    def recover(
+        self,
+        reconcile: Executor,
+        landed: Callable[[DeletionRequest], str | None] = lambda request: None,
+    ) -> list[DeletionRequest]:
         """Finish every stale `executing` request with ``reconcile`` (which reads the registry
-        and finishes the job or raises); return those this process finished or released."""
+        and finishes the job or raises); return those this process finished or released.
+        A dead owner's DELETE that may still land is not re-sent: ``landed`` (a read) finishes
+        it if it is done, else it waits for the grace period like an unanswered one."""
         handled = []
-        for request, stale_owner in self.stale():
+        for request, stale_owner, in_doubt in self.stale():
             now = self._clock()
             with self._store.transaction() as db:
                 claimed = db.execute(
@@ -640,6 +656,17 @@ class Requests:
                 ).rowcount
             if claimed != 1:
                 continue  # another process got there first
+            if in_doubt:
+                note = landed(request)
+                if note is None:
+                    with self._store.transaction() as db:
+                        db.execute(
+                            "update requests set exec_owner = null where id = ?", [request.id]
+                        )
+                    continue
+                self._finish(request, State.DONE, now, decided_by="acrbot", note=note)
+                handled.append(self.get(request.id))
+                continue
             self._audit.append(
                 actor="acrbot",
                 action="request.recover",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 
 from bot import formatting as fmt
 from bot.commands import CONTRIBUTE, OWN, READ
@@ -291,11 +292,13 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
             raise Conflict(f"tag(s) {', '.join(locked)} are locked; nothing was deleted")
         if info.manifest_locked:
             raise Conflict(f"the manifest {request.digest} is locked; nothing was deleted")
+        ctx.requests.writing(request.id, grace=timedelta(seconds=registry.write_grace))
         _unless_gone(request, lambda: registry.delete_manifest(repo, request.digest), registry)
         return None
     assert request.tag is not None
     if registry.tag_locked(repo, request.tag):
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
+    ctx.requests.writing(request.id, grace=timedelta(seconds=registry.write_grace))
     _unless_gone(request, lambda: registry.untag(repo, request.tag), registry)
     return None
 
@@ -364,6 +367,19 @@ def _still_there(registry: Registry, request: DeletionRequest) -> bool:
         return False
 
 
+def _gone_note(registry: Registry, request: DeletionRequest) -> str | None:
+    """The note for a request whose deletion is found done, or None if it is not (yet)."""
+    if _still_there(registry, request):
+        return None
+    if request.tag is not None and not request.manifest:
+        try:
+            registry.resolve(request.repository, request.tag)
+        except NotFound:
+            return "the tag was found already deleted when the bot checked the registry again"
+        return None  # the tag names another image: reconcile says it moved
+    return "the image was found already deleted when the bot checked the registry again"
+
+
 def reconcile(ctx: Context, request: DeletionRequest) -> str | None:
     """Finish a request a crash (or an unanswered DELETE) left in `executing`.
 
@@ -381,10 +397,10 @@ def reconcile(ctx: Context, request: DeletionRequest) -> str | None:
             try:
                 registry.resolve(request.repository, request.tag)
             except NotFound:
-                return "the tag was found already deleted when the bot resumed after a restart"
+                return "the tag was found already deleted when the bot checked the registry again"
             # the tag exists but names another image: the checks below say "moved"
         else:
-            return "the image was found already deleted when the bot resumed after a restart"
+            return "the image was found already deleted when the bot checked the registry again"
     return execute(ctx, request)
 
 
@@ -504,7 +520,10 @@ def show_request(call: Call, *, ctx: Context) -> Reply:
 
 def recover(ctx: Context) -> list[DeletionRequest]:
     """Finish requests left in `executing` by a crash or an unanswered DELETE."""
-    return ctx.requests.recover(lambda request: reconcile(ctx, request))
+    return ctx.requests.recover(
+        lambda request: reconcile(ctx, request),
+        lambda request: _gone_note(ctx.registries.get(request.registry), request),
+    )
 
 
 def deny(call: Call, *, ctx: Context) -> Reply:

@@ -124,11 +124,14 @@ class Distribution:
             f"  delete: {{enabled: {'true' if self.delete else 'false'}}}\n"
             f"http: {{addr: '127.0.0.1:{self.port}', secret: test-only}}\n" + auth
         )
-        self.proc = subprocess.Popen(
-            [BINARY, "serve", str(self.root / "config.yml")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # Its log goes to a file: it logs every 4xx at level error (~600 bytes each), and a
+        # pipe nobody reads fills after ~100 of them and stalls every request from then on.
+        with open(self.root / "registry.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [BINARY, "serve", str(self.root / "config.yml")],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -137,7 +140,8 @@ class Distribution:
             except httpx.TransportError:
                 time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"docker-registry did not start on {self.url}")
+        log = (self.root / "registry.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"docker-registry did not start on {self.url}: {log}")
 
     def stop(self) -> None:
         stop_by_pid(self.proc, timeout=5)

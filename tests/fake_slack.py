@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -305,6 +306,7 @@ class _Fault:
     error: str
     body: str | None
     remaining: int
+    channel: str | None = None  # only calls to this channel (a DM: the user id)
 
 
 @dataclass
@@ -352,6 +354,11 @@ def _html(status: int) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-connection (a SIGKILLed worker) is not the fake's error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeSlack:
@@ -414,14 +421,16 @@ class FakeSlack:
         times: int = 1,
         error: str = "ratelimited",
         body: str | None = None,
+        channel: str | None = None,
     ) -> None:
         """Answer the next ``times`` calls of ``method`` with a failure, then normally again.
 
         429: `Retry-After: retry_after` and `{"ok":false,"error":"ratelimited"}`. 5xx: an
         HTML error page as Slack's edge sends (``body=""`` for an empty one). 200: the Slack
-        error ``error``. Calls may already be in flight; safe from any thread.
+        error ``error``. ``channel``: only calls to that channel (a user id: the DM to them)
+        fail, the others go through. Calls may already be in flight; safe from any thread.
         """
-        self._add_fault(method, status, retry_after, times, error, body)
+        self._add_fault(method, status, retry_after, times, error, body, channel)
 
     def fail_response_url(
         self,
@@ -445,11 +454,18 @@ class FakeSlack:
         times: int,
         error: str,
         body: str | None,
+        channel: str | None = None,
     ) -> None:
         if times < 1:
             return
+        fault = _Fault(status, retry_after, error, body, times, channel)
         with self._lock:
-            self._faults.setdefault(key, []).append(_Fault(status, retry_after, error, body, times))
+            self._faults.setdefault(key, []).append(fault)
+
+    def clear_faults(self) -> None:
+        """Forget the failures asked for and not yet answered: Slack is healthy again."""
+        with self._lock:
+            self._faults.clear()
 
     def leave(self, *channels: str) -> None:
         """The bot is not a member of these channels: posts there get `not_in_channel`."""
@@ -555,15 +571,16 @@ class FakeSlack:
 
     # -- answering -------------------------------------------------------------------------
 
-    def _fault(self, key: str, *, webhook: bool) -> _Answer | None:
-        """The next injected failure for ``key``, if any; the caller holds the lock."""
-        faults = self._faults.get(key)
+    def _fault(self, key: str, *, webhook: bool, channel: Any = None) -> _Answer | None:
+        """The next injected failure for ``key`` (and ``channel``), if any; the caller holds
+        the lock."""
+        faults = [f for f in self._faults.get(key, []) if f.channel in (None, channel)]
         if not faults:
             return None
         fault = faults[0]
         fault.remaining -= 1
         if fault.remaining <= 0:
-            faults.pop(0)
+            self._faults[key] = [f for f in self._faults[key] if f is not fault]
         headers = {}
         if fault.status == 429 and fault.retry_after is not None:
             headers["Retry-After"] = str(fault.retry_after)
@@ -623,7 +640,7 @@ class FakeSlack:
 
     def _answer(self, method: str, params: dict[str, Any]) -> _Answer:
         """The answer to a Web API call; the caller holds the lock."""
-        fault = self._fault(method, webhook=False)
+        fault = self._fault(method, webhook=False, channel=params.get("channel"))
         if fault is not None:
             return fault
         if method in self.errors:

@@ -29,6 +29,7 @@ import http.client
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -116,7 +117,7 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         handler = type("Handler", (_Handler,), {"proxy": self})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
+        server = _Server(("127.0.0.1", 0), handler, bind_and_activate=False)
         server.daemon_threads = True
         server.request_queue_size = 128
         server.server_bind()
@@ -339,6 +340,13 @@ class FaultProxy:
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless the proxy stops meanwhile; True when it should carry on."""
         return not self._stopping.wait(seconds) if seconds > 0 else True
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that died mid-connection (a SIGKILLed bot) is not the proxy's error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -35,6 +36,9 @@ from bot.slack.jobs import DurableSink, Job
 from bot.slack.work import SlackWork
 
 log = logging.getLogger(__name__)
+
+
+FIRST_SWEEP_WAIT = 10.0  # seconds new jobs wait at start for the crash-recovery sweep
 
 
 class SlackWorker:
@@ -76,6 +80,7 @@ class SlackWorker:
         self._sweep_interval = sweep_interval
         self._stopping = threading.Event()
         self._wake = threading.Event()
+        self._swept = threading.Event()  # the first sweep (crash recovery) has run
         self._shipper: Shipper | None = None
         self._threads: list[threading.Thread] = []
         self.sink = DurableSink(self.queue, self._wake.set)
@@ -105,7 +110,13 @@ class SlackWorker:
 
     def _jobs_loop(self) -> None:
         """Claim queued jobs while a thread is free; wait for a ring (or poll: another
-        process may have queued jobs, and a ring can be lost)."""
+        process may have queued jobs, and a ring can be lost).
+
+        The first claim waits for the first sweep (at most FIRST_SWEEP_WAIT): an approval the
+        last worker died in runs again here, and should report the deletion that sweep
+        finished, not find it still `executing`.
+        """
+        self._swept.wait(FIRST_SWEEP_WAIT)
         while not self._stopping.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
@@ -135,8 +146,27 @@ class SlackWorker:
                 self.work.sweep()
             except Exception:
                 log.exception("sweep failed; retrying in %ss", self._sweep_interval)
-            if self._stopping.wait(self._sweep_interval):
+            self._swept.set()
+            if self._stopping.wait(self.next_sweep_in()):
                 return
+
+    def next_sweep_in(self) -> float:
+        """Seconds until the next sweep: the interval, or sooner when a request whose DELETE
+        went unanswered comes to the end of its grace period (bot/requests.py UNKNOWN_GRACE).
+
+        Its user was told the outcome follows "within a minute": with only the periodic
+        sweep it came up to a whole interval after the grace (45 s + 60 s).
+        """
+        now = self.work.ctx.clock().astimezone(UTC)
+        row = self.work.ctx.store.db.execute(
+            "select min(exec_retry_after) from requests "
+            "where state = 'executing' and exec_retry_after > ?",
+            [now.isoformat(timespec="seconds")],
+        ).fetchone() or (None,)
+        if row[0] is None:
+            return self._sweep_interval
+        due = (datetime.fromisoformat(row[0]) - now).total_seconds() + 0.5
+        return max(0.5, min(self._sweep_interval, due))
 
     def stop(self) -> None:
         """Finish the jobs already claimed, deliver what they queued, close the database.

@@ -1,0 +1,76 @@
+"""Chaos for as long as you like: a real `acrbot serve` on docker-registry behind the fault
+proxy, a burst of signed commands (lookups, deletions, approvals by other users, grants,
+replays), SIGKILLs of its worker and of the whole service, Slack answering 429/500 and the
+registry slow or failing; then the counts of every promise (tests/chaos.py says what each
+means). The README's reliability section quotes them. Exit status 1 if a promise broke.
+
+    .venv/bin/python bench/chaos.py [--duration 120] [--seed 1] [--delete-faults]
+
+--delete-faults adds faults inside the DELETE itself (held before the registry, its answer
+held back, held past the client's timeout), so that kills land where the outcome is unknown;
+the bot then waits its 45 s grace period before it reads the registry again, so allow for it
+(--settle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.chaos import Chaos, ChaosOptions
+from tests.distribution import Distribution
+from tests.fake_slack import FakeSlack
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of chaos")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--images", type=int, default=60, help="images that may be deleted")
+    parser.add_argument(
+        "--delete-faults", action="store_true", help="also fault the DELETEs themselves"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=None, help="seconds allowed to finish (default: auto)"
+    )
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep the database and serve.log in DIR (for a post-mortem)"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    options = ChaosOptions(
+        duration=args.duration,
+        seed=args.seed,
+        images=args.images,
+        delete_faults=args.delete_faults,
+        settle=args.settle if args.settle is not None else (120.0 if args.delete_faults else 60),
+    )
+    with tempfile.TemporaryDirectory(prefix="acrbot-chaos-") as tmp:
+        root = Path(args.keep) if args.keep else Path(tmp)
+        registry = Distribution(root / "registry", in_memory=True).start()
+        fake = FakeSlack().start()
+        started = time.monotonic()
+        try:
+            counts = Chaos(root, fake, registry, options).run()
+        finally:
+            fake.stop()
+            registry.stop()
+        print(f"bench/chaos.py {' '.join(sys.argv[1:])} ({time.monotonic() - started:.0f} s)")
+        for line in counts.lines():
+            print(line)
+        problems = counts.problems()
+        rejected = fake.rejected()
+        if rejected:
+            problems.append(f"Slack refused {len(rejected)} payloads: {rejected[0].error}")
+        print("every promise held" if not problems else "BROKEN:\n  " + "\n  ".join(problems))
+        return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
