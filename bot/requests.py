@@ -597,14 +597,30 @@ class Requests:
                 at=now,
             )
 
-    def writing(self, request_id: int, *, grace: timedelta = UNKNOWN_GRACE) -> None:
+    def writing(self, request_id: int, *, grace: timedelta = UNKNOWN_GRACE) -> int | None:
         """The DELETE is about to go out: until ``grace`` has passed, a crash leaves its
-        outcome unknown (it may land after the crash), so recovery must not re-send it."""
+        outcome unknown (it may land after the crash), so recovery must not re-send it.
+
+        Returns None once marked. Two approved requests may name one image: if another one's
+        DELETE of it may be in flight (marked, not finished, its grace not over), nothing is
+        marked and that request's id is returned, so the caller waits for it and checks the
+        registry again instead of sending a second DELETE of the same digest."""
+        now = self._clock()
         with self._store.transaction() as db:
+            other = db.execute(
+                "select o.id from requests r join requests o on o.id != r.id "
+                "and o.state = r.state and o.registry = r.registry "
+                "and o.repository = r.repository and o.digest = r.digest "
+                "where r.id = ? and r.state = ? and o.exec_retry_after > ? limit 1",
+                [request_id, State.EXECUTING.value, _iso(now)],
+            ).fetchone()
+            if other is not None:
+                return int(other[0])
             db.execute(
                 "update requests set exec_retry_after = ? where id = ? and state = ?",
-                [_iso(self._clock() + grace), request_id, State.EXECUTING.value],
+                [_iso(now + grace), request_id, State.EXECUTING.value],
             )
+        return None
 
     # -- recovery --------------------------------------------------------------------------
 

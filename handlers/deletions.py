@@ -7,6 +7,7 @@ nothing on it is locked, and (for --manifest) it carries no tag the request did 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -292,15 +293,32 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
             raise Conflict(f"tag(s) {', '.join(locked)} are locked; nothing was deleted")
         if info.manifest_locked:
             raise Conflict(f"the manifest {request.digest} is locked; nothing was deleted")
-        ctx.requests.writing(request.id, grace=timedelta(seconds=registry.write_grace))
-        _unless_gone(request, lambda: registry.delete_manifest(repo, request.digest), registry)
-        return None
+        if _wait_for_another(ctx, request, registry):
+            return execute(ctx, ctx.requests.get(request.id), progress)
+        return _unless_gone(
+            request, lambda: registry.delete_manifest(repo, request.digest), registry
+        )
     assert request.tag is not None
     if registry.tag_locked(repo, request.tag):
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
-    ctx.requests.writing(request.id, grace=timedelta(seconds=registry.write_grace))
-    _unless_gone(request, lambda: registry.untag(repo, request.tag), registry)
-    return None
+    if _wait_for_another(ctx, request, registry):
+        return execute(ctx, ctx.requests.get(request.id), progress)
+    return _unless_gone(request, lambda: registry.untag(repo, request.tag), registry)
+
+
+WAIT_STEP = 0.2  # seconds between two looks at another request's DELETE of the same image
+
+
+def _wait_for_another(ctx: Context, request: DeletionRequest, registry: Registry) -> bool:
+    """Mark the DELETE as leaving (Requests.writing); if another approved request's DELETE of
+    the same image may be in flight, wait until it has finished (or its grace period is over)
+    and return True: the caller checks everything again, so the image goes by one DELETE and
+    this request says what it found. Bounded: that request's mark expires with its grace."""
+    waited = False
+    while ctx.requests.writing(request.id, grace=timedelta(seconds=registry.write_grace)):
+        waited = True
+        time.sleep(WAIT_STEP)
+    return waited
 
 
 def blast_radius(
@@ -343,16 +361,25 @@ def blast_radius(
     return on, None
 
 
-def _unless_gone(request: DeletionRequest, delete: Callable[[], None], registry: Registry) -> None:
+def _unless_gone(
+    request: DeletionRequest, delete: Callable[[], None], registry: Registry
+) -> str | None:
     """Run the DELETE; if it goes unanswered, read the registry once: gone means done. Still
     there means we cannot know yet (it may land late): OutcomeUnknown goes up, and
-    Requests.recover finishes the request after a grace period."""
+    Requests.recover finishes the request after a grace period. A 404 means it was gone when
+    the DELETE arrived (deleted between the checks and the DELETE): done, and said so."""
     try:
         delete()
+    except NotFound:
+        return (
+            "the registry answered the DELETE with 404: it was already gone (deleted between "
+            "the bot's checks and its DELETE)"
+        )
     except OutcomeUnknown:
         if not _still_there(registry, request):
-            return
+            return None
         raise
+    return None
 
 
 def _still_there(registry: Registry, request: DeletionRequest) -> bool:

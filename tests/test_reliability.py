@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -517,3 +518,84 @@ def test_a_slow_registry_says_it_is_still_working_then_answers(make_slack, proxy
 
 # The third part of finding 7, the audit row of a `grant` naming who got which role where, is
 # tests/test_audit.py::test_grant_and_revoke_rows_name_who_which_role_and_where.
+
+
+# -- 8. two approved requests for one image ----------------------------------------------------
+
+
+def marked(bot, request_id):
+    """Whether the request's DELETE is marked as leaving (Requests.writing)."""
+    row = bot.ctx.store.db.execute(
+        "select exec_retry_after from requests where id = ?", [request_id]
+    ).fetchone()
+    return row is not None and row[0] is not None
+
+
+@pytest.fixture
+def proxied_bot(make_bot, proxy):
+    """The core bot (no Slack) on docker-registry behind the fault proxy."""
+    from handlers.registries.oci import OciRegistry
+
+    registry = OciRegistry("dist", proxy.url, timeout=5.0)
+    yield make_bot(backend=registry)
+    registry.close()
+
+
+def test_two_requests_for_one_image_approved_at_once_send_one_delete(
+    proxied_bot, proxy, distribution
+):
+    """Found by bench/chaos.py: a second request for an image, made and approved while the
+    first one's DELETE of it was still on its way, checked the registry before that DELETE
+    landed and sent its own (202, then 404), and was recorded `failed` with the 404. Now the
+    second waits for the first's DELETE, checks again, and says the image is no longer there
+    and that it deleted nothing; the registry sees one DELETE."""
+    bot = proxied_bot
+    digest = distribution.push("rel8/app", "1.0")
+    bot.text("alice", "delete rel8/app:1.0 --manifest --reason old")
+    proxy.delay("DELETE", 1.5, times=1)  # the first DELETE is still in flight…
+    replies = {}
+
+    def approve(approver, request_id):
+        replies[request_id] = bot.text(approver, f"approve {request_id}")
+
+    first = threading.Thread(target=approve, args=("bob", 1))
+    first.start()
+    wait_until(lambda: marked(bot, 1), what="request #1's DELETE to leave")  # held by the proxy
+    assert bot.text("alice", "delete rel8/app:1.0 --manifest --reason again").startswith(
+        "Request #2 created"
+    )
+    second = threading.Thread(target=approve, args=("erin", 2))  # …when #2 is approved
+    second.start()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert deletes(proxy) == [(202, f"/v2/rel8/app/manifests/{digest}")]
+    assert not present(distribution, "rel8/app", digest)
+    done, waited = bot.ctx.requests.get(1), bot.ctx.requests.get(2)
+    assert done.state.value == "done"
+    assert replies[1].startswith("Request #1 approved and done")
+    assert waited.state.value == "failed"
+    assert "no longer exists; nothing was deleted" in waited.error
+
+
+def test_an_image_deleted_between_the_checks_and_the_delete_is_done_and_says_so(
+    proxied_bot, proxy, distribution
+):
+    """Someone outside the bot deletes the image while its DELETE is on the way: the registry
+    answers 404. The request is done (the image is gone, as approved) and its note says the
+    DELETE found it gone, instead of `failed` with a 404."""
+    bot = proxied_bot
+    digest = distribution.push("rel8/other", "1.0")
+    bot.text("alice", "delete rel8/other:1.0 --manifest --reason old")
+    proxy.delay("DELETE", 1.0, times=1)
+
+    reply = {}
+    approving = threading.Thread(target=lambda: reply.update(text=bot.text("bob", "approve 1")))
+    approving.start()
+    wait_until(lambda: marked(bot, 1), what="its DELETE to leave")  # it waits in the proxy
+    gone = httpx.delete(f"{distribution.url}/v2/rel8/other/manifests/{digest}")
+    assert gone.status_code == 202
+    approving.join(timeout=30)
+    request = bot.ctx.requests.get(1)
+    assert request.state.value == "done"
+    assert "404" in request.note and "already gone" in request.note
+    assert deletes(proxy) == [(404, f"/v2/rel8/other/manifests/{digest}")]
