@@ -97,8 +97,6 @@ def time_bot(tmp: Path, url: str, repo: str, n: int, concurrency: int) -> tuple[
 
 def acr_burst(concurrency: int) -> str:
     """The ACR path with a burst of 429s on DELETE: the purge must finish with no failure."""
-    from handlers.registries.acr import AcrRegistry
-    from tests.conftest import StaticCredential
     from tests.fake_acr import FakeAcr
 
     fake = FakeAcr().start()
@@ -108,18 +106,7 @@ def acr_burst(concurrency: int) -> str:
             for i in range(200):
                 fake.push("ci/app", f"pr-{i}", f"sha256:{i:064x}", offset=i)
             fake.throttle(method="DELETE", times=40, retry_after=1)
-            acr = AcrRegistry(
-                "prod",
-                login_server=fake.login_server,
-                subscription_id=fake.subscription,
-                resource_group=fake.resource_group,
-                registry_name=fake.registry_name,
-                credential=StaticCredential(),
-                arm_endpoint=fake.url,
-                audience="https://management.azure.com",
-                connection_verify=ca,
-                retry_total=0,
-            )
+            acr = fake.client(ca)
             config = from_mapping(
                 {
                     "database": "bench.db",

@@ -163,8 +163,6 @@ def acr_requests(tags: int) -> tuple[int, int]:
     """Requests the `acr` backend makes for one page of tags (cold, then warm) on a fake ACR
     repository of ``tags`` tags."""
     from bot.registry import Order
-    from handlers.registries.acr import AcrRegistry
-    from tests.conftest import StaticCredential
     from tests.fake_acr import FakeAcr
 
     fake = FakeAcr().start()
@@ -173,18 +171,7 @@ def acr_requests(tags: int) -> tuple[int, int]:
             ca = fake.write_ca(Path(tmp) / "ca.pem")
             for i in range(tags):
                 fake.push(REPO, f"build-{i}", f"sha256:{i % 500:064x}", offset=i)
-            acr = AcrRegistry(
-                "prod",
-                login_server=fake.login_server,
-                subscription_id=fake.subscription,
-                resource_group=fake.resource_group,
-                registry_name=fake.registry_name,
-                credential=StaticCredential(),
-                arm_endpoint=fake.url,
-                audience="https://management.azure.com",
-                connection_verify=ca,
-                retry_total=0,
-            )
+            acr = fake.client(ca)
             counts = []
             for _ in range(2):
                 fake.reset_counts()

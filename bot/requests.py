@@ -206,44 +206,28 @@ class Requests:
         same job run again after a crash gets the request it created the first time."""
         now = self._clock()
         with self._store.transaction() as db:
-            if origin is not None:
-                found = db.execute("select id from requests where origin = ?", [origin]).fetchone()
-                if found:
-                    return self.get(found[0])
-            row_id = (
-                db["requests"]
-                .insert(
-                    {
-                        "action": "delete_manifest" if manifest else "delete",
-                        "registry": registry,
-                        "repository": repository,
-                        "tag": tag,
-                        "digest": digest,
-                        "manifest": int(manifest),
-                        "tags": json.dumps(sorted(tags)),
-                        "requester": requester,
-                        "reason": reason,
-                        "created_at": _iso(now),
-                        "expires_at": _iso(now + ttl),
-                        "required": required,
-                        "state": State.PENDING.value,
-                        "origin": origin,
-                        "channel": channel,
-                    }
-                )
-                .last_pk
+            if (found := self._by_origin(origin)) is not None:
+                return found
+            row_id = self._insert_pending(
+                db,
+                {
+                    "action": "delete_manifest" if manifest else "delete",
+                    "registry": registry,
+                    "repository": repository,
+                    "tag": tag,
+                    "digest": digest,
+                    "manifest": int(manifest),
+                    "tags": json.dumps(sorted(tags)),
+                },
+                now=now,
+                ttl=ttl,
+                requester=requester,
+                reason=reason,
+                required=required,
+                origin=origin,
+                channel=channel,
             )
-            request = self.get(row_id)
-            self._audit.append(
-                actor=requester,
-                action="request.create",
-                target=request.target,
-                request_id=row_id,
-                outcome="pending",
-                at=now,
-            )
-            self._tell(row_id, "created")
-        return request
+            return self._created(row_id, requester, now)
 
     def create_purge(
         self,
@@ -265,33 +249,27 @@ class Requests:
         now = self._clock()
         pin = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
         with self._store.transaction() as db:
-            if origin is not None:
-                found = db.execute("select id from requests where origin = ?", [origin]).fetchone()
-                if found:
-                    return self.get(found[0])
-            row_id = (
-                db["requests"]
-                .insert(
-                    {
-                        "action": "purge",
-                        "registry": registry,
-                        "repository": ", ".join(spec.get("repositories", []))[:200] or "-",
-                        "tag": None,
-                        "digest": f"sha256:{pin}",
-                        "manifest": 0,
-                        "tags": "[]",
-                        "requester": requester,
-                        "reason": reason,
-                        "created_at": _iso(now),
-                        "expires_at": _iso(now + ttl),
-                        "required": required,
-                        "state": State.PENDING.value,
-                        "origin": origin,
-                        "channel": channel,
-                        "spec": json.dumps(spec),
-                    }
-                )
-                .last_pk
+            if (found := self._by_origin(origin)) is not None:
+                return found
+            row_id = self._insert_pending(
+                db,
+                {
+                    "action": "purge",
+                    "registry": registry,
+                    "repository": ", ".join(spec.get("repositories", []))[:200] or "-",
+                    "tag": None,
+                    "digest": f"sha256:{pin}",
+                    "manifest": 0,
+                    "tags": "[]",
+                    "spec": json.dumps(spec),
+                },
+                now=now,
+                ttl=ttl,
+                requester=requester,
+                reason=reason,
+                required=required,
+                origin=origin,
+                channel=channel,
             )
             db.conn.executemany(
                 "insert into purge_items (request_id, seq, repository, kind, tag, digest, tags, "
@@ -310,17 +288,66 @@ class Requests:
                     for seq, item in enumerate(items, start=1)
                 ],
             )
-            request = self.get(row_id)
-            self._audit.append(
-                actor=requester,
-                action="request.create",
-                target=request.target,
-                request_id=row_id,
-                outcome="pending",
-                error=f"{len(items)} items pinned (sha256:{pin[:12]})",
-                at=now,
+            return self._created(
+                row_id, requester, now, note=f"{len(items)} items pinned (sha256:{pin[:12]})"
             )
-            self._tell(row_id, "created")
+
+    def _by_origin(self, origin: str | None) -> DeletionRequest | None:
+        """The request the job ``origin`` already created (a re-run after a crash), if any."""
+        if origin is None:
+            return None
+        found = self._store.db.execute(
+            "select id from requests where origin = ?", [origin]
+        ).fetchone()
+        return self.get(found[0]) if found else None
+
+    def _insert_pending(
+        self,
+        db: Any,
+        fields: dict[str, Any],
+        *,
+        now: datetime,
+        ttl: timedelta,
+        requester: str,
+        reason: str,
+        required: int,
+        origin: str | None,
+        channel: str | None,
+    ) -> int:
+        """Insert a pending request: what it deletes (``fields``) and what every request has."""
+        return int(
+            db["requests"]
+            .insert(
+                {
+                    **fields,
+                    "requester": requester,
+                    "reason": reason,
+                    "created_at": _iso(now),
+                    "expires_at": _iso(now + ttl),
+                    "required": required,
+                    "state": State.PENDING.value,
+                    "origin": origin,
+                    "channel": channel,
+                }
+            )
+            .last_pk
+        )
+
+    def _created(
+        self, row_id: int, requester: str, now: datetime, *, note: str | None = None
+    ) -> DeletionRequest:
+        """Audit and announce a request just inserted (inside its transaction)."""
+        request = self.get(row_id)
+        self._audit.append(
+            actor=requester,
+            action="request.create",
+            target=request.target,
+            request_id=row_id,
+            outcome="pending",
+            error=note,
+            at=now,
+        )
+        self._tell(row_id, "created")
         return request
 
     def approve(

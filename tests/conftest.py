@@ -221,17 +221,6 @@ def azurite(tmp_path_factory):
     server.stop()
 
 
-class StaticCredential:
-    """A TokenCredential that hands out the fake ARM token (what DefaultAzureCredential gets)."""
-
-    def get_token(self, *scopes: str, **kwargs: Any):
-        from azure.core.credentials import AccessToken
-
-        from tests.fake_acr import ARM_TOKEN
-
-        return AccessToken(ARM_TOKEN, int(datetime.now(UTC).timestamp()) + 3600)
-
-
 @pytest.fixture
 def fake_acr(tmp_path):
     from tests.fake_acr import FakeAcr
@@ -245,22 +234,9 @@ def fake_acr(tmp_path):
 @pytest.fixture
 def make_acr(fake_acr):
     """Build the real AcrRegistry (azure SDK clients) against the local HTTPS fake."""
-    from handlers.registries.acr import AcrRegistry
 
-    def make(**overrides: Any) -> AcrRegistry:
-        options: dict[str, Any] = {
-            "login_server": fake_acr.login_server,
-            "subscription_id": fake_acr.subscription,
-            "resource_group": fake_acr.resource_group,
-            "registry_name": fake_acr.registry_name,
-            "credential": StaticCredential(),
-            "arm_endpoint": fake_acr.url,
-            "audience": "https://management.azure.com",
-            "connection_verify": fake_acr.ca_path,
-            "retry_total": 0,
-            "polling_interval": 0,
-        }
-        return AcrRegistry("prod", **{**options, **overrides})
+    def make(**overrides: Any):
+        return fake_acr.client(fake_acr.ca_path, **{"polling_interval": 0, **overrides})
 
     return make
 

@@ -175,6 +175,17 @@ class Fault:
         return path.startswith(self.path_prefix)
 
 
+class StaticCredential:
+    """A TokenCredential that hands out the fake ARM token (what DefaultAzureCredential gets)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from datetime import UTC, datetime
+
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(ARM_TOKEN, int(datetime.now(UTC).timestamp()) + 3600)
+
+
 @dataclass
 class FakeAcrState:
     repositories: dict[str, dict[str, Tag]] = field(default_factory=dict)  # repo -> tag -> Tag
@@ -244,6 +255,23 @@ class FakeAcr:
     def write_ca(self, path: Any) -> str:
         self.ca.cert_pem.write_to_path(str(path))
         return str(path)
+
+    def client(self, ca_path: str, name: str = "prod", **overrides: Any) -> Any:
+        """The real AcrRegistry (azure SDK clients) pointed at this fake, trusting its CA."""
+        from handlers.registries.acr import AcrRegistry
+
+        options: dict[str, Any] = {
+            "login_server": self.login_server,
+            "subscription_id": self.subscription,
+            "resource_group": self.resource_group,
+            "registry_name": self.registry_name,
+            "credential": StaticCredential(),
+            "arm_endpoint": self.url,
+            "audience": "https://management.azure.com",
+            "connection_verify": ca_path,
+            "retry_total": 0,
+        }
+        return AcrRegistry(name, **{**options, **overrides})
 
     def start(self) -> FakeAcr:
         self._thread.start()

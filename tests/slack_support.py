@@ -21,6 +21,44 @@ SECRET = "test-signing-secret"
 TEAM = "T0001"
 
 
+def post_signed(port: int, body: str, *, secret: str, timeout: float = 5) -> int:
+    """POST ``body`` (form-encoded) to a serving bot's /slack/events on 127.0.0.1, signed as
+    Slack signs it; the HTTP status."""
+    ts = str(int(time.time()))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request(
+        "POST",
+        "/slack/events",
+        body=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": SignatureVerifier(secret).generate_signature(
+                timestamp=ts, body=body
+            ),
+        },
+    )
+    return conn.getresponse().status
+
+
+def slash_command(
+    port: int, *, user: str, text: str, response_url: str, trigger: str, secret: str
+) -> int:
+    """`/acr text` from ``user`` to a serving bot, signed; the HTTP status of the ack."""
+    body = urlencode(
+        {
+            "command": "/acr",
+            "text": text,
+            "user_id": user,
+            "channel_id": "C1",
+            "team_id": TEAM,
+            "response_url": response_url,
+            "trigger_id": trigger,
+        }
+    )
+    return post_signed(port, body, secret=secret)
+
+
 class SlowRegistry:
     """A registry whose every call takes ``delay`` seconds first (a slow ACR).
 

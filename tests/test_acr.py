@@ -97,8 +97,8 @@ def test_throttling_and_server_errors_become_messages(acr, seeded):
 
 def test_unreachable_registry(fake_acr, tmp_path):
     from handlers.registries.acr import AcrRegistry
-    from tests.conftest import StaticCredential
     from tests.distribution import free_port
+    from tests.fake_acr import StaticCredential
 
     port = free_port()
     dead = AcrRegistry(

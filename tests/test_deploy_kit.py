@@ -37,16 +37,15 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import kubernetes_validate
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from slack_sdk.signature import SignatureVerifier
 
 from bot import cli
 from bot.config import from_mapping, load, slack_settings
+from tests.slack_support import slash_command
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -987,31 +986,9 @@ class Served:
 
 
 def signed_command(port: int, text: str, response_url: str) -> int:
-    body = urlencode(
-        {
-            "command": "/acr",
-            "text": text,
-            "user_id": "U1",
-            "channel_id": "C1",
-            "team_id": "T0001",
-            "response_url": response_url,
-            "trigger_id": "t-deploy",
-        }
+    return slash_command(
+        port, user="U1", text=text, response_url=response_url, trigger="t-deploy", secret="s3"
     )
-    ts = str(int(time.time()))
-    signature = SignatureVerifier("s3").generate_signature(timestamp=ts, body=body)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request(
-        "POST",
-        "/slack/events",
-        body=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature,
-        },
-    )
-    return conn.getresponse().status
 
 
 def test_image_command_serves_the_kubernetes_config(tmp_path, fake_slack):

@@ -15,7 +15,7 @@ from azure.containerregistry import (
 )
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceResponseError
 
-from tests.conftest import StaticCredential
+from tests.fake_acr import StaticCredential
 
 D = {c: "sha256:" + c * 64 for c in "0123456789abcdef"}
 

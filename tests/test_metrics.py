@@ -12,16 +12,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from urllib.parse import urlencode
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics, observe
 from bot.demo import seed_registry
 from bot.errors import NotFound
 from bot.registry import Order
+from tests.slack_support import slash_command
 from tests.test_slack_serve import demo_env, free_port, health, worker_of
 
 Samples = dict[tuple[str, frozenset], float]
@@ -106,32 +105,9 @@ def test_http_mode_serves_metrics_beside_healthz(slack):
 
 
 def signed_command(port: int, user: str, text: str, response_url: str, trigger: str) -> int:
-    body = urlencode(
-        {
-            "command": "/acr",
-            "text": text,
-            "user_id": user,
-            "channel_id": "C1",
-            "team_id": "T0001",
-            "response_url": response_url,
-            "trigger_id": trigger,
-        }
+    return slash_command(
+        port, user=user, text=text, response_url=response_url, trigger=trigger, secret="s3"
     )
-    ts = str(int(time.time()))
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request(
-        "POST",
-        "/slack/events",
-        body=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": SignatureVerifier("s3").generate_signature(
-                timestamp=ts, body=body
-            ),
-        },
-    )
-    return conn.getresponse().status
 
 
 def scrape(port: int) -> tuple[str, Samples]:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
-from slack_sdk.signature import SignatureVerifier
 
 from bot import demo
 from bot.cards import Cards
@@ -23,6 +22,7 @@ from bot.policy import Grant, Role
 from bot.roles import RoleTable
 from bot.slack.blocks import APPROVE
 from bot.store import Store
+from tests.slack_support import post_signed
 from tests.test_slack_serve import free_port, serve_env
 
 CHANNEL = "C0REQUESTS"
@@ -111,21 +111,7 @@ def click_approve(port, fake_slack, *, user, request_id, ts):
         ],
     }
     body = urlencode({"payload": json.dumps(payload)})
-    stamp = str(int(time.time()))
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request(
-        "POST",
-        "/slack/events",
-        body=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": SignatureVerifier(SIGNING_SECRET).generate_signature(
-                timestamp=stamp, body=body
-            ),
-        },
-    )
-    return conn.getresponse().status
+    return post_signed(port, body, secret=SIGNING_SECRET)
 
 
 def wait_for_card(acr, request_id, timeout=10.0):

@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from slack_sdk.signature import SignatureVerifier
+
+from tests.slack_support import slash_command
 
 
 def free_port() -> int:
@@ -96,32 +96,14 @@ def health(port: int) -> int:
 
 
 def send_command(port: int, response_url: str, trigger: str) -> int:
-    body = urlencode(
-        {
-            "command": "/acr",
-            "text": "tags baseimages/fedora",
-            "user_id": "carol",
-            "channel_id": "C1",
-            "team_id": "T0001",
-            "response_url": response_url,
-            "trigger_id": trigger,
-        }
+    return slash_command(
+        port,
+        user="carol",
+        text="tags baseimages/fedora",
+        response_url=response_url,
+        trigger=trigger,
+        secret="s3",
     )
-    ts = str(int(time.time()))
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request(
-        "POST",
-        "/slack/events",
-        body=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": SignatureVerifier("s3").generate_signature(
-                timestamp=ts, body=body
-            ),
-        },
-    )
-    return conn.getresponse().status
 
 
 def test_serve_answers_signed_commands(served, fake_slack):
