@@ -2,12 +2,10 @@
 from the outbox, an owner clicks Approve, and `Acr.wait` sees the outcome. The notebook side
 holds no Slack token; the two processes share only the database."""
 
-import http.client
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -23,7 +21,7 @@ from bot.roles import RoleTable
 from bot.slack.blocks import APPROVE
 from bot.store import Store
 from tests.slack_support import post_signed
-from tests.test_slack_serve import free_port, serve_env
+from tests.test_slack_serve import serve_env, start_serve
 
 CHANNEL = "C0REQUESTS"
 SIGNING_SECRET = "s3"  # what serve_env gives `acrbot serve`
@@ -54,28 +52,9 @@ def team(tmp_path):
 
 @pytest.fixture
 def served(team, fake_slack):
-    port = free_port()
     env = serve_env(team, fake_slack)
     env.pop("ACRBOT_USER", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise AssertionError(proc.communicate()[1])
+    port, proc = start_serve(env, stdout=subprocess.DEVNULL)
     yield port
     os.kill(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)

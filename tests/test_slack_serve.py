@@ -45,14 +45,13 @@ def demo_env(tmp_path, fake_slack) -> dict[str, str]:
     return serve_env(tmp_path / "acrbot.toml", fake_slack)
 
 
-@pytest.fixture
-def served(tmp_path, fake_slack):
-    env = demo_env(tmp_path, fake_slack)
+def start_serve(env: dict[str, str], *, stdout: int = subprocess.PIPE):
+    """`acrbot serve` (HTTP) on a free port, once /healthz says ok: (port, process)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "serve", "--port", str(port)],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -62,12 +61,16 @@ def served(tmp_path, fake_slack):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/healthz")
             if conn.getresponse().status == 200:
-                break
+                return port, proc
         except OSError:
             time.sleep(0.05)
-    else:
-        proc.kill()
-        raise AssertionError(proc.communicate()[1])
+    proc.kill()
+    raise AssertionError(proc.communicate()[1])
+
+
+@pytest.fixture
+def served(tmp_path, fake_slack):
+    port, proc = start_serve(demo_env(tmp_path, fake_slack))
     yield port, proc
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGTERM)
