@@ -1,7 +1,8 @@
 """What a purge selects, in `acr purge`'s vocabulary, and how it turns a listing into items.
 
 `--filter REPO:REGEX` (repeatable): REPO is a repository name or glob, as elsewhere in the bot;
-REGEX is *searched* in the tag name, as `acr purge` does (unanchored: `^v1$` anchors).
+REGEX is *searched* in the tag name, as `acr purge` does (unanchored: `^v1$` anchors), on RE2
+(bot/patterns.py: linear time, no backreferences or lookaround).
 `--ago` takes `acr purge` durations: a whole number of days then a Go duration (`30d`,
 `2d3h6m`, `1d1.5h`, `0d` = any age); unlike `acr purge`, a duration that does not parse is an
 error, never a silent "150 years". A tag is old enough when its time (ACR: last update;
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from bot.errors import UsageError
+from bot.patterns import Matcher, compile_user_regex
 from bot.references import shorten
 from bot.registry import TagInfo, natural_key
 
@@ -64,8 +66,9 @@ class Filter:
     regex: str
 
     @property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile(self.regex)
+    def pattern(self) -> Matcher:
+        """The regex on RE2 (linear time: a reader's pattern cannot hang a worker)."""
+        return compile_user_regex(self.regex)
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.regex}"
@@ -83,10 +86,7 @@ def parse_filter(text: str) -> Filter:
         raise UsageError(f"`{shorten(text, 40)}` has no tag expression after the `:` (`.*`: all)")
     if not _GLOB.fullmatch(repository):
         raise UsageError(f"`{shorten(repository, 30)}` is not a repository name or glob")
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise UsageError(f"`{shorten(regex, 40)}` is not a regular expression ({exc})") from None
+    compile_user_regex(regex)
     return Filter(repository=repository, regex=regex)
 
 
@@ -100,7 +100,7 @@ class PurgeSpec:
     def matches_repository(self, repository: str) -> bool:
         return any(fnmatchcase(repository, f.repository) for f in self.filters)
 
-    def regexes_for(self, repository: str) -> list[re.Pattern[str]]:
+    def regexes_for(self, repository: str) -> list[Matcher]:
         return [f.pattern for f in self.filters if fnmatchcase(repository, f.repository)]
 
     def describe(self) -> str:
