@@ -129,18 +129,56 @@ class Config:
         return self.users.get(name, name)
 
 
-def parse_duration(value: object, *, key: str) -> timedelta:
-    """`90`, `"90s"`, `"30m"`, `"24h"`, `"1d12h"` → timedelta."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+# `[approvals] ttl`: how long a request may wait for its approvals. A request pins digests and
+# is re-checked at execution, but one approvable for years is a standing order nobody
+# remembers: a month at most; a minute at least (shorter expires before anyone can look).
+MIN_TTL = timedelta(minutes=1)
+MAX_TTL = timedelta(days=30)
+# `[[registry]] timeout` (oci): seconds one HTTP request may take; bounds write_grace too.
+MAX_TIMEOUT = 300.0
+
+
+def parse_duration(
+    value: object,
+    *,
+    key: str,
+    minimum: timedelta = timedelta(seconds=1),
+    maximum: timedelta,
+    bounds: str,
+) -> timedelta:
+    """`90`, `"90s"`, `"30m"`, `"24h"`, `"1d12h"` → timedelta, from ``minimum`` to ``maximum``
+    (``bounds`` says so in words for the error). The number is compared before a timedelta is
+    made: `99999999999999999999` is one line naming ``key``, never an OverflowError."""
+    seconds: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str):
         match = _DURATION.fullmatch(value.strip())
         if match and any(match.groups()):
-            d, h, m, s = (int(g or 0) for g in match.groups())
-            total = timedelta(days=d, hours=h, minutes=m, seconds=s)
-            if total.total_seconds() > 0:
-                return total
-    raise ConfigError(f'{key}: expected a duration such as "24h", "30m" or 3600, got {value!r}')
+            # int() of 4,300+ digits raises ValueError; 12 digits are past every bound
+            d, h, m, s = (_bounded_int(g) for g in match.groups())
+            seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds is None:
+        raise ConfigError(
+            f'{key}: expected a duration such as "24h", "30m" or 3600, '
+            f"got {shorten_value(repr(value))}"
+        )
+    if not minimum.total_seconds() <= seconds <= maximum.total_seconds():
+        shown = value if isinstance(value, str) else f"{value} s"
+        raise ConfigError(f"{key}: {shorten_value(shown)} is out of bounds: {bounds}")
+    return timedelta(seconds=seconds)
+
+
+def _bounded_int(digits: str | None) -> int:
+    if not digits:
+        return 0
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 12 else 10**12
+
+
+def shorten_value(value: object, limit: int = 30) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_rate(value: object, *, key: str) -> float:
@@ -229,6 +267,8 @@ def load(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except ValueError:  # tomllib's int() of a number of 4,300+ digits
+        raise ConfigError(f"{path}: not valid TOML (a number with thousands of digits)") from None
     try:
         return from_mapping(data, base=path.parent, source=str(path))
     except ConfigError as exc:
@@ -379,6 +419,17 @@ def _registries(
                 options[opt] = value
             elif opt == "write_rate":
                 options[opt] = parse_rate(value, key=f"{key}.write_rate")
+            elif opt == "timeout":
+                if (
+                    not isinstance(value, int | float)
+                    or isinstance(value, bool)
+                    or not 0 < value <= MAX_TIMEOUT
+                ):
+                    raise ConfigError(
+                        f"{key}.timeout: expected seconds, more than 0 and at most "
+                        f"{MAX_TIMEOUT:g}, got {shorten_value(repr(value))}"
+                    )
+                options[opt] = float(value)
             else:
                 options[opt] = value
         url = str(table.get("url", ""))
@@ -429,7 +480,13 @@ def httpx_host(url: str) -> str:
 def _approvals(table: Any) -> ApprovalConfig:
     if not isinstance(table, dict):
         raise ConfigError("approvals: expected a table")
-    ttl = parse_duration(table.get("ttl", "24h"), key="approvals.ttl")
+    ttl = parse_duration(
+        table.get("ttl", "24h"),
+        key="approvals.ttl",
+        minimum=MIN_TTL,
+        maximum=MAX_TTL,
+        bounds='from 1 minute to 30 days ("1m" to "30d")',
+    )
     required = {a: 1 for a in ACTIONS}
     for key, value in table.items():
         if key == "ttl":
@@ -578,10 +635,13 @@ def _retention(
         try:
             for f in filters:
                 parse_filter(str(f))
-            if table.get("ago") is not None:
-                parse_ago(str(table["ago"]))
         except UsageError as exc:
             raise ConfigError(f"{key}: {exc}") from None
+        try:
+            if table.get("ago") is not None:
+                parse_ago(str(table["ago"]), option=f"{key}.ago")
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
         channel = table.get("channel")
         if not isinstance(channel, str) or not re.fullmatch(r"[CG][A-Z0-9]{2,}", channel):
             raise ConfigError(f"{key}.channel: expected a Slack channel id such as C0123456789")

@@ -4,11 +4,12 @@
 REGEX is *searched* in the tag name, as `acr purge` does (unanchored: `^v1$` anchors), on RE2
 (bot/patterns.py: linear time, no backreferences or lookaround).
 `--ago` takes `acr purge` durations: a whole number of days then a Go duration (`30d`,
-`2d3h6m`, `1d1.5h`, `0d` = any age); unlike `acr purge`, a duration that does not parse is an
-error, never a silent "150 years". A tag is old enough when its time (ACR: last update;
-distribution and layouts: the image config's `created`) is strictly before now − ago; a tag
-without a time is old enough only for `0d`. `--keep N` keeps, per repository, the N most
-recent tags that would otherwise go (after the regex, age and lock filters: acr-cli's order).
+`2d3h6m`, `1d1.5h`, `0d` = any age), at most 150 years; unlike `acr purge`, a duration that
+does not parse is an error, never a silent "150 years". A tag is old enough when its time
+(ACR: last update; distribution and layouts: the image config's `created`) is strictly before
+now − ago; a tag without a time is old enough only for `0d`. `--keep N` keeps, per repository,
+the N most recent tags that would otherwise go (after the regex, age and lock filters:
+acr-cli's order).
 Locked tags are never selected; they are reported as skipped.
 
 Planning is pure: it gets listings and returns items and skips, so the dry run, the request
@@ -32,32 +33,39 @@ _GO_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-
 _DAYS = re.compile(r"(\d+)d")
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _GLOB = re.compile(r"[a-z0-9._/*?\-\[\]]{1,255}")
+# The longest `--ago` (and `[[retention]] ago`): 150 years, acr purge's "any age". Checked on
+# the number before a timedelta is made, so `99999999999999999999d` is this one line, never
+# an OverflowError (timedelta stops at 999,999,999 days; floats at 1e308).
 MAX_AGO = timedelta(days=365 * 150)
+MAX_AGO_TEXT = f"{MAX_AGO.days}d (150 years)"
 
 
-def parse_ago(text: str) -> timedelta:
-    """`30d`, `2d3h6m`, `1d1.5h`, `90m`, `0d` → timedelta; anything else is a UsageError."""
+def parse_ago(text: str, *, option: str = "--ago") -> timedelta:
+    """`30d`, `2d3h6m`, `1d1.5h`, `90m`, `0d` → timedelta; anything else is a UsageError
+    naming ``option`` (`--ago`, or the config key a retention rule gives it in)."""
     value = text.strip()
     rest, days = value, 0
     match = _DAYS.match(value)
     if match:
-        days, rest = int(match.group(1)), value[match.end() :]
+        digits = match.group(1).lstrip("0") or "0"
+        # int() of 4,300+ digits raises ValueError: anything past 10 digits is too long anyway
+        days = int(digits) if len(digits) <= 10 else MAX_AGO.days + 1
+        rest = value[match.end() :]
     seconds, pos = 0.0, 0
     while pos < len(rest):
         part = _GO_PART.match(rest, pos)
         if part is None:
             raise UsageError(
-                f"`{shorten(text, 30)}` is not a duration: use days and a Go duration, "
+                f"{option} `{shorten(text, 30)}` is not a duration: use days and a Go duration, "
                 "e.g. `30d`, `2d3h6m`, `12h` or `0d` (any age)"
             )
-        seconds += float(part.group(1)) * _GO_UNIT[part.group(2)]
+        seconds += float(part.group(1)) * _GO_UNIT[part.group(2)]  # a huge number: inf, fine
         pos = part.end()
     if not match and not rest:
-        raise UsageError("the duration is empty: e.g. `30d` or `0d` (any age)")
-    total = timedelta(days=days, seconds=seconds)
-    if total > MAX_AGO:
-        raise UsageError(f"`{shorten(text, 30)}` is longer than 150 years")
-    return total
+        raise UsageError(f"{option}: the duration is empty: e.g. `30d` or `0d` (any age)")
+    if days > MAX_AGO.days or days * 86400 + seconds > MAX_AGO.total_seconds():
+        raise UsageError(f"{option} `{shorten(text, 30)}` is too long: at most {MAX_AGO_TEXT}")
+    return timedelta(days=days, seconds=seconds)
 
 
 @dataclass(frozen=True)
