@@ -311,18 +311,20 @@ def from_mapping(
         environ=environ,
         plain_http_hosts={h.lower() for h in plain_http},
     )
+    groups = _groups(data.get("groups", {}))
+    users = _users(data.get("users", {}), groups=groups)
     return Config(
         database=(base / database).resolve(),
         registries=registries,
         approvals=_approvals(data.get("approvals", {})),
-        groups=_groups(data.get("groups", {})),
+        groups=groups,
         archive=_archive(data.get("audit", {}), environ=environ),
         audit_key=_audit_key(data.get("audit", {}), environ=environ),
         source=source,
         requests_channel=_slack(data.get("slack", {})),
         retention=_retention(data.get("retention", []), registries=registries),
-        users=_users(data.get("users", {})),
-        notebook_user=_notebook(data.get("notebook", {})),
+        users=users,
+        notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
     )
 
 
@@ -667,7 +669,7 @@ def _retention(
     return tuple(rules)
 
 
-def _users(table: Any) -> dict[str, str]:
+def _users(table: Any, *, groups: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     """`[users]`: `alice = "U0123ALICE"`, the login name the console, `acrbot run` and
     notebooks are given → the user id grants name (a Slack id when the team uses Slack)."""
     if not isinstance(table, dict):
@@ -683,6 +685,11 @@ def _users(table: Any) -> dict[str, str]:
             )
         users[login] = user_id
     for login, user_id in users.items():
+        if _is_group(user_id, groups):
+            raise ConfigError(
+                f"users.{login}: {user_id!r} is a user group; a login maps to a user id "
+                "(groups hold roles but never act)"
+            )
         if user_id in users and user_id != login:
             raise ConfigError(
                 f"users.{login}: {user_id!r} is itself an alias; name the user id it maps to "
@@ -691,7 +698,9 @@ def _users(table: Any) -> dict[str, str]:
     return users
 
 
-def _notebook(table: Any) -> str | None:
+def _notebook(
+    table: Any, *, users: Mapping[str, str], groups: Mapping[str, tuple[str, ...]]
+) -> str | None:
     """`[notebook]`: defaults for notebooks (bot/notebook); ``user`` is who they act as."""
     if not isinstance(table, dict):
         raise ConfigError("notebook: expected a table")
@@ -701,7 +710,21 @@ def _notebook(table: Any) -> str | None:
     user = table.get("user")
     if user is not None and (not isinstance(user, str) or not _LOGIN.fullmatch(user)):
         raise ConfigError('notebook.user: expected a login name or user id, such as "alice"')
+    if user is not None and _is_group(users.get(user, user), groups):
+        raise ConfigError(
+            f"notebook.user: {user!r} is a user group; name a user (groups never act)"
+        )
     return user
+
+
+def _is_group(user_id: str, groups: Mapping[str, tuple[str, ...]]) -> bool:
+    from bot.commands import canonical_id, group_id
+    from bot.errors import UsageError
+
+    try:
+        return group_id(canonical_id(user_id), groups)
+    except UsageError:
+        return False
 
 
 def _groups(table: Any) -> dict[str, tuple[str, ...]]:
