@@ -373,7 +373,7 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
         Param(
             "keep",
             "N",
-            "keep the N most recent matching tags of each repository",
+            "keep the N most recent matching images of each repository, with all their tags",
             keep_count,
             flag="--keep",
             required=False,

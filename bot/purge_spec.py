@@ -8,8 +8,9 @@ REGEX is *searched* in the tag name, as `acr purge` does (unanchored: `^v1$` anc
 does not parse is an error, never a silent "150 years". A tag is old enough when its time
 (ACR: last update; distribution and layouts: the image config's `created`) is strictly before
 now − ago; a tag without a time is old enough only for `0d`. `--keep N` keeps, per repository,
-the N most recent tags that would otherwise go (after the regex, age and lock filters:
-acr-cli's order).
+the N most recent *images* among the tags that would otherwise go (after the regex, age and
+lock filters: acr-cli's order), each with all those tags: unlike acr-cli, which keeps N tags,
+it never splits an image (see select_tags).
 Locked tags are never selected; they are reported as skipped.
 
 Planning is pure: it gets listings and returns items and skips, so the dry run, the request
@@ -201,7 +202,14 @@ class Plan:
 def select_tags(
     spec: PurgeSpec, repository: str, tags: Iterable[TagInfo], *, now: datetime
 ) -> tuple[list[TagInfo], list[Skip]]:
-    """The tags of one repository the purge selects, newest first, and the skipped ones."""
+    """The tags of one repository the purge selects, newest first, and the skipped ones.
+
+    `--keep N` counts *images*, not tags: the N most recent images among the tags that would
+    otherwise go keep every one of those tags. acr-cli keeps the N most recent *tags*, and
+    where tags of one image share a time (always on `oci` and layouts: the image's `created`)
+    a tag-wise cut could keep `1.25` and delete `latest` on the same image: `docker pull
+    repo` would break while the image stays. See :func:`image_order` for ties.
+    """
     regexes = spec.regexes_for(repository)
     cutoff = None if spec.ago is None or spec.ago == timedelta(0) else now - spec.ago
     matched = [t for t in tags if any(r.search(t.name) for r in regexes)]
@@ -215,10 +223,36 @@ def select_tags(
             skipped.append(Skip(repository, f"{repository}:{tag.name}", "locked"))
             continue
         chosen.append(tag)
-    kept = chosen[: spec.keep]
-    for tag in kept:
-        skipped.append(Skip(repository, f"{repository}:{tag.name}", f"kept (--keep {spec.keep})"))
-    return chosen[spec.keep :], skipped
+    if not spec.keep:
+        return chosen, skipped
+    kept = set(image_order(chosen)[: spec.keep])
+    for tag in chosen:
+        if tag.digest in kept:
+            skipped.append(
+                Skip(repository, f"{repository}:{tag.name}", f"kept (--keep {spec.keep})")
+            )
+    return [t for t in chosen if t.digest not in kept], skipped
+
+
+def image_order(tags: Iterable[TagInfo]) -> list[str]:
+    """The digests of ``tags``, most recent image first: by the newest time among its tags
+    (no time: oldest); on equal times, the image whose highest tag sorts last in natural
+    order (`v10` after `v9`, `latest` after `1.25`) first; then by digest. Stable: the same
+    listing always ranks the same way, whatever order the registry sent it in."""
+    newest: dict[str, datetime] = {}
+    highest: dict[str, list[object]] = {}
+    for tag in tags:
+        if tag.when is not None and (tag.digest not in newest or tag.when > newest[tag.digest]):
+            newest[tag.digest] = tag.when
+        key = natural_key(tag.name)
+        if tag.digest not in highest or key > highest[tag.digest]:
+            highest[tag.digest] = key
+
+    def rank(digest: str) -> tuple[bool, float, list[object], str]:
+        when = newest.get(digest)
+        return (when is not None, when.timestamp() if when else 0.0, highest[digest], digest)
+
+    return sorted(highest, key=rank, reverse=True)
 
 
 def plan_tags(
