@@ -276,6 +276,7 @@ def plan_and_request(
         required=ctx.config.approvals.required_for("purge"),
         origin=origin,
         channel=channel,
+        skipped=[(s.what, s.reason) for s in result.skipped],
     )
 
 
