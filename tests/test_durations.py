@@ -126,3 +126,15 @@ def test_a_registry_timeout_is_bounded(tmp_path, timeout):
     reg = {"name": "r", "type": "oci", "url": "http://127.0.0.1:5000", "timeout": timeout}
     with pytest.raises(ConfigError, match=r"^registry\[0\]\.timeout: expected seconds, more"):
         from_mapping({"registry": [reg]}, base=tmp_path, environ={})
+
+
+@pytest.mark.parametrize("wait", ["1e400", "inf", "nan", "-1", "3601"])
+def test_serve_startup_wait_is_bounded(wait, capsys):
+    from bot.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--startup-wait", wait])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        f"argument --startup-wait: expected seconds from 0 to 3600, got {wait!r}\n"
+    )
