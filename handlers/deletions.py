@@ -85,10 +85,13 @@ def _first(names: tuple[str, ...], shown: int = 20) -> str:
 def _purge_totals(spec: dict, request_id: int) -> str:
     text = totals_text(spec)
     if spec.get("skipped"):
-        text += (
-            f"; {spec['skipped']:,} skipped at planning (locked, kept or shared: "
-            f"`request {request_id}` lists each with its reason)"
+        # Requests made before the skips were kept (schema v6) have only their number.
+        where = (
+            f"`request {request_id}` lists each with its reason"
+            if spec.get("skips_listed")
+            else "a dry run with the same options lists them"
         )
+        text += f"; {spec['skipped']:,} skipped at planning (locked, kept or shared: {where})"
     return text
 
 

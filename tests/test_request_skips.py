@@ -69,3 +69,21 @@ def test_a_purge_with_nothing_skipped_lists_none(bot):
     reply = bot.say("bob", "request 1")
     assert reply.data["skipped"] == []
     assert "Skipped at planning" not in render(reply)
+
+
+def test_a_request_from_before_skips_were_kept_does_not_claim_a_list(bot):
+    """Made by an older acrbot (schema v5): only the number is known, and the card says so."""
+    import json
+
+    make_request(bot)
+    with bot.ctx.store.transaction() as db:
+        spec = json.loads(db.execute("select spec from requests where id = 1").fetchone()[0])
+        del spec["skips_listed"]
+        db.execute("update requests set spec = ? where id = 1", [json.dumps(spec)])
+        db.execute("delete from purge_skips where request_id = 1")
+    reply = bot.say("bob", "request 1")
+    assert reply.data["skipped"] == []
+    assert dict(reply.fields)["deletes"] == (
+        "2 tags in 2 repositories; 8 skipped at planning (locked, kept or shared: "
+        "a dry run with the same options lists them)"
+    )
