@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.references import shorten
 
 CONFIG_ENV = "ACRBOT_CONFIG"
 # type -> required keys. Optional keys of `oci`: username, password_env, token_env,
@@ -161,11 +162,11 @@ def parse_duration(
     if seconds is None:
         raise ConfigError(
             f'{key}: expected a duration such as "24h", "30m" or 3600, '
-            f"got {shorten_value(repr(value))}"
+            f"got {shorten(repr(value), 30)}"
         )
     if not minimum.total_seconds() <= seconds <= maximum.total_seconds():
         shown = value if isinstance(value, str) else f"{value} s"
-        raise ConfigError(f"{key}: {shorten_value(shown)} is out of bounds: {bounds}")
+        raise ConfigError(f"{key}: {shorten(shown, 30)} is out of bounds: {bounds}")
     return timedelta(seconds=seconds)
 
 
@@ -174,11 +175,6 @@ def _bounded_int(digits: str | None) -> int:
         return 0
     digits = digits.lstrip("0") or "0"
     return int(digits) if len(digits) <= 12 else 10**12
-
-
-def shorten_value(value: object, limit: int = 30) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_rate(value: object, *, key: str) -> float:
@@ -429,7 +425,7 @@ def _registries(
                 ):
                     raise ConfigError(
                         f"{key}.timeout: expected seconds, more than 0 and at most "
-                        f"{MAX_TIMEOUT:g}, got {shorten_value(repr(value))}"
+                        f"{MAX_TIMEOUT:g}, got {shorten(repr(value), 30)}"
                     )
                 options[opt] = float(value)
             else:

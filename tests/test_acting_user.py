@@ -133,3 +133,22 @@ def test_the_config_cannot_map_a_login_to_a_group(tmp_path, extra, message):
     with pytest.raises(ConfigError) as caught:
         make_config(tmp_path, groups=GROUPS, **extra)
     assert str(caught.value) == message
+
+
+def test_the_acr_magic_refuses_a_group_in_one_line(tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from bot import demo
+    from bot.notebook.magics import MagicError
+
+    demo.prepare(tmp_path / "demo")
+    monkeypatch.setenv("ACRBOT_CONFIG", str(tmp_path / "demo" / "acrbot.toml"))
+    monkeypatch.setenv("ACRBOT_USER", "alice")
+    shell = InteractiveShell.instance()
+    shell.config.pop("Acr", None)
+    shell.run_line_magic("reload_ext", "bot.notebook")
+    try:
+        result = shell.run_cell("%acr --user S0PLATFORM whoami").result
+    finally:
+        shell.run_line_magic("unload_ext", "bot.notebook")
+    assert isinstance(result, MagicError) and result.message == SLACK_REFUSED
