@@ -87,10 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--startup-wait",
-        type=float,
+        type=_startup_wait,
         default=30.0,
         metavar="SECONDS",
-        help="retry an unreachable Slack this long at start-up (default %(default)g)",
+        help="retry an unreachable Slack this long at start-up (default %(default)g, at most "
+        f"{MAX_STARTUP_WAIT:g})",
     )
     _log_format_arg(serve)
 
@@ -133,6 +134,22 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(doctor)
     doctor.add_argument("--json", action="store_true", help="the checks as JSON (for CI)")
     return parser
+
+
+MAX_STARTUP_WAIT = 3600.0  # an hour: past it, a supervisor's restart says more than waiting
+
+
+def _startup_wait(text: str) -> float:
+    """`--startup-wait`: seconds from 0 to MAX_STARTUP_WAIT (`inf`, `nan`, `1e400`: refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= MAX_STARTUP_WAIT:  # also false for nan
+        raise argparse.ArgumentTypeError(
+            f"expected seconds from 0 to {MAX_STARTUP_WAIT:g}, got {text[:30]!r}"
+        )
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,10 +7,10 @@ them in step) and the permission checks made by the dispatcher.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
-from bot.errors import UsageError
+from bot.errors import PermissionDenied, UsageError
 from bot.grammar import CommandSpec, Param
 from bot.policy import Role, Scope
 from bot.references import parse_image, shorten, validate_digest, validate_repository
@@ -53,6 +53,37 @@ def canonical_id(value: str) -> str:
             "(letters, digits, . _ @ + -)"
         )
     return text
+
+
+SLACK_GROUP_ID = re.compile(r"S[A-Z0-9]{1,20}")
+
+
+def group_id(user: str, groups: Mapping[str, object]) -> bool:
+    """A user-group id: a Slack user group (`S…`, as Slack writes it) or a `[groups]` name."""
+    return bool(SLACK_GROUP_ID.fullmatch(user)) or user in groups
+
+
+def acting_user(value: str, *, groups: Mapping[str, tuple[str, ...]]) -> str:
+    """The canonical id of who is acting; a group id is refused (PermissionDenied).
+
+    Groups hold roles for their members; they never act. Acting as `platform` would let
+    anyone who can type its name approve with a whole group's roles, and its approval would
+    count as a person's toward a quorum. Every door (console, `acrbot run`, notebooks, Slack)
+    comes through here, by the dispatcher, so none can be used to act as one.
+    """
+    user = canonical_id(value)
+    if SLACK_GROUP_ID.fullmatch(user):
+        raise PermissionDenied(
+            f"`{user}` is a Slack user group, not a user: groups hold roles but never act; "
+            "act as one of its members"
+        )
+    if user in groups:
+        members = ", ".join(groups[user][:5]) + (" …" if len(groups[user]) > 5 else "")
+        raise PermissionDenied(
+            f"`{user}` is a group ([groups] {user}), not a user: groups hold roles but never "
+            f"act; act as one of its members ({members or 'it has none'})"
+        )
+    return user
 
 
 def principal(value: str) -> str:
@@ -342,7 +373,7 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
         Param(
             "keep",
             "N",
-            "keep the N most recent matching tags of each repository",
+            "keep the N most recent matching images of each repository, with all their tags",
             keep_count,
             flag="--keep",
             required=False,

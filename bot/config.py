@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.references import shorten
 
 CONFIG_ENV = "ACRBOT_CONFIG"
 # type -> required keys. Optional keys of `oci`: username, password_env, token_env,
@@ -129,18 +130,51 @@ class Config:
         return self.users.get(name, name)
 
 
-def parse_duration(value: object, *, key: str) -> timedelta:
-    """`90`, `"90s"`, `"30m"`, `"24h"`, `"1d12h"` → timedelta."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+# `[approvals] ttl`: how long a request may wait for its approvals. A request pins digests and
+# is re-checked at execution, but one approvable for years is a standing order nobody
+# remembers: a month at most; a minute at least (shorter expires before anyone can look).
+MIN_TTL = timedelta(minutes=1)
+MAX_TTL = timedelta(days=30)
+# `[[registry]] timeout` (oci): seconds one HTTP request may take; bounds write_grace too.
+MAX_TIMEOUT = 300.0
+
+
+def parse_duration(
+    value: object,
+    *,
+    key: str,
+    minimum: timedelta = timedelta(seconds=1),
+    maximum: timedelta,
+    bounds: str,
+) -> timedelta:
+    """`90`, `"90s"`, `"30m"`, `"24h"`, `"1d12h"` → timedelta, from ``minimum`` to ``maximum``
+    (``bounds`` says so in words for the error). The number is compared before a timedelta is
+    made: `99999999999999999999` is one line naming ``key``, never an OverflowError."""
+    seconds: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str):
         match = _DURATION.fullmatch(value.strip())
         if match and any(match.groups()):
-            d, h, m, s = (int(g or 0) for g in match.groups())
-            total = timedelta(days=d, hours=h, minutes=m, seconds=s)
-            if total.total_seconds() > 0:
-                return total
-    raise ConfigError(f'{key}: expected a duration such as "24h", "30m" or 3600, got {value!r}')
+            # int() of 4,300+ digits raises ValueError; 12 digits are past every bound
+            d, h, m, s = (_bounded_int(g) for g in match.groups())
+            seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds is None:
+        raise ConfigError(
+            f'{key}: expected a duration such as "24h", "30m" or 3600, '
+            f"got {shorten(repr(value), 30)}"
+        )
+    if not minimum.total_seconds() <= seconds <= maximum.total_seconds():
+        shown = value if isinstance(value, str) else f"{value} s"
+        raise ConfigError(f"{key}: {shorten(shown, 30)} is out of bounds: {bounds}")
+    return timedelta(seconds=seconds)
+
+
+def _bounded_int(digits: str | None) -> int:
+    if not digits:
+        return 0
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 12 else 10**12
 
 
 def parse_rate(value: object, *, key: str) -> float:
@@ -229,6 +263,8 @@ def load(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except ValueError:  # tomllib's int() of a number of 4,300+ digits
+        raise ConfigError(f"{path}: not valid TOML (a number with thousands of digits)") from None
     try:
         return from_mapping(data, base=path.parent, source=str(path))
     except ConfigError as exc:
@@ -271,18 +307,20 @@ def from_mapping(
         environ=environ,
         plain_http_hosts={h.lower() for h in plain_http},
     )
+    groups = _groups(data.get("groups", {}))
+    users = _users(data.get("users", {}), groups=groups)
     return Config(
         database=(base / database).resolve(),
         registries=registries,
         approvals=_approvals(data.get("approvals", {})),
-        groups=_groups(data.get("groups", {})),
+        groups=groups,
         archive=_archive(data.get("audit", {}), environ=environ),
         audit_key=_audit_key(data.get("audit", {}), environ=environ),
         source=source,
         requests_channel=_slack(data.get("slack", {})),
         retention=_retention(data.get("retention", []), registries=registries),
-        users=_users(data.get("users", {})),
-        notebook_user=_notebook(data.get("notebook", {})),
+        users=users,
+        notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
     )
 
 
@@ -379,6 +417,17 @@ def _registries(
                 options[opt] = value
             elif opt == "write_rate":
                 options[opt] = parse_rate(value, key=f"{key}.write_rate")
+            elif opt == "timeout":
+                if (
+                    not isinstance(value, int | float)
+                    or isinstance(value, bool)
+                    or not 0 < value <= MAX_TIMEOUT
+                ):
+                    raise ConfigError(
+                        f"{key}.timeout: expected seconds, more than 0 and at most "
+                        f"{MAX_TIMEOUT:g}, got {shorten(repr(value), 30)}"
+                    )
+                options[opt] = float(value)
             else:
                 options[opt] = value
         url = str(table.get("url", ""))
@@ -429,7 +478,13 @@ def httpx_host(url: str) -> str:
 def _approvals(table: Any) -> ApprovalConfig:
     if not isinstance(table, dict):
         raise ConfigError("approvals: expected a table")
-    ttl = parse_duration(table.get("ttl", "24h"), key="approvals.ttl")
+    ttl = parse_duration(
+        table.get("ttl", "24h"),
+        key="approvals.ttl",
+        minimum=MIN_TTL,
+        maximum=MAX_TTL,
+        bounds='from 1 minute to 30 days ("1m" to "30d")',
+    )
     required = {a: 1 for a in ACTIONS}
     for key, value in table.items():
         if key == "ttl":
@@ -578,10 +633,13 @@ def _retention(
         try:
             for f in filters:
                 parse_filter(str(f))
-            if table.get("ago") is not None:
-                parse_ago(str(table["ago"]))
         except UsageError as exc:
             raise ConfigError(f"{key}: {exc}") from None
+        try:
+            if table.get("ago") is not None:
+                parse_ago(str(table["ago"]), option=f"{key}.ago")
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
         channel = table.get("channel")
         if not isinstance(channel, str) or not re.fullmatch(r"[CG][A-Z0-9]{2,}", channel):
             raise ConfigError(f"{key}.channel: expected a Slack channel id such as C0123456789")
@@ -607,7 +665,7 @@ def _retention(
     return tuple(rules)
 
 
-def _users(table: Any) -> dict[str, str]:
+def _users(table: Any, *, groups: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     """`[users]`: `alice = "U0123ALICE"`, the login name the console, `acrbot run` and
     notebooks are given → the user id grants name (a Slack id when the team uses Slack)."""
     if not isinstance(table, dict):
@@ -623,6 +681,11 @@ def _users(table: Any) -> dict[str, str]:
             )
         users[login] = user_id
     for login, user_id in users.items():
+        if _is_group(user_id, groups):
+            raise ConfigError(
+                f"users.{login}: {user_id!r} is a user group; a login maps to a user id "
+                "(groups hold roles but never act)"
+            )
         if user_id in users and user_id != login:
             raise ConfigError(
                 f"users.{login}: {user_id!r} is itself an alias; name the user id it maps to "
@@ -631,7 +694,9 @@ def _users(table: Any) -> dict[str, str]:
     return users
 
 
-def _notebook(table: Any) -> str | None:
+def _notebook(
+    table: Any, *, users: Mapping[str, str], groups: Mapping[str, tuple[str, ...]]
+) -> str | None:
     """`[notebook]`: defaults for notebooks (bot/notebook); ``user`` is who they act as."""
     if not isinstance(table, dict):
         raise ConfigError("notebook: expected a table")
@@ -641,7 +706,21 @@ def _notebook(table: Any) -> str | None:
     user = table.get("user")
     if user is not None and (not isinstance(user, str) or not _LOGIN.fullmatch(user)):
         raise ConfigError('notebook.user: expected a login name or user id, such as "alice"')
+    if user is not None and _is_group(users.get(user, user), groups):
+        raise ConfigError(
+            f"notebook.user: {user!r} is a user group; name a user (groups never act)"
+        )
     return user
+
+
+def _is_group(user_id: str, groups: Mapping[str, tuple[str, ...]]) -> bool:
+    from bot.commands import canonical_id, group_id
+    from bot.errors import UsageError
+
+    try:
+        return group_id(canonical_id(user_id), groups)
+    except UsageError:
+        return False
 
 
 def _groups(table: Any) -> dict[str, tuple[str, ...]]:

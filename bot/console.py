@@ -13,9 +13,9 @@ import shlex
 from collections.abc import Callable
 from typing import TextIO
 
-from bot.commands import canonical_id
+from bot.commands import acting_user, canonical_id
 from bot.dispatch import Dispatcher
-from bot.errors import UsageError
+from bot.errors import UserError
 from bot.progress_bar import ProgressBar
 from bot.render_text import render
 
@@ -37,6 +37,8 @@ def run_console(
     """Read commands until EOF or `:quit`; return the number of failed commands."""
     failures = 0
     as_id = dispatcher.ctx.config.user_id
+    groups = dispatcher.ctx.config.groups
+    acting_user(as_id(user), groups=groups)  # a group never acts: refused before any prompt
     if interactive:
         print(f"acr-chatops console — acting as {_who(user, as_id)}. {CONSOLE_HELP}", file=stdout)
     while True:
@@ -59,8 +61,10 @@ def run_console(
             if word == "as" and rest.strip():
                 try:
                     words = shlex.split(rest)  # `:as "bob"` is bob, not "bob" with quotes
-                    user = canonical_id(" ".join(words).removeprefix("@"))
-                except (ValueError, UsageError) as exc:
+                    name = canonical_id(" ".join(words).removeprefix("@"))
+                    acting_user(as_id(name), groups=groups)  # groups never act
+                    user = name
+                except (ValueError, UserError) as exc:
                     print(f"error: {exc}", file=stdout)
                     continue
                 print(f"(now acting as {_who(user, as_id)})", file=stdout)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from bot import observe
-from bot.commands import COMMANDS, canonical_id, needs, scope
+from bot.commands import COMMANDS, acting_user, needs, scope
 from bot.context import Call, Context
 from bot.errors import PermissionDenied, UsageError, UserError
 from bot.grammar import ParsedCommand, parse
@@ -95,9 +95,9 @@ class Dispatcher:
         _check_door(door)
         command: ParsedCommand | None = None
         call: Call | None = None
-        try:
-            user = canonical_id(user)
-        except UsageError as exc:
+        try:  # a malformed id, or a group's (groups never act: commands.acting_user)
+            user = acting_user(user, groups=self.ctx.config.groups)
+        except UserError as exc:
             return error(str(exc))  # nobody to audit as: the id itself is the problem
         try:
             self._expire_due()

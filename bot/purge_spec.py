@@ -1,13 +1,16 @@
 """What a purge selects, in `acr purge`'s vocabulary, and how it turns a listing into items.
 
 `--filter REPO:REGEX` (repeatable): REPO is a repository name or glob, as elsewhere in the bot;
-REGEX is *searched* in the tag name, as `acr purge` does (unanchored: `^v1$` anchors).
+REGEX is *searched* in the tag name, as `acr purge` does (unanchored: `^v1$` anchors), on RE2
+(bot/patterns.py: linear time, no backreferences or lookaround).
 `--ago` takes `acr purge` durations: a whole number of days then a Go duration (`30d`,
-`2d3h6m`, `1d1.5h`, `0d` = any age); unlike `acr purge`, a duration that does not parse is an
-error, never a silent "150 years". A tag is old enough when its time (ACR: last update;
-distribution and layouts: the image config's `created`) is strictly before now − ago; a tag
-without a time is old enough only for `0d`. `--keep N` keeps, per repository, the N most
-recent tags that would otherwise go (after the regex, age and lock filters: acr-cli's order).
+`2d3h6m`, `1d1.5h`, `0d` = any age), at most 150 years; unlike `acr purge`, a duration that
+does not parse is an error, never a silent "150 years". A tag is old enough when its time
+(ACR: last update; distribution and layouts: the image config's `created`) is strictly before
+now − ago; a tag without a time is old enough only for `0d`. `--keep N` keeps, per repository,
+the N most recent *images* among the tags that would otherwise go (after the regex, age and
+lock filters: acr-cli's order), each with all those tags: unlike acr-cli, which keeps N tags,
+it never splits an image (see select_tags).
 Locked tags are never selected; they are reported as skipped.
 
 Planning is pure: it gets listings and returns items and skips, so the dry run, the request
@@ -23,6 +26,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from bot.errors import UsageError
+from bot.patterns import Matcher, compile_user_regex
 from bot.references import shorten
 from bot.registry import TagInfo, natural_key
 
@@ -30,32 +34,39 @@ _GO_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-
 _DAYS = re.compile(r"(\d+)d")
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _GLOB = re.compile(r"[a-z0-9._/*?\-\[\]]{1,255}")
+# The longest `--ago` (and `[[retention]] ago`): 150 years, acr purge's "any age". Checked on
+# the number before a timedelta is made, so `99999999999999999999d` is this one line, never
+# an OverflowError (timedelta stops at 999,999,999 days; floats at 1e308).
 MAX_AGO = timedelta(days=365 * 150)
+MAX_AGO_TEXT = f"{MAX_AGO.days}d (150 years)"
 
 
-def parse_ago(text: str) -> timedelta:
-    """`30d`, `2d3h6m`, `1d1.5h`, `90m`, `0d` → timedelta; anything else is a UsageError."""
+def parse_ago(text: str, *, option: str = "--ago") -> timedelta:
+    """`30d`, `2d3h6m`, `1d1.5h`, `90m`, `0d` → timedelta; anything else is a UsageError
+    naming ``option`` (`--ago`, or the config key a retention rule gives it in)."""
     value = text.strip()
     rest, days = value, 0
     match = _DAYS.match(value)
     if match:
-        days, rest = int(match.group(1)), value[match.end() :]
+        digits = match.group(1).lstrip("0") or "0"
+        # int() of 4,300+ digits raises ValueError: anything past 10 digits is too long anyway
+        days = int(digits) if len(digits) <= 10 else MAX_AGO.days + 1
+        rest = value[match.end() :]
     seconds, pos = 0.0, 0
     while pos < len(rest):
         part = _GO_PART.match(rest, pos)
         if part is None:
             raise UsageError(
-                f"`{shorten(text, 30)}` is not a duration: use days and a Go duration, "
+                f"{option} `{shorten(text, 30)}` is not a duration: use days and a Go duration, "
                 "e.g. `30d`, `2d3h6m`, `12h` or `0d` (any age)"
             )
-        seconds += float(part.group(1)) * _GO_UNIT[part.group(2)]
+        seconds += float(part.group(1)) * _GO_UNIT[part.group(2)]  # a huge number: inf, fine
         pos = part.end()
     if not match and not rest:
-        raise UsageError("the duration is empty: e.g. `30d` or `0d` (any age)")
-    total = timedelta(days=days, seconds=seconds)
-    if total > MAX_AGO:
-        raise UsageError(f"`{shorten(text, 30)}` is longer than 150 years")
-    return total
+        raise UsageError(f"{option}: the duration is empty: e.g. `30d` or `0d` (any age)")
+    if days > MAX_AGO.days or days * 86400 + seconds > MAX_AGO.total_seconds():
+        raise UsageError(f"{option} `{shorten(text, 30)}` is too long: at most {MAX_AGO_TEXT}")
+    return timedelta(days=days, seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,9 @@ class Filter:
     regex: str
 
     @property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile(self.regex)
+    def pattern(self) -> Matcher:
+        """The regex on RE2 (linear time: a reader's pattern cannot hang a worker)."""
+        return compile_user_regex(self.regex)
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.regex}"
@@ -83,10 +95,7 @@ def parse_filter(text: str) -> Filter:
         raise UsageError(f"`{shorten(text, 40)}` has no tag expression after the `:` (`.*`: all)")
     if not _GLOB.fullmatch(repository):
         raise UsageError(f"`{shorten(repository, 30)}` is not a repository name or glob")
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise UsageError(f"`{shorten(regex, 40)}` is not a regular expression ({exc})") from None
+    compile_user_regex(regex)
     return Filter(repository=repository, regex=regex)
 
 
@@ -100,7 +109,7 @@ class PurgeSpec:
     def matches_repository(self, repository: str) -> bool:
         return any(fnmatchcase(repository, f.repository) for f in self.filters)
 
-    def regexes_for(self, repository: str) -> list[re.Pattern[str]]:
+    def regexes_for(self, repository: str) -> list[Matcher]:
         return [f.pattern for f in self.filters if fnmatchcase(repository, f.repository)]
 
     def describe(self) -> str:
@@ -193,7 +202,14 @@ class Plan:
 def select_tags(
     spec: PurgeSpec, repository: str, tags: Iterable[TagInfo], *, now: datetime
 ) -> tuple[list[TagInfo], list[Skip]]:
-    """The tags of one repository the purge selects, newest first, and the skipped ones."""
+    """The tags of one repository the purge selects, newest first, and the skipped ones.
+
+    `--keep N` counts *images*, not tags: the N most recent images among the tags that would
+    otherwise go keep every one of those tags. acr-cli keeps the N most recent *tags*, and
+    where tags of one image share a time (always on `oci` and layouts: the image's `created`)
+    a tag-wise cut could keep `1.25` and delete `latest` on the same image: `docker pull
+    repo` would break while the image stays. See :func:`image_order` for ties.
+    """
     regexes = spec.regexes_for(repository)
     cutoff = None if spec.ago is None or spec.ago == timedelta(0) else now - spec.ago
     matched = [t for t in tags if any(r.search(t.name) for r in regexes)]
@@ -207,10 +223,36 @@ def select_tags(
             skipped.append(Skip(repository, f"{repository}:{tag.name}", "locked"))
             continue
         chosen.append(tag)
-    kept = chosen[: spec.keep]
-    for tag in kept:
-        skipped.append(Skip(repository, f"{repository}:{tag.name}", f"kept (--keep {spec.keep})"))
-    return chosen[spec.keep :], skipped
+    if not spec.keep:
+        return chosen, skipped
+    kept = set(image_order(chosen)[: spec.keep])
+    for tag in chosen:
+        if tag.digest in kept:
+            skipped.append(
+                Skip(repository, f"{repository}:{tag.name}", f"kept (--keep {spec.keep})")
+            )
+    return [t for t in chosen if t.digest not in kept], skipped
+
+
+def image_order(tags: Iterable[TagInfo]) -> list[str]:
+    """The digests of ``tags``, most recent image first: by the newest time among its tags
+    (no time: oldest); on equal times, the image whose highest tag sorts last in natural
+    order (`v10` after `v9`, `latest` after `1.25`) first; then by digest. Stable: the same
+    listing always ranks the same way, whatever order the registry sent it in."""
+    newest: dict[str, datetime] = {}
+    highest: dict[str, list[object]] = {}
+    for tag in tags:
+        if tag.when is not None and (tag.digest not in newest or tag.when > newest[tag.digest]):
+            newest[tag.digest] = tag.when
+        key = natural_key(tag.name)
+        if tag.digest not in highest or key > highest[tag.digest]:
+            highest[tag.digest] = key
+
+    def rank(digest: str) -> tuple[bool, float, list[object], str]:
+        when = newest.get(digest)
+        return (when is not None, when.timestamp() if when else 0.0, highest[digest], digest)
+
+    return sorted(highest, key=rank, reverse=True)
 
 
 def plan_tags(

@@ -45,6 +45,15 @@ class PurgeItem:
         return f"{self.repository}@{self.digest[:19]}" + (f" ({names})" if names else "")
 
 
+@dataclass(frozen=True)
+class PlanningSkip:
+    """A tag or manifest the purge matched but left out when it was planned, and why."""
+
+    seq: int  # after the items' seq: `request N --after` pages through both
+    item: str
+    reason: str
+
+
 class PurgeItems:
     def __init__(self, store: Store, audit: Audit, *, clock: Clock) -> None:
         self._store = store
@@ -70,6 +79,29 @@ class PurgeItems:
             sql += " limit ?"
             params.append(limit)
         return [_item(row) for row in self._store.db.query(sql, params)]
+
+    def planning_skips(
+        self, request_id: int, *, after: int = 0, limit: int | None = None
+    ) -> list[PlanningSkip]:
+        """What planning left out of the request and why, numbered after the items."""
+        sql = "select * from purge_skips where request_id = ? and seq > ? order by seq"
+        params: list[object] = [request_id, after]
+        if limit is not None:
+            sql += " limit ?"
+            params.append(limit)
+        return [
+            PlanningSkip(seq=row["seq"], item=row["item"], reason=row["reason"])
+            for row in self._store.db.query(sql, params)
+        ]
+
+    def planning_reasons(self, request_id: int) -> Counter[str]:
+        """How many were left out at planning for each reason (one query, not one a row)."""
+        rows = self._store.db.execute(
+            "select reason, count(*) from purge_skips where request_id = ? group by reason "
+            "order by count(*) desc, reason",
+            [request_id],
+        )
+        return Counter(dict(rows.fetchall()))
 
     def counts(self, request_id: int) -> Counter[str]:
         rows = self._store.db.execute(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -241,9 +241,12 @@ class Requests:
         required: int,
         origin: str | None = None,
         channel: str | None = None,
+        skipped: Sequence[tuple[str, str]] = (),
     ) -> DeletionRequest:
         """Record a purge request pinning every item (repository, tag, digest) exactly; the
-        request's digest is a hash of that list, so the card can show what was pinned."""
+        request's digest is a hash of that list, so the card can show what was pinned.
+        ``skipped``: (item, reason) for what planning left out, kept for `request N` (not
+        pinned: nothing is done to them)."""
         import hashlib
 
         now = self._clock()
@@ -286,6 +289,13 @@ class Requests:
                         item.get("when"),
                     )
                     for seq, item in enumerate(items, start=1)
+                ],
+            )
+            db.conn.executemany(
+                "insert into purge_skips (request_id, seq, item, reason) values (?, ?, ?, ?)",
+                [
+                    (row_id, seq, what, reason)
+                    for seq, (what, reason) in enumerate(skipped, start=len(items) + 1)
                 ],
             )
             return self._created(

@@ -212,8 +212,33 @@ def _v5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    """What a purge skipped at planning (locked, kept by --keep, shared with a tag it does not
+    remove), with the reason: `request N` lists them after the pinned items, so an approver
+    sees what the purge leaves as well as what it takes. ``seq`` continues the items' seq."""
+    _script(
+        db,
+        """
+        CREATE TABLE purge_skips (
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            seq INTEGER NOT NULL,
+            item TEXT NOT NULL,             -- repo:tag or repo@digest
+            reason TEXT NOT NULL,
+            PRIMARY KEY (request_id, seq)
+        ) WITHOUT ROWID
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+    _v6,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -30,7 +30,7 @@ def describe(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
         head = [
             ("purge", f"{request.registry}: {spec.get('describe', '')}"),
             ("pinned", f"{spec.get('items', 0):,} items (list {request.digest[:19]}…)"),
-            ("deletes", _purge_totals(spec)),
+            ("deletes", _purge_totals(spec, request.id)),
         ]
     else:
         going = _first(request.tags) or "(none: the manifest is untagged)"
@@ -82,10 +82,16 @@ def _first(names: tuple[str, ...], shown: int = 20) -> str:
     return text
 
 
-def _purge_totals(spec: dict) -> str:
+def _purge_totals(spec: dict, request_id: int) -> str:
     text = totals_text(spec)
     if spec.get("skipped"):
-        text += f"; {spec['skipped']:,} skipped at planning (locked, kept or shared)"
+        # Requests made before the skips were kept (schema v6) have only their number.
+        where = (
+            f"`request {request_id}` lists each with its reason"
+            if spec.get("skips_listed")
+            else "a dry run with the same options lists them"
+        )
+        text += f"; {spec['skipped']:,} skipped at planning (locked, kept or shared: {where})"
     return text
 
 
@@ -510,21 +516,36 @@ def show_request(call: Call, *, ctx: Context) -> Reply:
     top = call.args["top"] or 25
     after = int(call.args["after"]) if (call.args["after"] or "").isdigit() else 0
     items = ctx.purges.items(request.id, after=after, limit=top + 1)
+    # What planning left out follows the items (its seq continues theirs), on the same pages.
+    skips = (
+        ctx.purges.planning_skips(request.id, after=after, limit=top + 1 - len(items))
+        if len(items) <= top
+        else []
+    )
     shown = items[:top]
+    shown_skips = skips[: top - len(shown)]
+    last = shown_skips[-1].seq if shown_skips else shown[-1].seq if shown else after
     counts = ctx.purges.counts(request.id)
+    reasons = ctx.purges.planning_reasons(request.id)
     rows = tuple(
         (str(i.seq), i.label, fmt.short_digest(i.digest), i.state, i.detail or "") for i in shown
-    )
+    ) + tuple((str(s.seq), s.item, "", "skipped at planning", s.reason) for s in shown_skips)
+    notes = ["Items: " + ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items())) + "."]
+    if reasons:
+        notes.append(
+            f"Skipped at planning (not pinned, left as they are): {reasons.total():,} — "
+            + ", ".join(f"{n:,} {reason}" for reason, n in reasons.most_common(5))
+            + (" …" if len(reasons) > 5 else "")
+            + "."
+        )
     return replace(
         reply,
         table=Table(("#", "item", "digest", "state", "detail"), rows),
-        notes=(
-            "Items: " + ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items())) + ".",
-        ),
+        notes=tuple(notes),
         paging=Paging(
             command=f"request {request.id}" + (f" --top {top}" if call.args["top"] else ""),
             after=str(after) if after else None,
-            next_after=str(shown[-1].seq) if len(items) > top else None,
+            next_after=str(last) if len(items) + len(skips) > top else None,
         ),
         data={
             **_request_data(request),
@@ -541,6 +562,7 @@ def show_request(call: Call, *, ctx: Context) -> Reply:
                 }
                 for i in shown
             ],
+            "skipped": [{"seq": s.seq, "item": s.item, "reason": s.reason} for s in shown_skips],
         },
     )
 

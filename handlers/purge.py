@@ -268,6 +268,7 @@ def plan_and_request(
             "tags": sum(c["tags"] for c in counts.values()),
             "manifests": sum(c["manifests"] for c in counts.values()),
             "skipped": len(result.skipped),
+            "skips_listed": True,  # kept in purge_skips: `request N` lists them
             "first": [i.label for i in result.items[:SHOWN]],
         },
         requester=requester,
@@ -276,6 +277,7 @@ def plan_and_request(
         required=ctx.config.approvals.required_for("purge"),
         origin=origin,
         channel=channel,
+        skipped=[(s.what, s.reason) for s in result.skipped],
     )
 
 

@@ -120,3 +120,21 @@ def test_the_request_card_is_pending_and_alice_asked(executed):
 def test_the_audit_names_the_notebook_door(executed):
     audit = shown(executed, 'Acr(config=CONFIG, user="bob").audit', "text/plain")
     assert "delete@notebook" in audit and "request@notebook" in audit
+
+
+def test_the_dry_run_keeps_alpine_latest_with_its_image(executed):
+    """`--keep 1` keeps alpine's newest image whole: `3.20` and `latest` (issue 17.2)."""
+    html = shown(executed, "%acr purge")
+    rows = dict(
+        re.findall(
+            r'<td style="text-align: left">(baseimages/alpine:[^<]+)</td>.*?'
+            r'<td style="text-align: left">(goes|skipped: [^<]+)</td>',
+            html,
+            re.S,
+        )
+    )
+    assert rows == {
+        "baseimages/alpine:3.19": "goes",
+        "baseimages/alpine:3.20": "skipped: kept (--keep 1)",
+        "baseimages/alpine:latest": "skipped: kept (--keep 1)",
+    }

@@ -414,7 +414,7 @@ def test_a_bad_retention_rule_names_the_key(tmp_path):
             tmp_path,
             retention=[{"name": "x", "schedule": "daily", "filter": "a:.*", "channel": "C1"}],
         )
-    with pytest.raises(ConfigError, match=r"retention\[0\]: `7days` is not a duration"):
+    with pytest.raises(ConfigError, match=r"retention\[0\]\.ago `7days` is not a duration"):
         make_config(
             tmp_path,
             retention=[

@@ -26,7 +26,7 @@ from typing import Any
 
 from bot import grammar
 from bot.app import build_dispatcher, ship_audit
-from bot.commands import COMMANDS
+from bot.commands import COMMANDS, acting_user
 from bot.config import Config, default_user, load
 from bot.dispatch import NOTEBOOK, Dispatcher
 from bot.errors import ConfigError
@@ -79,7 +79,8 @@ class Acr:
                 "ACRBOT_USER"
             )
         self.login = login
-        self.user = self.config.user_id(login)
+        # a group never acts (commands.acting_user): refused here, not at the first command
+        self.user = acting_user(self.config.user_id(login), groups=self.config.groups)
         self.raise_errors = raise_errors
         self.dispatcher = dispatcher or build_dispatcher(self.config, door=NOTEBOOK)
 
