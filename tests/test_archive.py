@@ -134,6 +134,7 @@ def test_cli_verify_blob(tmp_path, azurite, registry):
     result = acrbot("audit", "verify", "--blob")
     assert (result.returncode, result.stdout) == (
         0,
-        "audit archive intact: 1 rows verified from the archive alone\n",
+        "audit archive intact: 1 rows verified from the archive alone (not keyed); the "
+        "database's 1 rows match it\n",
     )
     assert azurite.connection_string not in result.stdout + result.stderr
