@@ -88,6 +88,8 @@ class Listeners:
             "channel": _channel(body),
             "value": action.get("value", ""),
             "response_url": body.get("response_url"),
+            # Only a message the clicker alone sees may be replaced by their page.
+            "ephemeral": (body.get("container") or {}).get("is_ephemeral") is True,
         }
         self.sink.submit(Job(jobs.PAGE, data, trigger_id=body.get("trigger_id")))
         ack()
