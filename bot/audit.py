@@ -390,7 +390,12 @@ class Audit:
                     f"chain ends at row {chain.last_id} (rows removed from the end, or the key "
                     "never used: `acrbot init` starts the keyed chain)"
                 )
-            elif chain.first_keyed is not None and chain.first_keyed > self.keyed_from:
+            elif chain.first_keyed is None:
+                problems.append(
+                    "no row is keyed, although the audit key is set: `acrbot init` starts "
+                    "the keyed chain (and names the row to write into keyed_from)"
+                )
+            elif chain.first_keyed > self.keyed_from:
                 problems.append(
                     f"row {chain.first_keyed} is the first keyed row: if the rows before it "
                     "were written before the audit key was set, say so with "

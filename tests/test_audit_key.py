@@ -247,3 +247,59 @@ def test_keyed_from_is_checked(tmp_path, monkeypatch, extra, error):
     config.write_text(config.read_text() + "[audit]\nkeyed_from = 3\n")
     with pytest.raises(ConfigError, match=r"audit\.keyed_from: only with key_env"):
         load(config)
+
+
+def test_a_chain_keyed_by_an_earlier_release_upgrades_the_same_way(tmp_path, capsys, monkeypatch):
+    """Earlier releases recorded where the key started in `meta.audit_keyed_from` and left
+    the head unsigned: verify names the row, and `acrbot init` signs the head."""
+    from datetime import UTC, datetime
+
+    monkeypatch.setenv("ACRBOT_AUDIT_KEY", KEY)
+    seed_registry(tmp_path / "registry")
+    config = write_config(tmp_path, keyed=False)
+    assert main(["init", "--config", str(config)]) == 0
+    path = database(config)
+    conn = sqlite3.connect(path)
+    prev = GENESIS
+    for number in range(1, 5):
+        row = dict.fromkeys(COLUMNS)
+        row.update(id=number, ts=datetime.now(UTC).isoformat(), actor="bob", action="repos")
+        row.update(target="demo", outcome="ok", prev_hash=prev)
+        row["hash"] = prev = entry_hash(prev, row, KEY.encode() if number >= 3 else None)
+        conn.execute(
+            "insert into audit values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [*(row[c] for c in COLUMNS), row["prev_hash"], row["hash"]],
+        )
+    conn.execute("insert into meta values ('audit_keyed_from', '3')")
+    conn.execute("insert into meta values ('audit_head', ?)", [f"4:{prev}"])
+    conn.commit()
+    conn.close()
+    write_config(tmp_path)
+    code, out = verify(config, capsys)
+    assert code == 1
+    assert "`keyed_from = 3` in [audit]" in out
+    assert "the recorded chain head is not signed with the audit key" in out
+    write_config(tmp_path, extra="keyed_from = 3\n")
+    assert main(["init", "--config", str(config)]) == 0
+    code, out = verify(config, capsys)
+    assert (code, out.split(";")[0]) == (
+        0,
+        "audit chain intact: 4 entries verified (keyed (HMAC) from row 3)",
+    )
+    write_config(tmp_path, keyed=False)  # without the key: never "intact"
+    code, out = verify(config, capsys)
+    assert code == 1 and "rows from 3 on are keyed: set the audit key" in out
+
+
+def test_a_plain_chain_with_the_key_set_says_how_to_start_the_keyed_chain(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("ACRBOT_AUDIT_KEY", KEY)
+    seed_registry(tmp_path / "registry")
+    config = write_config(tmp_path, keyed=False)
+    assert main(["init", "--config", str(config)]) == 0
+    run(config, ("bob", "repos"))
+    write_config(tmp_path)
+    code, out = verify(config, capsys)
+    assert code == 1
+    assert "  no row is keyed, although the audit key is set: `acrbot init` starts" in out
