@@ -266,7 +266,7 @@ class Store:
         by an earlier release is tightened here (`acrbot init`); an existing folder is left
         as it is (a mount, the working directory)."""
         if not self.path.parent.is_dir():
-            self.path.parent.mkdir(mode=0o700, parents=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
