@@ -104,7 +104,7 @@ def _matches(row: Mapping[str, Any], key: bytes | None) -> bool:
 def head_mac(key: bytes, last_id: int, last_hash: str) -> str:
     """The head's own HMAC: without it, whoever cuts the newest rows could write a head
     naming the row they kept (its hash is a valid HMAC already). Domain-separated from rows."""
-    payload = json.dumps(["audit_head", last_id, last_hash], separators=(",", ":")).encode()
+    payload = f"audit_head:{int(last_id)}:{last_hash}".encode()  # rows' payloads are JSON
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
@@ -241,6 +241,7 @@ class Audit:
         self._store = store
         self._key = key
         self.keyed_from = keyed_from if key is not None else None
+        self._written: tuple[int, str] | None = None  # the newest row this object wrote
         self.on_append: Callable[[], None] | None = None  # e.g. wake the archive shipper
 
     @property
@@ -268,7 +269,7 @@ class Audit:
         was set) first gets its `audit.keyed` row, under the key."""
         with self._store.transaction() as db:
             last = self._last(db)
-            if self._key is not None and (last is None or not _matches(last, self._key)):
+            if self._key is not None and not self._keyed(last):
                 last = self._insert(db, last, _switch_row(last, at))
             row = self._insert(
                 db,
@@ -295,7 +296,7 @@ class Audit:
             return None
         with self._store.transaction() as db:
             last = self._last(db)
-            if last is None or not _matches(last, self._key):
+            if not self._keyed(last):
                 return AuditEntry(**self._insert(db, last, _switch_row(last, at)))
             self._write_head(db, last["id"], last["hash"])
         return None
@@ -305,6 +306,15 @@ class Audit:
         if row is None:
             return None
         return dict(zip(AUDIT_COLUMNS, row, strict=True))
+
+    def _keyed(self, last: Mapping[str, Any] | None) -> bool:
+        """Whether the newest row is keyed; the row this object wrote last is known to be,
+        which spares re-hashing it on every append (one HMAC a command)."""
+        if last is None or self._key is None:
+            return False
+        if (last["id"], last["hash"]) == self._written:
+            return True
+        return _matches(last, self._key)
 
     def _insert(
         self, db: Any, last: Mapping[str, Any] | None, fields: dict[str, Any]
@@ -321,6 +331,7 @@ class Audit:
             row,
         )
         self._write_head(db, row["id"], row["hash"])
+        self._written = (row["id"], row["hash"])  # one tuple: safe to share between threads
         return row
 
     def _write_head(self, db: Any, last_id: int, last_hash: str) -> None:
