@@ -110,6 +110,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def audit_of(config: Config, store: Store) -> Audit:
+    """The audit chain with the configured key and where it starts (never the database's)."""
+    return Audit(
+        store,
+        key=config.audit_key.encode() if config.audit_key else None,
+        keyed_from=config.audit_keyed_from,
+    )
+
+
 def build_context(
     config: Config,
     *,
@@ -122,7 +131,7 @@ def build_context(
     """Open the database and build one client per registry, once, to share. The database
     must exist unless ``create`` (tests, `acrbot init`)."""
     store = Store(config.database, create=create)
-    audit = Audit(store, key=config.audit_key.encode() if config.audit_key else None)
+    audit = audit_of(config, store)
     if groups_of is None:
         groups_of = static_groups(config)
     if registries is None:

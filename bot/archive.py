@@ -186,30 +186,53 @@ class AuditArchive:
     # -- verifying -------------------------------------------------------------------------
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """Every archived row, in blob-name (day) order, then line order."""
-        names = sorted(
-            b.name for b in self._container.list_blobs(name_starts_with=f"{self._prefix}/")
-        )
-        for name in names:
-            content = self._container.get_blob_client(name).download_blob().readall()
-            for raw in content.splitlines():
-                if raw.strip():
-                    yield json.loads(raw)
-
-    def verify(self, *, key: bytes | None = None, keyed_from: int | None = None) -> ArchiveCheck:
-        """Re-verify the hash chain from the archive alone (keyed rows with ``key``)."""
+        """Every archived row, in blob-name (day) order, then line order. Only reads; raises
+        ArchiveUnavailable when the archive cannot be read (never "nothing there")."""
         from azure.core.exceptions import AzureError
 
         try:
-            return verify_rows(self.rows(), key=key, keyed_from=keyed_from)
+            names = sorted(
+                b.name for b in self._container.list_blobs(name_starts_with=f"{self._prefix}/")
+            )
+            for name in names:
+                content = self._container.get_blob_client(name).download_blob().readall()
+                for number, raw in enumerate(content.splitlines(), 1):
+                    if raw.strip():
+                        yield _parse_line(raw, name, number)
         except AzureError as exc:
             raise ArchiveUnavailable(
                 f"audit archive unavailable ({exc.__class__.__name__})"
             ) from None
 
+    def verify(self, *, key: bytes | None = None, keyed_from: int = 1) -> ArchiveCheck:
+        """Re-verify the hash chain from the archive alone (rows from ``keyed_from`` on
+        under ``key``)."""
+        return verify_rows(self.rows(), key=key, keyed_from=keyed_from)
+
+
+_LINE_FIELDS = {"id": int, "prev_hash": str, "hash": str, "action": str}
+
+
+def _parse_line(raw: bytes, name: str, number: int) -> dict[str, Any]:
+    """One archived row; a line that is not one is a broken archive, said as such."""
+    try:
+        row = json.loads(raw)
+    except ValueError:
+        row = None
+    if not isinstance(row, dict) or any(
+        not isinstance(row.get(k), t) or isinstance(row.get(k), bool)
+        for k, t in _LINE_FIELDS.items()
+    ):
+        raise ArchiveBroken(f"{name} line {number}: not an audit row")
+    return row
+
+
+class ArchiveBroken(BotError):
+    """The archive holds something that is not an audit row."""
+
 
 def verify_rows(
-    rows: Iterable[dict[str, Any]], *, key: bytes | None = None, keyed_from: int | None = None
+    rows: Iterable[dict[str, Any]], *, key: bytes | None = None, keyed_from: int = 1
 ) -> ArchiveCheck:
     chain = check_chain(rows, label="archive row", key=key, keyed_from=keyed_from)
     return ArchiveCheck(checked=chain.checked, problems=chain.problems, last_id=chain.last_id)

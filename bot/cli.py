@@ -303,10 +303,10 @@ def _roles(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     config = load(args.config)
-    if args.action == "verify" and args.blob:
-        return _verify_archive(build_context(config))
     if args.action == "verify":
-        return _verify(config)
+        return _verify(config, blob=args.blob)
+    if args.blob:
+        raise UsageError("--blob: only with `acrbot audit verify`")
     if not 1 <= args.last <= 1000:
         raise UsageError(f"--last: expected a number from 1 to 1000, got {args.last}")
     ctx = build_context(config)
@@ -321,59 +321,81 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(config: Config) -> int:
-    """The chain, read without writing (an auditor's read-only copy works), and, when an
-    archive is configured, every archived row compared with the local one."""
-    from bot.archive import ArchiveUnavailable, AuditArchive, container_client
-    from bot.audit import Audit
+def _verify(config: Config, *, blob: bool) -> int:
+    """Read-only on both sides: the database is opened read-only and never migrated (an
+    auditor's copy works), nothing is shipped, and the Blob archive is only read. The chain
+    is checked with the configured key from the configured row; with an archive, the two are
+    compared both ways. ``blob``: the archive's own chain is re-verified too, and an archive
+    that cannot be read is an error, not a note."""
+    from bot.app import audit_of
+    from bot.archive import (
+        SHIPPED_KEY,
+        ArchiveBroken,
+        ArchiveUnavailable,
+        AuditArchive,
+        container_client,
+    )
+    from bot.audit import ChainCheck, compare_with_archive
     from bot.store import Store
 
+    if blob and config.archive is None:
+        raise ConfigError("audit verify --blob: no [audit.blob] table in the configuration")
     store = Store(config.database, readonly=True)
-    audit = Audit(store, key=config.audit_key.encode() if config.audit_key else None)
+    audit = audit_of(config, store)
     result = audit.verify()
     problems = list(result.problems)
+    keyed = f"keyed (HMAC) from row {audit.keyed_from}" if audit.keyed else "not keyed"
     anchored = "no archive configured: compared with nothing outside the database"
+    archive_check = ChainCheck(label="archive row", key=audit.key, keyed_from=audit.keyed_from or 1)
     if config.archive is not None:
+        archive = AuditArchive(
+            store, container_client(config.archive), prefix=config.archive.prefix
+        )
+        row = store.db.execute("select value from meta where key = ?", [SHIPPED_KEY]).fetchone()
+        shipped = int(row[0]) if row else 0
+
+        def checked(rows: Any) -> Any:
+            for row in rows:
+                archive_check.feed(row)  # the archive's own chain, as its rows stream past
+                yield row
+
         try:
-            archive = AuditArchive(
-                store, container_client(config.archive), prefix=config.archive.prefix
+            compared, differ = compare_with_archive(
+                audit.local_rows(), checked(archive.rows()), shipped=shipped
             )
-            compared, differ = audit.compare(archive.rows())
-            problems += differ
-            anchored = f"{compared} rows compared with the Blob archive"
+        except ArchiveBroken as exc:
+            problems.append(str(exc))
+            anchored = "the Blob archive holds a line that is not an audit row"
         except ArchiveUnavailable as exc:
+            if blob:
+                raise
             anchored = f"the Blob archive could not be read ({exc}): not compared"
-        except Exception as exc:  # azure.core errors: the archive is not reachable
-            anchored = (
-                f"the Blob archive could not be read ({exc.__class__.__name__}): not compared"
+        else:
+            problems += differ
+            anchored = f"{compared} rows compared both ways with the Blob archive"
+    if blob:
+        chain = archive_check.result()
+        problems = [*chain.problems, *problems]
+        behind = result.checked - chain.last_id
+        note = f"; {behind} newer rows not shipped yet" if behind > 0 else ""
+        if not problems:
+            print(
+                f"audit archive intact: {chain.checked} rows verified from the archive alone "
+                f"({keyed}); the database's {result.checked} rows match it{note}"
             )
-    keyed = "keyed (HMAC)" if audit.keyed_from() is not None else "not keyed"
-    if not problems:
+            return 0
+        print(
+            f"audit archive BROKEN ({chain.checked} rows checked; {result.checked} in the "
+            "database):"
+        )
+    elif not problems:
         print(f"audit chain intact: {result.checked} entries verified ({keyed}); {anchored}")
         return 0
-    print(f"audit chain BROKEN ({result.checked} entries checked; {anchored}):")
+    else:
+        print(f"audit chain BROKEN ({result.checked} entries checked; {anchored}):")
     for problem in problems:
         print(f"  {problem}")
     return 1
-
-
-def _verify_archive(ctx: Any) -> int:
-    if ctx.archive is None:
-        raise ConfigError("audit verify --blob: no [audit.blob] table in the configuration")
-    ship_audit(ctx)
-    key = ctx.config.audit_key.encode() if ctx.config.audit_key else None
-    result = ctx.archive.verify(key=key, keyed_from=ctx.audit.keyed_from())
-    local = ctx.audit.verify().checked
-    if not result.ok:
-        print(f"audit archive BROKEN ({result.checked} rows checked):")
-        for problem in result.problems:
-            print(f"  {problem}")
-        return 1
-    behind = (
-        f"; {local - result.last_id} newer rows not shipped yet" if local > result.last_id else ""
-    )
-    print(f"audit archive intact: {result.checked} rows verified from the archive alone{behind}")
-    return 0
 
 
 def _slack_manifest(args: argparse.Namespace) -> int:
@@ -391,7 +413,16 @@ def _init(args: argparse.Namespace) -> int:
     config = load(args.config)
     existed = config.database.is_file()
     store = Store(config.database, create=True)
+    from bot.app import audit_of, utc_now
+
+    switched = audit_of(config, store).seal(at=utc_now())
     store.close()
+    if switched is not None and switched.id > 1:
+        print(
+            f"The audit key applies from row {switched.id} (an `audit.keyed` row records "
+            f"it): add `keyed_from = {switched.id}` to [audit], or `acrbot audit verify` "
+            "will say the rows before it are not keyed."
+        )
     if existed:
         print(f"Database {config.database} is ready (schema {SCHEMA_VERSION}).")
     else:

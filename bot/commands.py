@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Any
 
 from bot.errors import PermissionDenied, UsageError
 from bot.grammar import CommandSpec, Param
@@ -590,3 +591,27 @@ def any_needs(spec: CommandSpec) -> frozenset[Role]:
         for extra in spec.meta["needs_when"][1].values():
             roles |= extra
     return frozenset(roles)
+
+
+# What a Previous/Next button may re-run: the listings, which change nothing. A button's
+# value comes back from the client, so it is data to check, not a command to trust
+# (bot/slack/paging.py): `rotate`, `delete` or `purge` in it is refused, never run.
+LISTINGS = frozenset(
+    {
+        "help",
+        "whoami",
+        "registries",
+        "repos",
+        "tags",
+        "show",
+        "request",
+        "requests",
+        "roles",
+        "audit",
+    }
+)
+
+
+def is_listing(name: str, args: Mapping[str, Any]) -> bool:
+    """Whether the parsed command ``name`` ``args`` only lists (a purge only with --dry-run)."""
+    return name in LISTINGS or (name == "purge" and args.get("dry_run") is True)

@@ -113,6 +113,7 @@ class Config:
     requests_channel: str | None = None  # [slack] requests_channel: cards of non-Slack requests
     retention: tuple[RetentionConfig, ...] = ()
     audit_key: str | None = field(default=None, repr=False)  # a secret: never logged
+    audit_keyed_from: int = 1  # [audit] keyed_from: the first audit row the key applies to
     users: Mapping[str, str] = field(default_factory=dict)  # [users]: login name -> user id
     notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
 
@@ -316,6 +317,7 @@ def from_mapping(
         groups=groups,
         archive=_archive(data.get("audit", {}), environ=environ),
         audit_key=_audit_key(data.get("audit", {}), environ=environ),
+        audit_keyed_from=_audit_keyed_from(data.get("audit", {})),
         source=source,
         requests_channel=_slack(data.get("slack", {})),
         retention=_retention(data.get("retention", []), registries=registries),
@@ -515,11 +517,31 @@ def _audit_key(table: Any, *, environ: Mapping[str, str]) -> str | None:
     return environ[name]
 
 
-def _archive(table: Any, *, environ: Mapping[str, str]) -> ArchiveConfig | None:
-    if not isinstance(table, dict) or set(table) - {"blob", "key_env"}:
-        extra = sorted(set(table) - {"blob", "key_env"}) if isinstance(table, dict) else []
+def _audit_keyed_from(table: Any) -> int:
+    """`[audit] keyed_from`: the first row the key applies to, for a chain begun before the
+    key was set (`acrbot audit verify` names it). Configuration, never the database: whoever
+    can write the database must not be able to move where the key starts."""
+    if not isinstance(table, dict) or "keyed_from" not in table:
+        return 1
+    value = table["keyed_from"]
+    if "key_env" not in table:
+        raise ConfigError("audit.keyed_from: only with key_env (the key it applies to)")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(
-            unknown_key(f"audit.{extra[0]}", extra[0], {"blob", "key_env"})
+            "audit.keyed_from: expected the id of the first keyed audit row (1 or more), "
+            "as `acrbot audit verify` names it"
+        )
+    return value
+
+
+AUDIT_KEYS = {"blob", "key_env", "keyed_from"}
+
+
+def _archive(table: Any, *, environ: Mapping[str, str]) -> ArchiveConfig | None:
+    if not isinstance(table, dict) or set(table) - AUDIT_KEYS:
+        extra = sorted(set(table) - AUDIT_KEYS) if isinstance(table, dict) else []
+        raise ConfigError(
+            unknown_key(f"audit.{extra[0]}", extra[0], AUDIT_KEYS)
             if extra
             else "audit: expected a table"
         )

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from bot import observe
-from bot.commands import COMMANDS, acting_user, needs, scope
+from bot.commands import COMMANDS, acting_user, is_listing, needs, scope
 from bot.context import Call, Context
 from bot.errors import PermissionDenied, UsageError, UserError
 from bot.grammar import ParsedCommand, parse
@@ -80,6 +80,7 @@ class Dispatcher:
         origin: str | None = None,
         finish: Callable[[Reply], None] | None = None,
         door: str | None = None,
+        listing_only: bool = False,
     ) -> Reply:
         """Parse, authorize, run and audit one command. Never raises.
 
@@ -90,6 +91,8 @@ class Dispatcher:
         writes the command's audit row: a transport records the job done and its answer
         there, so both commit with the audit or not at all. ``door`` (default: the
         dispatcher's) is written into the audit row; one outside DOORS is a bug (ValueError).
+        ``listing_only``: the text came back from a client (a page button's value), so only a
+        listing may run; anything else is refused and audited as refused.
         """
         door = self.door if door is None else door
         _check_door(door)
@@ -102,6 +105,11 @@ class Dispatcher:
         try:
             self._expire_due()
             command = parse(text, COMMANDS)
+            if listing_only and not is_listing(command.name, command.args):
+                raise PermissionDenied(
+                    f"a page button re-runs only listings, and `{command.name}` is not one: "
+                    "nothing was run"
+                )
             call = self._call(command, user, progress, channel=channel, origin=origin, door=door)
             reply = self._handlers[command.name](call, ctx=self.ctx)
         except UserError as exc:

@@ -92,10 +92,13 @@ class JobQueue:
         ]
 
     def finish(self, key: str, outcome: str = "done") -> None:
-        """Mark a job done; call inside the transaction that records its effects."""
+        """Mark a job done; call inside the transaction that records its effects. Its
+        payload goes: only the key is kept (to recognise a replay), not the response_url
+        (a capability: post as the bot) nor what the user typed."""
         with self._store.transaction() as db:
             db.execute(
-                "update jobs set state = 'done', finished_at = ?, outcome = ? where key = ?",
+                "update jobs set state = 'done', finished_at = ?, outcome = ?, payload = '{}' "
+                "where key = ?",
                 [self._clock().isoformat(), outcome, key],
             )
 

@@ -24,6 +24,9 @@ from typing import Any
 from bot.store import Store
 
 KEEP_SENT = timedelta(days=7)
+# A delivered (or abandoned) item keeps no URL: a Slack response_url lets whoever holds it
+# post as the bot for 30 minutes, and the row is kept a week.
+_FORGET_URL = "payload = json_remove(payload, '$.url')"
 
 
 def _now() -> datetime:
@@ -115,7 +118,7 @@ class Outbox:
         """Delivered. A card touched again meanwhile stays pending (it is drawn once more)."""
         with self._store.transaction() as db:
             db.execute(
-                "update outbox set state = 'sent', sent_at = ?, error = null "
+                f"update outbox set state = 'sent', sent_at = ?, error = null, {_FORGET_URL} "
                 "where id = ? and version = ?",
                 [self._clock().isoformat(), item.id, item.version],
             )
@@ -136,7 +139,8 @@ class Outbox:
     def fail(self, item: Item, error: str) -> None:
         with self._store.transaction() as db:
             db.execute(
-                "update outbox set state = 'failed', error = ? where id = ? and version = ?",
+                f"update outbox set state = 'failed', error = ?, {_FORGET_URL} "
+                "where id = ? and version = ?",
                 [error, item.id, item.version],
             )
 

@@ -7,8 +7,10 @@ what makes approvals that race each other execute a request exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -272,6 +274,8 @@ class Store:
             if readonly:
                 self.db.execute("select count(*) from sqlite_master").fetchone()
                 return
+            if create:
+                self._create_private()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.migrate()
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -279,6 +283,23 @@ class Store:
             if isinstance(exc, FileExistsError):  # mkdir met a file on the way
                 reason = "a file is in the way of its folder"
             raise ConfigError(f"database {self.path}: {reason}") from None
+
+    def _create_private(self) -> None:
+        """The file (and the folder made for it) readable by acrbot's user only: it holds the
+        role table, requests and, while a job runs, the response_url it answers on. SQLite
+        gives the -wal, -shm and -journal files the database file's mode. A database made
+        by an earlier release is tightened here (`acrbot init`); an existing folder is left
+        as it is (a mount, the working directory)."""
+        if not self.path.parent.is_dir():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            for name in (self.path.name, f"{self.path.name}-wal", f"{self.path.name}-shm"):
+                path = self.path.with_name(name)
+                with contextlib.suppress(FileNotFoundError, PermissionError):
+                    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                        path.chmod(0o600)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -302,6 +323,10 @@ class Store:
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Zero what an UPDATE or DELETE frees: a finished job's payload (its response_url)
+            # must not linger in the file's free space. Debian's SQLite is built with this on
+            # already; saying it makes it so whatever SQLite the image carries.
+            conn.execute("PRAGMA secure_delete = ON")
             db = sqlite_utils.Database(conn, execute_plugins=False)
             self._local.db = db
             with self._lock:

@@ -751,6 +751,12 @@ class FakeSlack:
             if state.messages:
                 state.messages.pop()
         elif params.get("replace_original") and state.messages:
+            # The message stays where it is: replacing one in the channel shows the new
+            # content to everyone, whatever response_type says (and an ephemeral one stays
+            # the clicker's).
+            shown = state.messages[-1].get("response_type")
+            if shown is not None:
+                message["response_type"] = shown
             state.messages[-1] = message
         else:
             state.messages.append(message)

@@ -187,8 +187,11 @@ class SlackHarness:
         message_ts: str,
         retry: int | None = None,
         trigger: str | None = None,
+        ephemeral: bool = False,
     ) -> int:
-        """A block_actions payload as Slack sends it for a button on a message in a channel."""
+        """A block_actions payload as Slack sends it for a button on a message in a channel
+        (``ephemeral``: on a message only the clicker sees; Slack sends no `message` then)."""
+        original = {"text": "clicked", "response_type": "ephemeral" if ephemeral else "in_channel"}
         payload = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
@@ -198,13 +201,13 @@ class SlackHarness:
                 "type": "message",
                 "message_ts": message_ts,
                 "channel_id": channel,
-                "is_ephemeral": False,
+                "is_ephemeral": ephemeral,
             },
             "trigger_id": trigger or f"trig.{next(self._ids)}",
             "team": {"id": TEAM, "domain": "acme"},
             "channel": {"id": channel, "name": "platform"},
             "message": {"type": "message", "ts": message_ts, "bot_id": "BBOT", "text": "card"},
-            "response_url": self.fake.response_url(self._click_response_name()),
+            "response_url": self.fake.response_url(self._click_response_name(), original=original),
             "actions": [
                 {
                     "action_id": action_id,
@@ -216,6 +219,8 @@ class SlackHarness:
                 }
             ],
         }
+        if ephemeral:
+            del payload["message"]
         extra = (
             {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
             if retry

@@ -134,6 +134,157 @@ def test_cli_verify_blob(tmp_path, azurite, registry):
     result = acrbot("audit", "verify", "--blob")
     assert (result.returncode, result.stdout) == (
         0,
-        "audit archive intact: 1 rows verified from the archive alone\n",
+        "audit archive intact: 1 rows verified from the archive alone (not keyed); the "
+        "database's 1 rows match it\n",
     )
     assert azurite.connection_string not in result.stdout + result.stderr
+
+
+# -- `audit verify --blob` reads, and compares both ways (issue 27, item 2) ----------------
+
+
+@pytest.fixture
+def deployment(tmp_path, azurite, monkeypatch):
+    """A deployment whose first rows are archived, run through the CLI as an operator would."""
+    container = f"verify-{next(_containers)}"
+    monkeypatch.setenv("AUDIT_BLOB", azurite.connection_string)
+    monkeypatch.setenv("ACRBOT_AUDIT_KEY", "k" * 32)
+    config = tmp_path / "acrbot.toml"
+    config.write_text(
+        '[[registry]]\nname = "demo"\ntype = "oci-layout"\npath = "registry"\n'
+        '[audit]\nkey_env = "ACRBOT_AUDIT_KEY"\n'
+        f'[audit.blob]\nconnection_string_env = "AUDIT_BLOB"\ncontainer = "{container}"\n'
+    )
+    assert cli(["init", "--config", str(config)]) == 0
+    for user in ("carol", "dave"):  # each ships what is queued: rows 1-3
+        assert cli(["roles", "grant", user, "reader", "--config", str(config)]) == 0
+    return config
+
+
+def cli(argv):
+    from bot.cli import main
+
+    return main(argv)
+
+
+def verify(config, capsys, *extra):
+    capsys.readouterr()
+    code = cli(["audit", "verify", "--config", str(config), *extra])
+    return code, capsys.readouterr().out
+
+
+def container_of(config):
+    from bot.archive import container_client
+    from bot.config import load
+
+    return container_client(load(config).archive)
+
+
+def blobs(config):
+    container = container_of(config)
+    return {
+        b.name: container.get_blob_client(b.name).download_blob().readall()
+        for b in container.list_blobs()
+    }
+
+
+def replace_blob(config, name, lines):
+    blob = container_of(config).get_blob_client(name)
+    blob.delete_blob()
+    blob.create_append_blob()
+    if lines:
+        blob.append_block(b"".join(lines))
+
+
+def test_verify_blob_writes_nowhere_and_does_not_migrate(deployment, capsys):
+    """Before: it opened the database read-write (migrating it) and shipped the suspect
+    copy's unshipped rows into the archive it was checking."""
+    import hashlib
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from bot.audit import Audit
+    from bot.store import Store
+
+    database = deployment.parent / "acrbot.db"
+    store = Store(database)
+    for _ in range(2):  # rows the archive has not seen: a suspect copy's, say
+        Audit(store, key=b"k" * 32).append(
+            actor="mallory", action="tags", target="x", outcome="ok", at=datetime.now(UTC)
+        )
+    store.close()
+    conn = sqlite3.connect(database)  # the copy is from an older release: schema 4
+    conn.executescript(
+        "DROP TABLE purge_items; DROP TABLE messages; DROP TABLE retention_runs; "
+        "ALTER TABLE requests DROP COLUMN spec; PRAGMA user_version = 4; "
+        "PRAGMA wal_checkpoint(TRUNCATE);"
+    )
+    conn.close()
+    files = sorted(p.name for p in deployment.parent.iterdir())
+    before = (blobs(deployment), hashlib.sha256(database.read_bytes()).hexdigest())
+    code, out = verify(deployment, capsys, "--blob")
+    assert (code, out) == (
+        0,
+        "audit archive intact: 3 rows verified from the archive alone (keyed (HMAC) from "
+        "row 1); the database's 5 rows match it; 2 newer rows not shipped yet\n",
+    )
+    assert (blobs(deployment), hashlib.sha256(database.read_bytes()).hexdigest()) == before
+    assert sorted(p.name for p in deployment.parent.iterdir()) == files
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    conn.close()
+
+
+def test_a_truncated_archive_fails_both_verifications(deployment, capsys):
+    """Before: the archive alone verified (a shorter chain is still a chain) and the
+    comparison looked only from the archive to the database."""
+    [(name, content)] = blobs(deployment).items()
+    replace_blob(deployment, name, content.splitlines(keepends=True)[:-1])
+    code, out = verify(deployment, capsys, "--blob")
+    assert code == 1
+    assert out.splitlines() == [
+        "audit archive BROKEN (2 rows checked; 3 in the database):",
+        "  row 3 of the database, shipped, is not in the archive (the archive was cut or edited)",
+    ]
+    code, out = verify(deployment, capsys)
+    assert code == 1 and "row 3 of the database, shipped, is not in the archive" in out
+
+
+def test_the_archive_is_verified_with_the_configured_keyed_from(deployment, capsys):
+    """Before: `--blob` took keyed_from from the database, so a rewritten archive with
+    plain hashes passed once the database said the key started past its end."""
+    import json
+    import sqlite3
+
+    from bot.audit import GENESIS, entry_hash
+
+    [(name, content)] = blobs(deployment).items()
+    prev, lines = GENESIS, []
+    for raw in content.splitlines():
+        row = json.loads(raw)
+        row["actor"] = "mallory" if row["actor"] == "cli:root" else row["actor"]
+        row["prev_hash"] = prev
+        row["hash"] = prev = entry_hash(prev, row)
+        lines.append((json.dumps(row) + "\n").encode())
+    replace_blob(deployment, name, lines)
+    conn = sqlite3.connect(deployment.parent / "acrbot.db")
+    conn.execute("insert or replace into meta values ('audit_keyed_from', '99')")
+    conn.commit()
+    conn.close()
+    code, out = verify(deployment, capsys, "--blob")
+    assert code == 1
+    assert (
+        "  archive rows 1–3 are plain SHA-256, but the audit key applies from archive row 1 "
+        "([audit] keyed_from)"
+    ) in out.splitlines()
+    assert "  row 1 differs from its archived copy" in out.splitlines()
+
+
+def test_verify_blob_refuses_when_the_archive_cannot_be_read(deployment, capsys, azurite):
+    azurite.stop()
+    try:
+        code = cli(["audit", "verify", "--blob", "--config", str(deployment)])
+    finally:
+        azurite.start()
+    assert code == 1
+    assert capsys.readouterr().err.startswith("acrbot: audit archive unavailable (")

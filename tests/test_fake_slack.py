@@ -330,6 +330,18 @@ def test_response_url_replace_and_delete_original(fake):
     assert len(fake.response_posts("click")) == 4
 
 
+def test_response_url_replacing_a_channel_message_keeps_it_in_the_channel(fake):
+    """What Slack does: `replace_original` edits the message where it is, so an ephemeral
+    answer replacing a message in the channel is seen by everyone."""
+    hook = WebhookClient(
+        fake.response_url("shared", original={"text": "card", "response_type": "in_channel"})
+    )
+    hook.send(text="mine only?", response_type="ephemeral", replace_original=True)
+    assert fake.response_messages("shared") == [
+        {"text": "mine only?", "response_type": "in_channel"}
+    ]
+
+
 def test_response_url_rate_limit_is_retried_by_slack_sdk(fake):
     fake.fail_response_url("busy", status=429, retry_after=1)
     hook = WebhookClient(

@@ -303,6 +303,7 @@ def test_long_lists_page_with_previous_and_next_buttons(slack, registry):
                 buttons["acr_page_next"],
                 channel="C0CHAN",
                 message_ts="1",
+                ephemeral=True,
             )
             == 200
         )
@@ -321,6 +322,7 @@ def test_long_lists_page_with_previous_and_next_buttons(slack, registry):
         buttons["acr_page_previous"],
         channel="C0CHAN",
         message_ts="1",
+        ephemeral=True,
     )
     back = slack.response(slack.last_click_response)
     first_row = back["blocks"][1]["text"]["text"].strip("`").splitlines()[1].split()[0]

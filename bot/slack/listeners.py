@@ -20,6 +20,11 @@ from bot.slack import blocks, jobs
 from bot.slack.jobs import Job, JobSink
 
 BUSY = ":hourglass: I'm busy with other commands right now; try again in a moment."
+# What a job keeps of Slack's payload: only what running it needs. A slash command also
+# carries the legacy verification token, names and ids the job has no use for, and the jobs
+# table is on disk for a day (bot/jobqueue.py drops even these when the job ends).
+COMMAND_FIELDS = ("user_id", "channel_id", "text", "response_url")
+EVENT_FIELDS = ("channel", "user", "text", "ts", "thread_ts")
 
 
 class Listeners:
@@ -40,7 +45,8 @@ class Listeners:
         app.event("app_home_opened")(self.on_home_opened)
 
     def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
-        status = self.sink.submit(Job(jobs.COMMAND, command, trigger_id=command.get("trigger_id")))
+        data = {k: command[k] for k in COMMAND_FIELDS if k in command}
+        status = self.sink.submit(Job(jobs.COMMAND, data, trigger_id=command.get("trigger_id")))
         if status == jobs.BUSY:
             ack(text=BUSY)
         else:
@@ -88,6 +94,8 @@ class Listeners:
             "channel": _channel(body),
             "value": action.get("value", ""),
             "response_url": body.get("response_url"),
+            # Only a message the clicker alone sees may be replaced by their page.
+            "ephemeral": (body.get("container") or {}).get("is_ephemeral") is True,
         }
         self.sink.submit(Job(jobs.PAGE, data, trigger_id=body.get("trigger_id")))
         ack()
@@ -103,7 +111,8 @@ class Listeners:
         thread = event.get("thread_ts")
         if not thread or thread == event.get("ts") or event.get("bot_id"):
             return
-        self.sink.submit(Job(jobs.THREAD_REPLY, event, event_id=body.get("event_id")))
+        data = {k: event[k] for k in EVENT_FIELDS if k in event}
+        self.sink.submit(Job(jobs.THREAD_REPLY, data, event_id=body.get("event_id")))
 
     def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home":

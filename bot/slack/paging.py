@@ -1,10 +1,13 @@
 """Previous/Next buttons for paged listings, with all their state in the button itself.
 
 A click re-runs the listing's command from the cursor the button carries, as the user who
-clicked (so it is authorized like a typed command), and the answer replaces the message in
-place. Nothing is kept in the worker's memory, so a page link survives restarts; the only
-limit is Slack's 2,000 characters for a button value, so the trail of earlier cursors behind
-"Previous" is trimmed from its oldest end (Previous then returns to the first page).
+clicked (so it is authorized like a typed command), and answers that user only: it replaces
+the message in place when that message was the clicker's own ephemeral one, and is a new
+ephemeral message otherwise. The value comes back from the client, so the worker runs it only
+if it is a listing (bot/commands.py LISTINGS). Nothing is kept in the worker's memory, so a
+page link survives restarts; the only limit is Slack's 2,000 characters for a button value,
+so the trail of earlier cursors behind "Previous" is trimmed from its oldest end (Previous
+then returns to the first page).
 """
 
 from __future__ import annotations

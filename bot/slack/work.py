@@ -325,9 +325,17 @@ class SlackWork:
 
     def _page(self, job: QueuedJob) -> None:
         """Previous/Next: re-run the listing from the button's cursor as the clicking user,
-        and replace the message in place. A refusal goes to that user only."""
+        and answer that user only.
+
+        The button's value comes back from the client, so it is checked like typed input:
+        only a listing runs (`rotate`, `delete`, a purge without --dry-run are refused). The
+        page is always ephemeral, and replaces the message clicked only when that message
+        was the clicker's own ephemeral one: a page turned on a message in the channel is
+        shown to the clicker alone, never put in the channel in their (perhaps wider) view.
+        """
         data = job.payload
         state = PageState.decode(data.get("value", ""))
+        in_place = data.get("ephemeral") is True
         if state is None:
             with self.ctx.store.transaction():
                 self._put_reply(
@@ -340,28 +348,33 @@ class SlackWork:
                 )
                 self.queue.finish(job.key)
             return
-        note = self._still_working(job, in_place=True)
+        note = self._still_working(job, in_place=in_place)
 
         def finish(reply: Reply) -> None:
             posted = note.stop()
             if reply.ok:
                 message = self._message(
                     reply,
-                    public=state.public,
+                    public=False,
                     command=state.command,
                     back=state.back,
                     offset=state.offset,
                 )
-                message["replace_original"] = True
+                message["replace_original"] = in_place
             else:
                 message = self._message(reply, public=False)
-                message["replace_original"] = posted
+                message["replace_original"] = posted and in_place
             self._put_reply(job, message)
             self.queue.finish(job.key)
 
         try:
             self.dispatcher.handle(
-                state.command, user=data["user"], progress=note, origin=job.key, finish=finish
+                state.command,
+                user=data["user"],
+                progress=note,
+                origin=job.key,
+                finish=finish,
+                listing_only=True,
             )
         finally:
             note.stop()
