@@ -221,6 +221,11 @@ class Registry(Protocol):
         """Whether ``tag`` may not be deleted: one cheap lookup, not a repository listing."""
         ...
 
+    def tag(self, repository: str, tag: str) -> TagInfo:
+        """``tag`` as it is now (its digest and lock) in one read, never from a cache: what
+        a deletion checks before its DELETE. NotFound when there is no such tag."""
+        ...
+
     def manifests(self, repository: str) -> list[ManifestInfo]:
         """Every manifest with its tags (Unsupported where the registry cannot list them)."""
         ...

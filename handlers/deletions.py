@@ -137,7 +137,8 @@ def delete(call: Call, *, ctx: Context) -> Reply:
             f"{registry.name} cannot remove a single tag; add --manifest to delete "
             "the image and every tag on it (the request will list them)"
         )
-    digest = registry.resolve(ref.repository, ref.tag) if ref.tag else ref.digest
+    tag = registry.tag(ref.repository, ref.tag) if ref.tag else None  # digest and lock, once
+    digest = tag.digest if tag is not None else ref.digest
     if ref.tag and ref.digest and digest != ref.digest:
         raise Conflict(f"{ref.repository}:{ref.tag} points at {digest}, not {ref.digest}")
     if manifest:
@@ -153,8 +154,9 @@ def delete(call: Call, *, ctx: Context) -> Reply:
                 "nothing was requested"
             )
     else:
+        assert tag is not None
         going = (ref.tag,)
-        locked = [ref.tag] if registry.tag_locked(ref.repository, ref.tag) else []
+        locked = [ref.tag] if tag.locked else []
     if locked:
         raise Conflict(
             f"{registry.name}/{ref.repository}: {', '.join(locked)} "
@@ -260,11 +262,13 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
         return execute_purge(ctx, request, progress=progress)
     registry = ctx.registries.get(request.registry)
     repo = request.repository
+    tag: TagInfo | None = None
     if request.tag is not None:
         try:
-            current = registry.resolve(repo, request.tag)
+            tag = registry.tag(repo, request.tag)  # one read: its digest and its lock
         except NotFound:
             raise Conflict(f"{repo}:{request.tag} no longer exists; nothing was deleted") from None
+        current = tag.digest
         if current != request.digest:
             raise Conflict(
                 f"{repo}:{request.tag} moved: it now points at {fmt.short_digest(current)}, not "
@@ -298,8 +302,8 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
         return _unless_gone(
             request, lambda: registry.delete_manifest(repo, request.digest), registry
         )
-    assert request.tag is not None
-    if registry.tag_locked(repo, request.tag):
+    assert request.tag is not None and tag is not None
+    if tag.locked:
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
     if _wait_for_another(ctx, request, registry):
         return execute(ctx, ctx.requests.get(request.id), progress)

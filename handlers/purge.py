@@ -492,16 +492,17 @@ def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, 
         if item.kind == TAG:
             assert item.tag is not None
             try:
-                current = registry.resolve(repo, item.tag)
+                tag = registry.tag(repo, item.tag)  # one read: its digest and its lock
             except NotFound:
                 return item, GONE, "the tag was already gone"
+            current = tag.digest
             if current != item.digest:
                 return (
                     item,
                     SKIPPED,
                     (f"the tag moved to {fmt.short_digest(current)} since the request"),
                 )
-            if registry.tag_locked(repo, item.tag):
+            if tag.locked:
                 return item, SKIPPED, "locked"
             delete = lambda: registry.untag(repo, item.tag)  # noqa: E731
         else:

@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
 from azure.containerregistry import ContainerRegistryClient
+from azure.containerregistry._exchange_client import ACRExchangeClient
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -46,6 +47,7 @@ from bot.registry import (
     natural_key,
     no_progress,
 )
+from handlers.registries.acr_tokens import TokenCache, TokenPolicies
 
 T = TypeVar("T")
 LIST_PAGE = 1000  # tags or repositories a listing request asks for when it walks them all
@@ -108,8 +110,19 @@ class AcrRegistry:
         self.login_server = login_server.lower()
         self._rg, self._registry_name = resource_group, registry_name
         options = {"connection_verify": connection_verify, **client_options}
+        endpoint = f"https://{self.login_server}"
+        # Tokens reused until they near expiry (see acr_tokens: a workaround for the SDK).
+        self.tokens = TokenCache(
+            ACRExchangeClient(
+                endpoint, credential, credential_scopes=[f"{audience}/.default"], **options
+            )
+        )
         self._data = ContainerRegistryClient(
-            f"https://{self.login_server}", credential, audience=audience, **options
+            endpoint,
+            credential,
+            audience=audience,
+            per_retry_policies=TokenPolicies(self.tokens),
+            **options,
         )
         self._arm = ContainerRegistryManagementClient(
             credential,
@@ -241,12 +254,17 @@ class AcrRegistry:
         )
 
     def tag_locked(self, repository: str, tag: str) -> bool:
-        props = self._call(
-            lambda: self._data.get_tag_properties(repository, tag),
-            what=f"{repository}:{tag}",
-            missing=f"{repository} has no tag `{tag}`",
+        return self.tag(repository, tag).locked
+
+    def tag(self, repository: str, tag: str) -> TagInfo:
+        """One GET of the tag's properties: its digest, dates and locks."""
+        return self._tag(
+            self._call(
+                lambda: self._data.get_tag_properties(repository, tag),
+                what=f"{repository}:{tag}",
+                missing=f"{repository} has no tag `{tag}`",
+            )
         )
-        return not (props.can_delete and props.can_write)
 
     def _tag(self, props: Any) -> TagInfo:
         return TagInfo(
@@ -279,10 +297,22 @@ class AcrRegistry:
     # -- writing ---------------------------------------------------------------------------
 
     def untag(self, repository: str, tag: str) -> None:
-        # delete_tag returns None on a 404: look first, so a missing tag is reported.
-        self.resolve(repository, tag)
+        """One DELETE. The SDK's delete_tag returns None on a 404 too: its `cls` hook hands
+        us the response, so a missing tag is reported without reading the tag first."""
+        status: list[int] = []
+
+        def delete() -> None:
+            self._data.delete_tag(
+                repository,
+                tag,
+                retry_on_methods=READ_METHODS,
+                cls=lambda response, *_: status.append(response.http_response.status_code),
+            )
+            if status and status[-1] == 404:
+                raise ResourceNotFoundError("TAG_UNKNOWN")
+
         self._call(
-            lambda: self._data.delete_tag(repository, tag, retry_on_methods=READ_METHODS),
+            delete,
             what=f"{repository}:{tag}",
             missing=f"{repository} has no tag `{tag}`",
             write="DELETE",

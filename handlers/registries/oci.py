@@ -223,6 +223,9 @@ class OciRegistry(NoLocks, NoAdminUser):
     def tag_locked(self, repository: str, tag: str) -> bool:
         return False  # the distribution API has no locks
 
+    def tag(self, repository: str, tag: str) -> TagInfo:
+        return TagInfo(name=tag, digest=self.resolve(repository, tag))  # one HEAD; no locks
+
     def references(self, repository: str, digests: list[str]) -> dict[str, tuple[str, ...]]:
         """From the digest facts (cached: what an index references never changes)."""
         facts = self._facts_for(repository, digests)
