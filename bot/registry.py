@@ -153,6 +153,30 @@ INDEX_TYPES = frozenset(
 )
 
 
+LIMIT_MARGIN = 0.9  # share of a registry's documented limits the bot allows itself
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A registry's documented request limits (ACR: by SKU), and whether they were read."""
+
+    tier: str  # "Standard"
+    reads_per_minute: int
+    writes_per_minute: int
+    known: bool = True  # False: the tier could not be read; these are the lowest tier's
+    why_unknown: str = ""
+
+    @property
+    def read_rate(self) -> float:
+        """Reads a second the bot allows itself: the limit less a safety margin."""
+        return self.reads_per_minute * LIMIT_MARGIN / 60
+
+    @property
+    def write_rate(self) -> float:
+        """Writes (DELETE, PATCH) a second the bot allows itself."""
+        return self.writes_per_minute * LIMIT_MARGIN / 60
+
+
 @dataclass(frozen=True)
 class AdminStatus:
     enabled: bool
@@ -248,6 +272,11 @@ class Registry(Protocol):
     ) -> None:
         """Lock (True) or unlock (False) a tag or, for a digest, a manifest; None: unchanged.
         Unsupported where the registry has no locks."""
+        ...
+
+    def limits(self) -> Limits | None:
+        """The documented request limits a purge and scans are paced to (ACR: its SKU's,
+        read from ARM once); None where the registry documents none."""
         ...
 
     def admin_status(self) -> AdminStatus: ...

@@ -17,7 +17,7 @@ from bot.commands import CONTRIBUTE, OWN, READ
 from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, OutcomeUnknown, Unsupported, UsageError
 from bot.policy import Role, Scope, allows, require
-from bot.purge_spec import totals_text
+from bot.purge_spec import pace_text, totals_text
 from bot.registry import Progress, Registry, TagInfo, natural_key, no_progress
 from bot.replies import Reply, Table
 from bot.requests import DeletionRequest, State
@@ -32,6 +32,8 @@ def describe(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
             ("pinned", f"{spec.get('items', 0):,} items (list {request.digest[:19]}…)"),
             ("deletes", _purge_totals(spec)),
         ]
+        if pace_text(spec):
+            head.append(("pace", pace_text(spec) or ""))
     else:
         going = _first(request.tags) or "(none: the manifest is untagged)"
         head = [

@@ -29,6 +29,7 @@ from bot import formatting as fmt
 from bot.commands import CONTRIBUTE
 from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, UserError
+from bot.pace import Pace
 from bot.policy import Scope, allows, visible
 from bot.purge_spec import (
     MANIFEST,
@@ -269,6 +270,7 @@ def plan_and_request(
             "manifests": sum(c["manifests"] for c in counts.values()),
             "skipped": len(result.skipped),
             "first": [i.label for i in result.items[:SHOWN]],
+            "pace": write_pace(ctx, registry),
         },
         requester=requester,
         reason=args["reason"],
@@ -340,27 +342,21 @@ def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan, *, can_untag: b
 # -- execution ---------------------------------------------------------------------------
 
 
-class Pace:
-    """At most ``rate`` writes a second (when set), and a pause every worker honours after a
-    429: a per-registry throttle like regclient's per-host backoff. Hand-written: the rate
-    part is a few lines, and the shared Retry-After pause is what generic limiters lack."""
-
-    def __init__(self, rate: float | None) -> None:
-        self._interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            time.sleep(start - now)
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
+def write_pace(ctx: Context, registry: Registry) -> dict:
+    """The pace of a purge's DELETEs: `write_rate` when configured, else the registry's tier
+    limits less a margin (ACR: its SKU, read from ARM once), else none. As data for the
+    request's spec: {"rate", "source": config | tier | lowest | none, "tier"}."""
+    options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
+    if options.get("write_rate"):
+        return {"rate": float(options["write_rate"]), "source": "config", "tier": None}
+    limits = registry.limits()
+    if limits is None:
+        return {"rate": None, "source": "none", "tier": None}
+    return {
+        "rate": round(limits.write_rate, 3),
+        "source": "tier" if limits.known else "lowest",
+        "tier": limits.tier,
+    }
 
 
 def execute_purge(
@@ -375,7 +371,7 @@ def execute_purge(
     registry = ctx.registries.get(request.registry)
     options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
     concurrency = int(options.get("purge_concurrency", DEFAULT_CONCURRENCY))
-    pace = Pace(options.get("write_rate"))
+    pace = Pace(write_pace(ctx, registry)["rate"])
     purges = ctx.purges
     items = purges.items(request.id)
     total = len(items)

@@ -12,6 +12,8 @@ missing one reported as such; ACR is always https (a login server with a scheme 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from fnmatch import fnmatchcase
@@ -32,12 +34,20 @@ from azure.mgmt.containerregistry.models import (
     RegistryUpdateParameters,
 )
 
-from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.errors import (
+    Conflict,
+    NotFound,
+    OutcomeUnknown,
+    RegistryError,
+    Unsupported,
+    UserError,
+)
 from bot.facts import DigestFacts, FactCache, MemoryFacts
 from bot.references import DIGEST_RE
 from bot.registry import (
     AdminStatus,
     ImageInfo,
+    Limits,
     ManifestInfo,
     NewPassword,
     Order,
@@ -47,9 +57,15 @@ from bot.registry import (
     natural_key,
     no_progress,
 )
+from handlers.registries.acr_pace import ReadPace, ReadPacePolicy
 from handlers.registries.acr_tokens import TokenCache, TokenPolicies
 
 T = TypeVar("T")
+# ACR's documented operations a minute by SKU (ReadOps, WriteOps), from the service tiers page
+# (learn.microsoft.com/azure/container-registry/container-registry-skus), older edition.
+TIERS = {"Basic": (1_000, 100), "Standard": (3_000, 500), "Premium": (10_000, 2_000)}
+LOWEST = Limits("Basic", *TIERS["Basic"], known=False, why_unknown="not read yet")
+RETRY_SKU_AFTER = 300.0  # seconds before a SKU that could not be read is asked for again
 LIST_PAGE = 1000  # tags or repositories a listing request asks for when it walks them all
 ORDER_BY = {Order.TIME_DESC: "timedesc", Order.TIME_ASC: "timeasc", Order.NAME: None}
 # What the SDK may retry after a timeout: reads only. A DELETE or PATCH that timed out may
@@ -102,6 +118,7 @@ class AcrRegistry:
         key_vault: Any = None,
         key_vault_secret: str | None = None,
         facts: FactCache | None = None,
+        read_rate: float | None = None,
         **client_options: Any,
     ) -> None:
         if "://" in login_server:
@@ -111,6 +128,10 @@ class AcrRegistry:
         self._rg, self._registry_name = resource_group, registry_name
         options = {"connection_verify": connection_verify, **client_options}
         endpoint = f"https://{self.login_server}"
+        self._limits: Limits | None = None
+        self._limits_at = 0.0
+        self._limits_lock = threading.Lock()
+        self.reads = ReadPace(read_rate, lowest=LOWEST, limits=self.limits)
         # Tokens reused until they near expiry (see acr_tokens: a workaround for the SDK).
         self.tokens = TokenCache(
             ACRExchangeClient(
@@ -121,7 +142,7 @@ class AcrRegistry:
             endpoint,
             credential,
             audience=audience,
-            per_retry_policies=TokenPolicies(self.tokens),
+            per_retry_policies=TokenPolicies(self.tokens, ReadPacePolicy(self.reads)),
             **options,
         )
         self._arm = ContainerRegistryManagementClient(
@@ -408,6 +429,33 @@ class AcrRegistry:
             ),
             subject=subject.get("digest") if subject else None,
         )
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def limits(self) -> Limits:
+        """The SKU's documented limits, read from ARM once. If it cannot be read (no Reader
+        role on the resource, ARM down), the lowest tier's, saying why, asked again later."""
+        with self._limits_lock:
+            if self._limits is None or (
+                not self._limits.known and time.monotonic() - self._limits_at > RETRY_SKU_AFTER
+            ):
+                self._limits, self._limits_at = self._read_limits(), time.monotonic()
+            return self._limits
+
+    def _read_limits(self) -> Limits:
+        try:
+            registry = self._call(
+                lambda: self._arm.registries.get(self._rg, self._registry_name),
+                what="the registry resource (its SKU)",
+                missing="no such registry resource",
+            )
+        except UserError as exc:
+            return replace(LOWEST, why_unknown=str(exc))
+        sku = getattr(registry.sku, "name", None)
+        tier = str(getattr(sku, "value", sku) or "")
+        if tier not in TIERS:
+            return replace(LOWEST, why_unknown=f"{self.name} has an unknown SKU {tier!r}")
+        return Limits(tier, *TIERS[tier])
 
     # -- admin user and credentials --------------------------------------------------------
 

@@ -42,7 +42,7 @@ from urllib.parse import unquote, urlsplit
 from azure.containerregistry._helpers import _parse_challenge, _parse_exp_time
 from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import HTTPPolicy
+from azure.core.pipeline.policies import HTTPPolicy, SansIOHTTPPolicy
 
 RENEW_BEFORE = 60.0  # seconds before `exp` at which a token is renewed rather than sent
 ITEM_MARKERS = ("_tags", "_manifests", "manifests", "blobs")  # the route ends before the item
@@ -66,13 +66,14 @@ class _Token:
 
 class TokenPolicies:
     """`per_retry_policies=` for ContainerRegistryClient: a new AcrTokenPolicy each time a
-    pipeline is built from it, all sharing `cache`."""
+    pipeline is built from it, all sharing `cache`, then the (shareable) `inner` policies."""
 
-    def __init__(self, cache: TokenCache) -> None:
-        self.cache = cache
+    def __init__(self, cache: TokenCache, *inner: SansIOHTTPPolicy) -> None:
+        self.cache, self.inner = cache, inner
 
-    def __iter__(self) -> Iterator[HTTPPolicy]:
+    def __iter__(self) -> Iterator[HTTPPolicy | SansIOHTTPPolicy]:
         yield AcrTokenPolicy(self.cache)
+        yield from self.inner
 
 
 class AcrTokenPolicy(HTTPPolicy):

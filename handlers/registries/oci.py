@@ -223,6 +223,9 @@ class OciRegistry(NoLocks, NoAdminUser):
     def tag_locked(self, repository: str, tag: str) -> bool:
         return False  # the distribution API has no locks
 
+    def limits(self) -> None:
+        return None  # the distribution API documents no request limits
+
     def tag(self, repository: str, tag: str) -> TagInfo:
         return TagInfo(name=tag, digest=self.resolve(repository, tag))  # one HEAD; no locks
 

@@ -154,6 +154,9 @@ class OciLayoutRegistry(NoAdminUser):
     def tag_locked(self, repository: str, tag: str) -> bool:
         return self.tag(repository, tag).locked
 
+    def limits(self) -> None:
+        return None  # files on disk: nothing to pace
+
     def tag(self, repository: str, tag: str) -> TagInfo:
         hits = [d for d in self._read_index(repository)["manifests"] if _tag_of(d) == tag]
         if not hits:
