@@ -151,3 +151,24 @@ def test_each_scope_gets_its_own_token(fake_acr, make_acr):
     kinds = fake_acr.kinds()
     assert kinds["token"] == 3, kinds  # a:metadata_read, b:metadata_read, a:delete
     assert kinds["exchange"] == 1, kinds
+
+
+def test_refused_azure_credentials_fail_in_one_line_without_looping(fake_acr, make_acr):
+    from azure.core.credentials import AccessToken
+
+    from bot.errors import RegistryError
+
+    class Refused:  # an identity ACR does not accept
+        def get_token(self, *scopes, **kwargs):
+            return AccessToken("aad-token-acr-refuses", int(time.time()) + 3600)
+
+    fake_acr.push("team/api", "1.0", D[1])
+    acr = make_acr(credential=Refused())
+    fake_acr.reset_counts()
+    with pytest.raises(RegistryError) as caught:
+        acr.resolve("team/api", "1.0")
+    assert str(caught.value).startswith(
+        "prod rejected the bot's Azure credentials (401) for team/api:1.0"
+    )
+    assert "aad-token-acr-refuses" not in str(caught.value)
+    assert len(fake_acr.requests) <= 4  # a challenge, the exchange and one more try

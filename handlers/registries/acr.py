@@ -119,6 +119,7 @@ class AcrRegistry:
         key_vault_secret: str | None = None,
         facts: FactCache | None = None,
         read_rate: float | None = None,
+        reuse_tokens: bool = True,
         **client_options: Any,
     ) -> None:
         if "://" in login_server:
@@ -142,7 +143,9 @@ class AcrRegistry:
             endpoint,
             credential,
             audience=audience,
-            per_retry_policies=TokenPolicies(self.tokens, ReadPacePolicy(self.reads)),
+            per_retry_policies=TokenPolicies(self.tokens, ReadPacePolicy(self.reads))
+            if reuse_tokens
+            else [ReadPacePolicy(self.reads)],  # the SDK's own flow (bench/acr_budget.py)
             **options,
         )
         self._arm = ContainerRegistryManagementClient(
