@@ -572,13 +572,9 @@ def _delete(
 
 def _throttled(exc: RegistryError) -> float | None:
     """Seconds to pause if the registry throttled us (429) or is briefly down (503)."""
-    text = str(exc)
-    if "(429)" in text:
-        try:
-            return float(text.rsplit("try again in ", 1)[1].split()[0])
-        except (IndexError, ValueError):
-            return 5.0
-    if "HTTP 503" in text:
+    if exc.status == 429:
+        return exc.retry_after if exc.retry_after is not None else 5.0
+    if exc.status == 503:
         return 2.0
     return None
 

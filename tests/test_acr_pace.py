@@ -1,6 +1,7 @@
 """Purges paced to the registry's tier: the SKU read from ARM once, the card says how long."""
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -79,3 +80,20 @@ def test_the_purge_runs_at_the_tier_pace(make_bot, fake_acr):
     assert bot.handle("approve 1", user="bob").text.endswith("40 deleted, 0 skipped, 0 failed.")
     assert time.monotonic() - began >= 39 / 30
     assert fake_acr.state.repositories.get("ci/app", {}) == {}
+
+
+def test_a_429_carries_its_retry_after_as_data(acr, fake_acr):
+    from email.utils import format_datetime
+
+    from bot.errors import RegistryError
+    from handlers.registries.acr import _seconds
+
+    fake_acr.push("ci/app", "1", D[1])
+    fake_acr.throttle(method="GET", retry_after=7)
+    with pytest.raises(RegistryError) as caught:
+        acr.resolve("ci/app", "1")
+    assert (caught.value.status, caught.value.retry_after) == (429, 7.0)
+    assert str(caught.value) == "prod is throttling requests (429); try again in 7 s"
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 28 <= (_seconds(soon) or 0) <= 30
+    assert _seconds("soon") is None

@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
@@ -562,6 +564,21 @@ def _body(exc: HttpResponseError) -> str:
         return ""
 
 
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After header in seconds: a number, or an HTTP date (RFC 9110)."""
+    if not retry_after:
+        return None
+    try:
+        return max(float(retry_after), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
 def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
     status = exc.status_code or 0
     code = getattr(exc.error, "code", None) if exc.error else None
@@ -571,8 +588,14 @@ def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
             "the AcrPull/AcrDelete (data) or Contributor (admin) role"
         )
     if status == 429:
-        retry = exc.response.headers.get("Retry-After", "a few") if exc.response else "a few"
-        return RegistryError(f"{name} is throttling requests (429); try again in {retry} s")
+        header = exc.response.headers.get("Retry-After") if exc.response is not None else None
+        seconds = _seconds(header)
+        return RegistryError(
+            f"{name} is throttling requests (429); try again in "
+            f"{'a few' if seconds is None else f'{seconds:g}'} s",
+            status=429,
+            retry_after=seconds,
+        )
     if status == 405 and "REGISTRY_DISALLOWED_OPERATION" in _body(exc):
         # ACR's answer to deleting a locked tag or manifest (deleteEnabled/writeEnabled off).
         return Conflict(f"{name}: {what} is locked (deleteEnabled/writeEnabled is off)")
@@ -583,7 +606,7 @@ def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
             f"admin user is disabled on {name}; an owner can run `admin enable --registry {name}`"
         )
     if status >= 500:
-        return RegistryError(f"{name} failed (HTTP {status}); try again later")
+        return RegistryError(f"{name} failed (HTTP {status}); try again later", status=status)
     return RegistryError(
         f"{name} refused {what} (HTTP {status}" + (f", {code}" if code else "") + ")"
     )

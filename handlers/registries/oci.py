@@ -468,9 +468,15 @@ class OciRegistry(NoLocks, NoAdminUser):
             )
         if status == 429:
             wait = int(_retry_after(response, 30))
-            raise RegistryError(f"{self.name} is throttling requests (429); try again in {wait} s")
+            raise RegistryError(
+                f"{self.name} is throttling requests (429); try again in {wait} s",
+                status=429,
+                retry_after=wait,
+            )
         if status >= 500:
-            raise RegistryError(f"{self.name} failed (HTTP {status}); try again later")
+            raise RegistryError(
+                f"{self.name} failed (HTTP {status}); try again later", status=status
+            )
         raise RegistryError(
             f"{self.name} refused {what} (HTTP {status}"
             + (f", {', '.join(codes)}" if codes else "")
