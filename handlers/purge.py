@@ -38,6 +38,7 @@ from bot.purge_spec import (
     Plan,
     PurgeSpec,
     Skip,
+    pace_text,
     parse_ago,
     plan_tags,
     plural,
@@ -178,7 +179,8 @@ def purge(call: Call, *, ctx: Context) -> Reply:
             now=ctx.clock(),
             progress=call.progress,
         )
-        return _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag)
+        pace = write_pace(ctx, registry) if result.items else None
+        return _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag, pace=pace)
     if not call.args["reason"]:
         raise UserError("a purge needs --reason (a dry run does not)")
     request = plan_and_request(
@@ -292,7 +294,9 @@ def _item_dict(item: Item) -> dict:
     }
 
 
-def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan, *, can_untag: bool) -> Reply:
+def _dry_run_reply(
+    registry: str, spec: PurgeSpec, result: Plan, *, can_untag: bool, pace: dict | None = None
+) -> Reply:
     counts = result.counts()
     tags = sum(c["tags"] for c in counts.values())
     manifests = sum(c["manifests"] for c in counts.values())
@@ -321,6 +325,9 @@ def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan, *, can_untag: b
             f"{registry} deletes whole images: each tag goes with its image, so an image that "
             "also carries a tag the purge does not remove is skipped."
         )
+    paced = pace_text({"items": len(result.items), "pace": pace})
+    if paced:
+        notes.append(f"Once approved: {paced}.")
     touched = len([c for c in counts.values() if c["tags"] or c["manifests"]])
     return Reply(
         text=f"Dry run on {registry}: {what}{age} would be deleted from "

@@ -97,3 +97,35 @@ def test_a_429_carries_its_retry_after_as_data(acr, fake_acr):
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 28 <= (_seconds(soon) or 0) <= 30
     assert _seconds("soon") is None
+
+
+def test_reads_are_paced_at_read_rate_after_a_burst(fake_acr, make_acr):
+    fake_acr.push("ci/app", "1", D[1])
+    acr = make_acr(read_rate=10)  # a burst of 50 reads, then 10 a second
+    began = time.monotonic()
+    for _ in range(60):
+        acr.resolve("ci/app", "1")
+    assert time.monotonic() - began >= 0.9
+    assert fake_acr.count(path_prefix="/subscriptions/") == 0  # read_rate set: no SKU read
+
+
+def test_a_scan_past_the_burst_reads_the_sku_once(fake_acr, make_acr):
+    fake_acr.push("ci/app", "1", D[1])
+    acr = make_acr()
+    for _ in range(75):  # Basic's 5 s burst: a command never touches ARM
+        acr.resolve("ci/app", "1")
+    assert fake_acr.count(path_prefix="/subscriptions/") == 0
+    for _ in range(300):  # faster than Basic's 15 a second: the pace would make it wait
+        acr.resolve("ci/app", "1")
+        if fake_acr.count(path_prefix="/subscriptions/"):
+            break
+    for _ in range(20):
+        acr.resolve("ci/app", "1")
+    assert fake_acr.count(path_prefix="/subscriptions/") == 1
+    assert acr.reads.pace.rate == 150.0  # Premium (the fake's SKU), less 10 %
+
+
+def test_a_dry_run_says_how_long_the_purge_would_take(make_bot, fake_acr):
+    fake_acr.state.sku = "Standard"
+    reply = make_bot().handle("purge --filter 'ci/app:^pr-' --dry-run", user="alice")
+    assert "Once approved: 40 deletions ≈ 5 s on Standard (7.5/s)." in reply.notes
