@@ -98,7 +98,7 @@ def paced_purge(n: int, throttle: int) -> str:
             fake.push("ci/app", f"pr-{i}", digest(i), offset=i)
         fake.push("ci/app", "main", digest(n), offset=n)
         with tempfile.TemporaryDirectory() as tmp:
-            bot = bot_on(fake, Path(tmp))  # retries as in production
+            bot = bot_on(fake, Path(tmp))
             made = bot.handle("purge --filter 'ci/app:^pr-' --reason bench", user="alice")
             assert made.ok, made.text
             promised = dict(made.fields)["pace"]

@@ -172,3 +172,19 @@ def test_refused_azure_credentials_fail_in_one_line_without_looping(fake_acr, ma
     )
     assert "aad-token-acr-refuses" not in str(caught.value)
     assert len(fake_acr.requests) <= 4  # a challenge, the exchange and one more try
+
+
+def test_no_token_reaches_a_log_or_a_reply(session, fake_acr, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    bot = session()
+    replies = [
+        bot.handle("tags team/api", user="alice"),
+        bot.handle("delete team/api:1.0 --reason old", user="alice"),
+        bot.handle("approve 1", user="bob"),
+    ]
+    tokens = [*fake_acr.state.refresh_tokens, *fake_acr.state.access_tokens]
+    assert tokens
+    seen = caplog.text + "".join(repr(r) for r in replies)
+    assert not [t for t in tokens if t in seen or t.split(".")[1] in seen]

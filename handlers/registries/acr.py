@@ -456,6 +456,9 @@ class AcrRegistry:
             )
         except UserError as exc:
             return replace(LOWEST, why_unknown=str(exc))
+        return self._tier_of(registry)
+
+    def _tier_of(self, registry: Any) -> Limits:
         sku = getattr(registry.sku, "name", None)
         tier = str(getattr(sku, "value", sku) or "")
         if tier not in TIERS:
@@ -470,6 +473,9 @@ class AcrRegistry:
             what="the registry resource",
             missing="no such registry resource",
         )
+        with self._limits_lock:  # the same read says the SKU: keep it
+            if self._limits is None or not self._limits.known:
+                self._limits, self._limits_at = self._tier_of(registry), time.monotonic()
         return AdminStatus(enabled=bool(registry.admin_user_enabled), username=self._registry_name)
 
     def set_admin(self, *, enabled: bool) -> AdminStatus:
