@@ -6,8 +6,11 @@ credentials). Both clients are built once, with azure.identity.DefaultAzureCrede
 production, and shared. SDK errors are translated into our user errors right here, where the
 SDK is called.
 
-Quirks handled: `delete_tag` returns silently on a 404, so the tag is looked up first and a
-missing one reported as such; ACR is always https (a login server with a scheme is refused).
+Quirks handled: `delete_tag` returns silently on a 404, so its response is read through the
+SDK's `cls` hook and a missing tag reported as such; ACR is always https (a login server with a
+scheme is refused). At ACR's limits: tokens are reused until they near expiry (acr_tokens.py,
+a workaround for the SDK's auth flow), reads are paced to the registry's tier (acr_pace.py),
+and `limits()` reads the SKU from ARM once for the pace of a purge's DELETEs.
 """
 
 from __future__ import annotations
