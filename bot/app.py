@@ -100,6 +100,7 @@ def _acr(cfg: RegistryConfig, facts: FactCache) -> Registry:
         key_vault=vault,
         key_vault_secret=options.get("key_vault_secret"),
         facts=facts,
+        read_rate=options.get("read_rate"),
     )
 
 

@@ -350,6 +350,7 @@ REGISTRY_KEYS = {
         "ca_bundle",
         "key_vault_url",
         "key_vault_secret",
+        "read_rate",
     },
 }
 COMMON_REGISTRY_KEYS = {"name", "type", "login_server", "purge_concurrency", "write_rate"}
@@ -417,8 +418,8 @@ def _registries(
                 if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32:
                     raise ConfigError(f"{key}.purge_concurrency: expected a number from 1 to 32")
                 options[opt] = value
-            elif opt == "write_rate":
-                options[opt] = parse_rate(value, key=f"{key}.write_rate")
+            elif opt in ("write_rate", "read_rate"):
+                options[opt] = parse_rate(value, key=f"{key}.{opt}")
             elif opt == "timeout":
                 if (
                     not isinstance(value, int | float)

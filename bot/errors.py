@@ -60,7 +60,16 @@ class Unsupported(UserError):
 
 
 class RegistryError(UserError):
-    """The registry could not be used: unreachable, 401/403, 429 or 5xx; says what to do."""
+    """The registry could not be used: unreachable, 401/403, 429 or 5xx; says what to do.
+
+    ``status``: the HTTP status the registry answered, when it answered; ``retry_after``: the
+    seconds its 429 asked for (a purge pauses every worker that long)."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
 
 
 class OutcomeUnknown(RegistryError):

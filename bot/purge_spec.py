@@ -310,3 +310,31 @@ def totals_text(spec: dict) -> str:
         parts.append(plural(spec["manifests"], "untagged manifest"))
     repos = len(spec.get("repositories", []))
     return f"{' and '.join(parts)} in {repos} repositor{'y' if repos == 1 else 'ies'}"
+
+
+def duration_text(seconds: float) -> str:
+    """`40 s`, `2.2 min`, `1.5 h`: how long a paced purge takes, to a useful precision."""
+    if seconds < 90:
+        return f"{max(round(seconds), 1)} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def pace_text(spec: dict) -> str | None:
+    """`1,000 deletions ≈ 2.2 min on Standard (7.5/s)`, from a purge request's spec; None
+    when the purge is not paced."""
+    pace = spec.get("pace") or {}
+    rate = pace.get("rate")
+    if not rate:
+        return None
+    count = spec.get("items", 0)
+    head = f"{count:,} deletion{'' if count == 1 else 's'} ≈ {duration_text(count / rate)}"
+    if pace.get("source") == "config":
+        return f"{head} at write_rate {rate:.3g}/s"
+    if pace.get("source") == "lowest":
+        return (
+            f"{head} at the Basic tier's pace ({rate:.3g}/s): the registry's SKU could not be "
+            "read; set write_rate to go faster"
+        )
+    return f"{head} on {pace.get('tier')} ({rate:.3g}/s)"

@@ -153,6 +153,30 @@ INDEX_TYPES = frozenset(
 )
 
 
+LIMIT_MARGIN = 0.9  # share of a registry's documented limits the bot allows itself
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A registry's documented request limits (ACR: by SKU), and whether they were read."""
+
+    tier: str  # "Standard"
+    reads_per_minute: int
+    writes_per_minute: int
+    known: bool = True  # False: the tier could not be read; these are the lowest tier's
+    why_unknown: str = ""
+
+    @property
+    def read_rate(self) -> float:
+        """Reads a second the bot allows itself: the limit less a safety margin."""
+        return self.reads_per_minute * LIMIT_MARGIN / 60
+
+    @property
+    def write_rate(self) -> float:
+        """Writes (DELETE, PATCH) a second the bot allows itself."""
+        return self.writes_per_minute * LIMIT_MARGIN / 60
+
+
 @dataclass(frozen=True)
 class AdminStatus:
     enabled: bool
@@ -221,6 +245,11 @@ class Registry(Protocol):
         """Whether ``tag`` may not be deleted: one cheap lookup, not a repository listing."""
         ...
 
+    def tag(self, repository: str, tag: str) -> TagInfo:
+        """``tag`` as it is now (its digest and lock) in one read, never from a cache: what
+        a deletion checks before its DELETE. NotFound when there is no such tag."""
+        ...
+
     def manifests(self, repository: str) -> list[ManifestInfo]:
         """Every manifest with its tags (Unsupported where the registry cannot list them)."""
         ...
@@ -243,6 +272,11 @@ class Registry(Protocol):
     ) -> None:
         """Lock (True) or unlock (False) a tag or, for a digest, a manifest; None: unchanged.
         Unsupported where the registry has no locks."""
+        ...
+
+    def limits(self) -> Limits | None:
+        """The documented request limits a purge and scans are paced to (ACR: its SKU's,
+        read from ARM once); None where the registry documents none."""
         ...
 
     def admin_status(self) -> AdminStatus: ...

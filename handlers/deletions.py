@@ -17,7 +17,7 @@ from bot.commands import CONTRIBUTE, OWN, READ
 from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, OutcomeUnknown, Unsupported, UsageError
 from bot.policy import Role, Scope, allows, require
-from bot.purge_spec import totals_text
+from bot.purge_spec import pace_text, totals_text
 from bot.registry import Progress, Registry, TagInfo, natural_key, no_progress
 from bot.replies import Reply, Table
 from bot.requests import DeletionRequest, State
@@ -32,6 +32,8 @@ def describe(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
             ("pinned", f"{spec.get('items', 0):,} items (list {request.digest[:19]}…)"),
             ("deletes", _purge_totals(spec, request.id)),
         ]
+        if pace_text(spec):
+            head.append(("pace", pace_text(spec) or ""))
     else:
         going = _first(request.tags) or "(none: the manifest is untagged)"
         head = [
@@ -143,7 +145,8 @@ def delete(call: Call, *, ctx: Context) -> Reply:
             f"{registry.name} cannot remove a single tag; add --manifest to delete "
             "the image and every tag on it (the request will list them)"
         )
-    digest = registry.resolve(ref.repository, ref.tag) if ref.tag else ref.digest
+    tag = registry.tag(ref.repository, ref.tag) if ref.tag else None  # digest and lock, once
+    digest = tag.digest if tag is not None else ref.digest
     if ref.tag and ref.digest and digest != ref.digest:
         raise Conflict(f"{ref.repository}:{ref.tag} points at {digest}, not {ref.digest}")
     if manifest:
@@ -159,8 +162,9 @@ def delete(call: Call, *, ctx: Context) -> Reply:
                 "nothing was requested"
             )
     else:
+        assert tag is not None
         going = (ref.tag,)
-        locked = [ref.tag] if registry.tag_locked(ref.repository, ref.tag) else []
+        locked = [ref.tag] if tag.locked else []
     if locked:
         raise Conflict(
             f"{registry.name}/{ref.repository}: {', '.join(locked)} "
@@ -266,11 +270,13 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
         return execute_purge(ctx, request, progress=progress)
     registry = ctx.registries.get(request.registry)
     repo = request.repository
+    tag: TagInfo | None = None
     if request.tag is not None:
         try:
-            current = registry.resolve(repo, request.tag)
+            tag = registry.tag(repo, request.tag)  # one read: its digest and its lock
         except NotFound:
             raise Conflict(f"{repo}:{request.tag} no longer exists; nothing was deleted") from None
+        current = tag.digest
         if current != request.digest:
             raise Conflict(
                 f"{repo}:{request.tag} moved: it now points at {fmt.short_digest(current)}, not "
@@ -304,8 +310,8 @@ def execute(ctx: Context, request: DeletionRequest, progress: Progress = no_prog
         return _unless_gone(
             request, lambda: registry.delete_manifest(repo, request.digest), registry
         )
-    assert request.tag is not None
-    if registry.tag_locked(repo, request.tag):
+    assert request.tag is not None and tag is not None
+    if tag.locked:
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
     if _wait_for_another(ctx, request, registry):
         return execute(ctx, ctx.requests.get(request.id), progress)

@@ -29,6 +29,7 @@ from bot import formatting as fmt
 from bot.commands import CONTRIBUTE
 from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, UserError
+from bot.pace import Pace
 from bot.policy import Scope, allows, visible
 from bot.purge_spec import (
     MANIFEST,
@@ -37,6 +38,7 @@ from bot.purge_spec import (
     Plan,
     PurgeSpec,
     Skip,
+    pace_text,
     parse_ago,
     plan_tags,
     plural,
@@ -177,7 +179,8 @@ def purge(call: Call, *, ctx: Context) -> Reply:
             now=ctx.clock(),
             progress=call.progress,
         )
-        return _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag)
+        pace = write_pace(ctx, registry) if result.items else None
+        return _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag, pace=pace)
     if not call.args["reason"]:
         raise UserError("a purge needs --reason (a dry run does not)")
     request = plan_and_request(
@@ -270,6 +273,7 @@ def plan_and_request(
             "skipped": len(result.skipped),
             "skips_listed": True,  # kept in purge_skips: `request N` lists them
             "first": [i.label for i in result.items[:SHOWN]],
+            "pace": write_pace(ctx, registry),
         },
         requester=requester,
         reason=args["reason"],
@@ -292,7 +296,9 @@ def _item_dict(item: Item) -> dict:
     }
 
 
-def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan, *, can_untag: bool) -> Reply:
+def _dry_run_reply(
+    registry: str, spec: PurgeSpec, result: Plan, *, can_untag: bool, pace: dict | None = None
+) -> Reply:
     counts = result.counts()
     tags = sum(c["tags"] for c in counts.values())
     manifests = sum(c["manifests"] for c in counts.values())
@@ -321,6 +327,9 @@ def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan, *, can_untag: b
             f"{registry} deletes whole images: each tag goes with its image, so an image that "
             "also carries a tag the purge does not remove is skipped."
         )
+    paced = pace_text({"items": len(result.items), "pace": pace})
+    if paced:
+        notes.append(f"Once approved: {paced}.")
     touched = len([c for c in counts.values() if c["tags"] or c["manifests"]])
     return Reply(
         text=f"Dry run on {registry}: {what}{age} would be deleted from "
@@ -342,27 +351,21 @@ def _dry_run_reply(registry: str, spec: PurgeSpec, result: Plan, *, can_untag: b
 # -- execution ---------------------------------------------------------------------------
 
 
-class Pace:
-    """At most ``rate`` writes a second (when set), and a pause every worker honours after a
-    429: a per-registry throttle like regclient's per-host backoff. Hand-written: the rate
-    part is a few lines, and the shared Retry-After pause is what generic limiters lack."""
-
-    def __init__(self, rate: float | None) -> None:
-        self._interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            time.sleep(start - now)
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
+def write_pace(ctx: Context, registry: Registry) -> dict:
+    """The pace of a purge's DELETEs: `write_rate` when configured, else the registry's tier
+    limits less a margin (ACR: its SKU, read from ARM once), else none. As data for the
+    request's spec: {"rate", "source": config | tier | lowest | none, "tier"}."""
+    options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
+    if options.get("write_rate"):
+        return {"rate": float(options["write_rate"]), "source": "config", "tier": None}
+    limits = registry.limits()
+    if limits is None:
+        return {"rate": None, "source": "none", "tier": None}
+    return {
+        "rate": round(limits.write_rate, 3),
+        "source": "tier" if limits.known else "lowest",
+        "tier": limits.tier,
+    }
 
 
 def execute_purge(
@@ -377,7 +380,7 @@ def execute_purge(
     registry = ctx.registries.get(request.registry)
     options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
     concurrency = int(options.get("purge_concurrency", DEFAULT_CONCURRENCY))
-    pace = Pace(options.get("write_rate"))
+    pace = Pace(write_pace(ctx, registry)["rate"])
     purges = ctx.purges
     items = purges.items(request.id)
     total = len(items)
@@ -494,16 +497,17 @@ def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, 
         if item.kind == TAG:
             assert item.tag is not None
             try:
-                current = registry.resolve(repo, item.tag)
+                tag = registry.tag(repo, item.tag)  # one read: its digest and its lock
             except NotFound:
                 return item, GONE, "the tag was already gone"
+            current = tag.digest
             if current != item.digest:
                 return (
                     item,
                     SKIPPED,
                     (f"the tag moved to {fmt.short_digest(current)} since the request"),
                 )
-            if registry.tag_locked(repo, item.tag):
+            if tag.locked:
                 return item, SKIPPED, "locked"
             delete = lambda: registry.untag(repo, item.tag)  # noqa: E731
         else:
@@ -577,13 +581,9 @@ def _delete(
 
 def _throttled(exc: RegistryError) -> float | None:
     """Seconds to pause if the registry throttled us (429) or is briefly down (503)."""
-    text = str(exc)
-    if "(429)" in text:
-        try:
-            return float(text.rsplit("try again in ", 1)[1].split()[0])
-        except (IndexError, ValueError):
-            return 5.0
-    if "HTTP 503" in text:
+    if exc.status == 429:
+        return exc.retry_after if exc.retry_after is not None else 5.0
+    if exc.status == 503:
         return 2.0
     return None
 

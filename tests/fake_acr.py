@@ -30,8 +30,16 @@ Locks: a tag or manifest with deleteEnabled or writeEnabled false can't be delet
 deletes too, Azure/acr-cli#134). A manifest can't be deleted while any tag on it is locked either.
 A tag or manifest with listEnabled false is left out of listings but can still be read.
 
-Fault injection and counting for tests: `throttle()`, `delay()`, `count()`, `requests`; the old
-`state.throttle` / `state.fail_status` knobs still work.
+Tokens, as ACR issues them: `/oauth2/exchange` turns the AAD token into a refresh token
+(`refresh_ttl`, 11,700 s as recorded), `/oauth2/token` turns a live refresh token into an access
+token for exactly the challenge's scope (`access_ttl`, 4,500 s). A data-plane request passes
+only with a live access token whose scope covers it (same repository, the action among its
+actions); otherwise it gets the 401 challenge naming the scope it needs, with
+`error="invalid_token"` when a token was sent. `token_ttl()` shortens the lifetimes so a test
+can outlive its tokens. (`state.issued` holds test-only tokens that pass everywhere.)
+
+Fault injection and counting for tests: `throttle()`, `delay()`, `count()`, `kinds()`,
+`requests`; the old `state.throttle` / `state.fail_status` knobs still work.
 """
 
 from __future__ import annotations
@@ -151,6 +159,19 @@ class Request:
     status: int
     challenge: bool  # a 401 answered with WWW-Authenticate (the SDK's first, bare attempt)
 
+    @property
+    def kind(self) -> str:
+        """`exchange` (AAD → refresh token), `token` (refresh → access token), `challenge`
+        (a data-plane 401 with WWW-Authenticate), `data` (a data-plane call past
+        authentication) or `arm`."""
+        if self.path.startswith("/oauth2/exchange"):
+            return "exchange"
+        if self.path.startswith("/oauth2/"):
+            return "token"
+        if self.path.startswith("/subscriptions/"):
+            return "arm"
+        return "challenge" if self.challenge else "data"
+
 
 @dataclass
 class Fault:
@@ -199,7 +220,12 @@ class FakeAcrState:
     )
     throttle: int = 0  # answer this many next data-plane requests with 429
     fail_status: int | None = None  # answer every data-plane request with this status
-    issued: set[str] = field(default_factory=set)
+    issued: set[str] = field(default_factory=set)  # test-only tokens: any scope, no expiry
+    refresh_tokens: dict[str, float] = field(default_factory=dict)  # token -> exp
+    access_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # -> (scope, exp)
+    refresh_ttl: float = 11700.0  # seconds, as recorded
+    access_ttl: float = 4500.0
+    sku: str = "Premium"
     calls: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -494,6 +520,21 @@ class FakeAcr:
             )
         )
 
+    def kinds(self) -> dict[str, int]:
+        """Requests answered so far by kind (see Request.kind): what ACR bills and limits."""
+        found = dict.fromkeys(("exchange", "token", "challenge", "data", "arm"), 0)
+        for r in self.requests:
+            found[r.kind] += 1
+        return found
+
+    def token_ttl(self, *, refresh: float | None = None, access: float | None = None) -> None:
+        """Lifetimes of the tokens issued from now on (seconds)."""
+        with self._lock:
+            if refresh is not None:
+                self.state.refresh_ttl = refresh
+            if access is not None:
+                self.state.access_ttl = access
+
     def reset_counts(self) -> None:
         """Forget the requests answered so far (count() starts again from zero)."""
         with self._lock:
@@ -522,7 +563,7 @@ class FakeAcr:
             f"{ACR_PREFIX}{self.registry_name}"
         )
         return {
-            "sku": {"name": "Premium", "tier": "Premium"},
+            "sku": {"name": self.state.sku, "tier": self.state.sku},
             "type": "Microsoft.ContainerRegistry/registries",
             "id": rid,
             "name": self.registry_name,
@@ -716,37 +757,46 @@ class FakeAcr:
 
             def _oauth(self, path: str, body: bytes) -> None:
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-                now = int(time.time())
+                now = time.time()
                 if path == "/oauth2/exchange":
                     if form.get("access_token") != ARM_TOKEN:
                         return self._send(401, _error("UNAUTHORIZED", "authentication required"))
+                    exp = now + fake.state.refresh_ttl
                     refresh = jwt(
                         {
-                            "exp": now + 11700,
-                            "iat": now,
+                            "exp": exp,
+                            "iat": int(now),
                             "iss": "Azure Container Registry",
                             "aud": form.get("service"),
                             "grant_type": "refresh_token",
+                            "jti": uuid.uuid4().hex,
                         }
                     )
+                    with fake._lock:
+                        fake.state.refresh_tokens[refresh] = exp
                     return self._send(200, {"refresh_token": refresh})
+                with fake._lock:
+                    live = fake.state.refresh_tokens.get(form.get("refresh_token", ""), 0) > now
+                if not live:  # Guess (unrecorded): an expired or unknown refresh token
+                    return self._send(401, _error("UNAUTHORIZED", "authentication required"))
+                scope = form.get("scope", "")
+                exp = now + fake.state.access_ttl
                 access = jwt(
                     {
-                        "exp": now + 4500,
-                        "iat": now,
+                        "exp": exp,
+                        "iat": int(now),
                         "aud": form.get("service"),
-                        "access": [
-                            {"Type": "repository", "Name": "*", "Actions": [form.get("scope", "")]}
-                        ],
+                        "access": [_access_claim(scope)],
                         "jti": uuid.uuid4().hex,
                     }
                 )
                 with fake._lock:
-                    fake.state.issued.add(access)
+                    fake.state.access_tokens[access] = (scope, exp)
                 return self._send(200, {"access_token": access})
 
-            def _challenge(self, scope: str) -> None:
+            def _challenge(self, scope: str, *, invalid: bool = False) -> None:
                 realm = f"https://{fake.login_server}/oauth2/token"
+                error = ',error="invalid_token"' if invalid else ""
                 kind, rest = scope.split(":", 1)
                 name, action = rest.rsplit(":", 1)
                 self._send(
@@ -762,7 +812,7 @@ class FakeAcr:
                     },
                     headers={
                         "WWW-Authenticate": f'Bearer realm="{realm}",service="{fake.login_server}",'
-                        f'scope="{scope}"'
+                        f'scope="{scope}"{error}'
                     },
                 )
 
@@ -772,11 +822,9 @@ class FakeAcr:
                 state = fake.state
                 segments = [unquote(s) for s in path.split("/") if s]
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                with fake._lock:
-                    authorized = token in state.issued
-                if not authorized:
-                    if segments[:3] == ["acr", "v1", "_catalog"]:
-                        return self._challenge("registry:catalog:*")
+                if segments[:3] == ["acr", "v1", "_catalog"]:
+                    needed = "registry:catalog:*"
+                else:
                     action = {
                         "GET": "metadata_read",
                         "PATCH": "metadata_write",
@@ -784,8 +832,16 @@ class FakeAcr:
                     }.get(method, "pull")
                     if segments[:1] == ["v2"]:
                         action = "delete" if method == "DELETE" else "pull"
-                    repo = _repository_of(segments) or "repo"
-                    return self._challenge(f"repository:{repo}:{action}")
+                    needed = f"repository:{_repository_of(segments) or 'repo'}:{action}"
+                with fake._lock:
+                    granted = state.access_tokens.get(token)
+                    authorized = token in state.issued or (
+                        granted is not None
+                        and granted[1] > time.time()
+                        and _covers(granted[0], needed)
+                    )
+                if not authorized:
+                    return self._challenge(needed, invalid=bool(token))
                 if state.fail_status:
                     return self._send(state.fail_status, _error("UNKNOWN", "failure"))
                 with fake._lock:
@@ -1121,6 +1177,21 @@ def _repository_of(segments: list[str]) -> str | None:
             if marker in segments:
                 return "/".join(segments[1 : segments.index(marker)])
     return None
+
+
+def _access_claim(scope: str) -> dict[str, Any]:
+    """The `access` entry of an access token for `scope` (`repository:team/app:pull,push`)."""
+    kind, rest = scope.split(":", 1) if ":" in scope else (scope, "")
+    name, _, actions = rest.rpartition(":")
+    return {"Type": kind, "Name": name, "Actions": [a for a in actions.split(",") if a]}
+
+
+def _covers(granted: str, needed: str) -> bool:
+    """Whether a token for scope `granted` may do `needed`: same resource, action granted."""
+    have, want = _access_claim(granted), _access_claim(needed)
+    return (have["Type"], have["Name"]) == (want["Type"], want["Name"]) and all(
+        a in have["Actions"] or "*" in have["Actions"] for a in want["Actions"]
+    )
 
 
 def _patch(item: Tag | Manifest, body: bytes) -> None:

@@ -171,3 +171,29 @@ def test_credentials_never_cross_plain_http_to_another_host(tmp_path):
     assert from_mapping({"registry": [local]}, base=tmp_path, environ=env).registries
     anonymous = {"name": "h", "type": "oci", "url": "http://mirror.example.com"}
     assert from_mapping({"registry": [anonymous]}, base=tmp_path, environ={}).registries
+
+
+ACR = {
+    "name": "p",
+    "type": "acr",
+    "login_server": "p.azurecr.io",
+    "subscription_id": "s",
+    "resource_group": "g",
+}
+
+
+def test_acr_read_rate_is_a_rate_and_only_for_acr(tmp_path):
+    config = from_mapping(
+        {"registry": [{**ACR, "read_rate": "2700/min", "write_rate": 4}]},
+        base=tmp_path,
+        environ={},
+    )
+    assert config.registries[0].options["read_rate"] == 45.0
+    assert config.registries[0].options["write_rate"] == 4.0
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"registry": [{**ACR, "read_rate": "fast"}]}, base=tmp_path, environ={})
+    assert str(exc.value) == (
+        'registry[0].read_rate: expected a rate such as "500/min" or "8/s", got \'fast\''
+    )
+    with pytest.raises(ConfigError, match=r"registry\[0\].read_rate: unknown key"):
+        from_mapping({"registry": [{**OCI, "read_rate": 5}]}, base=tmp_path, environ={})

@@ -348,7 +348,12 @@ def test_doctor_on_acr_reads_the_resource_and_tries_list_credentials(fake_acr, a
     checks = doctor.registry_checks(acr_config(fake_acr), 0, build=lambda cfg: acr)
     assert [(c.name, c.status, c.detail) for c in checks] == [
         ("registry prod", "ok", "acr: listed 1 repositories (first: team/app)"),
-        ("registry prod ARM", "ok", "read the registry resource (admin user enabled)"),
+        (
+            "registry prod ARM",
+            "ok",
+            "read the registry resource (admin user enabled); Premium tier: purges at 30 "
+            "deletions/s, scans at 150 reads/s",
+        ),
         ("registry prod rotation", "ok", "the identity may list the admin credentials"),
     ]
 

@@ -5,6 +5,7 @@ import json
 import ssl
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -416,3 +417,95 @@ def test_counting_is_thread_safe(fake_acr, client):
         thread.join()
     assert fake_acr.count("GET", "/acr/v1/app/_tags/v1") == 40
     assert fake_acr.count(path_prefix="/oauth2/token") == 40
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def _post(fake_acr, path, form):
+    body = urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(fake_acr.url + path, data=body, method="POST")
+    context = ssl.create_default_context(cafile=fake_acr.ca_path)
+    try:
+        with urllib.request.urlopen(request, context=context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def _get(fake_acr, path, token):
+    request = urllib.request.Request(
+        fake_acr.url + path, headers={"Authorization": f"Bearer {token}"}
+    )
+    context = ssl.create_default_context(cafile=fake_acr.ca_path)
+    try:
+        with urllib.request.urlopen(request, context=context) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+def _access(fake_acr, scope):
+    from tests.fake_acr import ARM_TOKEN
+
+    service = fake_acr.login_server
+    _, body = _post(
+        fake_acr,
+        "/oauth2/exchange",
+        {"grant_type": "access_token", "service": service, "access_token": ARM_TOKEN},
+    )
+    status, body = _post(
+        fake_acr,
+        "/oauth2/token",
+        {
+            "grant_type": "refresh_token",
+            "service": service,
+            "scope": scope,
+            "refresh_token": body["refresh_token"],
+        },
+    )
+    assert status == 200
+    return body["access_token"]
+
+
+def test_an_access_token_serves_only_its_scope(fake_acr):
+    fake_acr.push("a", "1", D["1"])
+    fake_acr.push("b", "1", D["1"])
+    token = _access(fake_acr, "repository:a:metadata_read")
+    assert _get(fake_acr, "/acr/v1/a/_tags/1", token)[0] == 200
+    status, headers = _get(fake_acr, "/acr/v1/b/_tags/1", token)
+    assert status == 401
+    assert headers["WWW-Authenticate"] == (
+        f'Bearer realm="{fake_acr.url}/oauth2/token",service="{fake_acr.login_server}",'
+        'scope="repository:b:metadata_read",error="invalid_token"'
+    )
+    assert _get(fake_acr, "/acr/v1/_catalog", token)[0] == 401
+
+
+def test_tokens_expire(fake_acr):
+    fake_acr.push("a", "1", D["1"])
+    fake_acr.token_ttl(refresh=0.5, access=0.5)
+    token = _access(fake_acr, "repository:a:metadata_read")
+    assert _get(fake_acr, "/acr/v1/a/_tags/1", token)[0] == 200
+    time.sleep(0.6)
+    assert _get(fake_acr, "/acr/v1/a/_tags/1", token)[0] == 401
+
+
+def test_an_expired_refresh_token_gets_no_access_token(fake_acr):
+    from tests.fake_acr import ARM_TOKEN
+
+    fake_acr.token_ttl(refresh=0.1)
+    form = {"grant_type": "access_token", "service": "x", "access_token": ARM_TOKEN}
+    refresh = _post(fake_acr, "/oauth2/exchange", form)[1]["refresh_token"]
+    time.sleep(0.2)
+    form = {"grant_type": "refresh_token", "service": "x", "scope": "registry:catalog:*"}
+    assert _post(fake_acr, "/oauth2/token", {**form, "refresh_token": refresh})[0] == 401
+
+
+def test_requests_are_counted_by_kind(fake_acr, client):
+    """The SDK alone (no token cache): four requests for each call that does the work."""
+    fake_acr.push("a", "1", D["1"])
+    fake_acr.reset_counts()
+    client.get_tag_properties("a", "1")
+    client.get_tag_properties("a", "1")
+    assert fake_acr.kinds() == {"exchange": 2, "token": 2, "challenge": 2, "data": 2, "arm": 0}

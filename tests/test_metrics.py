@@ -190,7 +190,7 @@ def test_serve_merges_both_processes_metrics_and_logs_one_trail_per_job(tmp_path
             if name == "acrbot_registry_call_seconds_count" and ("registry", "demo") in labels
         }
         operations = {dict(labels)["operation"] for labels in calls}
-        assert {"list_tags", "resolve", "untag"} <= operations
+        assert {"list_tags", "tag", "untag"} <= operations  # `tag`: digest and lock, one read
         assert value(found, "acrbot_queue_jobs", state="queued") == 0  # read from SQLite
         assert ("acrbot_outbox_pending_messages", frozenset()) in found
         assert value(found, "acrbot_worker_up") == 1

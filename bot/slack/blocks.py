@@ -26,7 +26,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot import formatting as fmt
-from bot.purge_spec import totals_text
+from bot.purge_spec import pace_text, totals_text
 from bot.render_text import table_lines
 from bot.replies import Reply
 from bot.requests import DeletionRequest, State
@@ -225,6 +225,8 @@ def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
                 + (f"; first: {_names(first, request.id)}" if first else ""),
             ),
         ]
+        if pace_text(spec):
+            head.append(("Pace", escape(pace_text(spec) or "")))
     else:
         going = _names(request.tags, request.id) or "(untagged manifest)"
         if len(request.tags) > 1:

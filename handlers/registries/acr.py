@@ -6,18 +6,26 @@ credentials). Both clients are built once, with azure.identity.DefaultAzureCrede
 production, and shared. SDK errors are translated into our user errors right here, where the
 SDK is called.
 
-Quirks handled: `delete_tag` returns silently on a 404, so the tag is looked up first and a
-missing one reported as such; ACR is always https (a login server with a scheme is refused).
+Quirks handled: `delete_tag` returns silently on a 404, so its response is read through the
+SDK's `cls` hook and a missing tag reported as such; ACR is always https (a login server with a
+scheme is refused). At ACR's limits: tokens are reused until they near expiry (acr_tokens.py,
+a workaround for the SDK's auth flow), reads are paced to the registry's tier (acr_pace.py),
+and `limits()` reads the SKU from ARM once for the pace of a purge's DELETEs.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
 from azure.containerregistry import ContainerRegistryClient
+from azure.containerregistry._exchange_client import ACRExchangeClient
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -31,12 +39,20 @@ from azure.mgmt.containerregistry.models import (
     RegistryUpdateParameters,
 )
 
-from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.errors import (
+    Conflict,
+    NotFound,
+    OutcomeUnknown,
+    RegistryError,
+    Unsupported,
+    UserError,
+)
 from bot.facts import DigestFacts, FactCache, MemoryFacts
 from bot.references import DIGEST_RE
 from bot.registry import (
     AdminStatus,
     ImageInfo,
+    Limits,
     ManifestInfo,
     NewPassword,
     Order,
@@ -46,8 +62,15 @@ from bot.registry import (
     natural_key,
     no_progress,
 )
+from handlers.registries.acr_pace import ReadPace, ReadPacePolicy
+from handlers.registries.acr_tokens import TokenCache, TokenPolicies
 
 T = TypeVar("T")
+# ACR's documented operations a minute by SKU (ReadOps, WriteOps), from the service tiers page
+# (learn.microsoft.com/azure/container-registry/container-registry-skus), older edition.
+TIERS = {"Basic": (1_000, 100), "Standard": (3_000, 500), "Premium": (10_000, 2_000)}
+LOWEST = Limits("Basic", *TIERS["Basic"], known=False, why_unknown="not read yet")
+RETRY_SKU_AFTER = 300.0  # seconds before a SKU that could not be read is asked for again
 LIST_PAGE = 1000  # tags or repositories a listing request asks for when it walks them all
 ORDER_BY = {Order.TIME_DESC: "timedesc", Order.TIME_ASC: "timeasc", Order.NAME: None}
 # What the SDK may retry after a timeout: reads only. A DELETE or PATCH that timed out may
@@ -100,6 +123,8 @@ class AcrRegistry:
         key_vault: Any = None,
         key_vault_secret: str | None = None,
         facts: FactCache | None = None,
+        read_rate: float | None = None,
+        reuse_tokens: bool = True,
         **client_options: Any,
     ) -> None:
         if "://" in login_server:
@@ -108,8 +133,25 @@ class AcrRegistry:
         self.login_server = login_server.lower()
         self._rg, self._registry_name = resource_group, registry_name
         options = {"connection_verify": connection_verify, **client_options}
+        endpoint = f"https://{self.login_server}"
+        self._limits: Limits | None = None
+        self._limits_at = 0.0
+        self._limits_lock = threading.Lock()
+        self.reads = ReadPace(read_rate, lowest=LOWEST, limits=self.limits)
+        # Tokens reused until they near expiry (see acr_tokens: a workaround for the SDK).
+        self.tokens = TokenCache(
+            ACRExchangeClient(
+                endpoint, credential, credential_scopes=[f"{audience}/.default"], **options
+            )
+        )
         self._data = ContainerRegistryClient(
-            f"https://{self.login_server}", credential, audience=audience, **options
+            endpoint,
+            credential,
+            audience=audience,
+            per_retry_policies=TokenPolicies(self.tokens, ReadPacePolicy(self.reads))
+            if reuse_tokens
+            else [ReadPacePolicy(self.reads)],  # the SDK's own flow (bench/acr_budget.py)
+            **options,
         )
         self._arm = ContainerRegistryManagementClient(
             credential,
@@ -241,12 +283,17 @@ class AcrRegistry:
         )
 
     def tag_locked(self, repository: str, tag: str) -> bool:
-        props = self._call(
-            lambda: self._data.get_tag_properties(repository, tag),
-            what=f"{repository}:{tag}",
-            missing=f"{repository} has no tag `{tag}`",
+        return self.tag(repository, tag).locked
+
+    def tag(self, repository: str, tag: str) -> TagInfo:
+        """One GET of the tag's properties: its digest, dates and locks."""
+        return self._tag(
+            self._call(
+                lambda: self._data.get_tag_properties(repository, tag),
+                what=f"{repository}:{tag}",
+                missing=f"{repository} has no tag `{tag}`",
+            )
         )
-        return not (props.can_delete and props.can_write)
 
     def _tag(self, props: Any) -> TagInfo:
         return TagInfo(
@@ -279,10 +326,22 @@ class AcrRegistry:
     # -- writing ---------------------------------------------------------------------------
 
     def untag(self, repository: str, tag: str) -> None:
-        # delete_tag returns None on a 404: look first, so a missing tag is reported.
-        self.resolve(repository, tag)
+        """One DELETE. The SDK's delete_tag returns None on a 404 too: its `cls` hook hands
+        us the response, so a missing tag is reported without reading the tag first."""
+        status: list[int] = []
+
+        def delete() -> None:
+            self._data.delete_tag(
+                repository,
+                tag,
+                retry_on_methods=READ_METHODS,
+                cls=lambda response, *_: status.append(response.http_response.status_code),
+            )
+            if status and status[-1] == 404:
+                raise ResourceNotFoundError("TAG_UNKNOWN")
+
         self._call(
-            lambda: self._data.delete_tag(repository, tag, retry_on_methods=READ_METHODS),
+            delete,
             what=f"{repository}:{tag}",
             missing=f"{repository} has no tag `{tag}`",
             write="DELETE",
@@ -379,6 +438,36 @@ class AcrRegistry:
             subject=subject.get("digest") if subject else None,
         )
 
+    # -- limits ----------------------------------------------------------------------------
+
+    def limits(self) -> Limits:
+        """The SKU's documented limits, read from ARM once. If it cannot be read (no Reader
+        role on the resource, ARM down), the lowest tier's, saying why, asked again later."""
+        with self._limits_lock:
+            if self._limits is None or (
+                not self._limits.known and time.monotonic() - self._limits_at > RETRY_SKU_AFTER
+            ):
+                self._limits, self._limits_at = self._read_limits(), time.monotonic()
+            return self._limits
+
+    def _read_limits(self) -> Limits:
+        try:
+            registry = self._call(
+                lambda: self._arm.registries.get(self._rg, self._registry_name),
+                what="the registry resource (its SKU)",
+                missing="no such registry resource",
+            )
+        except UserError as exc:
+            return replace(LOWEST, why_unknown=str(exc))
+        return self._tier_of(registry)
+
+    def _tier_of(self, registry: Any) -> Limits:
+        sku = getattr(registry.sku, "name", None)
+        tier = str(getattr(sku, "value", sku) or "")
+        if tier not in TIERS:
+            return replace(LOWEST, why_unknown=f"{self.name} has an unknown SKU {tier!r}")
+        return Limits(tier, *TIERS[tier])
+
     # -- admin user and credentials --------------------------------------------------------
 
     def admin_status(self) -> AdminStatus:
@@ -387,6 +476,9 @@ class AcrRegistry:
             what="the registry resource",
             missing="no such registry resource",
         )
+        with self._limits_lock:  # the same read says the SKU: keep it
+            if self._limits is None or not self._limits.known:
+                self._limits, self._limits_at = self._tier_of(registry), time.monotonic()
         return AdminStatus(enabled=bool(registry.admin_user_enabled), username=self._registry_name)
 
     def set_admin(self, *, enabled: bool) -> AdminStatus:
@@ -481,6 +573,21 @@ def _body(exc: HttpResponseError) -> str:
         return ""
 
 
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After header in seconds: a number, or an HTTP date (RFC 9110)."""
+    if not retry_after:
+        return None
+    try:
+        return max(float(retry_after), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
 def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
     status = exc.status_code or 0
     code = getattr(exc.error, "code", None) if exc.error else None
@@ -490,8 +597,14 @@ def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
             "the AcrPull/AcrDelete (data) or Contributor (admin) role"
         )
     if status == 429:
-        retry = exc.response.headers.get("Retry-After", "a few") if exc.response else "a few"
-        return RegistryError(f"{name} is throttling requests (429); try again in {retry} s")
+        header = exc.response.headers.get("Retry-After") if exc.response is not None else None
+        seconds = _seconds(header)
+        return RegistryError(
+            f"{name} is throttling requests (429); try again in "
+            f"{'a few' if seconds is None else f'{seconds:g}'} s",
+            status=429,
+            retry_after=seconds,
+        )
     if status == 405 and "REGISTRY_DISALLOWED_OPERATION" in _body(exc):
         # ACR's answer to deleting a locked tag or manifest (deleteEnabled/writeEnabled off).
         return Conflict(f"{name}: {what} is locked (deleteEnabled/writeEnabled is off)")
@@ -502,7 +615,7 @@ def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
             f"admin user is disabled on {name}; an owner can run `admin enable --registry {name}`"
         )
     if status >= 500:
-        return RegistryError(f"{name} failed (HTTP {status}); try again later")
+        return RegistryError(f"{name} failed (HTTP {status}); try again later", status=status)
     return RegistryError(
         f"{name} refused {what} (HTTP {status}" + (f", {code}" if code else "") + ")"
     )

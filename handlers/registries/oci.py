@@ -223,6 +223,12 @@ class OciRegistry(NoLocks, NoAdminUser):
     def tag_locked(self, repository: str, tag: str) -> bool:
         return False  # the distribution API has no locks
 
+    def limits(self) -> None:
+        return None  # the distribution API documents no request limits
+
+    def tag(self, repository: str, tag: str) -> TagInfo:
+        return TagInfo(name=tag, digest=self.resolve(repository, tag))  # one HEAD; no locks
+
     def references(self, repository: str, digests: list[str]) -> dict[str, tuple[str, ...]]:
         """From the digest facts (cached: what an index references never changes)."""
         facts = self._facts_for(repository, digests)
@@ -462,9 +468,15 @@ class OciRegistry(NoLocks, NoAdminUser):
             )
         if status == 429:
             wait = int(_retry_after(response, 30))
-            raise RegistryError(f"{self.name} is throttling requests (429); try again in {wait} s")
+            raise RegistryError(
+                f"{self.name} is throttling requests (429); try again in {wait} s",
+                status=429,
+                retry_after=wait,
+            )
         if status >= 500:
-            raise RegistryError(f"{self.name} failed (HTTP {status}); try again later")
+            raise RegistryError(
+                f"{self.name} failed (HTTP {status}); try again later", status=status
+            )
         raise RegistryError(
             f"{self.name} refused {what} (HTTP {status}"
             + (f", {', '.join(codes)}" if codes else "")

@@ -152,10 +152,16 @@ class OciLayoutRegistry(NoAdminUser):
         return tuple(sorted(tags, key=lambda t: natural_key(t.name)))
 
     def tag_locked(self, repository: str, tag: str) -> bool:
+        return self.tag(repository, tag).locked
+
+    def limits(self) -> None:
+        return None  # files on disk: nothing to pace
+
+    def tag(self, repository: str, tag: str) -> TagInfo:
         hits = [d for d in self._read_index(repository)["manifests"] if _tag_of(d) == tag]
         if not hits:
             raise NotFound(f"{self.name}: {repository} has no tag `{tag}`")
-        return any(_locked(d) for d in hits)
+        return TagInfo(name=tag, digest=hits[0]["digest"], locked=any(_locked(d) for d in hits))
 
     # -- writing ---------------------------------------------------------------------------
 
