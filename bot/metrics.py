@@ -45,6 +45,8 @@ SWITCH_ENV = "ACRBOT_METRICS"  # "off": record nothing (this process and its chi
 # Slack's limit is 3 s: the buckets are fine below 100 ms, where acks live.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Socket Mode: a reconnect that overlaps takes ~0; the 10 s buckets are the old stall.
+GAP_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 REGISTRY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -60,6 +62,7 @@ class _Metrics:
     registry_calls: Any
     approvals: Any
     executions: Any
+    socket_gaps: Any
 
 
 _lock = threading.Lock()
@@ -176,6 +179,15 @@ def _build() -> _Metrics:
             ["action", "outcome"],
             registry=registry,
         ),
+        socket_gaps=Histogram(
+            "acrbot_socket_mode_gap_seconds",
+            "Socket Mode reconnects, by the reason the previous connection went (Slack's "
+            "disconnect reason, or dropped), with the time Slack had no connection to deliver "
+            "to (the _count series counts the reconnects, _sum the seconds without one).",
+            ["reason"],
+            buckets=GAP_BUCKETS,
+            registry=registry,
+        ),
     )
 
 
@@ -229,6 +241,11 @@ def approval(outcome: str) -> None:
 def execution(action: str, outcome: str) -> None:
     if (m := _get()) is not None:
         m.executions.labels(action, outcome).inc()
+
+
+def socket_mode_reconnect(reason: str, gap: float) -> None:
+    if (m := _get()) is not None:
+        m.socket_gaps.labels(reason).observe(max(gap, 0.0))
 
 
 # -- exposition --------------------------------------------------------------------------

@@ -1027,7 +1027,7 @@ def test_image_healthcheck_in_socket_mode(tmp_path, fake_slack):
     from tests.fake_socket_mode import FakeSocketMode
 
     ws = FakeSocketMode().start()
-    fake_slack.socket_url = ws.url
+    ws.attach(fake_slack)
     served = Served(tmp_path, fake_slack, app_token="xapp-test")
     try:
         ws.wait_connections(1, timeout=30)

@@ -234,7 +234,7 @@ def test_socket_mode_serves_metrics_on_its_own_port(tmp_path, fake_slack):
     from tests.fake_socket_mode import FakeSocketMode
 
     ws = FakeSocketMode().start()
-    fake_slack.socket_url = ws.url
+    ws.attach(fake_slack)
     env = {**demo_env(tmp_path, fake_slack), "SLACK_APP_TOKEN": "xapp-test"}
     env.update(HTTPS_PROXY="", HTTP_PROXY="")
     del env["SLACK_SIGNING_SECRET"]
