@@ -73,6 +73,7 @@ class FakeSocketMode:
         self.ack_errors: list[str] = []  # acks for envelopes never sent
         self.history: list[Connection] = []
         self.link_disabled = False
+        self.down = False  # outage(): handshakes refused, connections dropped
         self._tickets: dict[str, bool] = {}  # ticket -> used
         self._outbox: list[dict[str, Any]] = []
         self._live: dict[int, ServerConnection] = {}
@@ -150,6 +151,18 @@ class FakeSocketMode:
                 self._tell(conn, reason)
             return targets[-1].id if targets else 0
 
+    def outage(self, down: bool = True) -> None:
+        """Slack's Socket Mode goes away (every connection dropped without a word, handshakes
+        answered 503) or comes back."""
+        with self._lock:
+            self.down = down
+            victims = [c.id for c in self.history if c.closed_at is None] if down else []
+        for conn_id in victims:
+            with self._lock:
+                ws = self._live.get(conn_id)
+            if ws is not None:
+                ws.close_socket()
+
     def wait_ack(self, envelope_id: str, timeout: float = 10) -> tuple[dict[str, Any], float]:
         """The ack's body and the seconds from sending the envelope to receiving the ack."""
         deadline = time.monotonic() + timeout
@@ -212,6 +225,9 @@ class FakeSocketMode:
     def _check_ticket(self, ws: ServerConnection, request: Request) -> Response | None:
         ticket = parse_qs(urlparse(request.path).query).get("ticket", [""])[0]
         with self._lock:
+            if self.down:
+                self.refused.append((ticket, "outage"))
+                return ws.respond(503, "outage\n")
             if self.link_disabled:
                 why = "link_disabled"
             elif ticket not in self._tickets:
