@@ -261,6 +261,15 @@ def test_socket_mode_serves_metrics_on_its_own_port(tmp_path, fake_slack):
         )
         assert value(found, "acrbot_ack_seconds_count", kind="command") == 1
         assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 1
+        ws.disconnect("refresh_requested")  # Slack recycles the connection
+        ws.wait_connections(2)
+        gaps = eventually(
+            port,
+            lambda s: value(s, "acrbot_socket_mode_gap_seconds_count", reason="refresh_requested"),
+        )
+        assert value(gaps, "acrbot_socket_mode_gap_seconds_count", reason="refresh_requested") == 1
+        assert value(gaps, "acrbot_socket_mode_gap_seconds_sum", reason="refresh_requested") < 1
+        assert value(gaps, "acrbot_socket_mode_gap_seconds_count", reason="dropped") == 0
     finally:
         stderr = stop(proc)
         ws.stop()
