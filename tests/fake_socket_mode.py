@@ -67,7 +67,8 @@ class FakeSocketMode:
         self.close_after = close_after
         self.app_id = app_id
         self.acks: dict[str, tuple[dict[str, Any], float]] = {}
-        self.sent_at: dict[str, float] = {}
+        self.sent_at: dict[str, float] = {}  # perf_counter() when it went on a connection
+        self.queued_at: dict[str, float] = {}  # perf_counter() when the test queued it
         self.delivered_to: dict[str, int] = {}  # envelope_id -> connection id
         self.refused: list[tuple[str, str]] = []  # (ticket, why) refused at the handshake
         self.ack_errors: list[str] = []  # acks for envelopes never sent
@@ -119,6 +120,7 @@ class FakeSocketMode:
         """Queue an envelope for the next connection that may receive it; its id."""
         envelope_id = str(uuid.uuid4())
         with self._lock:
+            self.queued_at[envelope_id] = time.perf_counter()
             self._outbox.append(
                 {
                     "envelope_id": envelope_id,

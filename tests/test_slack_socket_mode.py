@@ -269,3 +269,16 @@ def test_socket_mode_dropped_connection_is_replaced_at_once(link):
     assert ws.history[-1].hello_at - first.closed_at < 1.0
     assert handler.client.status.last_reason == "dropped"
     assert ws.wait_ack(event(ws), timeout=2)[1] < 1.0
+
+
+def test_socket_mode_chaos_every_envelope_acked_every_command_answered_once(
+    tmp_path, fake_slack_module
+):
+    from tests.chaos_socket import SocketChaos, SocketChaosOptions
+
+    counts = SocketChaos(
+        tmp_path, fake_slack_module, SocketChaosOptions(duration=12, seed=3, settle=20)
+    ).run()
+    assert counts.problems() == [], counts.lines()
+    assert counts.envelopes > 50 and sum(counts.refreshes.values()) >= 4
+    assert counts.refreshes["refresh_requested"] >= 1
