@@ -282,3 +282,22 @@ def test_socket_mode_chaos_every_envelope_acked_every_command_answered_once(
     assert counts.problems() == [], counts.lines()
     assert counts.envelopes > 50 and sum(counts.refreshes.values()) >= 4
     assert counts.refreshes["refresh_requested"] >= 1
+
+
+def test_socket_mode_app_token_revoked_while_running_stops_with_one_line(link, fake_slack_module):
+    ws, _, stopped = link
+    fake_slack_module.errors["apps.connections.open"] = "token_revoked"
+    try:
+        ws._close(ws.deliverable()[-1].id)  # the reconnect finds the token revoked
+        deadline = time.monotonic() + 5
+        while not stopped and time.monotonic() < deadline:
+            time.sleep(0.01)
+        refused = len(fake_slack_module.calls_to("apps.connections.open", refused=True))
+        time.sleep(1.5)
+        assert len(fake_slack_module.calls_to("apps.connections.open", refused=True)) == refused
+    finally:
+        del fake_slack_module.errors["apps.connections.open"]
+    assert stopped == [
+        "Slack app token rejected: token_revoked (the token was revoked; check SLACK_APP_TOKEN: "
+        "an app-level token (xapp-…) with connections:write, on the app's Basic Information page)"
+    ]

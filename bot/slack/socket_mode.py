@@ -153,7 +153,6 @@ class SocketModeLink(BaseSocketModeClient):
         drain: float = DRAIN,
         ping_interval: float = PING_INTERVAL,
         stale_after: float = STALE_AFTER,
-        sleep: Callable[[float], Any] | None = None,
         status_path: Path | None = None,
     ) -> None:
         self.app_token = app_token
@@ -184,7 +183,6 @@ class SocketModeLink(BaseSocketModeClient):
         self._too_many = 0  # consecutive too_many_websockets
         self._failures = 0  # consecutive failed attempts to connect
         self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait
         self._supervisor: threading.Thread | None = None
 
     # -- BaseSocketModeClient ------------------------------------------------------------------
@@ -211,13 +209,15 @@ class SocketModeLink(BaseSocketModeClient):
             conn.close()
 
     def close(self) -> None:
+        """Stop reconnecting, let the acks in hand go out on the open connections, then close
+        them (an envelope read but not acked would fail for its user)."""
         self.closed = True
         self._stop.set()
         self._wake.set()
-        self.disconnect()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
-        self.message_workers.shutdown(wait=False)
+        self.message_workers.shutdown(wait=True, cancel_futures=False)
+        self.disconnect()
 
     def send_message(self, message: str) -> None:
         self._send(None, message)
@@ -350,7 +350,9 @@ class SocketModeLink(BaseSocketModeClient):
                 self._connections.remove(conn)
             for envelope_id in [e for e, c in self._origin.items() if c is conn]:
                 del self._origin[envelope_id]
-            if conn.told is None and not self._stop.is_set() and not self.status.stopped:
+            # A connection that never said hello is a failed attempt: _replace backs off.
+            dropped = conn.hello.is_set() and conn.told is None
+            if dropped and not self._stop.is_set() and not self.status.stopped:
                 self.status.last_reason = "dropped"
                 self._schedule(time.monotonic())
             self._update()
@@ -449,29 +451,31 @@ class SocketModeLink(BaseSocketModeClient):
                 conn.ws.ping("acrbot")
 
     def _replace(self) -> None:
-        """Open a new connection, retrying with backoff until one works or we stop."""
-        while not self._stop.is_set() and not self.is_connected():
-            try:
-                self._open()
-                return
-            except SlackApiError as exc:
-                error = str(exc.response.get("error"))
-                if error in _REFUSALS:
-                    from bot.slack.startup import APP_TOKEN, refusal
+        """Open a new connection; on failure, plan the next attempt with backoff (the
+        supervisor goes on tending the others and writing the status meanwhile)."""
+        if self._stop.is_set() or self.is_connected():
+            return
+        try:
+            self._open()
+            return
+        except SlackApiError as exc:
+            error = str(exc.response.get("error"))
+            if error in _REFUSALS:
+                from bot.slack.startup import APP_TOKEN, refusal
 
-                    with self._lock:
-                        self._fatal(refusal(APP_TOKEN, error))
-                    return
-                reason = error
-            except SocketModeStopped:
+                with self._lock:
+                    self._fatal(refusal(APP_TOKEN, error))
                 return
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            self._failures += 1
-            wait = min(RETRY_FIRST * 2 ** (self._failures - 1), RETRY_MAX)
-            wait *= random.uniform(0.8, 1.2)
-            log.warning("Socket Mode: cannot connect (%s); trying again in %.1f s", reason, wait)
-            self._sleep(wait)
+            reason = error
+        except SocketModeStopped:
+            return
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        self._failures += 1
+        wait = min(RETRY_FIRST * 2 ** (self._failures - 1), RETRY_MAX) * random.uniform(0.8, 1.2)
+        log.warning("Socket Mode: cannot connect (%s); trying again in %.1f s", reason, wait)
+        with self._lock:
+            self._schedule(time.monotonic() + wait)
 
 
 # apps.connections.open answers that no retry can fix.
