@@ -9,16 +9,22 @@ Slack recycles Socket Mode connections routinely: it sends `{"type": "disconnect
   monitor runs: refreshes at 0.5 s into its cycle left no connection for 10.5 s;
 - the built-in one opens the new socket first, but its one reader thread goes on waiting on
   the old socket (3 s receive timeout) before it reads the new one: envelopes Slack delivered
-  on the new connection waited up to 1.5 s for their ack, and longer when Slack is quiet;
+  on the new connection waited up to 1.6 s for their ack, and longer when Slack is quiet;
 - neither tells the disconnect reasons apart: both reconnect on `link_disabled` (Socket Mode
   turned off for the app) for ever, and on `too_many_websockets` at once.
+
+No upstream issue names this gap (slackapi/python-slack-sdk#1379 and #1462 are earlier
+reconnect bugs of the websocket-client one). When slack_sdk's client overlaps connections and
+tells the reasons apart, delete this module for it: the tests above say when it does.
 
 So this module keeps the connections itself, on websocket-client's `WebSocket` (frames,
 pings, TLS, proxies) and slack_sdk's `BaseSocketModeClient` (the request listeners Bolt
 plugs into, the message workers): each connection has its own reader thread, a new
 connection is opened *before* the old one is let go (Slack allows 10 per app and delivers
 each envelope to one of them), and each ack goes back on the connection its envelope came
-in on. What each disconnect reason does, as Slack documents them:
+in on. What each disconnect reason does, as Slack documents them (too_many_websockets is not
+in Slack's page: its meaning, more than the 10 connections an app may hold, is from Slack's
+SDK maintainers, slackapi/node-slack-sdk#1654):
 
 - `refresh_requested`, `warning` (and a reason we do not know): open a new connection now;
   the old one keeps being read until Slack closes it (`DRAIN` seconds at most), so nothing
