@@ -271,6 +271,11 @@ class Exposition:
         self._registry: Any = None
         self._lock = threading.Lock()
 
+    def add_reader(self, reader: Callable[[], list[Reading]]) -> None:
+        """Read ``reader`` at every scrape from now on (what exists only once serving
+        started, e.g. the Socket Mode connections)."""
+        self._readers = (*self._readers, reader)
+
     def _collector_registry(self) -> Any:
         from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
@@ -281,7 +286,7 @@ class Exposition:
             MultiProcessCollector(registry, path=str(directory))
         else:
             registry.register(_LocalCollector())
-        registry.register(_ReadingCollector(self._readers))
+        registry.register(_ReadingCollector(lambda: self._readers))
         return registry
 
     def render(self) -> tuple[bytes, str]:
@@ -316,13 +321,13 @@ class _LocalCollector:
 
 
 class _ReadingCollector:
-    def __init__(self, readers: tuple[Callable[[], list[Reading]], ...]) -> None:
+    def __init__(self, readers: Callable[[], tuple[Callable[[], list[Reading]], ...]]) -> None:
         self._readers = readers
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        for reader in self._readers:
+        for reader in self._readers():
             try:
                 readings = reader()
             except Exception:  # a busy or missing database: leave the reading out this time

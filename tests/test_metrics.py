@@ -270,6 +270,8 @@ def test_socket_mode_serves_metrics_on_its_own_port(tmp_path, fake_slack):
         assert value(gaps, "acrbot_socket_mode_gap_seconds_count", reason="refresh_requested") == 1
         assert value(gaps, "acrbot_socket_mode_gap_seconds_sum", reason="refresh_requested") < 1
         assert value(gaps, "acrbot_socket_mode_gap_seconds_count", reason="dropped") == 0
+        assert value(gaps, "acrbot_socket_mode_connections") >= 1
+        assert gaps[("acrbot_socket_mode_down_seconds", frozenset())] == 0
     finally:
         stderr = stop(proc)
         ws.stop()

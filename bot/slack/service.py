@@ -190,7 +190,7 @@ def serve(
             log.warning("acr-chatops: metrics on http://%s:%s/metrics", host, scrape.server_port)
         if settings.socket_mode:
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
-            run_socket_mode(front, settings, startup_wait=startup_wait)
+            run_socket_mode(front, settings, startup_wait=startup_wait, exposition=exposition)
         else:
             server = HttpServer(
                 front, host=host, port=port, healthy=worker.is_alive, exposition=exposition
@@ -204,7 +204,13 @@ def serve(
         worker.stop()
 
 
-def run_socket_mode(front: SlackApp, settings: SlackSettings, *, startup_wait: float) -> None:
+def run_socket_mode(
+    front: SlackApp,
+    settings: SlackSettings,
+    *,
+    startup_wait: float,
+    exposition: metrics.Exposition | None = None,
+) -> None:
     """Connect, then keep connected until interrupted; if Slack says no connection can work
     (Socket Mode turned off for the app, the app token revoked), stop with that one line."""
     stopped: list[str] = []
@@ -216,6 +222,8 @@ def run_socket_mode(front: SlackApp, settings: SlackSettings, *, startup_wait: f
 
     status = socket_mode_status_path()
     handler = socket_mode_handler(front, on_fatal=fatal, status_path=status)
+    if exposition is not None:
+        exposition.add_reader(handler.client.readings)
     try:
         startup.connect_socket_mode(handler, settings, within=startup_wait)
         done.wait()  # until interrupted, or Slack says stop

@@ -225,6 +225,25 @@ class SocketModeLink(BaseSocketModeClient):
         self.message_workers.shutdown(wait=True, cancel_futures=False)
         self.disconnect()
 
+    def readings(self) -> list[metrics.Reading]:
+        """The scrape-time gauges (bot/metrics.py Exposition.add_reader)."""
+        with self._lock:
+            status = self.status
+            down = 0.0 if status.down_since is None else time.monotonic() - status.down_since
+            return [
+                metrics.Reading(
+                    "acrbot_socket_mode_connections",
+                    "Socket Mode connections Slack can deliver to (said hello, not told to go).",
+                    (({}, float(status.deliverable)),),
+                ),
+                metrics.Reading(
+                    "acrbot_socket_mode_down_seconds",
+                    "Seconds since Slack last had a Socket Mode connection to deliver to "
+                    "(0 while it has one).",
+                    (({}, round(down, 3)),),
+                ),
+            ]
+
     def send_message(self, message: str) -> None:
         self._send(None, message)
 
