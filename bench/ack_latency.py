@@ -322,7 +322,7 @@ def _socket_server(conn: Any, n: int, fake_port: int) -> None:
     sends ``n`` envelopes at once and reports each ack's latency (its own clock, its own GIL).
     """
     ws = FakeSocketMode().start()
-    conn.send(ws.url)
+    conn.send([ws.issue_url() for _ in range(20)])  # single-use tickets, one per connection
     ws.wait_connections(1)
     while (order := conn.recv()) != "stop":
         tag, text = order
@@ -362,7 +362,7 @@ def bench_socket_mode(
     tag = "t" if in_process else "s"
     server = context.Process(target=_socket_server, args=(child, n, fake.port))
     server.start()
-    fake.socket_url = parent.recv()
+    fake.socket_url = iter(parent.recv()).__next__
     with (
         tempfile.TemporaryDirectory() as tmp,
         bot(Path(tmp), fake, delay, in_process=in_process, app_token="xapp-bench") as front,

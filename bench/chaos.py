@@ -5,11 +5,18 @@ registry slow or failing; then the counts of every promise (tests/chaos.py says 
 means). The README's reliability section quotes them. Exit status 1 if a promise broke.
 
     .venv/bin/python bench/chaos.py [--duration 120] [--seed 1] [--delete-faults]
+    .venv/bin/python bench/chaos.py --socket-mode [--duration 120] [--seed 1]
 
 --delete-faults adds faults inside the DELETE itself (held before the registry, its answer
 held back, held past the client's timeout), so that kills land where the outcome is unknown;
 the bot then waits its 45 s grace period before it reads the registry again, so allow for it
 (--settle).
+
+--socket-mode runs `acrbot serve` in Socket Mode instead, against the strict fake Socket Mode
+server, with a stream of slash commands while Slack recycles the connection every 0.5–3 s
+(refresh_requested, warning, too_many_websockets, dropped); tests/chaos_socket.py says what it
+counts: every envelope acked within 3 s, every command answered once, no gap over 1 s after a
+refresh.
 """
 
 from __future__ import annotations
@@ -42,8 +49,13 @@ def main() -> int:
     parser.add_argument(
         "--keep", metavar="DIR", help="keep the database and serve.log in DIR (for a post-mortem)"
     )
+    parser.add_argument(
+        "--socket-mode", action="store_true", help="Socket Mode refreshes instead (see above)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.socket_mode:
+        return socket_mode(args)
     options = ChaosOptions(
         duration=args.duration,
         seed=args.seed,
@@ -68,6 +80,28 @@ def main() -> int:
         rejected = fake.rejected()
         if rejected:
             problems.append(f"Slack refused {len(rejected)} payloads: {rejected[0].error}")
+        print("every promise held" if not problems else "BROKEN:\n  " + "\n  ".join(problems))
+        return 1 if problems else 0
+
+
+def socket_mode(args: argparse.Namespace) -> int:
+    from tests.chaos_socket import SocketChaos, SocketChaosOptions
+
+    options = SocketChaosOptions(duration=args.duration, seed=args.seed)
+    options.settle = args.settle if args.settle is not None else options.settle
+    with tempfile.TemporaryDirectory(prefix="acrbot-chaos-socket-") as tmp:
+        root = Path(args.keep) if args.keep else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        fake = FakeSlack().start()
+        started = time.monotonic()
+        try:
+            counts = SocketChaos(root, fake, options).run()
+        finally:
+            fake.stop()
+        print(f"bench/chaos.py {' '.join(sys.argv[1:])} ({time.monotonic() - started:.0f} s)")
+        for line in counts.lines():
+            print(line)
+        problems = counts.problems()
         print("every promise held" if not problems else "BROKEN:\n  " + "\n  ".join(problems))
         return 1 if problems else 0
 

@@ -45,6 +45,8 @@ SWITCH_ENV = "ACRBOT_METRICS"  # "off": record nothing (this process and its chi
 # Slack's limit is 3 s: the buckets are fine below 100 ms, where acks live.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Socket Mode: a reconnect that overlaps takes ~0; the 10 s buckets are the old stall.
+GAP_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 REGISTRY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -60,6 +62,7 @@ class _Metrics:
     registry_calls: Any
     approvals: Any
     executions: Any
+    socket_gaps: Any
 
 
 _lock = threading.Lock()
@@ -176,6 +179,15 @@ def _build() -> _Metrics:
             ["action", "outcome"],
             registry=registry,
         ),
+        socket_gaps=Histogram(
+            "acrbot_socket_mode_gap_seconds",
+            "Socket Mode reconnects, by the reason the previous connection went (Slack's "
+            "disconnect reason, or dropped), with the time Slack had no connection to deliver "
+            "to (the _count series counts the reconnects, _sum the seconds without one).",
+            ["reason"],
+            buckets=GAP_BUCKETS,
+            registry=registry,
+        ),
     )
 
 
@@ -231,6 +243,11 @@ def execution(action: str, outcome: str) -> None:
         m.executions.labels(action, outcome).inc()
 
 
+def socket_mode_reconnect(reason: str, gap: float) -> None:
+    if (m := _get()) is not None:
+        m.socket_gaps.labels(reason).observe(max(gap, 0.0))
+
+
 # -- exposition --------------------------------------------------------------------------
 
 
@@ -254,6 +271,11 @@ class Exposition:
         self._registry: Any = None
         self._lock = threading.Lock()
 
+    def add_reader(self, reader: Callable[[], list[Reading]]) -> None:
+        """Read ``reader`` at every scrape from now on (what exists only once serving
+        started, e.g. the Socket Mode connections)."""
+        self._readers = (*self._readers, reader)
+
     def _collector_registry(self) -> Any:
         from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
@@ -264,7 +286,7 @@ class Exposition:
             MultiProcessCollector(registry, path=str(directory))
         else:
             registry.register(_LocalCollector())
-        registry.register(_ReadingCollector(self._readers))
+        registry.register(_ReadingCollector(lambda: self._readers))
         return registry
 
     def render(self) -> tuple[bytes, str]:
@@ -299,13 +321,13 @@ class _LocalCollector:
 
 
 class _ReadingCollector:
-    def __init__(self, readers: tuple[Callable[[], list[Reading]], ...]) -> None:
+    def __init__(self, readers: Callable[[], tuple[Callable[[], list[Reading]], ...]]) -> None:
         self._readers = readers
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        for reader in self._readers:
+        for reader in self._readers():
             try:
                 readings = reader()
             except Exception:  # a busy or missing database: leave the reading out this time

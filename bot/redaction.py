@@ -18,6 +18,7 @@ BODY_LOGGERS = (
     "slack_sdk.web.base_client",
     "slack_sdk.webhook.client",
     "slack_sdk.socket_mode.builtin.client",
+    "bot.slack.socket_mode",  # Bolt's Socket Mode send_response logs failed bodies through it
     "slack_bolt.App",
 )
 

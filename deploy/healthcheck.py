@@ -11,7 +11,11 @@ only, so it runs under any Python in the image.
   `acrbot serve` process must be running (not stopped) and have a worker child that is
   running (not a zombie, not stopped). The front process restarts a dead worker within about
   a second, so a probe with a failure threshold of 3 only fails on a front that stopped
-  restarting it.
+  restarting it. And Slack must have a connection to deliver to: the front writes its Socket
+  Mode status every second to $TMPDIR/acrbot-socket-mode-PID.json (bot/slack/socket_mode.py);
+  "no connection" when there has been none for more than NO_CONNECTION_GRACE seconds (a
+  refresh overlaps connections, so it never gets there), when the front stopped for good
+  (Socket Mode turned off for the app), or when the file is not being written (a stuck front).
 
 Usage: acrbot-healthcheck [--pid PID]   (default: the `acrbot serve` process in this PID
 namespace, which in the container is PID 1)
@@ -19,8 +23,11 @@ namespace, which in the container is PID 1)
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,6 +35,8 @@ from pathlib import Path
 PROC = Path("/proc")
 DEFAULT_PORT = 3000
 TIMEOUT = 3.0
+NO_CONNECTION_GRACE = 5.0  # seconds without a Socket Mode connection before it is unhealthy
+STATUS_STALE = 10.0  # seconds: a status file older than this was left by a stuck front
 
 
 def _argv(pid: int) -> list[str]:
@@ -121,6 +130,33 @@ def check_socket_mode(pid: int) -> str | None:
         return f"acrbot serve ({pid}) has no worker process"
     if not any(_running(state) for _, state in workers):
         return "the worker process is not running: " + ", ".join(f"{p} {s}" for p, s in workers)
+    return check_connection(pid)
+
+
+def status_path(pid: int) -> Path:
+    """The file `acrbot serve` writes (bot/slack/service.py, socket_mode_status_path)."""
+    return Path(tempfile.gettempdir()) / f"acrbot-socket-mode-{pid}.json"
+
+
+def check_connection(pid: int, *, now: float | None = None) -> str | None:
+    """None if Slack has had a Socket Mode connection to deliver to lately, else why not."""
+    now = time.time() if now is None else now
+    path = status_path(pid)
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        return f"no Socket Mode connection yet ({path} not written)"
+    except (OSError, ValueError) as exc:
+        return f"no Socket Mode status: {path}: {exc}"
+    if status.get("stopped"):
+        return f"no connection: {status['stopped']}"
+    written = now - float(status.get("written_wall") or 0)
+    if written > STATUS_STALE:
+        return f"no connection: the Socket Mode status was last written {written:.0f} s ago"
+    down_since = status.get("down_since_wall")
+    if down_since is not None and now - float(down_since) > NO_CONNECTION_GRACE:
+        why = status.get("last_reason") or "not connected yet"
+        return f"no connection to Slack for {now - float(down_since):.0f} s (last: {why})"
     return None
 
 

@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -371,7 +372,9 @@ class FakeSlack:
             json.loads(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"]
         )
         self.missing_channels: set[str] = set()  # conversations.info: channel_not_found
-        self.socket_url: str | None = None
+        # apps.connections.open answers this URL, or calls it for a fresh one each time
+        # (FakeSocketMode.attach: its tickets work once, as Slack's do).
+        self.socket_url: str | Callable[[], str] | None = None
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._faults: dict[str, list[_Fault]] = {}
@@ -712,7 +715,8 @@ class FakeSlack:
             ]
             return {"ok": True, "messages": messages, "has_more": False}
         if method == "apps.connections.open":
-            return {"ok": True, "url": self.socket_url}
+            url = self.socket_url() if callable(self.socket_url) else self.socket_url
+            return {"ok": True, "url": url}
         if method == "conversations.info":
             if channel in self.missing_channels:
                 return {"ok": False, "error": "channel_not_found"}

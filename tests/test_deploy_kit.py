@@ -1027,7 +1027,7 @@ def test_image_healthcheck_in_socket_mode(tmp_path, fake_slack):
     from tests.fake_socket_mode import FakeSocketMode
 
     ws = FakeSocketMode().start()
-    fake_slack.socket_url = ws.url
+    ws.attach(fake_slack)
     served = Served(tmp_path, fake_slack, app_token="xapp-test")
     try:
         ws.wait_connections(1, timeout=30)
@@ -1049,6 +1049,49 @@ def test_image_healthcheck_in_socket_mode(tmp_path, fake_slack):
         finally:
             os.kill(served.proc.pid, signal.SIGCONT)
         served.wait_healthy()
+        ws.disconnect("refresh_requested")  # routine: the overlap keeps it healthy
+        assert served.healthcheck().returncode == 0
+        ws.outage()  # Slack unreachable: unhealthy once it lasts more than a few seconds
+        time.sleep(1)
+        assert served.healthcheck().returncode == 0
+        check = wait_unhealthy(served, timeout=15)
+        assert "no connection to Slack for" in check.stdout and "(last: dropped)" in check.stdout
+        ws.outage(down=False)
+        served.wait_healthy()
     finally:
         served.stop()
         ws.stop()
+
+
+def wait_unhealthy(served: Served, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check = served.healthcheck()
+        if check.returncode == 1:
+            return check
+        time.sleep(0.2)
+    raise AssertionError("acrbot serve stayed healthy")
+
+
+def test_healthcheck_reads_the_socket_mode_status(tmp_path, monkeypatch):
+    module = load_healthcheck()
+    monkeypatch.setattr(module.tempfile, "tempdir", str(tmp_path))
+    now = 1_000_000.0
+    assert "not written" in module.check_connection(7, now=now)
+    path = module.status_path(7)
+
+    def status(**fields):
+        path.write_text(json.dumps({"written_wall": now - 1, "down_since_wall": None, **fields}))
+        return module.check_connection(7, now=now)
+
+    assert status() is None
+    assert status(down_since_wall=now - 3, last_reason="refresh_requested") is None
+    assert status(down_since_wall=now - 12, last_reason="dropped") == (
+        "no connection to Slack for 12 s (last: dropped)"
+    )
+    assert status(stopped="Slack turned Socket Mode off") == (
+        "no connection: Slack turned Socket Mode off"
+    )
+    assert status(written_wall=now - 60) == (
+        "no connection: the Socket Mode status was last written 60 s ago"
+    )

@@ -234,7 +234,7 @@ def test_socket_mode_serves_metrics_on_its_own_port(tmp_path, fake_slack):
     from tests.fake_socket_mode import FakeSocketMode
 
     ws = FakeSocketMode().start()
-    fake_slack.socket_url = ws.url
+    ws.attach(fake_slack)
     env = {**demo_env(tmp_path, fake_slack), "SLACK_APP_TOKEN": "xapp-test"}
     env.update(HTTPS_PROXY="", HTTP_PROXY="")
     del env["SLACK_SIGNING_SECRET"]
@@ -261,6 +261,17 @@ def test_socket_mode_serves_metrics_on_its_own_port(tmp_path, fake_slack):
         )
         assert value(found, "acrbot_ack_seconds_count", kind="command") == 1
         assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 1
+        ws.disconnect("refresh_requested")  # Slack recycles the connection
+        ws.wait_connections(2)
+        gaps = eventually(
+            port,
+            lambda s: value(s, "acrbot_socket_mode_gap_seconds_count", reason="refresh_requested"),
+        )
+        assert value(gaps, "acrbot_socket_mode_gap_seconds_count", reason="refresh_requested") == 1
+        assert value(gaps, "acrbot_socket_mode_gap_seconds_sum", reason="refresh_requested") < 1
+        assert value(gaps, "acrbot_socket_mode_gap_seconds_count", reason="dropped") == 0
+        assert value(gaps, "acrbot_socket_mode_connections") >= 1
+        assert gaps[("acrbot_socket_mode_down_seconds", frozenset())] == 0
     finally:
         stderr = stop(proc)
         ws.stop()

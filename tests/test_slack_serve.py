@@ -144,7 +144,7 @@ def test_serve_in_socket_mode_acks_and_answers(tmp_path, fake_slack):
     from tests.fake_socket_mode import FakeSocketMode
 
     ws = FakeSocketMode().start()
-    fake_slack.socket_url = ws.url
+    ws.attach(fake_slack)
     env = {**demo_env(tmp_path, fake_slack), "SLACK_APP_TOKEN": "xapp-test"}
     env.update(HTTPS_PROXY="", HTTP_PROXY="")
     del env["SLACK_SIGNING_SECRET"]
@@ -212,3 +212,39 @@ def test_serve_without_tokens_says_which_is_missing(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr == "acrbot: SLACK_BOT_TOKEN: not set (the bot token, xoxb-…)\n"
+
+
+def test_serve_stops_with_one_line_when_slack_turns_socket_mode_off(tmp_path, fake_slack):
+    from tests.fake_socket_mode import FakeSocketMode
+
+    ws = FakeSocketMode().start()
+    ws.attach(fake_slack)
+    env = {**demo_env(tmp_path, fake_slack), "SLACK_APP_TOKEN": "xapp-test"}
+    env.update(HTTPS_PROXY="", HTTP_PROXY="")
+    del env["SLACK_SIGNING_SECRET"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ws.wait_connections(1, timeout=30)
+        worker = worker_of(proc.pid)
+        opened = len(fake_slack.calls_to("apps.connections.open"))
+        ws.disconnect("link_disabled")
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ws.stop()
+    stderr = proc.stderr.read()
+    assert code == 2, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "acrbot: Slack turned Socket Mode off for this app (disconnect: link_disabled): turn it "
+        "on again under Socket Mode in the app's settings, or unset SLACK_APP_TOKEN to serve "
+        "over HTTP"
+    )
+    assert len(fake_slack.calls_to("apps.connections.open")) == opened  # no reconnect loop
+    assert not Path(f"/proc/{worker}").exists()

@@ -29,7 +29,7 @@ def socket_mode(tmp_path_factory, fake_slack_module):
         env.setenv("HTTPS_PROXY", "")  # the built-in client ignores NO_PROXY
         env.setenv("HTTP_PROXY", "")
         ws = FakeSocketMode().start()
-        fake_slack_module.socket_url = ws.url
+        ws.attach(fake_slack_module)
         settings = SlackSettings(
             bot_token="xoxb-test", app_token="xapp-test", api_url=fake_slack_module.api_url
         )
@@ -143,3 +143,161 @@ def test_events_api_envelope_is_acked(socket_mode, fake_slack):
     }
     ws.wait_ack(ws.send("events_api", event, retry_attempt=0, retry_reason=""))
     assert fake_slack.wait_for("views.publish")[0]["user_id"] == "UBOB"
+
+
+# -- connections: Slack recycles them; the bot must always have one -----------------------------
+
+
+class AckOnly:
+    """A sink that takes every job: these tests are about the connection, not the work."""
+
+    def submit(self, job):
+        return "queued"
+
+
+@pytest.fixture
+def link(fake_slack_module, monkeypatch):
+    """A fresh server and client per test: each starts its connection cycle at zero."""
+    monkeypatch.setenv("HTTPS_PROXY", "")
+    monkeypatch.setenv("HTTP_PROXY", "")
+    ws = FakeSocketMode(close_after=3.0).start().attach(fake_slack_module)
+    settings = SlackSettings(
+        bot_token="xoxb-test", app_token="xapp-test", api_url=fake_slack_module.api_url
+    )
+    stopped = []
+    handler = socket_mode_handler(SlackApp(settings, AckOnly()), on_fatal=stopped.append)
+    handler.connect()
+    ws.wait_connections(1)
+    yield ws, handler, stopped
+    handler.close()
+    ws.stop()
+
+
+def event(ws):
+    body = {
+        "token": "legacy",
+        "team_id": "T0001",
+        "api_app_id": "A0001",
+        "event": {"type": "app_home_opened", "user": "UBOB", "tab": "home", "channel": "D1"},
+        "type": "event_callback",
+        "event_id": f"Ev{time.monotonic_ns()}",
+        "event_time": 1,
+    }
+    return ws.send("events_api", body, retry_attempt=0, retry_reason="")
+
+
+def opens(fake_slack):
+    return len(fake_slack.calls_to("apps.connections.open"))
+
+
+@pytest.mark.parametrize("offsets", [(0.5, 3.5, 6.5, 9.5)])
+def test_socket_mode_refresh_leaves_no_gap_anywhere_in_the_monitor_cycle(link, offsets):
+    """Refreshes at several points of slack_sdk's 10 s monitor cycle (where its
+    websocket-client client stalled for 10.5 s): never a window over 1 s without a connection
+    Slack can deliver to, and envelopes sent straight after each refresh are acked at once."""
+    ws, _, stopped = link
+    began = ws.deliverable()[-1].hello_at
+    for offset in offsets:
+        current = ws.deliverable()[-1]
+        time.sleep(max(0.0, current.hello_at + offset - time.monotonic()))
+        ws.disconnect("refresh_requested")
+        envelopes = []
+        for _ in range(10):
+            envelopes.append(event(ws))
+            time.sleep(0.05)
+        latencies = [ws.wait_ack(e, timeout=5)[1] for e in envelopes]
+        assert max(latencies) < 1.0, (offset, latencies)
+    gaps = ws.gaps(began)
+    assert gaps and max(seconds for _, seconds in gaps) < 1.0, gaps
+    assert ws.refused == [] and ws.ack_errors == [] and stopped == []
+    assert (
+        max(
+            len([c for c in ws.history if c.opened_at <= t.opened_at <= (c.closed_at or 1e12)])
+            for t in ws.history
+        )
+        <= 3
+    )  # overlapping, far from Slack's 10
+
+
+def test_socket_mode_warning_opens_the_replacement_before_slack_closes_the_old(link):
+    ws, handler, _ = link
+    first = ws.deliverable()[-1]
+    ws.disconnect("warning")
+    ws.wait_connections(2, timeout=2)
+    replacement = ws.history[-1]
+    assert replacement.hello_at < first.told_at + 1.0
+    assert first.closed_at is None  # still read until Slack closes it
+    assert ws.wait_ack(event(ws), timeout=2)[1] < 1.0
+    assert handler.client.status.reconnects == 1
+    assert handler.client.status.last_reason == "warning"
+
+
+def test_socket_mode_link_disabled_stops_for_good(link, fake_slack_module):
+    ws, handler, stopped = link
+    before = opens(fake_slack_module)
+    ws.disconnect("link_disabled")
+    deadline = time.monotonic() + 5
+    while not stopped and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stopped == [
+        "Slack turned Socket Mode off for this app (disconnect: link_disabled): turn it on "
+        "again under Socket Mode in the app's settings, or unset SLACK_APP_TOKEN to serve "
+        "over HTTP"
+    ]
+    time.sleep(2.5)
+    assert opens(fake_slack_module) == before  # no reconnect loop
+    assert ws.open_connections() == []
+    assert handler.client.status.stopped == stopped[0]
+
+
+def test_socket_mode_too_many_websockets_backs_off_before_replacing(link, fake_slack_module):
+    ws, _, _ = link
+    before = opens(fake_slack_module)
+    ws.disconnect("too_many_websockets")
+    time.sleep(1.2)
+    assert opens(fake_slack_module) == before  # adding a connection at once adds to the count
+    ws.wait_connections(2, timeout=5)
+    assert opens(fake_slack_module) == before + 1
+    assert ws.wait_ack(event(ws), timeout=2)[1] < 1.0
+
+
+def test_socket_mode_dropped_connection_is_replaced_at_once(link):
+    ws, handler, _ = link
+    first = ws.deliverable()[-1]
+    ws._close(first.id)  # Slack goes away without a word
+    ws.wait_connections(2, timeout=3)
+    assert ws.history[-1].hello_at - first.closed_at < 1.0
+    assert handler.client.status.last_reason == "dropped"
+    assert ws.wait_ack(event(ws), timeout=2)[1] < 1.0
+
+
+def test_socket_mode_chaos_every_envelope_acked_every_command_answered_once(
+    tmp_path, fake_slack_module
+):
+    from tests.chaos_socket import SocketChaos, SocketChaosOptions
+
+    counts = SocketChaos(
+        tmp_path, fake_slack_module, SocketChaosOptions(duration=12, seed=3, settle=20)
+    ).run()
+    assert counts.problems() == [], counts.lines()
+    assert counts.envelopes > 50 and sum(counts.refreshes.values()) >= 4
+    assert counts.refreshes["refresh_requested"] >= 1
+
+
+def test_socket_mode_app_token_revoked_while_running_stops_with_one_line(link, fake_slack_module):
+    ws, _, stopped = link
+    fake_slack_module.errors["apps.connections.open"] = "token_revoked"
+    try:
+        ws._close(ws.deliverable()[-1].id)  # the reconnect finds the token revoked
+        deadline = time.monotonic() + 5
+        while not stopped and time.monotonic() < deadline:
+            time.sleep(0.01)
+        refused = len(fake_slack_module.calls_to("apps.connections.open", refused=True))
+        time.sleep(1.5)
+        assert len(fake_slack_module.calls_to("apps.connections.open", refused=True)) == refused
+    finally:
+        del fake_slack_module.errors["apps.connections.open"]
+    assert stopped == [
+        "Slack app token rejected: token_revoked (the token was revoked; check SLACK_APP_TOKEN: "
+        "an app-level token (xapp-…) with connections:write, on the app's Basic Information page)"
+    ]

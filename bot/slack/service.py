@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bot import metrics, observe
@@ -25,6 +28,7 @@ from bot.slack import startup
 from bot.slack.jobs import DurableSink, JobSink
 from bot.slack.listeners import Listeners
 from bot.slack.observe import ObservedApp, ObservedSink, metrics_response
+from bot.slack.socket_mode import SocketModeHandler, SocketModeLink
 from bot.slack.worker import WorkerProcess, prestart
 from bot.store import Store
 
@@ -133,23 +137,28 @@ class HttpServer:
         self.server.should_exit = True
 
 
-def socket_mode_handler(front: SlackApp, *, concurrency: int = 1) -> Any:
-    """slack_sdk's Socket Mode client on websocket-client, its message worker started.
+def socket_mode_handler(
+    front: SlackApp,
+    *,
+    concurrency: int = 1,
+    on_fatal: Callable[[str], None] | None = None,
+    status_path: Path | None = None,
+) -> SocketModeHandler:
+    """Bolt on our Socket Mode client (bot/slack/socket_mode.py: it overlaps connections, so
+    Slack's routine refreshes leave no gap), its message worker started.
 
-    slack_sdk ships several Socket Mode clients; on a burst of 50 envelopes the one on
-    websocket-client acked with p99 ~60 ms here, the built-in one ~105 ms (bench/ack_latency.py).
     One message worker: our listeners never block (ack, hand the job over), so more threads
     only take turns at the GIL; 10 threads gave p99 40–60 ms, one 23–33 ms.
     """
-    from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
-
-    handler = SocketModeHandler(
-        front.app,
-        app_token=front.settings.app_token,
+    client = SocketModeLink(
+        app_token=front.settings.app_token or "",
         web_client=front.client,
         concurrency=concurrency,
+        on_fatal=on_fatal,
+        status_path=status_path,
     )
-    prestart(handler.client.message_workers, concurrency, warm=lambda: None)
+    handler = SocketModeHandler(front.app, client)
+    prestart(client.message_workers, concurrency, warm=lambda: None)
     return handler
 
 
@@ -181,12 +190,7 @@ def serve(
             log.warning("acr-chatops: metrics on http://%s:%s/metrics", host, scrape.server_port)
         if settings.socket_mode:
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
-            handler = socket_mode_handler(front)
-            try:
-                startup.connect_socket_mode(handler, settings, within=startup_wait)
-                threading.Event().wait()  # until interrupted
-            finally:
-                handler.close()
+            run_socket_mode(front, settings, startup_wait=startup_wait, exposition=exposition)
         else:
             server = HttpServer(
                 front, host=host, port=port, healthy=worker.is_alive, exposition=exposition
@@ -198,6 +202,41 @@ def serve(
     finally:
         log.warning("acr-chatops: stopping; the worker finishes the jobs it has")
         worker.stop()
+
+
+def run_socket_mode(
+    front: SlackApp,
+    settings: SlackSettings,
+    *,
+    startup_wait: float,
+    exposition: metrics.Exposition | None = None,
+) -> None:
+    """Connect, then keep connected until interrupted; if Slack says no connection can work
+    (Socket Mode turned off for the app, the app token revoked), stop with that one line."""
+    stopped: list[str] = []
+    done = threading.Event()
+
+    def fatal(why: str) -> None:
+        stopped.append(why)
+        done.set()
+
+    status = socket_mode_status_path()
+    handler = socket_mode_handler(front, on_fatal=fatal, status_path=status)
+    if exposition is not None:
+        exposition.add_reader(handler.client.readings)
+    try:
+        startup.connect_socket_mode(handler, settings, within=startup_wait)
+        done.wait()  # until interrupted, or Slack says stop
+    finally:
+        handler.close()
+        status.unlink(missing_ok=True)
+    raise startup.StartupFailed(stopped[0])
+
+
+def socket_mode_status_path(pid: int | None = None) -> Path:
+    """Where `acrbot serve` (process ``pid``) writes its Socket Mode status for
+    deploy/healthcheck.py, which knows the same name."""
+    return Path(tempfile.gettempdir()) / f"acrbot-socket-mode-{pid or os.getpid()}.json"
 
 
 def _interrupt(signum: int, frame: Any) -> None:
