@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot import __version__, commands, logs
+from bot import __version__, commands, logs, metrics
 from bot.app import build_context, build_dispatcher, configure_logging, ship_audit
 from bot.config import Config, default_user, load
 from bot.console import run_console
@@ -231,6 +231,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.words:
         raise ConfigError('run: give the bot command to run, e.g. acrbot run --user ID "help"')
     text = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
+    if metrics.multiprocess_dir() is None:
+        # Nothing scrapes a one-shot process: counting would only import prometheus-client
+        # (~0.1 s of CPU). Inside `acrbot serve`'s environment the counts still reach /metrics.
+        metrics.disable()
     config = load(args.config)
     dispatcher = build_dispatcher(config)
     bar = ProgressBar()
