@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     manifest.add_argument("--mode", choices=["socket", "http"], default="socket")
     manifest.add_argument(
-        "--url", default="https://YOUR-HOST", help="HTTP mode: the public base URL of the bot"
+        "--url",
+        help="HTTP mode: the public base URL of the bot, or its events URL "
+        "(https://HOST/slack/events)",
     )
 
     init = sub.add_parser("init", help="create the database (or bring it to the current schema)")
@@ -364,11 +366,11 @@ def _verify_archive(ctx: Any) -> int:
 
 
 def _slack_manifest(args: argparse.Namespace) -> int:
-    from bot.slack.manifest import manifest
+    from bot.slack.manifest import PLACEHOLDER, manifest
 
-    if args.mode == "http" and not args.url.startswith("https://"):
-        raise ConfigError("--url: Slack sends events only to https:// URLs")
-    print(json.dumps(manifest(mode=args.mode, url=args.url), indent=2))
+    if args.url is not None and args.mode != "http":
+        raise ConfigError("--url: only with --mode http (in Socket Mode Slack posts to no URL)")
+    print(json.dumps(manifest(mode=args.mode, url=args.url or PLACEHOLDER), indent=2))
     return 0
 
 
