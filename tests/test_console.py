@@ -191,3 +191,23 @@ def test_run_after_the_demo_needs_no_config(tmp_path):
         0,
         "2 tags in demo/baseimages/fedora",
     )
+
+
+def test_run_draws_no_progress_bar_into_captured_stderr(demo_config):
+    """A purge reports progress as it deletes; with stderr captured (not a terminal), none of
+    it lands there: stderr stays empty, stdout holds the answer alone."""
+    created = acrbot(
+        "run",
+        "--config",
+        demo_config,
+        "--user",
+        "alice",
+        "purge --filter 'testimages/nginx:.*' --ago 0d --reason cleanup",
+    )
+    assert created.returncode == 0, created.stderr
+    approved = acrbot("run", "--config", demo_config, "--user", "bob", "approve 1")
+    assert approved.returncode == 0
+    assert approved.stderr == ""
+    assert approved.stdout.startswith(
+        "Purge request #1 approved and done: 2 deleted, 0 skipped, 0 failed.\n"
+    )
