@@ -211,3 +211,31 @@ def test_run_draws_no_progress_bar_into_captured_stderr(demo_config):
     assert approved.stdout.startswith(
         "Purge request #1 approved and done: 2 deleted, 0 skipped, 0 failed.\n"
     )
+
+
+def test_roles_grant_cli_prints_a_glob_in_every_registry_plainly(demo_config):
+    granted = acrbot(
+        "roles", "grant", "tina", "contributor", "--repo", "team-a/*", "--config", demo_config
+    )
+    assert granted.stdout == "Granted tina contributor on team-a/* in every registry.\n"
+    again = acrbot(
+        "roles", "grant", "tina", "contributor", "--repo", "team-a/*", "--config", demo_config
+    )
+    assert again.stdout == "tina already has contributor on team-a/* in every registry.\n"
+    scoped = acrbot(
+        "roles",
+        "grant",
+        "tina",
+        "reader",
+        "--registry",
+        "demo",
+        "--repo",
+        "team-b/*",
+        "--config",
+        demo_config,
+    )
+    assert scoped.stdout == "Granted tina reader on demo/team-b/*.\n"
+    revoked = acrbot(
+        "roles", "revoke", "tina", "contributor", "--repo", "team-a/*", "--config", demo_config
+    )
+    assert revoked.stdout == "Revoked contributor on team-a/* in every registry from tina.\n"
