@@ -375,6 +375,7 @@ def _slack_manifest(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from bot.doctor import config_arg
     from bot.store import SCHEMA_VERSION, Store
 
     config = load(args.config)
@@ -386,7 +387,7 @@ def _init(args: argparse.Namespace) -> int:
     else:
         print(
             f"Created database {config.database} (schema {SCHEMA_VERSION}). Next: "
-            "acrbot roles grant USER owner --config FILE, for the first owner."
+            f"acrbot roles grant USER owner {config_arg(config.source)}, for the first owner."
         )
     return 0
 

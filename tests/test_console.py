@@ -134,6 +134,9 @@ def test_operator_bootstraps_the_first_owner(tmp_path):
     assert not (tmp_path / "acrbot.db").exists()  # a mistyped path creates nothing
     created = acrbot("init", "--config", str(config))
     assert created.stdout.startswith(f"Created database {tmp_path / 'acrbot.db'} (schema ")
+    assert created.stdout.endswith(
+        f"). Next: acrbot roles grant USER owner --config {config}, for the first owner.\n"
+    )
     assert acrbot("run", "--config", str(config), "--user", "U1", "audit").returncode == 1
     granted = acrbot("roles", "grant", "U1", "owner", "--config", str(config))
     assert granted.stdout == "Granted U1 owner on */*.\n"
