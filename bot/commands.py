@@ -203,6 +203,7 @@ def _spec(
     *params: Param,
     exclusive: tuple[tuple[str, ...], ...] = (),
     needs_when: tuple[str, dict[object, frozenset[Role]]] | None = None,
+    elsewhere: dict[str, str] | None = None,
 ) -> CommandSpec:
     """``needs_when`` lowers or raises the role for one value of an argument (`admin status`)."""
     return CommandSpec(
@@ -212,6 +213,7 @@ def _spec(
         params=params,
         exclusive=exclusive,
         meta={"needs": needs or frozenset(), "scope": scope, "needs_when": needs_when},
+        elsewhere=elsewhere or {},
     )
 
 
@@ -532,6 +534,11 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             flag="--request",
             required=False,
         ),
+        elsewhere={
+            "verify": "`audit verify` is not a chat command: the hash chain is checked with "
+            "`acrbot audit verify` (add --blob for the archive), in a shell where the bot's "
+            "database is"
+        },
     ),
 )
 

@@ -242,3 +242,12 @@ def test_roles_grant_cli_prints_a_glob_in_every_registry_plainly(demo_config):
         "roles", "revoke", "tina", "contributor", "--repo", "team-a/*", "--config", demo_config
     )
     assert revoked.stdout == "Revoked contributor on team-a/* in every registry from tina.\n"
+
+
+def test_console_audit_verify_points_at_the_command_line(demo_config):
+    result = acrbot("console", "--config", demo_config, "--user", "bob", stdin="audit verify\n")
+    assert (
+        "error: `audit verify` is not a chat command: the hash chain is checked with "
+        "`acrbot audit verify` (add --blob for the archive), in a shell where the bot's "
+        "database is\nUsage: audit [--last N] [--user USER] [--request ID]\n"
+    ) in result.stdout
