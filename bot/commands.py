@@ -21,6 +21,7 @@ _SLACK_USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _SLACK_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
 _GLOB = re.compile(r"[a-z0-9._/*?\-]{1,255}")
 MAX_REASON = 500
+SHOW_TAGS = 20  # tags `show` prints before pointing at `tags REPO --digest …` for the rest
 
 
 def registry_name(value: str) -> str:
@@ -289,7 +290,7 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
     ),
     _spec(
         "show",
-        "show an image: digest, size, dates, every tag on its digest, locks",
+        f"show an image: digest, size, dates, locks, the first {SHOW_TAGS} tags on its digest",
         "show baseimages/fedora:24",
         READ,
         Scope.REPOSITORY,

@@ -11,13 +11,13 @@ import shlex
 from fnmatch import fnmatchcase
 
 from bot import formatting as fmt
+from bot.commands import SHOW_TAGS
 from bot.context import Call, Context
 from bot.policy import visible
 from bot.registry import Order, TagInfo, TagPage, natural_key
 from bot.replies import Paging, Reply, Table
 
 DEFAULT_TOP = 25
-SHOW_TAGS = 20  # tags `show` prints before pointing at `tags REPO --digest …` for the rest
 
 
 def _command(name: str, *positional: str | None, **options: object) -> str:
