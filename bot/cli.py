@@ -24,7 +24,7 @@ from bot.console import run_console
 from bot.errors import BotError, ConfigError, UsageError
 from bot.policy import ALL, Grant
 from bot.progress_bar import ProgressBar
-from bot.render_text import render
+from bot.render_text import render, terminal_width
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -250,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
         if reply.secret is not None:
             print(f"(shown once, only to you) {reply.secret}", file=sys.stderr)
     else:
-        print(render(reply))
+        print(render(reply, width=terminal_width()))
     return 0 if reply.ok else 1
 
 

@@ -1,6 +1,7 @@
 """End to end through the real command line: the demo, `run`, `roles`, `audit`."""
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -251,3 +252,19 @@ def test_console_audit_verify_points_at_the_command_line(demo_config):
         "`acrbot audit verify` (add --blob for the archive), in a shell where the bot's "
         "database is\nUsage: audit [--last N] [--user USER] [--request ID]\n"
     ) in result.stdout
+
+
+@pytest.mark.parametrize("columns", [None, "60", "100"])
+def test_run_help_fits_the_terminal(demo_config, columns):
+    """Piped (no terminal) it fits 80 columns; with $COLUMNS, that width."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = columns
+    result = acrbot("run", "--config", demo_config, "--user", "bob", "help", env=env)
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= int(columns or 80)
+    assert lines[:3] == [
+        "Commands you can run (`help COMMAND` for details):",
+        "  help [COMMAND]",
+        "      list the commands you may run, or explain one",
+    ]
