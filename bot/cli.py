@@ -181,7 +181,7 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _console_loop(config: Config, user: str) -> int:
-    dispatcher = build_dispatcher(config)
+    dispatcher = build_dispatcher(config, defer=True)
     run_console(
         dispatcher,
         user=user,
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
         # (~0.1 s of CPU). Inside `acrbot serve`'s environment the counts still reach /metrics.
         metrics.disable()
     config = load(args.config)
-    dispatcher = build_dispatcher(config)
+    dispatcher = build_dispatcher(config, defer=True)  # `help` builds no registry client
     bar = ProgressBar()
     try:
         reply = dispatcher.handle(text, user=config.user_id(args.user), progress=bar)

@@ -99,3 +99,61 @@ def test_startup_store_after_pandas_keeps_it(first, attribute):
         f"assert sqlite_utils.db.{attribute} is sys.modules[{first!r}]"
     )
     assert first in loaded_after(code)
+
+
+ACR_AND_OCI = """\
+database = "acrbot.db"
+[[registry]]
+name = "prod"
+type = "acr"
+login_server = "prod.azurecr.io"
+subscription_id = "00000000-0000-0000-0000-000000000000"
+resource_group = "rg"
+[[registry]]
+name = "hub"
+type = "oci"
+url = "https://registry.example.com"
+"""
+
+
+def test_startup_run_help_builds_no_registry_client(tmp_path):
+    """With acr and oci registries configured, `help` and `requests` need none of them: the
+    Azure SDKs and httpx stay unimported (they cost ~0.5 s of CPU)."""
+    from bot.store import Store
+
+    config = tmp_path / "acrbot.toml"
+    config.write_text(ACR_AND_OCI)
+    Store(tmp_path / "acrbot.db", create=True).close()
+    code = (
+        "from bot.cli import main\n"
+        f"for line in ('help', 'requests', 'whoami'):\n"
+        f"    main(['run', '--config', {str(config)!r}, '--user', 'alice', line])"
+    )
+    assert loaded_after(code, cwd=tmp_path) == []
+
+
+def test_startup_deferred_registry_builds_on_first_use(tmp_path):
+    """`acrbot run` defers building registries; a command that needs one builds it (once)."""
+    from bot.app import DeferredRegistry
+    from bot.config import load
+
+    demo.prepare(tmp_path / "demo", fresh=True)
+    config = load(tmp_path / "demo" / "acrbot.toml")
+    registry = DeferredRegistry(config.registries[0], facts=None)
+    assert (registry.name, registry.kind, registry.has_admin) == ("demo", "oci-layout", False)
+    assert repr(registry) == "DeferredRegistry('demo', built=False)"
+    assert "baseimages/alpine" in registry.repositories()
+    assert repr(registry) == "DeferredRegistry('demo', built=True)"
+    assert registry.login_server == "demo.registry.local"
+
+
+def test_startup_has_admin_table_matches_the_backends():
+    from bot.app import BACKENDS, HAS_ADMIN
+    from handlers.registries.acr import AcrRegistry
+    from handlers.registries.oci import OciRegistry
+    from handlers.registries.oci_layout import OciLayoutRegistry
+
+    classes = {"acr": AcrRegistry, "oci": OciRegistry, "oci-layout": OciLayoutRegistry}
+    assert set(HAS_ADMIN) == set(BACKENDS) == set(classes)
+    assert {kind: cls.has_admin for kind, cls in classes.items()} == HAS_ADMIN
+    assert {kind: cls.kind for kind, cls in classes.items()} == {k: k for k in classes}
