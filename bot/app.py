@@ -11,7 +11,7 @@ from typing import Any
 from bot import logs, observe
 from bot.announce import Announcer
 from bot.audit import Audit
-from bot.config import Config, RegistryConfig
+from bot.config import Config, RegistryConfig, config_arg
 from bot.context import Context, Registries
 from bot.dispatch import CONSOLE, Dispatcher, Handler
 from bot.facts import FactCache, SqliteFacts
@@ -162,7 +162,7 @@ def build_context(
     """Open the database and build one client per registry, once, to share. The database
     must exist unless ``create`` (tests, `acrbot init`). ``defer`` builds each registry on
     its first use instead (one-shot doors); `acrbot serve` builds them up front."""
-    store = Store(config.database, create=create)
+    store = Store(config.database, create=create, config_arg=config_arg(config.source))
     audit = Audit(store, key=config.audit_key.encode() if config.audit_key else None)
     if groups_of is None:
         groups_of = static_groups(config)

@@ -19,7 +19,7 @@ from typing import Any
 
 from bot import __version__, commands, logs, metrics
 from bot.app import build_context, build_dispatcher, configure_logging, ship_audit
-from bot.config import Config, default_user, load
+from bot.config import Config, config_arg, default_user, load
 from bot.console import run_console
 from bot.errors import BotError, ConfigError, UsageError
 from bot.policy import ALL, Grant
@@ -317,7 +317,7 @@ def _verify(config: Config) -> int:
     from bot.audit import Audit
     from bot.store import Store
 
-    store = Store(config.database, readonly=True)
+    store = Store(config.database, readonly=True, config_arg=config_arg(config.source))
     audit = Audit(store, key=config.audit_key.encode() if config.audit_key else None)
     result = audit.verify()
     problems = list(result.problems)
@@ -375,7 +375,6 @@ def _slack_manifest(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from bot.doctor import config_arg
     from bot.store import SCHEMA_VERSION, Store
 
     config = load(args.config)

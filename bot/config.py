@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -204,6 +205,14 @@ def find_config() -> Path | None:
     if named:
         return Path(named)
     return next((p for p in FALLBACK_PATHS if p.is_file()), None)
+
+
+def config_arg(source: str) -> str:
+    """`--config acrbot.toml`: how to name, in a fix a message suggests, the configuration
+    that was read (quoted for a shell); `--config FILE` when none was (a mapping, in tests)."""
+    if source.startswith("<"):
+        return "--config FILE"
+    return f"--config {shlex.quote(source)}"
 
 
 def default_user() -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, RegistryConfig, find_config, load
+from bot.config import Config, RegistryConfig, config_arg, find_config, load
 from bot.errors import BotError, ConfigError, NotFound, OutcomeUnknown
 from bot.store import SCHEMA_VERSION
 
@@ -100,14 +99,6 @@ def config_checks(path: str | Path | None) -> tuple[list[Check], Config | None]:
 
 
 # -- database ---------------------------------------------------------------------------
-
-
-def config_arg(source: str) -> str:
-    """`--config acrbot.toml`, as the user would type it to reach the configuration doctor
-    read (quoted for a shell); `--config FILE` when it came from no file (a test's mapping)."""
-    if source.startswith("<"):
-        return "--config FILE"
-    return f"--config {shlex.quote(source)}"
 
 
 def database_checks(path: Path, *, config_arg: str = "--config FILE") -> list[Check]:

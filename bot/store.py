@@ -252,10 +252,18 @@ class Store:
     The file is created only when asked (``create``: `acrbot init`, `acrbot demo`): a
     mistyped path would otherwise open a new, empty database in which nobody has a role.
     ``readonly`` opens an existing file without writing anything (an auditor's copy), and
-    without migrating it.
+    without migrating it. ``config_arg`` names the configuration in the fix a missing file
+    gets (`acrbot init --config /etc/acrbot.toml`).
     """
 
-    def __init__(self, path: str | Path, *, create: bool = False, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        config_arg: str = "--config FILE",
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._local = threading.local()
@@ -270,7 +278,7 @@ class Store:
                 where = "its folder does not exist"
             raise ConfigError(
                 f"database {self.path}: {where}; check the `database` key, or create it with "
-                "`acrbot init --config FILE`"
+                f"`acrbot init {config_arg}`"
             )
         try:
             if readonly:

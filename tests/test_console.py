@@ -130,7 +130,7 @@ def test_operator_bootstraps_the_first_owner(tmp_path):
     assert (missing.returncode, missing.stderr) == (
         2,
         f"acrbot: database {tmp_path / 'acrbot.db'}: no such file; check the `database` key, "
-        "or create it with `acrbot init --config FILE`\n",
+        f"or create it with `acrbot init --config {config}`\n",
     )
     assert not (tmp_path / "acrbot.db").exists()  # a mistyped path creates nothing
     created = acrbot("init", "--config", str(config))
