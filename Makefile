@@ -9,20 +9,24 @@ NOTEBOOK_STAMP := $(VENV)/.notebook-stamp
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 SERVICES := .cache/services-stamp
+# setuptools ends every editable install with an "Editable installation" note (folders named
+# like a package may shadow it): information, and the only warning left once pyproject.toml
+# stopped using deprecated keys. Only that note is silenced (tests/test_packaging.py).
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning"
 
 .PHONY: demo notebook test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## seed the offline demo registry and open the console as alice
 	$(BIN)/acrbot demo
 
 $(NOTEBOOK_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,notebook]' jupyterlab
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e '.[test,notebook]' jupyterlab
 	touch $(NOTEBOOK_STAMP)
 
 notebook: $(NOTEBOOK_STAMP)  ## open examples/registry-cleanup.ipynb in JupyterLab, on its own demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from bot import logs, observe
 from bot.announce import Announcer
 from bot.audit import Audit
-from bot.config import Config, RegistryConfig
+from bot.config import Config, RegistryConfig, config_arg
 from bot.context import Context, Registries
 from bot.dispatch import CONSOLE, Dispatcher, Handler
 from bot.facts import FactCache, SqliteFacts
@@ -21,8 +22,6 @@ from bot.requests import Clock, Requests
 from bot.roles import RoleTable
 from bot.store import Store
 from handlers import access, audit_log, browse, credentials, deletions, locks, meta, purge
-from handlers.registries.oci import OciRegistry
-from handlers.registries.oci_layout import OciLayoutRegistry
 
 HANDLERS: dict[str, Handler] = {
     "help": meta.help_command,
@@ -51,11 +50,20 @@ HANDLERS: dict[str, Handler] = {
 BackendFactory = Callable[[RegistryConfig, FactCache], Registry]
 
 
+# Each backend is imported by its factory, when a registry of its type is configured: the oci
+# backend brings httpx and urllib3 (~0.1 s of CPU), acr the Azure SDKs, and `acrbot run` pays
+# only for the backends its configuration names (tests/test_startup.py).
+
+
 def _oci_layout(cfg: RegistryConfig, facts: FactCache) -> Registry:
+    from handlers.registries.oci_layout import OciLayoutRegistry
+
     return OciLayoutRegistry(cfg.name, cfg.options["path"], login_server=cfg.login_server)
 
 
 def _oci(cfg: RegistryConfig, facts: FactCache) -> Registry:
+    from handlers.registries.oci import OciRegistry
+
     options = cfg.options
     return OciRegistry(
         cfg.name,
@@ -105,6 +113,37 @@ def _acr(cfg: RegistryConfig, facts: FactCache) -> Registry:
 
 
 BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout, "oci": _oci, "acr": _acr}
+# Whether a backend has an admin user (`rotate`, `admin`): what `help` asks every registry,
+# answered from the configuration so that a deferred registry is not built for it
+# (tests/test_startup.py checks it against each backend's own `has_admin`).
+HAS_ADMIN: dict[str, bool] = {"oci-layout": False, "oci": False, "acr": True}
+
+
+class DeferredRegistry:
+    """A configured registry built on its first use, for one-shot doors (`acrbot run`, the
+    console): `help`, `requests` or `approve` of nothing then import no Azure SDK or httpx
+    (~0.5 s of CPU with an acr registry). Its name, kind and has_admin come from the
+    configuration; reading anything else builds it, once."""
+
+    def __init__(self, cfg: RegistryConfig, facts: FactCache) -> None:
+        self.name, self.kind, self.has_admin = cfg.name, cfg.type, HAS_ADMIN[cfg.type]
+        self._cfg, self._facts = cfg, facts
+        self._inner: Registry | None = None
+        self._lock = threading.Lock()
+
+    def _built(self) -> Registry:
+        with self._lock:
+            if self._inner is None:
+                self._inner = BACKENDS[self._cfg.type](self._cfg, self._facts)
+            return self._inner
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self._built(), attr)
+
+    def __repr__(self) -> str:
+        return f"DeferredRegistry({self.name!r}, built={self._inner is not None})"
 
 
 def utc_now() -> datetime:
@@ -128,16 +167,21 @@ def build_context(
     groups_of: Callable[[str], Any] | None = None,
     members_of: Callable[[str], Any] | None = None,
     create: bool = False,
+    defer: bool = False,
 ) -> Context:
     """Open the database and build one client per registry, once, to share. The database
-    must exist unless ``create`` (tests, `acrbot init`)."""
-    store = Store(config.database, create=create)
+    must exist unless ``create`` (tests, `acrbot init`). ``defer`` builds each registry on
+    its first use instead (one-shot doors); `acrbot serve` builds them up front."""
+    store = Store(config.database, create=create, config_arg=config_arg(config.source))
     audit = audit_of(config, store)
     if groups_of is None:
         groups_of = static_groups(config)
     if registries is None:
         facts = SqliteFacts(store)
-        registries = [observe.metered(BACKENDS[r.type](r, facts)) for r in config.registries]
+        registries = [
+            observe.metered(DeferredRegistry(r, facts) if defer else BACKENDS[r.type](r, facts))
+            for r in config.registries
+        ]
     archive = None
     if config.archive is not None:
         from bot.archive import AuditArchive, container_client

@@ -17,14 +17,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot import __version__, commands, logs
+from bot import __version__, commands, logs, metrics
 from bot.app import build_context, build_dispatcher, configure_logging, ship_audit
-from bot.config import Config, default_user, load
+from bot.config import Config, config_arg, default_user, load
 from bot.console import run_console
 from bot.errors import BotError, ConfigError, UsageError
 from bot.policy import ALL, Grant
 from bot.progress_bar import ProgressBar
-from bot.render_text import render
+from bot.render_text import render, terminal_width
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     manifest.add_argument("--mode", choices=["socket", "http"], default="socket")
     manifest.add_argument(
-        "--url", default="https://YOUR-HOST", help="HTTP mode: the public base URL of the bot"
+        "--url",
+        help="HTTP mode: the public base URL of the bot, or its events URL "
+        "(https://HOST/slack/events)",
     )
 
     init = sub.add_parser("init", help="create the database (or bring it to the current schema)")
@@ -196,7 +198,7 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _console_loop(config: Config, user: str) -> int:
-    dispatcher = build_dispatcher(config)
+    dispatcher = build_dispatcher(config, defer=True)
     run_console(
         dispatcher,
         user=user,
@@ -248,8 +250,12 @@ def _run(args: argparse.Namespace) -> int:
     if not args.words:
         raise ConfigError('run: give the bot command to run, e.g. acrbot run --user ID "help"')
     text = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
+    if metrics.multiprocess_dir() is None:
+        # Nothing scrapes a one-shot process: counting would only import prometheus-client
+        # (~0.1 s of CPU). Inside `acrbot serve`'s environment the counts still reach /metrics.
+        metrics.disable()
     config = load(args.config)
-    dispatcher = build_dispatcher(config)
+    dispatcher = build_dispatcher(config, defer=True)  # `help` builds no registry client
     bar = ProgressBar()
     try:
         reply = dispatcher.handle(text, user=config.user_id(args.user), progress=bar)
@@ -261,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
         if reply.secret is not None:
             print(f"(shown once, only to you) {reply.secret}", file=sys.stderr)
     else:
-        print(render(reply))
+        print(render(reply, width=terminal_width()))
     return 0 if reply.ok else 1
 
 
@@ -340,7 +346,7 @@ def _verify(config: Config, *, blob: bool) -> int:
 
     if blob and config.archive is None:
         raise ConfigError("audit verify --blob: no [audit.blob] table in the configuration")
-    store = Store(config.database, readonly=True)
+    store = Store(config.database, readonly=True, config_arg=config_arg(config.source))
     audit = audit_of(config, store)
     result = audit.verify()
     problems = list(result.problems)
@@ -399,11 +405,11 @@ def _verify(config: Config, *, blob: bool) -> int:
 
 
 def _slack_manifest(args: argparse.Namespace) -> int:
-    from bot.slack.manifest import manifest
+    from bot.slack.manifest import PLACEHOLDER, manifest
 
-    if args.mode == "http" and not args.url.startswith("https://"):
-        raise ConfigError("--url: Slack sends events only to https:// URLs")
-    print(json.dumps(manifest(mode=args.mode, url=args.url), indent=2))
+    if args.url is not None and args.mode != "http":
+        raise ConfigError("--url: only with --mode http (in Socket Mode Slack posts to no URL)")
+    print(json.dumps(manifest(mode=args.mode, url=args.url or PLACEHOLDER), indent=2))
     return 0
 
 
@@ -428,7 +434,7 @@ def _init(args: argparse.Namespace) -> int:
     else:
         print(
             f"Created database {config.database} (schema {SCHEMA_VERSION}). Next: "
-            "acrbot roles grant USER owner --config FILE, for the first owner."
+            f"acrbot roles grant USER owner {config_arg(config.source)}, for the first owner."
         )
     return 0
 

@@ -22,6 +22,7 @@ _SLACK_USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _SLACK_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
 _GLOB = re.compile(r"[a-z0-9._/*?\-]{1,255}")
 MAX_REASON = 500
+SHOW_TAGS = 20  # tags `show` prints before pointing at `tags REPO --digest …` for the rest
 
 
 def registry_name(value: str) -> str:
@@ -235,6 +236,7 @@ def _spec(
     *params: Param,
     exclusive: tuple[tuple[str, ...], ...] = (),
     needs_when: tuple[str, dict[object, frozenset[Role]]] | None = None,
+    elsewhere: dict[str, str] | None = None,
 ) -> CommandSpec:
     """``needs_when`` lowers or raises the role for one value of an argument (`admin status`)."""
     return CommandSpec(
@@ -244,6 +246,7 @@ def _spec(
         params=params,
         exclusive=exclusive,
         meta={"needs": needs or frozenset(), "scope": scope, "needs_when": needs_when},
+        elsewhere=elsewhere or {},
     )
 
 
@@ -319,7 +322,7 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
     ),
     _spec(
         "show",
-        "show an image: digest, size, dates, every tag on its digest, locks",
+        f"show an image: digest, size, dates, locks, the first {SHOW_TAGS} tags on its digest",
         "show baseimages/fedora:24",
         READ,
         Scope.REPOSITORY,
@@ -564,6 +567,11 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             flag="--request",
             required=False,
         ),
+        elsewhere={
+            "verify": "`audit verify` is not a chat command: the hash chain is checked with "
+            "`acrbot audit verify` (add --blob for the archive), in a shell where the bot's "
+            "database is"
+        },
     ),
 )
 

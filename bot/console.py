@@ -17,7 +17,7 @@ from bot.commands import acting_user, canonical_id
 from bot.dispatch import Dispatcher
 from bot.errors import UserError
 from bot.progress_bar import ProgressBar
-from bot.render_text import render
+from bot.render_text import render, terminal_width
 
 CONSOLE_HELP = (
     "Console commands: `:as USER` act as another user, `:whoami`, `:quit`. "
@@ -80,7 +80,7 @@ def run_console(
             bar.close()
         if not reply.ok:
             failures += 1
-        print(render(reply), file=stdout, flush=True)
+        print(render(reply, width=terminal_width()), file=stdout, flush=True)
         if after is not None:
             after()
 

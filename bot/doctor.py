@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, RegistryConfig, find_config, load
+from bot.config import Config, RegistryConfig, config_arg, find_config, load
 from bot.errors import BotError, ConfigError, NotFound, OutcomeUnknown
 from bot.store import SCHEMA_VERSION
 
@@ -69,7 +69,7 @@ def run(
     checks, config = config_checks(path)
     if config is None:
         return checks
-    database = database_checks(config.database)
+    database = database_checks(config.database, config_arg=config_arg(config.source))
     checks += database
     for index, registry_config in enumerate(config.registries):
         checks += registry_checks(registry_config, index, build=build_registry)
@@ -101,11 +101,11 @@ def config_checks(path: str | Path | None) -> tuple[list[Check], Config | None]:
 # -- database ---------------------------------------------------------------------------
 
 
-def database_checks(path: Path) -> list[Check]:
+def database_checks(path: Path, *, config_arg: str = "--config FILE") -> list[Check]:
     """Writable (a write lock taken and a table created, then rolled back; and a file made
     in its folder, where SQLite keeps its WAL), schema current, WAL mode on."""
     if not path.exists():
-        return [_creatable(path)]
+        return [_creatable(path, config_arg=config_arg)]
     checks = [_writable(path)]
     try:
         version, mode = _read_header(path)
@@ -118,7 +118,7 @@ def database_checks(path: Path) -> list[Check]:
             )
         )
         return checks
-    checks.append(_schema(path, version))
+    checks.append(_schema(path, version, config_arg=config_arg))
     if mode.lower() == "wal":
         checks.append(passed("database WAL", "journal_mode=wal"))
     else:
@@ -196,7 +196,7 @@ def _writable(path: Path) -> Check:
     return passed("database", f"{path} writable")
 
 
-def _creatable(path: Path) -> Check:
+def _creatable(path: Path, *, config_arg: str) -> Check:
     """A database that does not exist: acrbot does not create one by itself (a mistyped path
     would start an empty role table), so this is a ✗ saying how to create it, or what stops
     that."""
@@ -217,12 +217,12 @@ def _creatable(path: Path) -> Check:
     return failed(
         "database",
         f"{path} does not exist",
-        "if the `database` key is right, create it: acrbot init --config FILE (the deploy "
+        f"if the `database` key is right, create it: acrbot init {config_arg} (the deploy "
         "kit's init container does); otherwise fix the key",
     )
 
 
-def _schema(path: Path, version: int) -> Check:
+def _schema(path: Path, version: int, *, config_arg: str) -> Check:
     if version == SCHEMA_VERSION:
         return passed("database schema", f"version {version} (current)")
     if version > SCHEMA_VERSION:
@@ -234,8 +234,8 @@ def _schema(path: Path, version: int) -> Check:
     return failed(
         "database schema",
         f"version {version}; this acrbot migrates it to {SCHEMA_VERSION}",
-        f"back up {path}, then start acrbot once (serve, or `acrbot roles list --config "
-        "FILE`): it migrates the database when it opens it",
+        f"back up {path}, then start acrbot once (serve, or `acrbot roles list {config_arg}`): "
+        "it migrates the database when it opens it",
     )
 
 

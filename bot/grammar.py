@@ -71,6 +71,9 @@ class CommandSpec:
     exclusive: tuple[tuple[str, ...], ...] = ()
     usage_override: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # A word that, after this command, names something another door does (`audit verify` is
+    # `acrbot audit verify`), and the one line that says so instead of "unexpected argument".
+    elsewhere: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def positionals(self) -> tuple[Param, ...]:
@@ -166,6 +169,8 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
                     args[param.name] = converted
         else:
             if not positionals:
+                if word.lower() in spec.elsewhere:
+                    raise UsageError(spec.elsewhere[word.lower()], usage=spec.usage)
                 raise UsageError(f"unexpected argument `{shorten(word, 30)}`", usage=spec.usage)
             param = positionals.pop(0)
             args[param.name] = _convert(spec, param, word)

@@ -54,6 +54,11 @@ class Grant:
     repositories: str = ALL
 
     def __str__(self) -> str:
+        """`contributor on demo/team-a/*`, `reader on */*` (everything); a glob in every
+        registry reads `contributor on team-a/* in every registry`, not `*/team-a/*`, which
+        reads as one pattern."""
+        if self.registry == ALL and self.repositories != ALL:
+            return f"{self.role} on {self.repositories} in every registry"
         return f"{self.role} on {self.registry}/{self.repositories}"
 
     def covers_registry(self, registry: str | None) -> bool:

@@ -15,7 +15,6 @@ tag points at changes at any push, so nothing a deletion depends on is ever cach
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,12 +23,32 @@ from typing import Protocol, runtime_checkable
 
 from bot.errors import Unsupported
 
-# Reports progress of a long scan: (items done, items in all). Transports turn it into a
-# "still working" note (Slack), a progress bar (console) or a widget (notebook).
-Progress = Callable[[int, int], None]
+
+@dataclass(frozen=True)
+class Activity:
+    """What a long operation is doing, so that its progress says so: `resolving 2,003 tags`
+    rather than a bare count (a bar labelled "working" tells nobody anything)."""
+
+    verb: str
+    noun: str
+
+    def describe(self, total: int) -> str:
+        return f"{self.verb} {total:,} {self.noun}"
 
 
-def no_progress(done: int, total: int) -> None:
+RESOLVING_TAGS = Activity("resolving", "tags")  # distribution: one HEAD per tag
+DELETING = Activity("deleting", "tags and manifests")  # a purge being carried out
+WORKING = Activity("working through", "items")  # a reporter that did not say
+
+
+class Progress(Protocol):
+    """Reports progress of a long scan: (items done, items in all, what they are). Transports
+    turn it into a "still working" note (Slack) or a progress bar (console, notebook)."""
+
+    def __call__(self, done: int, total: int, /, what: Activity = WORKING) -> None: ...
+
+
+def no_progress(done: int, total: int, /, what: Activity = WORKING) -> None:
     """The default reporter: nobody is watching."""
 
 

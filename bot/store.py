@@ -8,17 +8,46 @@ what makes approvals that race each other execute a request exactly once.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlite_utils
+from types import ModuleType
 
 from bot.errors import ConfigError
+
+
+def _sqlite_utils_without_pandas() -> ModuleType:
+    """Import sqlite_utils without letting it import pandas and numpy.
+
+    sqlite_utils/db.py imports both at import time, when they are installed (the notebook
+    extra), only to map their scalar types to column types (COLUMN_TYPE_MAPPING); we never
+    store pandas or numpy values. That import cost ~0.4 s of CPU on every `acrbot run`. A
+    ``None`` entry in sys.modules makes an import raise ImportError (the import system's
+    documented switch), which sqlite_utils reads as "not installed"; the entries are removed
+    right after, so pandas imports normally later (the notebook's to_df). Delete this when
+    sqlite-utils imports pandas lazily. When pandas or numpy is already imported (a notebook
+    imported it first), nothing is blocked: it costs nothing then.
+    """
+    if "sqlite_utils" in sys.modules:
+        return sys.modules["sqlite_utils"]
+    blocked = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module("sqlite_utils")
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
+sqlite_utils = _sqlite_utils_without_pandas()
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -250,10 +279,18 @@ class Store:
     The file is created only when asked (``create``: `acrbot init`, `acrbot demo`): a
     mistyped path would otherwise open a new, empty database in which nobody has a role.
     ``readonly`` opens an existing file without writing anything (an auditor's copy), and
-    without migrating it.
+    without migrating it. ``config_arg`` names the configuration in the fix a missing file
+    gets (`acrbot init --config /etc/acrbot.toml`).
     """
 
-    def __init__(self, path: str | Path, *, create: bool = False, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        config_arg: str = "--config FILE",
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._local = threading.local()
@@ -268,7 +305,7 @@ class Store:
                 where = "its folder does not exist"
             raise ConfigError(
                 f"database {self.path}: {where}; check the `database` key, or create it with "
-                "`acrbot init --config FILE`"
+                f"`acrbot init {config_arg}`"
             )
         try:
             if readonly:

@@ -11,13 +11,13 @@ import shlex
 from fnmatch import fnmatchcase
 
 from bot import formatting as fmt
+from bot.commands import SHOW_TAGS
 from bot.context import Call, Context
 from bot.policy import visible
 from bot.registry import Order, TagInfo, TagPage, natural_key
 from bot.replies import Paging, Reply, Table
 
 DEFAULT_TOP = 25
-SHOW_TAGS = 20  # tags `show` prints before pointing at `tags REPO --digest …` for the rest
 
 
 def _command(name: str, *positional: str | None, **options: object) -> str:
@@ -140,7 +140,7 @@ def tags(call: Call, *, ctx: Context) -> Reply:
     return Reply(
         text=f"{count} {what} in {registry.name}/{repository}",
         table=Table(
-            ("tag", "digest", "size", _time_column(registry.has_dates), "lock"),
+            ("tag", "digest", "size", _time_column(page.tags), "lock"),
             tuple(_row(t) for t in page.tags),
         ),
         notes=tuple(n for n in (note, *page.notes) if n),
@@ -157,8 +157,12 @@ def tags(call: Call, *, ctx: Context) -> Reply:
     )
 
 
-def _time_column(has_dates: bool) -> str:
-    return "updated" if has_dates else "created"
+def _time_column(tags: tuple[TagInfo, ...]) -> str:
+    """The name of the time the table shows (TagInfo.when): "updated" where the registry
+    reports update times (ACR), else "created" (layouts and distribution know when an image
+    was built, not when a tag last moved). The same name as the column of `data` (and of a
+    notebook's to_df()) that holds those times."""
+    return "updated" if any(t.updated is not None for t in tags) else "created"
 
 
 def show(call: Call, *, ctx: Context) -> Reply:

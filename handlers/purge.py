@@ -47,6 +47,7 @@ from bot.purge_spec import (
 )
 from bot.purges import DELETED, FAILED, GONE, PENDING, SENDING, SKIPPED, PurgeItem, PurgeItems
 from bot.registry import (
+    DELETING,
     INDEX_TYPES,
     ManifestInfo,
     Progress,
@@ -611,7 +612,7 @@ class _Reporter:
         self._lock = threading.Lock()
 
     def report(self, done: int, *, final: bool = False) -> None:
-        self.progress(done, self.total)
+        self.progress(done, self.total, DELETING)
         if self.request.channel is None:
             return
         with self._lock:

@@ -83,3 +83,16 @@ def test_whoami_and_registries(bot):
     assert bot.say("carol", "registries").table.rows == (
         ("demo", "oci-layout", "demo.registry.local", "yes"),
     )
+
+
+def test_help_show_says_how_many_tags_show_lists(bot, registry):
+    """`help show` promised "every tag on its digest"; show lists the first 20."""
+    assert bot.text("carol", "help show").splitlines()[0] == (
+        "show: show an image: digest, size, dates, locks, the first 20 tags on its digest"
+    )
+    digest = registry.resolve("baseimages/fedora", "24")
+    for n in range(1, 25):
+        registry.add_tag("baseimages/fedora", f"v{n}", digest)
+    fields = dict(bot.say("carol", "show baseimages/fedora:24").fields)
+    assert len(fields["tags"].split(" … ")[0].split(", ")) == 20
+    assert fields["tags"].endswith("… (25 in all)")

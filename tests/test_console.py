@@ -1,6 +1,7 @@
 """End to end through the real command line: the demo, `run`, `roles`, `audit`."""
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -129,11 +130,14 @@ def test_operator_bootstraps_the_first_owner(tmp_path):
     assert (missing.returncode, missing.stderr) == (
         2,
         f"acrbot: database {tmp_path / 'acrbot.db'}: no such file; check the `database` key, "
-        "or create it with `acrbot init --config FILE`\n",
+        f"or create it with `acrbot init --config {config}`\n",
     )
     assert not (tmp_path / "acrbot.db").exists()  # a mistyped path creates nothing
     created = acrbot("init", "--config", str(config))
     assert created.stdout.startswith(f"Created database {tmp_path / 'acrbot.db'} (schema ")
+    assert created.stdout.endswith(
+        f"). Next: acrbot roles grant USER owner --config {config}, for the first owner.\n"
+    )
     assert acrbot("run", "--config", str(config), "--user", "U1", "audit").returncode == 1
     granted = acrbot("roles", "grant", "U1", "owner", "--config", str(config))
     assert granted.stdout == "Granted U1 owner on */*.\n"
@@ -191,3 +195,76 @@ def test_run_after_the_demo_needs_no_config(tmp_path):
         0,
         "2 tags in demo/baseimages/fedora",
     )
+
+
+def test_run_draws_no_progress_bar_into_captured_stderr(demo_config):
+    """A purge reports progress as it deletes; with stderr captured (not a terminal), none of
+    it lands there: stderr stays empty, stdout holds the answer alone."""
+    created = acrbot(
+        "run",
+        "--config",
+        demo_config,
+        "--user",
+        "alice",
+        "purge --filter 'testimages/nginx:.*' --ago 0d --reason cleanup",
+    )
+    assert created.returncode == 0, created.stderr
+    approved = acrbot("run", "--config", demo_config, "--user", "bob", "approve 1")
+    assert approved.returncode == 0
+    assert approved.stderr == ""
+    assert approved.stdout.startswith(
+        "Purge request #1 approved and done: 2 deleted, 0 skipped, 0 failed.\n"
+    )
+
+
+def test_roles_grant_cli_prints_a_glob_in_every_registry_plainly(demo_config):
+    granted = acrbot(
+        "roles", "grant", "tina", "contributor", "--repo", "team-a/*", "--config", demo_config
+    )
+    assert granted.stdout == "Granted tina contributor on team-a/* in every registry.\n"
+    again = acrbot(
+        "roles", "grant", "tina", "contributor", "--repo", "team-a/*", "--config", demo_config
+    )
+    assert again.stdout == "tina already has contributor on team-a/* in every registry.\n"
+    scoped = acrbot(
+        "roles",
+        "grant",
+        "tina",
+        "reader",
+        "--registry",
+        "demo",
+        "--repo",
+        "team-b/*",
+        "--config",
+        demo_config,
+    )
+    assert scoped.stdout == "Granted tina reader on demo/team-b/*.\n"
+    revoked = acrbot(
+        "roles", "revoke", "tina", "contributor", "--repo", "team-a/*", "--config", demo_config
+    )
+    assert revoked.stdout == "Revoked contributor on team-a/* in every registry from tina.\n"
+
+
+def test_console_audit_verify_points_at_the_command_line(demo_config):
+    result = acrbot("console", "--config", demo_config, "--user", "bob", stdin="audit verify\n")
+    assert (
+        "error: `audit verify` is not a chat command: the hash chain is checked with "
+        "`acrbot audit verify` (add --blob for the archive), in a shell where the bot's "
+        "database is\nUsage: audit [--last N] [--user USER] [--request ID]\n"
+    ) in result.stdout
+
+
+@pytest.mark.parametrize("columns", [None, "60", "100"])
+def test_run_help_fits_the_terminal(demo_config, columns):
+    """Piped (no terminal) it fits 80 columns; with $COLUMNS, that width."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = columns
+    result = acrbot("run", "--config", demo_config, "--user", "bob", "help", env=env)
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= int(columns or 80)
+    assert lines[:3] == [
+        "Commands you can run (`help COMMAND` for details):",
+        "  help [COMMAND]",
+        "      list the commands you may run, or explain one",
+    ]

@@ -4,6 +4,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 MANIFEST = json.loads((ROOT / "deploy" / "slack-app-manifest.json").read_text())
 LISTENERS = (ROOT / "bot" / "slack" / "listeners.py").read_text()
@@ -63,3 +65,93 @@ def test_doctor_checks_the_scopes_the_manifest_asks_for():
     from bot.slack.checks import NEEDED_SCOPES
 
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == NEEDED_SCOPES
+
+
+def slack_manifest(capsys, *args):
+    from bot.cli import main
+
+    code = main(["slack-manifest", *args])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else None), err
+
+
+def request_urls(manifest):
+    return {
+        manifest["settings"]["event_subscriptions"]["request_url"],
+        manifest["settings"]["interactivity"]["request_url"],
+        manifest["features"]["slash_commands"][0]["url"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://acrbot.example.com", "https://acrbot.example.com/slack/events"),
+        ("https://acrbot.example.com/", "https://acrbot.example.com/slack/events"),
+        # the full events URL, pasted from the Slack app's settings: taken as it is
+        ("https://acrbot.example.com/slack/events", "https://acrbot.example.com/slack/events"),
+        ("https://acrbot.example.com/slack/events/", "https://acrbot.example.com/slack/events"),
+        # behind a reverse proxy under a prefix
+        ("https://example.com/acrbot", "https://example.com/acrbot/slack/events"),
+        (
+            "https://example.com:8443/acrbot/slack/events",
+            "https://example.com:8443/acrbot/slack/events",
+        ),
+    ],
+)
+def test_slack_manifest_url_base_or_events_url(capsys, url, expected):
+    code, manifest, _ = slack_manifest(capsys, "--mode", "http", "--url", url)
+    assert code == 0
+    assert request_urls(manifest) == {expected}
+
+
+BASE_OR_EVENTS = (
+    "expected the bot's public base URL, e.g. https://acrbot.example.com, "
+    "or its events URL, https://acrbot.example.com/slack/events"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://acrbot.example.com",
+            f"--url: Slack sends events only to https:// URLs; {BASE_OR_EVENTS}",
+        ),
+        (
+            "acrbot.example.com",
+            f"--url: Slack sends events only to https:// URLs; {BASE_OR_EVENTS}",
+        ),
+        ("https://", f"--url: {BASE_OR_EVENTS}; got 'https://'"),
+        (
+            "https://user:pw@acrbot.example.com",
+            f"--url: {BASE_OR_EVENTS}; got 'https://user:pw@acrbot.example.com'",
+        ),
+        (
+            "https://acrbot.example.com:x",
+            f"--url: {BASE_OR_EVENTS}; got 'https://acrbot.example.com:x'",
+        ),
+        (
+            "https://acrbot.example.com/slack/events?x=1",
+            f"--url: no ?query or #fragment: {BASE_OR_EVENTS}; "
+            "got 'https://acrbot.example.com/slack/events?x=1'",
+        ),
+    ],
+)
+def test_slack_manifest_url_refused_with_the_form_expected(capsys, url, message):
+    code, _, err = slack_manifest(capsys, "--mode", "http", "--url", url)
+    assert (code, err) == (2, f"acrbot: {message}\n")
+
+
+def test_slack_manifest_url_without_http_mode_is_refused(capsys):
+    code, _, err = slack_manifest(capsys, "--url", "https://acrbot.example.com")
+    assert (code, err) == (
+        2,
+        "acrbot: --url: only with --mode http (in Socket Mode Slack posts to no URL)\n",
+    )
+
+
+def test_slack_manifest_http_without_url_has_the_placeholder(capsys):
+    code, manifest, _ = slack_manifest(capsys, "--mode", "http")
+    assert code == 0
+    assert request_urls(manifest) == {"https://YOUR-HOST/slack/events"}

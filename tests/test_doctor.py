@@ -264,6 +264,10 @@ def test_doctor_finds_an_old_schema_and_wal_off(tmp_path, monkeypatch):
         "✗",
         f"version {SCHEMA_VERSION - 1}; this acrbot migrates it to {SCHEMA_VERSION}",
     )
+    assert found["database schema"][2] == (
+        f"back up {tmp_path / 'acrbot.db'}, then start acrbot once (serve, or `acrbot roles list "
+        f"--config {config}`): it migrates the database when it opens it"
+    )
     assert found["database WAL"][:2] == ("✗", "journal_mode=delete, not wal")
     assert "not NFS, SMB or Azure Files" in found["database WAL"][2]
 
@@ -386,6 +390,19 @@ def test_doctor_says_how_to_create_a_missing_database(tmp_path, monkeypatch):
     assert rows(output)["database"] == (
         "✗",
         f"{tmp_path / 'acrbot.db'} does not exist",
-        "if the `database` key is right, create it: acrbot init --config FILE (the deploy "
+        f"if the `database` key is right, create it: acrbot init --config {config} (the deploy "
         "kit's init container does); otherwise fix the key",
+    )
+
+
+def test_doctor_fix_quotes_a_config_path_for_the_shell(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    folder = tmp_path / "my configs"
+    folder.mkdir()
+    config = write_config(folder, 'name = "second"\ntype = "oci-layout"\npath = "registry"')
+    (folder / "acrbot.db").unlink()
+    _, output = doctor_says("--config", str(config))
+    assert rows(output)["database"][2] == (
+        f"if the `database` key is right, create it: acrbot init --config '{config}' (the "
+        "deploy kit's init container does); otherwise fix the key"
     )

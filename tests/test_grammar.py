@@ -103,6 +103,14 @@ def test_parse_builds_arguments(line, name, args):
             "[--orderby ORDER] [--top N] [--after NAME]",
         ),
         ("tags a b", "unexpected argument `b`\nUsage: tags REPO"),
+        (
+            "audit VERIFY",
+            "`audit verify` is not a chat command: the hash chain is checked with `acrbot audit "
+            "verify` (add --blob for the archive), in a shell where the bot's database is\n"
+            "Usage: audit [--last N]",
+        ),
+        ("audit --last 5 verify", "`audit verify` is not a chat command"),
+        ("audit check", "unexpected argument `check`\nUsage: audit [--last N]"),
         ("tags a --top 0", "`0` is not a number from 1 to 1000"),
         ("tags a --top", "option `--top` needs a value"),
         ("tags a --colour red", "unknown option `--colour`"),

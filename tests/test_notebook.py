@@ -232,12 +232,68 @@ def test_to_df_of_tags_has_a_row_per_tag_with_its_repository(acr):
         "digest",
         "size",
         "created",
-        "updated",
         "locked",
     ]
     assert list(frame["tag"]) == ["latest", "24"]
     assert set(frame["repository"]) == {"baseimages/fedora"}
     assert str(frame["created"].dtype) == "datetime64[us, UTC]"
+
+
+def test_to_df_of_tags_names_the_times_as_the_table_does(acr):
+    """The layout knows when images were built: the table calls that column `created`, and
+    the DataFrame has the same dates under the same name, with no all-NaT `updated` beside."""
+    result = acr.tags("baseimages/fedora")
+    assert result.table.columns == ("tag", "digest", "size", "created", "lock")
+    frame = result.to_df()
+    assert "updated" not in frame.columns
+    assert [t.isoformat() for t in frame["created"]] == [
+        "2024-04-23T00:00:00+00:00",
+        "2016-06-21T00:00:00+00:00",
+    ]
+    assert [row[3] for row in result.table.rows] == [
+        "2024-04-23 00:00 UTC",
+        "2016-06-21 00:00 UTC",
+    ]
+
+
+def test_to_df_of_tags_on_acr_has_the_update_times_the_table_shows(
+    tmp_path, clock, make_acr, fake_acr
+):
+    """ACR reports when a tag last moved: the table's `updated` is the DataFrame's `updated`."""
+    from bot.app import build_dispatcher
+    from bot.policy import Grant, Role
+    from tests.conftest import make_config
+
+    fake_acr.push("team/api", "1.0", "sha256:" + "a" * 64)
+    dispatcher = build_dispatcher(make_config(tmp_path), clock=clock, registries=[make_acr()])
+    dispatcher.ctx.roles.grant(Grant("carol", Role.READER), by="test", at=clock())
+    result = Acr(user="carol", dispatcher=dispatcher).tags("team/api")
+    assert result.table.columns == ("tag", "digest", "size", "updated", "lock")
+    frame = result.to_df()
+    assert list(frame.columns) == [
+        "registry",
+        "repository",
+        "tag",
+        "digest",
+        "size",
+        "created",
+        "updated",
+        "locked",
+    ]
+    assert frame["updated"].notna().all()
+    assert frame["updated"][0].strftime("%Y-%m-%d %H:%M UTC") == result.table.rows[0][3]
+
+
+def test_to_df_keeps_digests_whole(acr, bot):
+    """The table shortens digests for reading; a DataFrame is for working: the full value."""
+    digest = acr.show("baseimages/fedora:24").data["digest"]
+    assert len(digest) == len("sha256:") + 64
+    assert list(acr.tags("baseimages/fedora").to_df()["digest"])[1] == digest
+    assert list(acr.show("baseimages/fedora:24").to_df()["digest"]) == [digest]
+    dry_run = acr("purge --filter 'baseimages/fedora:^24$' --ago 0d --dry-run").to_df()
+    assert list(dry_run["digest"]) == [digest]
+    acr.delete("baseimages/fedora:24", reason="EOL")
+    assert list(acr.requests().to_df()["digest"]) == [digest]
 
 
 def test_to_df_of_repos_requests_and_show(acr):

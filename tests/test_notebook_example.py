@@ -88,7 +88,7 @@ def test_a_refusal_shows_as_one_line(executed):
 def test_the_dataframe_has_a_row_per_tag_and_the_expected_columns(executed):
     columns = shown(executed, "list(tags.columns)", "text/plain")
     assert re.sub(r"\s+", " ", columns) == (
-        "['registry', 'repository', 'tag', 'digest', 'size', 'created', 'updated', 'locked']"
+        "['registry', 'repository', 'tag', 'digest', 'size', 'created', 'locked']"
     )
     frame = shown(executed, "import pandas as pd")
     assert "<table" in frame and "baseimages/fedora" in frame

@@ -313,3 +313,22 @@ def test_allows(grant, needs, scope, where, allowed):
         allows([grant], frozenset(needs), scope, registry=registry, repository=repository)
         is allowed
     )
+
+
+@pytest.mark.parametrize(
+    ("grant", "text"),
+    [
+        (
+            Grant("tina", Role.CONTRIBUTOR, repositories="team-a/*"),
+            "contributor on team-a/* in every registry",
+        ),
+        (Grant("tina", Role.READER), "reader on */*"),
+        (Grant("tina", Role.OWNER, registry="demo"), "owner on demo/*"),
+        (
+            Grant("tina", Role.OWNER, registry="demo", repositories="team-a/*"),
+            "owner on demo/team-a/*",
+        ),
+    ],
+)
+def test_grant_reads_plainly(grant, text):
+    assert str(grant) == text

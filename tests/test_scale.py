@@ -108,7 +108,11 @@ def test_show_caps_what_it_prints_and_points_at_the_rest(seeded, tmp_path):
     bot = build_dispatcher(config)
     bot.ctx.roles.grant(Grant("carol", Role.READER), by="t", at=bot.ctx.clock())
     seen = []
-    reply = bot.handle(f"show {BIG}:v7", user="carol", progress=lambda d, t: seen.append((d, t)))
+    reply = bot.handle(
+        f"show {BIG}:v7",
+        user="carol",
+        progress=lambda d, t, what: seen.append((d, t, what.describe(t))),
+    )
     fields = dict(reply.fields)
     assert fields["tags"].startswith("v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10")
     assert fields["tags"].endswith(f"… ({TAGS:,} in all)")
@@ -116,7 +120,8 @@ def test_show_caps_what_it_prints_and_points_at_the_rest(seeded, tmp_path):
         f"{TAGS - 20:,} more tags share this digest: `tags {BIG} --digest {digest}` lists them.",
     )
     assert len(reply.data["tags"]) == TAGS  # --json has them all
-    assert seen[-1] == (TAGS + 1, TAGS + 1)  # the scan reported its progress
+    # the scan reported its progress, and what it was doing
+    assert seen[-1] == (TAGS + 1, TAGS + 1, f"resolving {TAGS + 1:,} tags")
     rest = bot.handle(f"tags {BIG} --digest {digest} --top 5 --after v19", user="carol")
     assert [row[0] for row in rest.table.rows] == ["v20", "v21", "v22", "v23", "v24"]
 

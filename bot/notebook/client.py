@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -97,7 +98,8 @@ class Acr:
     def run(self, command: str, *, user: str | None = None) -> Result:
         """Run ``command`` as ``user`` (default: this client's user) through the Dispatcher."""
         acting = self.user if user is None else self.config.user_id(user)
-        bar = ProgressBar()  # long registry scans show a bar under the cell, as in the console
+        # Long registry scans show a bar under the cell, as in the console.
+        bar = ProgressBar(draw=_watched())
         with _captured() as captured:
             try:
                 reply = self.dispatcher.handle(command, user=acting, progress=bar, door=NOTEBOOK)
@@ -281,6 +283,18 @@ class _Capture(logging.Handler):
         self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
         if record.exc_info and record.exc_info[1] is not None:
             self.exception = record.exc_info[1]
+
+
+def _watched() -> bool:
+    """Whether a person watches this process's stderr: a terminal, or a Jupyter cell (not a
+    terminal, but its output is shown as it comes). A script's captured stderr gets no bar."""
+    if sys.stderr.isatty():
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 @contextlib.contextmanager

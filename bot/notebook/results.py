@@ -186,7 +186,13 @@ def records(reply: Reply) -> tuple[list[dict[str, Any]], list[str] | None]:
         tags = data.get("tags")
         if "total" in data and isinstance(tags, list):  # a page of `tags` (`show` has no total)
             rows = [{**context, "tag": t["name"], **_without(t, "name")} for t in tags]
-            columns = [*context, "tag", "digest", "size", "created", "updated", "locked"]
+            # The times under the name the table gives them: a backend that knows no update
+            # times (layouts, distribution) leaves `updated` out rather than a column of NaT.
+            times = ["created", "updated"]
+            if not any(row.get("updated") is not None for row in rows):
+                times.remove("updated")
+                rows = [_without(row, "updated") for row in rows]
+            columns = [*context, "tag", "digest", "size", *times, "locked"]
             columns += [k for row in rows for k in row if k not in columns]
             return rows, list(dict.fromkeys(columns))
         return [data], None

@@ -13,6 +13,9 @@ every message of every channel it is in, to act on a handful.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
+
+from bot.errors import ConfigError
 
 SCOPES = (
     "commands",
@@ -24,15 +27,41 @@ SCOPES = (
 )
 EVENTS = ("app_home_opened", "app_mention")
 PLACEHOLDER = "https://YOUR-HOST"
+EVENTS_PATH = "/slack/events"  # where `acrbot serve` answers Slack (bot/slack/service.py)
+
+
+def events_url(url: str) -> str:
+    """The URL Slack posts to, from the public base URL of the bot (a path prefix is kept:
+    a reverse proxy may serve it under one) or from that events URL itself, the natural
+    thing to paste. Anything else is refused with the form expected (ConfigError)."""
+    expected = (
+        f"expected the bot's public base URL, e.g. https://acrbot.example.com, "
+        f"or its events URL, https://acrbot.example.com{EVENTS_PATH}"
+    )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"--url: {expected}; got {url!r}") from None
+    if parts.scheme != "https":
+        raise ConfigError(f"--url: Slack sends events only to https:// URLs; {expected}")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise ConfigError(f"--url: {expected}; got {url!r}")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ConfigError(f"--url: no ?query or #fragment: {expected}; got {url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith(EVENTS_PATH):
+        path += EVENTS_PATH
+    return f"https://{parts.netloc}{path}"
 
 
 def manifest(*, mode: str, url: str = PLACEHOLDER) -> dict[str, Any]:
     """The manifest for ``mode`` ("socket" or "http"); ``url`` is the public base URL of an
-    HTTP deployment (`/slack/events` is appended)."""
+    HTTP deployment or its events URL (see :func:`events_url`)."""
     if mode not in ("socket", "http"):
         raise ValueError(f"mode must be socket or http, not {mode!r}")
     http = mode == "http"
-    endpoint = f"{url.rstrip('/')}/slack/events"
+    endpoint = events_url(url) if http else None
     command: dict[str, Any] = {
         "command": "/acr",
         "description": "Container registries: list, show, request deletions, approve",

@@ -44,7 +44,7 @@ class StillWorking:
         self.posted = 0
         self._thread = threading.Thread(target=self._run, name="acr-still-working", daemon=True)
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, /, what: object = None) -> None:
         self._progress = (done, total)
 
     def start(self) -> StillWorking:

@@ -27,13 +27,13 @@ from bot.jobqueue import JobQueue
 from bot.slack import startup
 from bot.slack.jobs import DurableSink, JobSink
 from bot.slack.listeners import Listeners
+from bot.slack.manifest import EVENTS_PATH
 from bot.slack.observe import ObservedApp, ObservedSink, metrics_response
 from bot.slack.socket_mode import SocketModeHandler, SocketModeLink
 from bot.slack.worker import WorkerProcess, prestart
 from bot.store import Store
 
 log = logging.getLogger(__name__)
-EVENTS_PATH = "/slack/events"
 
 
 class SlackApp:

@@ -26,6 +26,7 @@ from bot.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.facts import DigestFacts, FactCache, MemoryFacts
 from bot.references import DIGEST_RE
 from bot.registry import (
+    RESOLVING_TAGS,
     ImageInfo,
     NoAdminUser,
     NoLocks,
@@ -295,7 +296,7 @@ class OciRegistry(NoLocks, NoAdminUser):
                 with lock:
                     done += 1
                     if done % step == 0 or done == len(names):
-                        progress(done, len(names))
+                        progress(done, len(names), RESOLVING_TAGS)
 
         return list(self._pool.map(one, names))
 
