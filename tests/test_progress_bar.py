@@ -18,7 +18,16 @@ def drawn_on_a_terminal(*reports):
         bar.close()
         stream.flush()
         os.set_blocking(leader, False)
-        return os.read(leader, 65536).decode()
+        chunks = []  # a pty hands writes back in pieces: read until nothing is left
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
     finally:
         stream.close()
         os.close(leader)
