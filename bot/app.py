@@ -10,7 +10,7 @@ from typing import Any
 from bot import logs, observe
 from bot.announce import Announcer
 from bot.audit import Audit
-from bot.config import Config, RegistryConfig
+from bot.config import Config, RegistryConfig, SlackSettings
 from bot.context import Context, Registries
 from bot.dispatch import CONSOLE, Dispatcher, Handler
 from bot.facts import FactCache, SqliteFacts
@@ -64,6 +64,7 @@ def _oci(cfg: RegistryConfig, facts: FactCache) -> Registry:
         username=options.get("username"),
         password=cfg.secrets.get("password"),
         token=cfg.secrets.get("token"),
+        token_realms=tuple(options.get("token_realms", ())),
         tag_delete=bool(options.get("tag_delete", False)),
         verify=str(options["ca_bundle"]) if "ca_bundle" in options else True,
         timeout=float(options.get("timeout", 10)),
@@ -121,6 +122,7 @@ def build_context(
 ) -> Context:
     """Open the database and build one client per registry, once, to share. The database
     must exist unless ``create`` (tests, `acrbot init`)."""
+    register_secrets(config)
     store = Store(config.database, create=create)
     audit = Audit(store, key=config.audit_key.encode() if config.audit_key else None)
     if groups_of is None:
@@ -157,6 +159,30 @@ def build_context(
         purges=PurgeItems(store, audit, clock=clock),
         archive=archive,
     )
+
+
+def register_secrets(config: Config | None = None, settings: SlackSettings | None = None) -> None:
+    """Register the secrets the bot holds for its lifetime with the log redaction
+    (bot/redaction.py): registry passwords and tokens, the audit key, the Blob credentials
+    (the connection string and its key or SAS), the Slack tokens. A library that logs a
+    request (slack_sdk at DEBUG, an SDK's error) then cannot write one to a log line."""
+    from bot.redaction import REDACTOR
+
+    secrets: list[str | None] = []
+    if config is not None:
+        secrets += [v for r in config.registries for v in r.secrets.values()]
+        secrets.append(config.audit_key)
+        connection = config.archive.connection_string if config.archive else None
+        if connection:
+            secrets.append(connection)
+            for part in connection.split(";"):
+                key, _, value = part.partition("=")
+                if key.strip().lower() in ("accountkey", "sharedaccesssignature"):
+                    secrets.append(value.strip())
+    if settings is not None:
+        secrets += [settings.bot_token, settings.signing_secret, settings.app_token]
+    for secret in secrets:
+        REDACTOR.add_static(secret)
 
 
 def static_groups(config: Config) -> Callable[[str], list[str]]:

@@ -171,3 +171,13 @@ def test_credentials_never_cross_plain_http_to_another_host(tmp_path):
     assert from_mapping({"registry": [local]}, base=tmp_path, environ=env).registries
     anonymous = {"name": "h", "type": "oci", "url": "http://mirror.example.com"}
     assert from_mapping({"registry": [anonymous]}, base=tmp_path, environ={}).registries
+
+
+def test_token_realms_are_https_urls(tmp_path):
+    table = {**OCI, "token_realms": ["http://auth.example.com"]}
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"registry": [table]}, base=tmp_path, environ={})
+    assert str(exc.value).startswith("registry[0].token_realms: expected a list of https:// URLs")
+    table = {**OCI, "token_realms": ["https://auth.docker.io"]}
+    config = from_mapping({"registry": [table]}, base=tmp_path, environ={})
+    assert config.registries[0].options["token_realms"] == ("https://auth.docker.io",)

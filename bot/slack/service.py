@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot import metrics, observe
+from bot.app import register_secrets
 from bot.config import Config, SlackSettings
 from bot.jobqueue import JobQueue
 from bot.slack import startup
@@ -159,6 +160,7 @@ def serve(
     first: a refused token, or Slack unreachable for ``startup_wait`` seconds, stops here
     with one line (bot/slack/startup.py). `/metrics` is served only on ``metrics_port``, at
     ``metrics_host`` (default: ``host``), never on the port Slack reaches."""
+    register_secrets(config, settings)  # before anything can log a request
     startup.verify_bot_token(settings, within=startup_wait)
     worker = WorkerProcess(config, settings).start()
     # SIGTERM (docker stop, systemd) stops like Ctrl-C: uvicorn finishes the requests in
