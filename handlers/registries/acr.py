@@ -12,6 +12,8 @@ missing one reported as such; ACR is always https (a login server with a scheme 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from fnmatch import fnmatchcase
@@ -33,6 +35,7 @@ from azure.mgmt.containerregistry.models import (
 
 from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.facts import DigestFacts, FactCache, MemoryFacts
+from bot.redaction import REDACTOR
 from bot.references import DIGEST_RE
 from bot.registry import (
     AdminStatus,
@@ -48,6 +51,8 @@ from bot.registry import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+VAULT_ATTEMPTS = 3  # set_secret tries after a regeneration, before the password is shown
 LIST_PAGE = 1000  # tags or repositories a listing request asks for when it walks them all
 ORDER_BY = {Order.TIME_DESC: "timedesc", Order.TIME_ASC: "timeasc", Order.NAME: None}
 # What the SDK may retry after a timeout: reads only. A DELETE or PATCH that timed out may
@@ -99,6 +104,7 @@ class AcrRegistry:
         connection_verify: str | bool = True,
         key_vault: Any = None,
         key_vault_secret: str | None = None,
+        vault_backoff: float = 1.0,
         facts: FactCache | None = None,
         **client_options: Any,
     ) -> None:
@@ -119,6 +125,7 @@ class AcrRegistry:
             **options,
         )
         self._vault, self._vault_secret = key_vault, key_vault_secret
+        self._vault_backoff = vault_backoff
         self._facts = facts if facts is not None else MemoryFacts()
 
     # -- reading ---------------------------------------------------------------------------
@@ -412,19 +419,44 @@ class AcrRegistry:
         value = next((p.value for p in result.passwords or [] if p.name == which), None)
         if not value:
             raise RegistryError(f"{self.name} did not return the new {which}")
+        REDACTOR.add(value)  # before anything (the vault call, an SDK's log) can print it
+        username = result.username or self._registry_name
         if self._vault is not None and self._vault_secret:
-            stored = self._call(
-                lambda: self._vault.set_secret(self._vault_secret, value),
-                what="the Key Vault secret",
-                missing="no such Key Vault",
-            )
-            return NewPassword(
-                name=which,
-                username=result.username or self._registry_name,
-                value="",
-                vault_secret=f"{stored.name} (version {stored.properties.version})",
-            )
-        return NewPassword(name=which, username=result.username or self._registry_name, value=value)
+            stored, failure = self._store_in_vault(value)
+            if stored is not None:
+                return NewPassword(
+                    name=which,
+                    username=username,
+                    value="",
+                    vault_secret=f"{stored.name} (version {stored.properties.version})",
+                )
+            # The registry already has the new password and the old one is gone: losing it
+            # now would lock every consumer out. The requester gets it, once, as without a
+            # vault, with what went wrong.
+            return NewPassword(name=which, username=username, value=value, vault_error=failure)
+        return NewPassword(name=which, username=username, value=value)
+
+    def _store_in_vault(self, value: str) -> tuple[Any, str | None]:
+        """`set_secret`, tried VAULT_ATTEMPTS times (a PUT of the same value: safe to repeat;
+        the SDK's own policy already retries each transient failure). Returns the stored
+        secret, or None and the reason of the last failure."""
+        reason = "no attempt"
+        for attempt in range(1, VAULT_ATTEMPTS + 1):
+            try:
+                stored = self._call(
+                    lambda: self._vault.set_secret(self._vault_secret, value),
+                    what="the Key Vault secret",
+                    missing="no such Key Vault",
+                )
+                return stored, None
+            except RegistryError as exc:  # NotFound, OutcomeUnknown are RegistryErrors too
+                reason = str(exc)
+            except Exception as exc:  # whatever it was, the password must not be lost
+                reason = f"{exc.__class__.__name__} from Key Vault"
+                log.exception("storing the new password of %s in Key Vault failed", self.name)
+            if attempt < VAULT_ATTEMPTS:
+                time.sleep(self._vault_backoff * 2 ** (attempt - 1))
+        return None, reason
 
     def check_list_credentials(self) -> None:
         """Whether the identity may read the admin credentials, as `rotate` needs (`acrbot
