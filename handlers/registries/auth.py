@@ -11,11 +11,11 @@ scope (with Basic credentials if configured), cache the token per scope until it
 replay the request. A Basic challenge gets the configured username and password.
 
 The challenge is the registry's to write, so it does not get to decide where the password
-goes: Basic credentials go to a realm on the registry's own host, or on a host the
-configuration lists (`token_realms`, e.g. Docker Hub's https://auth.docker.io); any other
-realm is asked for an anonymous token. A token is cached under the scope of the request
-that needed it (what we asked for), never under a scope the challenge names, so a
-challenge cannot plant a token for another repository or action.
+goes: Basic credentials go to a realm on the registry's own origin (scheme, host, port), or
+on an https origin the configuration lists (`token_realms`, e.g. Docker Hub's
+https://auth.docker.io); any other realm is asked for an anonymous token. A token is cached
+under the scope of the request that needed it (what we asked for), never under a scope the
+challenge names, so a challenge cannot plant a token for another repository or action.
 """
 
 from __future__ import annotations
