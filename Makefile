@@ -1,4 +1,6 @@
-# Two commands a new user needs: `make demo` and `make test`. Each bootstraps .venv once.
+# Two commands a new user needs: `make demo` and `make test`. Each bootstraps .venv once, from
+# the lock (requirements/test.txt: every package pinned, with its hashes), then installs the
+# project itself, editable. `make lock` refreshes the lock from pyproject.toml's ranges.
 # `make notebook` opens the example notebook in JupyterLab (it adds Jupyter to .venv once).
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,14 +15,38 @@ SERVICES := .cache/services-stamp
 # like a package may shadow it): information, and the only warning left once pyproject.toml
 # stopped using deprecated keys. Only that note is silenced (tests/test_packaging.py).
 QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning"
+LOCK := requirements/test.txt requirements/runtime.txt
+LOCK_VENV := .cache/lock-venv
+LOCK_INDEX ?= https://pypi.org/simple
+PIP_TOOLS := pip-tools==7.5.2
+LOCK_FLAGS ?=
+# The lock is PyPI's: no pip.conf, local index or wheel directory colours its pins or hashes.
+LOCK_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= CUSTOM_COMPILE_COMMAND="make lock"
+COMPILE := $(LOCK_ENV) $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links --index-url $(LOCK_INDEX)
 
-.PHONY: demo notebook test lint format clean
+.PHONY: demo notebook test lint format clean lock
 
-$(STAMP): pyproject.toml
+# The lock first (pinned and hashed: --require-hashes refuses anything else), then the
+# project itself, editable, without touching the dependencies (--no-deps) and with the locked
+# setuptools (--no-build-isolation: nothing unpinned is fetched to build it).
+$(STAMP): pyproject.toml requirements/test.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/test.txt
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Refresh the lock after changing a range in pyproject.toml: pins the ranges still allow are
+# kept; `make lock LOCK_FLAGS=--upgrade` takes the newest releases the ranges allow. The test
+# lock resolves everything, the runtime lock (deploy/Dockerfile) is held to its versions.
+# `dockerfile` (tests only) has x86_64 wheels only: its marker is put back after compiling.
+lock:  ## re-pin requirements/*.txt (hashes included) from pyproject.toml and requirements/build.in
+	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_ENV) $(LOCK_VENV)/bin/python -m pip install --quiet --index-url $(LOCK_INDEX) '$(PIP_TOOLS)'; }
+	$(COMPILE) $(LOCK_FLAGS) --extra test -o requirements/test.txt pyproject.toml requirements/build.in
+	sed -i 's/^dockerfile==\([0-9.]*\) \\$$/dockerfile==\1 ; platform_machine == "x86_64" \\/' requirements/test.txt
+	$(COMPILE) $(LOCK_FLAGS) --constraint requirements/test.txt -o requirements/runtime.txt \
+		pyproject.toml requirements/build.in
 
 demo: $(STAMP)  ## seed the offline demo registry and open the console as alice
 	$(BIN)/acrbot demo

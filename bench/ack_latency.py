@@ -253,7 +253,9 @@ def bench_http(
         row["answers"] = wait_answers(fake, tag, n)
         print(f"{'':<44} all {n} answers via response_url in {row['answers']:.1f} s")
         if metrics.enabled():
-            acks = _scraped_acks(server.port)
+            scrape = metrics.Exposition().serve(host="127.0.0.1", port=0)  # --metrics-port
+            acks = _scraped_acks(scrape.server_port)
+            scrape.shutdown()
             print(f"{'':<44} /metrics: acrbot_ack_seconds_count{{kind=command}} {acks:g}")
         server.stop()
         thread.join(timeout=15)

@@ -11,7 +11,7 @@ from typing import Any
 from bot import logs, observe
 from bot.announce import Announcer
 from bot.audit import Audit
-from bot.config import Config, RegistryConfig, config_arg
+from bot.config import Config, RegistryConfig, SlackSettings, config_arg
 from bot.context import Context, Registries
 from bot.dispatch import CONSOLE, Dispatcher, Handler
 from bot.facts import FactCache, SqliteFacts
@@ -72,6 +72,7 @@ def _oci(cfg: RegistryConfig, facts: FactCache) -> Registry:
         username=options.get("username"),
         password=cfg.secrets.get("password"),
         token=cfg.secrets.get("token"),
+        token_realms=tuple(options.get("token_realms", ())),
         tag_delete=bool(options.get("tag_delete", False)),
         verify=str(options["ca_bundle"]) if "ca_bundle" in options else True,
         timeout=float(options.get("timeout", 10)),
@@ -172,6 +173,7 @@ def build_context(
     """Open the database and build one client per registry, once, to share. The database
     must exist unless ``create`` (tests, `acrbot init`). ``defer`` builds each registry on
     its first use instead (one-shot doors); `acrbot serve` builds them up front."""
+    register_secrets(config)
     store = Store(config.database, create=create, config_arg=config_arg(config.source))
     audit = audit_of(config, store)
     if groups_of is None:
@@ -211,6 +213,30 @@ def build_context(
         purges=PurgeItems(store, audit, clock=clock),
         archive=archive,
     )
+
+
+def register_secrets(config: Config | None = None, settings: SlackSettings | None = None) -> None:
+    """Register the secrets the bot holds for its lifetime with the log redaction
+    (bot/redaction.py): registry passwords and tokens, the audit key, the Blob credentials
+    (the connection string and its key or SAS), the Slack tokens. A library that logs a
+    request (slack_sdk at DEBUG, an SDK's error) then cannot write one to a log line."""
+    from bot.redaction import REDACTOR
+
+    secrets: list[str | None] = []
+    if config is not None:
+        secrets += [v for r in config.registries for v in r.secrets.values()]
+        secrets.append(config.audit_key)
+        connection = config.archive.connection_string if config.archive else None
+        if connection:
+            secrets.append(connection)
+            for part in connection.split(";"):
+                key, _, value = part.partition("=")
+                if key.strip().lower() in ("accountkey", "sharedaccesssignature"):
+                    secrets.append(value.strip())
+    if settings is not None:
+        secrets += [settings.bot_token, settings.signing_secret, settings.app_token]
+    for secret in secrets:
+        REDACTOR.add_static(secret)
 
 
 def static_groups(config: Config) -> Callable[[str], list[str]]:

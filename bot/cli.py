@@ -85,7 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         metavar="PORT",
-        help="also serve /metrics on this port, at --host (Socket Mode has no other)",
+        help="serve /metrics on this port (and only there: never on --port, which Slack "
+        "reaches); default: no /metrics",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help="the address of --metrics-port (default: --host; e.g. 127.0.0.1 for a local agent)",
     )
     serve.add_argument(
         "--startup-wait",
@@ -227,6 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         startup_wait=args.startup_wait,
     )
     return 0

@@ -224,11 +224,40 @@ def slack_settings(environ: Mapping[str, str] | None = None) -> SlackSettings:
             "Socket Mode)"
         )
     api_url = env.get("SLACK_API_URL") or "https://slack.com/api/"
+    _check_slack_api_url(api_url)
     if not api_url.endswith("/"):
         api_url += "/"
     return SlackSettings(
         bot_token=bot_token, signing_secret=signing_secret, app_token=app_token, api_url=api_url
     )
+
+
+def _check_slack_api_url(url: str) -> None:
+    """SLACK_API_URL receives the bot token with every call: https, or http:// only to
+    loopback (a local proxy, the tests' fake), like a registry's credentials; never with a
+    user name or password in it."""
+    from urllib.parse import urlsplit
+
+    from bot.redaction import has_userinfo, redact_urls
+
+    if has_userinfo(url):
+        raise ConfigError(
+            f"SLACK_API_URL: {redact_urls(url)} has a user name or password in it; give the "
+            "URL without them"
+        )
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"SLACK_API_URL: expected an https:// URL, got {url!r}")
+    if parts.scheme == "http" and host not in LOOPBACK:
+        raise ConfigError(
+            f"SLACK_API_URL: {url} is plain HTTP to another host, and the bot token would "
+            "cross the network in clear: use https://, or http:// only to loopback "
+            "(localhost, 127.0.0.1, ::1)"
+        )
 
 
 def config_path_from_env() -> str | None:
@@ -343,6 +372,7 @@ REGISTRY_KEYS = {
         "username",
         "password_env",
         "token_env",
+        "token_realms",
         "tag_delete",
         "ca_bundle",
         "timeout",
@@ -415,6 +445,8 @@ def _registries(
         for opt, value in table.items():
             if opt in ("name", "type", "login_server"):
                 continue
+            if opt in URL_KEYS:
+                _refuse_url_credentials(f"{key}.{opt}", value)
             if opt.endswith("_env"):
                 if not isinstance(value, str) or value not in environ:
                     raise ConfigError(f"{key}.{opt}: environment variable {value!r} is not set")
@@ -423,6 +455,17 @@ def _registries(
                 options[opt] = (base / str(value)).resolve()
             elif opt == "url" and not str(value).startswith(("http://", "https://")):
                 raise ConfigError(f"{key}.url: expected an http:// or https:// URL")
+            elif opt == "token_realms":
+                if not isinstance(value, list) or not all(
+                    isinstance(v, str) and v.startswith("https://") for v in value
+                ):
+                    raise ConfigError(
+                        f"{key}.token_realms: expected a list of https:// URLs (the token "
+                        'servers that may receive the credentials, e.g. ["https://auth.docker.io"])'
+                    )
+                for n, realm in enumerate(value):
+                    _refuse_url_credentials(f"{key}.token_realms[{n}]", realm)
+                options[opt] = tuple(value)
             elif opt == "purge_concurrency":
                 if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32:
                     raise ConfigError(f"{key}.purge_concurrency: expected a number from 1 to 32")
@@ -473,6 +516,23 @@ def _registries(
             )
         )
     return tuple(result)
+
+
+URL_KEYS = {"url", "arm_endpoint", "authority", "key_vault_url"}
+
+
+def _refuse_url_credentials(key: str, value: object) -> None:
+    """A URL with a user name or password in it (`https://robot:pw@host`) puts a secret in the
+    file and in every message that prints the URL: refused, like `password = "…"`, with the
+    `_env` advice. The message shows the URL without them."""
+    from bot.redaction import has_userinfo, redact_urls
+
+    if isinstance(value, str) and has_userinfo(value):
+        raise ConfigError(
+            f"{key}: {redact_urls(value)} has a user name or password in it; secrets are "
+            'never written in the file: give the URL without them, username = "…" and '
+            'password_env = "VARIABLE" (or token_env) naming the environment variable'
+        )
 
 
 def httpx_host(url: str) -> str:
@@ -573,6 +633,13 @@ def _archive(table: Any, *, environ: Mapping[str, str]) -> ArchiveConfig | None:
             )
         connection = environ[name]
     account_url = blob.get("account_url")
+    _refuse_url_credentials("audit.blob.account_url", account_url)
+    if isinstance(account_url, str) and "sig=" in account_url:
+        raise ConfigError(
+            "audit.blob.account_url: has a SAS token (sig=…) in it; secrets are never written "
+            "in the file: put it in a connection string and name its variable: "
+            'connection_string_env = "VARIABLE"'
+        )
     if connection is None and not (
         isinstance(account_url, str) and account_url.startswith("https://")
     ):

@@ -31,6 +31,7 @@ from bot.context import Call, Context
 from bot.errors import PermissionDenied, UsageError, UserError
 from bot.grammar import ParsedCommand, parse
 from bot.policy import ALL, Scope, require
+from bot.redaction import redact_urls
 from bot.references import ImageRef
 from bot.registry import Progress, no_progress
 from bot.replies import Reply, error
@@ -115,12 +116,15 @@ class Dispatcher:
         except UserError as exc:
             outcome = "refused" if isinstance(exc, PermissionDenied | UsageError) else "failed"
             # A line that did not parse may hold anything the user typed: keep it out.
+            # A URL's user name and password never reach a reply or the audit (a backend
+            # built by hand, an SDK's message), whatever raised.
+            message = redact_urls(str(exc))
             detail = (
                 "could not parse the command"
                 if isinstance(exc, UsageError) and command is None
-                else str(exc)
+                else message
             )
-            reply = error(str(exc))
+            reply = error(message)
             self._audit(user, command, call, outcome, detail, door=door, finish=finish, reply=reply)
             return reply
         except Exception:

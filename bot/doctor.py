@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.config import Config, RegistryConfig, config_arg, find_config, load
 from bot.errors import BotError, ConfigError, NotFound, OutcomeUnknown
+from bot.redaction import redact_urls
 from bot.store import SCHEMA_VERSION
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -444,12 +445,18 @@ def render(checks: Sequence[Check], *, source: str | None = None) -> str:
     lines.append(
         f"{bad} of {len(checks)} checks failed." if bad else f"All {len(checks)} checks passed."
     )
-    return "\n".join(lines)
+    return redact_urls("\n".join(lines))  # an SDK's message may quote a URL with its password
 
 
 def as_json(checks: Sequence[Check]) -> str:
     return json.dumps(
-        {"ok": not any(c.failed for c in checks), "checks": [asdict(c) for c in checks]},
+        {
+            "ok": not any(c.failed for c in checks),
+            "checks": [
+                {k: redact_urls(v) if isinstance(v, str) else v for k, v in asdict(c).items()}
+                for c in checks
+            ],
+        },
         indent=2,
         ensure_ascii=False,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.audit import Audit
+from bot.redaction import redact_urls
 from bot.requests import Clock
 from bot.store import Store
 
@@ -137,6 +138,7 @@ class PurgeItems:
     def finish(self, item: PurgeItem, state: str, *, target: str, detail: str | None) -> None:
         """Final state and its one audit row, in one transaction."""
         now = self._clock()
+        detail = redact_urls(detail) if detail else detail  # no URL's password in the audit
         with self._store.transaction() as db:
             db.execute(
                 "update purge_items set state = ?, detail = ?, updated_at = ? "

@@ -210,6 +210,8 @@ class NewPassword:
     username: str
     value: str = field(repr=False)
     vault_secret: str | None = None  # "name (version v)" when stored in Key Vault instead
+    # Key Vault was configured but did not take it (why): ``value`` is then shown, once.
+    vault_error: str | None = None
 
 
 @runtime_checkable

@@ -27,6 +27,7 @@ from typing import Any
 from bot import liveness
 from bot.audit import Audit
 from bot.errors import Conflict, NotFound, OutcomeUnknown, PermissionDenied, UserError
+from bot.redaction import redact_urls
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -596,9 +597,10 @@ class Requests:
         try:
             note = execute(request)
         except OutcomeUnknown as exc:
-            self._release(request, str(exc), grace=timedelta(seconds=exc.grace))
+            self._release(request, redact_urls(str(exc)), grace=timedelta(seconds=exc.grace))
         except UserError as exc:
-            self._finish(request, State.FAILED, self._clock(), decided_by="acrbot", error=str(exc))
+            why = redact_urls(str(exc))  # the audit is permanent: no URL's password in it
+            self._finish(request, State.FAILED, self._clock(), decided_by="acrbot", error=why)
         except Exception:
             log.exception("executing request #%s failed", request_id)
             self._finish(

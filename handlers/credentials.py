@@ -39,14 +39,25 @@ def rotate(call: Call, *, ctx: Context) -> Reply:
                 "key_vault_secret": new.vault_secret,
             },
         )
+    notes = (
+        f"Consumers still using {other} keep working: move them to {which}, then rotate {other}.",
+    )
+    data = {"registry": registry.name, "password": which, "username": new.username}
+    if new.vault_error:
+        # Regenerated, but Key Vault did not take it: the value exists only here now.
+        return Reply(
+            text=f"Regenerated {which} of {registry.name} (admin user {new.username}), but "
+            f"Key Vault did not store it ({new.vault_error}): here it is, shown once. Put it "
+            "in Key Vault yourself; it is not kept anywhere else.",
+            notes=notes,
+            secret=new.value,
+            data={**data, "key_vault_error": new.vault_error},
+        )
     return Reply(
         text=f"Regenerated {which} of {registry.name} (admin user {new.username}).",
-        notes=(
-            f"Consumers still using {other} keep working: move them to {which}, "
-            f"then rotate {other}.",
-        ),
+        notes=notes,
         secret=new.value,
-        data={"registry": registry.name, "password": which, "username": new.username},
+        data=data,
     )
 
 

@@ -88,6 +88,67 @@ def test_rotation_into_key_vault_returns_only_the_secret_name(tmp_path, clock, f
     assert stored["acr-prod-password"] not in render(reply)
 
 
+class FailingVault:
+    """The SecretClient surface, failing ``failures`` times the way the SDK does (connection
+    errors after its own retries, then a 503 answer)."""
+
+    def __init__(self, failures):
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+        self.errors = [ServiceRequestError("connection refused"), HttpResponseError("503")]
+        self.failures, self.calls, self.stored = failures, 0, {}
+
+    def set_secret(self, name, value):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.errors[min(self.calls - 1, 1)]
+        self.stored[name] = value
+        return SimpleNamespace(name=name, properties=SimpleNamespace(version="v7"))
+
+
+def vault_bot(tmp_path, clock, make_acr, vault):
+    acr = make_acr(key_vault=vault, key_vault_secret="acr-prod-password", vault_backoff=0)
+    dispatcher = build_dispatcher(make_config(tmp_path), clock=clock, registries=[acr])
+    dispatcher.ctx.roles.grant(Grant("dave", Role.ONCALL), by="t", at=clock())
+    return dispatcher
+
+
+def test_key_vault_failures_after_regeneration_are_retried(tmp_path, clock, fake_acr, make_acr):
+    vault = FailingVault(failures=2)
+    reply = vault_bot(tmp_path, clock, make_acr, vault).handle(
+        "rotate password --reason x", user="dave"
+    )
+    assert reply.text.endswith("in Key Vault as acr-prod-password (version v7).")
+    assert vault.calls == 3 and reply.secret is None
+    assert vault.stored["acr-prod-password"] == fake_acr.state.passwords["password"]
+
+
+def test_key_vault_down_after_regeneration_shows_the_password_once(
+    tmp_path, clock, fake_acr, make_acr, caplog
+):
+    """The password was regenerated (the old one is gone) and Key Vault did not take the new
+    one: it used to be lost. The requester gets it, once, as without Key Vault."""
+    caplog.set_level(logging.DEBUG)
+    vault = FailingVault(failures=99)
+    bot = vault_bot(tmp_path, clock, make_acr, vault)
+    reply = bot.handle("rotate password --reason x", user="dave")
+    secret = fake_acr.state.passwords["password"]
+    assert vault.calls == 3 and vault.stored == {}
+    assert reply.ok and reply.secret == secret
+    assert reply.text.startswith(
+        "Regenerated password of prod (admin user testreg), but Key Vault did not store it ("
+    )
+    assert reply.text.endswith(
+        "): here it is, shown once. Put it in Key Vault yourself; it is not kept anywhere else."
+    )
+    assert render(reply).count(secret) == 1
+    public = json.dumps(reply.as_json()) + "".join(reply.notes) + repr(reply)
+    assert secret not in public and secret not in caplog.text
+    bot.ctx.store.close()
+    for path in bot.ctx.store.path.parent.glob("acrbot.db*"):
+        assert secret.encode() not in path.read_bytes()
+
+
 def test_acr_config_builds_the_sdk_clients(tmp_path):
     config = from_mapping(
         {

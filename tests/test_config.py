@@ -197,3 +197,13 @@ def test_acr_read_rate_is_a_rate_and_only_for_acr(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"registry\[0\].read_rate: unknown key"):
         from_mapping({"registry": [{**OCI, "read_rate": 5}]}, base=tmp_path, environ={})
+
+
+def test_token_realms_are_https_urls(tmp_path):
+    table = {**OCI, "token_realms": ["http://auth.example.com"]}
+    with pytest.raises(ConfigError) as exc:
+        from_mapping({"registry": [table]}, base=tmp_path, environ={})
+    assert str(exc.value).startswith("registry[0].token_realms: expected a list of https:// URLs")
+    table = {**OCI, "token_realms": ["https://auth.docker.io"]}
+    config = from_mapping({"registry": [table]}, base=tmp_path, environ={})
+    assert config.registries[0].options["token_realms"] == ("https://auth.docker.io",)

@@ -255,6 +255,9 @@ def test_probes_hit_healthz_on_the_port_acrbot_serve_listens_on():
     assert service["spec"]["type"] == "ClusterIP"
     (port,) = service["spec"]["ports"]
     assert container_port(c, port["targetPort"]) == options.port
+    # /metrics on a port of its own, which the Service does not expose
+    assert options.metrics_port not in (None, options.port)
+    assert container_port(c, "metrics") == options.metrics_port
     labels = one(HTTP, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert one(HTTP, "Deployment")["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -626,9 +629,13 @@ def test_arm_app_identity_replicas_and_probes():
     socket_app = arm_app(socket_mode=True)
     assert socket_app["properties"]["configuration"]["ingress"] is None
     assert arm_container(socket_mode=True)["probes"] == []
-    # the same command line as the image and the Kubernetes deployment
+    # No /metrics: the only port is the ingress, public (Slack must reach it); /metrics is
+    # unauthenticated and is never served on the Slack port.
+    assert options.metrics_port is None
+    # the same command line as the image and the Kubernetes deployment (less its metrics port)
     assert c["command"] + c["args"] == dockerfile_cmd()
-    assert c["command"] + c["args"] == container(HTTP)["command"] + container(HTTP)["args"]
+    k8s = container(HTTP)["command"] + container(HTTP)["args"]
+    assert c["command"] + c["args"] == k8s[: k8s.index("--metrics-port")]
 
 
 def test_arm_secrets_are_secure_parameters_without_defaults():
@@ -813,7 +820,9 @@ def test_dockerfile_cmd_serves_on_the_probed_port():
     (expose,) = [c for c in final_stage() if c.cmd == "EXPOSE"]
     assert expose.value == (str(options.port),)
     c = container(HTTP)
-    assert c["command"] + c["args"] == argv
+    k8s = c["command"] + c["args"]
+    assert k8s[: k8s.index("--metrics-port")] == argv  # the image serves no /metrics by default
+    assert options.metrics_port is None
     assert container_port(c, c["livenessProbe"]["httpGet"]["port"]) == options.port
 
 

@@ -110,3 +110,55 @@ def test_a_rotation_over_slack_leaves_no_secret_in_the_logs(make_slack, registry
         assert {"acked command: queued", "command rotate by UDAVE: ok"} <= set(trail)
     else:
         assert "command rotate by UDAVE: ok [job=trigger:" in written
+
+
+def test_the_secrets_the_bot_holds_from_the_start_are_redacted_from_every_line(tmp_path, captured):
+    """Only handed-out passwords used to be registered: a library logging a registry's
+    password, the audit key, the Blob key or a Slack token wrote it out."""
+    import secrets as random
+
+    from bot.app import build_context, register_secrets
+    from bot.config import SlackSettings, from_mapping
+
+    _, out = captured
+    values = {name: f"{name}-{random.token_hex(8)}" for name in ("REG_PW", "AUDIT")}
+    values["BLOBKEY"] = random.token_urlsafe(24) + "=="  # an account key ends so
+    connection = (
+        "DefaultEndpointsProtocol=https;AccountName=acct;"
+        f"AccountKey={values['BLOBKEY']};EndpointSuffix=core.windows.net"
+    )
+    config = from_mapping(
+        {
+            "database": "acrbot.db",
+            "registry": [
+                {
+                    "name": "h",
+                    "type": "oci",
+                    "url": "https://harbor.example.com",
+                    "username": "robot",
+                    "password_env": "REG_PW",
+                }
+            ],
+            "audit": {"key_env": "AUDIT", "blob": {"connection_string_env": "BLOB"}},
+        },
+        base=tmp_path,
+        environ={**values, "BLOB": connection},
+    )
+    build_context(config, create=True).store.close()
+    slack = SlackSettings(
+        bot_token=f"xoxb-{random.token_hex(8)}",
+        signing_secret=random.token_hex(8),
+        app_token=f"xapp-{random.token_hex(8)}",
+    )
+    register_secrets(settings=slack)
+    held = [*values.values(), connection, slack.bot_token, slack.signing_secret, slack.app_token]
+    log = logging.getLogger("slack_sdk.web.base_client")  # a library that logs bodies
+    for secret in held:
+        log.warning("sending %s", secret)
+        try:
+            raise RuntimeError(f"failed with {secret}")
+        except RuntimeError:
+            logging.getLogger("azure.core").exception("boom")
+    written = out.getvalue()
+    assert written.count("[redacted]") >= len(held)  # one line per secret at least
+    assert [s for s in held if s in written] == []

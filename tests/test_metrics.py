@@ -89,12 +89,19 @@ def test_with_metrics_off_nothing_is_recorded(bot):
     )
 
 
-def test_http_mode_serves_metrics_beside_healthz(slack):
+def test_http_port_slack_reaches_serves_no_metrics_their_own_port_does(slack):
+    """`/metrics` used to answer on the port Slack (the internet) reaches, unauthenticated,
+    --metrics-port or not. It is served only where configured."""
     reply = slack.say("UCAROL", "tags baseimages/fedora")
     assert reply["text"] == "2 tags in demo/baseimages/fedora"
     status, text, _ = slack.request("GET", "/metrics")
-    assert status == 200
-    found = parse(text)
+    assert status == 404 and "acrbot_" not in text
+    assert slack.request("GET", "/healthz")[0] == 200
+    server = metrics.Exposition().serve(host="127.0.0.1", port=0)
+    try:
+        _, found = scrape(server.server_port)
+    finally:
+        server.shutdown()
     assert value(found, "acrbot_ack_seconds_count", kind="command") >= 1
     assert value(found, "acrbot_jobs_submitted_total", kind="command", status="queued") >= 1
     assert value(found, "acrbot_job_seconds_count", kind="command") >= 1
@@ -156,10 +163,17 @@ def stop(proc: subprocess.Popen) -> str:
 
 
 def test_serve_merges_both_processes_metrics_and_logs_one_trail_per_job(tmp_path, fake_slack):
-    port = free_port()
-    proc = start_serve(demo_env(tmp_path, fake_slack), "--port", str(port), "--log-format", "json")
+    port, metrics_port = free_port(), free_port()
+    proc = start_serve(
+        demo_env(tmp_path, fake_slack),
+        *("--port", str(port), "--log-format", "json"),
+        *("--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1"),
+    )
     try:
         wait_healthy(port, proc)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        assert conn.getresponse().status == 404  # not on the port Slack reaches
         commands = [
             ("carol", "tags baseimages/fedora", "t1"),
             ("alice", 'delete baseimages/fedora:24 --reason "EOL"', "t2"),
@@ -169,10 +183,10 @@ def test_serve_merges_both_processes_metrics_and_logs_one_trail_per_job(tmp_path
             url = fake_slack.response_url(trigger)
             assert signed_command(port, user, text, url, trigger) == 200
             fake_slack.wait_for(f"response_url:{trigger}")
-        content_type, found = scrape(port)
+        content_type, found = scrape(metrics_port)
         assert content_type.startswith("text/plain; version=")
         found = eventually(
-            port,
+            metrics_port,
             lambda s: value(s, "acrbot_executions_total", action="delete", outcome="done"),
         )
 
@@ -198,14 +212,15 @@ def test_serve_merges_both_processes_metrics_and_logs_one_trail_per_job(tmp_path
 
         os.kill(worker_of(proc.pid), signal.SIGKILL)
         url = fake_slack.response_url("t4")
-        found = eventually(port, lambda s: value(s, "acrbot_worker_restarts_total") == 1)
+        found = eventually(metrics_port, lambda s: value(s, "acrbot_worker_restarts_total") == 1)
         assert value(found, "acrbot_worker_restarts_total") == 1
         # The dead worker's counts stay (its files outlive it), and the new one's add up.
         assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 1
         assert signed_command(port, "carol", "tags baseimages/fedora", url, "t4") == 200
         fake_slack.wait_for("response_url:t4")
         found = eventually(
-            port, lambda s: value(s, "acrbot_commands_total", command="tags", outcome="ok") == 2
+            metrics_port,
+            lambda s: value(s, "acrbot_commands_total", command="tags", outcome="ok") == 2,
         )
         assert value(found, "acrbot_commands_total", command="tags", outcome="ok") == 2
     finally:

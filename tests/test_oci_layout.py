@@ -151,3 +151,66 @@ def test_gc_reclaims_unreferenced_blobs_and_never_a_referenced_one(registry):
     assert [t.name for t in registry.all_tags("gc/app")] == ["b"]
     info = registry.image("gc/app", "b")  # b is whole: its manifest, config and layers remain
     assert info.size > 0 and registry.gc("gc/app", grace=0) == []
+
+
+@pytest.mark.parametrize(
+    "digest",
+    ["sha256:/dev/zero", "sha256:../../../../etc/passwd", "../index.json", "sha256:" + "A" * 64],
+)
+def test_layout_digest_from_index_is_checked_before_it_becomes_a_path(registry, digest):
+    """index.json is the layout writer's: `sha256:/dev/zero` used to read /dev/zero (a
+    MemoryError), `..` to leave the layout. Each is now one clear error naming the file."""
+    path = registry.root / "webserver/nginx/index.json"
+    data = json.loads(path.read_text())
+    data["manifests"][0]["digest"] = digest
+    path.write_text(json.dumps(data))
+    for call in (registry.all_tags, registry.manifests, registry.gc):
+        with pytest.raises(Conflict, match=r"index\.json names `.*`, not a valid OCI digest"):
+            call("webserver/nginx")
+
+
+@pytest.mark.parametrize("part", ["config", "layers"])
+def test_layout_digest_in_a_manifest_is_checked_and_gc_refuses(registry, part):
+    """A manifest's config or layer digest is checked too: gc refuses rather than guessing
+    what the manifest keeps (it would have deleted the blobs it could not follow)."""
+    import hashlib
+
+    repo = registry.root / "webserver/nginx"
+    data = json.loads((repo / "index.json").read_text())
+    desc = data["manifests"][0]
+    blob = repo / "blobs/sha256" / desc["digest"][7:]
+    manifest = json.loads(blob.read_bytes())
+    bad = {"mediaType": "x", "digest": "sha256:/dev/zero", "size": 1}
+    if part == "config":
+        manifest["config"] = bad
+    else:
+        manifest["layers"].append(bad)
+    body = json.dumps(manifest).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    (repo / "blobs/sha256" / digest[7:]).write_bytes(body)
+    desc["digest"] = digest
+    desc.setdefault("annotations", {}).pop("org.opencontainers.image.created", None)
+    (repo / "index.json").write_text(json.dumps(data))
+    before = sorted(p.name for p in (repo / "blobs/sha256").iterdir())
+    with pytest.raises(Conflict, match=r"refers to `sha256:/dev/zero`, not a valid OCI digest"):
+        registry.gc("webserver/nginx", grace=0)
+    assert sorted(p.name for p in (repo / "blobs/sha256").iterdir()) == before
+    if part == "config":
+        with pytest.raises(Conflict, match="not a valid OCI digest"):
+            registry.all_tags("webserver/nginx")
+
+
+def test_layout_reads_only_small_regular_files_as_manifests(registry):
+    """A blob that is a FIFO or a symlink to a device is not read (it would hang or fill
+    memory): the manifest reads as unreadable."""
+    import os
+
+    repo = registry.root / "webserver/nginx"
+    desc = json.loads((repo / "index.json").read_text())["manifests"][0]
+    blob = repo / "blobs/sha256" / desc["digest"][7:]
+    blob.unlink()
+    blob.symlink_to("/dev/zero")
+    assert registry.manifests("webserver/nginx")  # listed, its body unreadable: no hang
+    blob.unlink()
+    os.mkfifo(blob)
+    assert registry.manifests("webserver/nginx")

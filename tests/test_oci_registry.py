@@ -183,10 +183,89 @@ def test_bearer_challenge_token_per_scope_is_cached():
 
     seen = []
     transport = httpx.MockTransport(lambda r: (seen.append(r.url.host), registry(r))[1])
-    oci = OciRegistry("r", "https://r.test", username="u", password="p", transport=transport)
+    oci = OciRegistry(
+        "r",
+        "https://r.test",
+        username="u",
+        password="p",
+        token_realms=("https://auth.test",),
+        transport=transport,
+    )
     assert oci.tag_names("team/app") == ["a", "b"]
     assert oci.tag_names("team/app") == ["a", "b"]
     assert seen == ["r.test", "auth.test", "r.test", "r.test"]
+
+
+@pytest.mark.parametrize(
+    ("realm", "configured", "sent"),
+    [
+        ("https://r.test/token", (), True),  # the registry's own host
+        ("https://r.test:8443/token", (), False),  # same host, another port: another server
+        ("https://evil.test/token", (), False),  # a host the challenge chose
+        ("https://evil.test/token", ("https://auth.test",), False),
+        ("https://auth.test/token", ("https://auth.test",), True),  # a configured realm
+        ("http://auth.test/token", ("https://auth.test",), False),  # never in clear
+        ("http://127.0.0.1:9/token", (), False),  # loopback is not the registry either
+    ],
+)
+def test_basic_credentials_go_only_to_the_registry_or_a_configured_realm(realm, configured, sent):
+    """The challenge used to choose: any https realm got the password. Another realm is
+    asked for an anonymous token instead."""
+    seen = []
+
+    def handler(request):
+        if request.url.path == "/token":
+            seen.append(request.headers.get("Authorization"))
+            return httpx.Response(200, json={"token": "tok"})
+        if request.headers.get("Authorization") != "Bearer tok":
+            challenge = f'Bearer realm="{realm}",service="r.test"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return httpx.Response(200, json={"repositories": ["a"]})
+
+    oci = OciRegistry(
+        "r",
+        "https://r.test",
+        username="u",
+        password="secret-pw",
+        token_realms=configured,
+        transport=httpx.MockTransport(handler),
+    )
+    assert oci.repositories() == ["a"]
+    assert len(seen) == 1
+    assert (seen[0] is not None and seen[0].startswith("Basic ")) is sent
+
+
+def test_tokens_are_cached_under_the_scope_asked_for_not_the_challenges():
+    """A challenge naming another repository's scope (or a wider action) used to cache the
+    token under that scope, where later requests for that repository would send it."""
+    tokens = []
+
+    def handler(request):
+        if request.url.host == "auth.test":
+            tokens.append(request.url.params["scope"])
+            return httpx.Response(200, json={"token": f"tok-{len(tokens)}"})
+        auth = request.headers.get("Authorization")
+        if request.url.path.startswith("/v2/team/app/"):
+            if auth != "Bearer tok-1":
+                challenge = (
+                    'Bearer realm="https://auth.test/token",service="r.test",'
+                    'scope="repository:other/repo:pull"'
+                )
+                return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+            return httpx.Response(200, json={"name": "team/app", "tags": ["a"]})
+        if auth is None:
+            challenge = (
+                'Bearer realm="https://auth.test/token",service="r.test",'
+                'scope="repository:other/repo:pull"'
+            )
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return httpx.Response(200, json={"name": "other/repo", "tags": [auth]})
+
+    oci = OciRegistry("r", "https://r.test", transport=httpx.MockTransport(handler))
+    assert oci.tag_names("team/app") == ["a"]
+    # other/repo never had its own token: it is challenged and gets one, not team/app's.
+    assert oci.tag_names("other/repo") == ["Bearer tok-2"]
+    assert tokens == ["repository:other/repo:pull"] * 2
 
 
 def test_link_header_pagination_with_relative_urls():

@@ -8,7 +8,6 @@ the job over when it returns, so timing it is timing the ack, signature check in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -68,17 +67,3 @@ class ObservedSink:
                 extra={"job": job.key, "kind": job.kind, "status": status},
             )
         return status
-
-
-async def metrics_response(send: Any, exposition: metrics.Exposition) -> None:
-    """Answer `GET /metrics` from uvicorn's event loop. The exposition is built in a thread
-    (it reads the other process's files and SQLite): the loop goes on acking meanwhile."""
-    body, content_type = await asyncio.get_running_loop().run_in_executor(None, exposition.render)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", content_type.encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

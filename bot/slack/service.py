@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from bot import metrics, observe
+from bot.app import register_secrets
 from bot.config import Config, SlackSettings
 from bot.jobqueue import JobQueue
 from bot.slack import startup
 from bot.slack.jobs import DurableSink, JobSink
 from bot.slack.listeners import Listeners
 from bot.slack.manifest import EVENTS_PATH
-from bot.slack.observe import ObservedApp, ObservedSink, metrics_response
+from bot.slack.observe import ObservedApp, ObservedSink
 from bot.slack.socket_mode import SocketModeHandler, SocketModeLink
 from bot.slack.worker import WorkerProcess, prestart
 from bot.store import Store
@@ -64,23 +65,16 @@ class SlackApp:
         gc.freeze()
 
 
-def asgi_app(
-    front: SlackApp,
-    *,
-    healthy: Callable[[], bool] = lambda: True,
-    exposition: metrics.Exposition | None = None,
-) -> Any:
-    """`POST /slack/events` for Slack (commands, interactivity, events), `GET /healthz`,
-    which answers 503 while the worker is down, and `GET /metrics` (bot/metrics.py)."""
+def asgi_app(front: SlackApp, *, healthy: Callable[[], bool] = lambda: True) -> Any:
+    """`POST /slack/events` for Slack (commands, interactivity, events) and `GET /healthz`,
+    which answers 503 while the worker is down. Nothing else: this is the port Slack (the
+    internet) reaches, and `/metrics` names registries and reads the database per scrape, so
+    it is served only on `--metrics-port` (`Exposition.serve`)."""
     from slack_bolt.adapter.asgi import SlackRequestHandler
 
     slack = SlackRequestHandler(front.app, path=EVENTS_PATH)
-    exposition = exposition or metrics.Exposition()
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/metrics" and scope["method"] == "GET":
-            await metrics_response(send, exposition)
-            return
         if scope["type"] == "http" and scope["path"] == "/healthz" and scope["method"] == "GET":
             ok = healthy()
             await send(
@@ -111,14 +105,13 @@ class HttpServer:
         host: str,
         port: int,
         healthy: Callable[[], bool] = lambda: True,
-        exposition: metrics.Exposition | None = None,
     ) -> None:
         import uvicorn
 
         self.socket = socket.create_server((host, port), backlog=1024)
         self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(
-            asgi_app(front, healthy=healthy, exposition=exposition),
+            asgi_app(front, healthy=healthy),
             loop="uvloop",
             http="httptools",
             lifespan="off",
@@ -169,12 +162,14 @@ def serve(
     host: str,
     port: int,
     metrics_port: int | None = None,
+    metrics_host: str | None = None,
     startup_wait: float = startup.STARTUP_WAIT,
 ) -> None:
     """Run until interrupted: Socket Mode if an app token is set, else HTTP. Slack is checked
     first: a refused token, or Slack unreachable for ``startup_wait`` seconds, stops here
-    with one line (bot/slack/startup.py). `/metrics` is served on the HTTP port, and on
-    ``metrics_port`` if given (Socket Mode has no HTTP port of its own)."""
+    with one line (bot/slack/startup.py). `/metrics` is served only on ``metrics_port``, at
+    ``metrics_host`` (default: ``host``), never on the port Slack reaches."""
+    register_secrets(config, settings)  # before anything can log a request
     startup.verify_bot_token(settings, within=startup_wait)
     worker = WorkerProcess(config, settings).start()
     # SIGTERM (docker stop, systemd) stops like Ctrl-C: uvicorn finishes the requests in
@@ -182,19 +177,18 @@ def serve(
     signal.signal(signal.SIGTERM, _interrupt)
     store = Store(config.database)
     sink = DurableSink(JobQueue(store), worker.ring)
-    exposition = metrics.Exposition(observe.readers(store, config, worker=worker))
     try:
         front = SlackApp(settings, sink)
         if metrics_port is not None:
-            scrape = exposition.serve(host=host, port=metrics_port)
-            log.warning("acr-chatops: metrics on http://%s:%s/metrics", host, scrape.server_port)
+            exposition = metrics.Exposition(observe.readers(store, config, worker=worker))
+            where = metrics_host or host
+            scrape = exposition.serve(host=where, port=metrics_port)
+            log.warning("acr-chatops: metrics on http://%s:%s/metrics", where, scrape.server_port)
         if settings.socket_mode:
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
             run_socket_mode(front, settings, startup_wait=startup_wait, exposition=exposition)
         else:
-            server = HttpServer(
-                front, host=host, port=port, healthy=worker.is_alive, exposition=exposition
-            )
+            server = HttpServer(front, host=host, port=port, healthy=worker.is_alive)
             log.warning("acr-chatops: HTTP on http://%s:%s%s", host, server.port, EVENTS_PATH)
             server.run()
     except KeyboardInterrupt:

@@ -9,10 +9,12 @@ Dispatcher as typed commands: a click is authorized exactly like `/acr approve I
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -177,7 +179,7 @@ class SlackWork:
         finally:
             note.stop()
         if secret_reply:
-            self._deliver_secret(secret_reply[0], respond, channel=channel, user=user)
+            self._deliver_secret(secret_reply[0], respond, channel=channel, user=user, job=job)
 
     def _message(
         self,
@@ -206,21 +208,39 @@ class SlackWork:
             "blocks": drawn.blocks,
         }
 
-    def _deliver_secret(self, reply: Reply, respond: Respond, *, channel: str, user: str) -> None:
+    def _deliver_secret(
+        self, reply: Reply, respond: Respond, *, channel: str, user: str, job: QueuedJob
+    ) -> None:
         """The secret goes to the caller only, straight from memory (it never touches the
-        database, so it cannot wait in the outbox); the channel hears that it happened."""
+        database, so it cannot wait in the outbox); the channel hears that it happened.
+
+        The change has happened when this runs: if the value cannot be delivered (the
+        response_url expired, refused or unreachable, after retries), the caller is told so by
+        a durable DM (without the value), never "nothing was changed"."""
         REDACTOR.add(reply.secret or "")
         first = blocks.reply_message(reply)
         secret = blocks.escape(reply.secret or "")
-        respond(
-            response_type="ephemeral",
-            replace_original=False,
+        problem = _send_secret(
+            respond,
             text=first.text,
             blocks=[
                 *first.blocks,
                 blocks.section(f":key: New value, shown once and only to you: `{secret}`"),
             ],
         )
+        if problem is not None:
+            log.warning("could not deliver a new secret to %s: %s", user, problem)
+            with self.ctx.store.transaction():
+                self.outbox.put(
+                    f"secret-undelivered:{job.key}",
+                    DM,
+                    {
+                        "user": user,
+                        "text": f":warning: {blocks.escape(reply.text)} But I could not show "
+                        f"you the new value ({problem}), and it is kept nowhere: nobody has "
+                        "it. Run the rotation again for a value you can use.",
+                    },
+                )
         announcement = f":key: <@{user}> {blocks.escape(reply.text)}"
         if reply.notes:
             announcement += " " + " ".join(blocks.escape(n) for n in reply.notes)
@@ -518,3 +538,32 @@ def _user_of(job: QueuedJob) -> str | None:
     data = job.payload
     user = data.get("user_id") or data.get("user")
     return user if isinstance(user, str) else None
+
+
+SECRET_ATTEMPTS = 3  # posts of a new secret to response_url before telling the user by DM
+
+
+def _send_secret(respond: Respond, **message: Any) -> str | None:
+    """Post the secret to response_url: retried on 429, 5xx and connection errors (the same
+    message, to the same ephemeral place: a repeat shows it twice to the same person at
+    worst). None when delivered, else what went wrong (no secret in it)."""
+    problem = "no attempt"
+    for attempt in range(1, SECRET_ATTEMPTS + 1):
+        wait = 0.5 * attempt
+        try:
+            response = respond(response_type="ephemeral", replace_original=False, **message)
+        except Exception as exc:  # URLError, a timeout: the value may not have arrived
+            problem = f"{exc.__class__.__name__} posting to response_url"
+        else:
+            status = getattr(response, "status_code", 200)
+            if status == 200:
+                return None
+            problem = f"response_url answered HTTP {status}"
+            if status != 429 and status < 500:
+                return problem  # expired or refused: a retry gets the same answer
+            retry_after = (getattr(response, "headers", None) or {}).get("Retry-After")
+            with contextlib.suppress(TypeError, ValueError):
+                wait = min(float(retry_after), 5.0)
+        if attempt < SECRET_ATTEMPTS:
+            time.sleep(wait)
+    return problem

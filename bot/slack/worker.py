@@ -26,7 +26,13 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot import observe, redaction
-from bot.app import build_dispatcher, configure_logging, static_groups, static_members
+from bot.app import (
+    build_dispatcher,
+    configure_logging,
+    register_secrets,
+    static_groups,
+    static_members,
+)
 from bot.archive import Shipper
 from bot.config import Config, SlackSettings
 from bot.errors import BotError, ConfigError
@@ -59,6 +65,7 @@ class SlackWorker:
         **context: Any,
     ) -> None:
         redaction.install()
+        register_secrets(settings=settings)  # the config's secrets: build_context below
         self.client = WebClient(token=settings.bot_token, base_url=settings.api_url)
         self.groups = SlackGroups(self.client)
         static = static_groups(config)

@@ -15,6 +15,7 @@ and `limits()` reads the SKU from ARM once for the pace of a purge's DELETEs.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from bot.errors import (
     UserError,
 )
 from bot.facts import DigestFacts, FactCache, MemoryFacts
+from bot.redaction import REDACTOR
 from bot.references import DIGEST_RE
 from bot.registry import (
     AdminStatus,
@@ -71,6 +73,9 @@ T = TypeVar("T")
 TIERS = {"Basic": (1_000, 100), "Standard": (3_000, 500), "Premium": (10_000, 2_000)}
 LOWEST = Limits("Basic", *TIERS["Basic"], known=False, why_unknown="not read yet")
 RETRY_SKU_AFTER = 300.0  # seconds before a SKU that could not be read is asked for again
+
+log = logging.getLogger(__name__)
+VAULT_ATTEMPTS = 3  # set_secret tries after a regeneration, before the password is shown
 LIST_PAGE = 1000  # tags or repositories a listing request asks for when it walks them all
 ORDER_BY = {Order.TIME_DESC: "timedesc", Order.TIME_ASC: "timeasc", Order.NAME: None}
 # What the SDK may retry after a timeout: reads only. A DELETE or PATCH that timed out may
@@ -122,6 +127,7 @@ class AcrRegistry:
         connection_verify: str | bool = True,
         key_vault: Any = None,
         key_vault_secret: str | None = None,
+        vault_backoff: float = 1.0,
         facts: FactCache | None = None,
         read_rate: float | None = None,
         reuse_tokens: bool = True,
@@ -161,6 +167,7 @@ class AcrRegistry:
             **options,
         )
         self._vault, self._vault_secret = key_vault, key_vault_secret
+        self._vault_backoff = vault_backoff
         self._facts = facts if facts is not None else MemoryFacts()
 
     # -- reading ---------------------------------------------------------------------------
@@ -504,19 +511,44 @@ class AcrRegistry:
         value = next((p.value for p in result.passwords or [] if p.name == which), None)
         if not value:
             raise RegistryError(f"{self.name} did not return the new {which}")
+        REDACTOR.add(value)  # before anything (the vault call, an SDK's log) can print it
+        username = result.username or self._registry_name
         if self._vault is not None and self._vault_secret:
-            stored = self._call(
-                lambda: self._vault.set_secret(self._vault_secret, value),
-                what="the Key Vault secret",
-                missing="no such Key Vault",
-            )
-            return NewPassword(
-                name=which,
-                username=result.username or self._registry_name,
-                value="",
-                vault_secret=f"{stored.name} (version {stored.properties.version})",
-            )
-        return NewPassword(name=which, username=result.username or self._registry_name, value=value)
+            stored, failure = self._store_in_vault(value)
+            if stored is not None:
+                return NewPassword(
+                    name=which,
+                    username=username,
+                    value="",
+                    vault_secret=f"{stored.name} (version {stored.properties.version})",
+                )
+            # The registry already has the new password and the old one is gone: losing it
+            # now would lock every consumer out. The requester gets it, once, as without a
+            # vault, with what went wrong.
+            return NewPassword(name=which, username=username, value=value, vault_error=failure)
+        return NewPassword(name=which, username=username, value=value)
+
+    def _store_in_vault(self, value: str) -> tuple[Any, str | None]:
+        """`set_secret`, tried VAULT_ATTEMPTS times (a PUT of the same value: safe to repeat;
+        the SDK's own policy already retries each transient failure). Returns the stored
+        secret, or None and the reason of the last failure."""
+        reason = "no attempt"
+        for attempt in range(1, VAULT_ATTEMPTS + 1):
+            try:
+                stored = self._call(
+                    lambda: self._vault.set_secret(self._vault_secret, value),
+                    what="the Key Vault secret",
+                    missing="no such Key Vault",
+                )
+                return stored, None
+            except RegistryError as exc:  # NotFound, OutcomeUnknown are RegistryErrors too
+                reason = str(exc)
+            except Exception as exc:  # whatever it was, the password must not be lost
+                reason = f"{exc.__class__.__name__} from Key Vault"
+                log.exception("storing the new password of %s in Key Vault failed", self.name)
+            if attempt < VAULT_ATTEMPTS:
+                time.sleep(self._vault_backoff * 2 ** (attempt - 1))
+        return None, reason
 
     def check_list_credentials(self) -> None:
         """Whether the identity may read the admin credentials, as `rotate` needs (`acrbot

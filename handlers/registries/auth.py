@@ -9,6 +9,13 @@ The flow (distribution spec, "Token Authentication"): a request gets 401 with
 `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`; we GET the realm with service and
 scope (with Basic credentials if configured), cache the token per scope until it expires, and
 replay the request. A Basic challenge gets the configured username and password.
+
+The challenge is the registry's to write, so it does not get to decide where the password
+goes: Basic credentials go to a realm on the registry's own origin (scheme, host, port), or
+on an https origin the configuration lists (`token_realms`, e.g. Docker Hub's
+https://auth.docker.io); any other realm is asked for an anonymous token. A token is cached
+under the scope of the request that needed it (what we asked for), never under a scope the
+challenge names, so a challenge cannot plant a token for another repository or action.
 """
 
 from __future__ import annotations
@@ -36,8 +43,16 @@ class RegistryAuth(httpx.Auth):
     requires_response_body = True  # to read token responses
 
     def __init__(
-        self, *, username: str | None = None, password: str | None = None, token: str | None = None
+        self,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        registry_url: str | httpx.URL | None = None,
+        token_realms: tuple[str, ...] = (),
     ) -> None:
+        self._registry = httpx.URL(str(registry_url)) if registry_url else None
+        self._realms = tuple(httpx.URL(r) for r in token_realms)
         self._basic = httpx.BasicAuth(username, password or "") if username else None
         self._static = token
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -71,7 +86,8 @@ class RegistryAuth(httpx.Auth):
                     k: v for k, v in (("service", params.get("service")), ("scope", wanted)) if v
                 },
             )
-            if self._basic is not None and self._may_send_to(token_request.url, request.url):
+            registry = self._registry or request.url
+            if self._basic is not None and _may_send_to(token_request.url, registry, self._realms):
                 token_request = next(self._basic.auth_flow(token_request))
             token_response = yield token_request
             if token_response.status_code != 200:
@@ -82,20 +98,9 @@ class RegistryAuth(httpx.Auth):
                 return
             expires = time.monotonic() + max(int(body.get("expires_in") or 60) - 10, 10)
             with self._lock:
-                self._tokens[wanted] = (token, expires)
+                self._tokens[scope] = (token, expires)  # ours, not the challenge's (see above)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
-
-    @staticmethod
-    def _may_send_to(realm: httpx.URL, registry: httpx.URL) -> bool:
-        """Credentials go to a token realm over https, or over plain HTTP only to the
-        registry's own host (which the configuration allowed) or to loopback: a challenge
-        cannot send the password in clear to a host nobody listed."""
-        if realm.scheme == "https":
-            return True
-        return realm.host in ("localhost", "127.0.0.1", "::1") or (
-            realm.host == registry.host and realm.port == registry.port
-        )
 
     def header_for(self, method: str, path: str) -> str | None:
         """The Authorization header this auth would send now without a challenge (a static
@@ -126,3 +131,18 @@ class RegistryAuth(httpx.Auth):
             return ""
         actions = "delete" if request.method == "DELETE" else "pull"
         return f"repository:{match.group(1)}:{actions}"
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"https": 443, "http": 80}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def _may_send_to(realm: httpx.URL, registry: httpx.URL, configured: tuple[httpx.URL, ...]) -> bool:
+    """Basic credentials go to a token realm on the registry's own origin (scheme, host and
+    port: plain HTTP only where the configuration allowed the registry itself over HTTP), or
+    to an https realm the configuration lists. Any other realm a challenge names gets no
+    credentials: the registry, or whoever answers for it, does not choose where they go."""
+    if _origin(realm) == _origin(registry):
+        return True
+    return realm.scheme == "https" and any(_origin(realm) == _origin(c) for c in configured)

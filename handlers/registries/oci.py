@@ -24,6 +24,7 @@ import urllib3
 
 from bot.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.facts import DigestFacts, FactCache, MemoryFacts
+from bot.redaction import has_userinfo, redact_urls
 from bot.references import DIGEST_RE
 from bot.registry import (
     RESOLVING_TAGS,
@@ -79,6 +80,7 @@ class OciRegistry(NoLocks, NoAdminUser):
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        token_realms: tuple[str, ...] = (),
         tag_delete: bool = False,
         verify: str | bool = True,
         timeout: float = 10.0,
@@ -89,6 +91,13 @@ class OciRegistry(NoLocks, NoAdminUser):
         concurrency: int = CONCURRENCY,
         facts: FactCache | None = None,
     ) -> None:
+        if has_userinfo(url):
+            # httpx would send them as Basic to every host, and every message that names the
+            # URL (unreachable, doctor) would show the password: pass them as arguments.
+            raise ValueError(
+                f"{name}: {redact_urls(url)} has a user name or password in it; pass "
+                "username= and password= (or token=) instead"
+            )
         self.name = name
         self.url = url.rstrip("/")
         self.login_server = login_server or httpx.URL(self.url).netloc.decode()
@@ -102,7 +111,13 @@ class OciRegistry(NoLocks, NoAdminUser):
             timeout=timeout,
             verify=verify,
             transport=transport,
-            auth=RegistryAuth(username=username, password=password, token=token),
+            auth=RegistryAuth(
+                username=username,
+                password=password,
+                token=token,
+                registry_url=self.url,
+                token_realms=token_realms,
+            ),
             headers={"User-Agent": "acr-chatops"},
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import Conflict, NotFound, UsageError
-from bot.references import DIGEST_RE, REPOSITORY_RE
+from bot.references import DIGEST_RE, REPOSITORY_RE, shorten
 from bot.registry import (
     ImageInfo,
     ManifestInfo,
@@ -47,6 +48,7 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 LOCK_FILE = ".acrbot.lock"
+MAX_JSON_BLOB = 4 * 1024 * 1024  # the manifest limit of distribution and ACR
 GC_GRACE = 60.0  # seconds a new blob is safe from gc (a writer may not have referenced it yet)
 
 
@@ -385,7 +387,15 @@ class OciLayoutRegistry(NoAdminUser):
             raise NotFound(f"{self.name}: no repository `{repository}`")
         return path
 
-    def _blob_path(self, repository: str, digest: str) -> Path:
+    def _blob_path(self, repository: str, digest: object) -> Path:
+        """Where ``digest``'s blob lives. The digest comes from index.json or a manifest, i.e.
+        from whoever wrote the layout: it must be a digest before it becomes a path, or
+        `sha256:/dev/zero` reads a device and `sha256:../../x` leaves the layout."""
+        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+            raise Conflict(
+                f"{self.name}: {repository} refers to `{shorten(str(digest))}`, not a valid"
+                " OCI digest (expected sha256:<64 hex> or sha512:<128 hex>)"
+            )
         algorithm, encoded = digest.split(":", 1)
         return self._repo_path(repository) / "blobs" / algorithm / encoded
 
@@ -397,6 +407,13 @@ class OciLayoutRegistry(NoAdminUser):
             raise Conflict(f"{self.name}: {repository}/index.json is unreadable") from None
         if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
             raise Conflict(f"{self.name}: {repository}/index.json is not an OCI image index")
+        for desc in index["manifests"]:
+            digest = desc.get("digest") if isinstance(desc, dict) else None
+            if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+                raise Conflict(
+                    f"{self.name}: {repository}/index.json names `{shorten(str(digest))}`, not a"
+                    " valid OCI digest (expected sha256:<64 hex> or sha512:<128 hex>)"
+                )
         return index
 
     @contextlib.contextmanager
@@ -418,8 +435,13 @@ class OciLayoutRegistry(NoAdminUser):
         return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
     def _read_json_blob(self, repository: str, digest: str) -> dict[str, Any] | None:
+        """A manifest, index or config blob; None when absent or unreadable. An invalid digest
+        raises (see `_blob_path`); only a regular file of at most MAX_JSON_BLOB bytes is read,
+        so a planted FIFO, device or huge file cannot hang the bot or exhaust its memory."""
+        path = self._blob_path(repository, digest)
         try:
-            data = json.loads(self._blob_path(repository, digest).read_bytes())
+            with open(path, "rb", opener=_open_regular) as f:
+                data = json.loads(f.read(MAX_JSON_BLOB + 1))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
@@ -432,10 +454,25 @@ class OciLayoutRegistry(NoAdminUser):
             return created, desc.get("size")
         parts = [manifest.get("config", {}), *manifest.get("layers", [])]
         size = desc.get("size", 0) + sum(p.get("size", 0) for p in parts if isinstance(p, dict))
-        if created is None and isinstance(manifest.get("config"), dict):
-            config = self._read_json_blob(repository, manifest["config"].get("digest", ""))
+        config_desc = manifest.get("config")
+        if created is None and isinstance(config_desc, dict) and "digest" in config_desc:
+            config = self._read_json_blob(repository, config_desc["digest"])
             created = _parse_time((config or {}).get("created"))
         return created, size
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """An `open` opener that refuses anything but a regular file (no FIFO, device, socket) and
+    blocks on none: O_NONBLOCK keeps a FIFO's open from waiting for a writer."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON_BLOB:
+            raise OSError(f"{path} is not a regular file of at most {MAX_JSON_BLOB} bytes")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _tag_of(desc: dict[str, Any]) -> str | None:
