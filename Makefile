@@ -17,13 +17,13 @@ SERVICES := .cache/services-stamp
 QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning"
 LOCK := requirements/test.txt requirements/runtime.txt
 LOCK_VENV := .cache/lock-venv
-LOCK_INDEX ?= https://pypi.org/simple
 PIP_TOOLS := pip-tools==7.5.2
 LOCK_FLAGS ?=
-# The lock is PyPI's: no pip.conf, local index or wheel directory colours its pins or hashes.
+# The lock is the package index's: no pip.conf, local index or wheel directory colours its pins
+# or hashes (pip's default index, by name only).
 LOCK_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= CUSTOM_COMPILE_COMMAND="make lock"
 COMPILE := $(LOCK_ENV) $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
-	--strip-extras --no-emit-index-url --no-emit-find-links --index-url $(LOCK_INDEX)
+	--strip-extras --no-emit-index-url --no-emit-find-links
 
 .PHONY: demo notebook test lint format clean lock
 
@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml requirements/test.txt
 # `dockerfile` (tests only) has x86_64 wheels only: its marker is put back after compiling.
 lock:  ## re-pin requirements/*.txt (hashes included) from pyproject.toml and requirements/build.in
 	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
-		$(LOCK_ENV) $(LOCK_VENV)/bin/python -m pip install --quiet --index-url $(LOCK_INDEX) '$(PIP_TOOLS)'; }
+		$(LOCK_ENV) $(LOCK_VENV)/bin/python -m pip install --quiet '$(PIP_TOOLS)'; }
 	$(COMPILE) $(LOCK_FLAGS) --extra test -o requirements/test.txt pyproject.toml requirements/build.in
 	sed -i 's/^dockerfile==\([0-9.]*\) \\$$/dockerfile==\1 ; platform_machine == "x86_64" \\/' requirements/test.txt
 	$(COMPILE) $(LOCK_FLAGS) --constraint requirements/test.txt -o requirements/runtime.txt \
