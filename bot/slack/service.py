@@ -179,6 +179,7 @@ def serve(
     sink = DurableSink(JobQueue(store), worker.ring)
     try:
         front = SlackApp(settings, sink)
+        exposition = None
         if metrics_port is not None:
             exposition = metrics.Exposition(observe.readers(store, config, worker=worker))
             where = metrics_host or host
