@@ -121,6 +121,11 @@ def test_a_locked_database_answers_busy_within_the_ack_budget_and_healthz_stays_
         prober = threading.Thread(target=probe_healthz)
         prober.start()
         sent = at_once(5, lambda i: bot.command("UCAROL", f"whoami {i}"))
+        # A click cannot carry a message in its ack: it is refused (503, nothing recorded)
+        # and Slack shows the user it did not go through.
+        clicked = bot.click("UBOB", "acr_approve", "1", message_ts="1700000000.000001")
+        assert clicked.status == 503 and clicked.took < 3.0
+        assert jobs_of(bot, clicked) == []
         prober.join(30)
         assert [s.status for s in sent] == [200] * 5
         assert max(s.took for s in sent) < 3.0, [round(s.took, 2) for s in sent]
@@ -219,6 +224,35 @@ def test_a_full_disk_gets_one_clear_line_a_log_line_a_minute_and_recovers(
         assert answers(fake_slack, s) == []
     assert bot.query("pragma integrity_check") == [("ok",)]
     assert metric(bot, "acrbot_database_problem", problem="full") == 0.0
+
+
+def test_a_job_whose_end_meets_a_full_disk_is_run_again_once_space_is_freed_and_answered_once(
+    served, fake_slack, proxy, distribution, small_disk
+):
+    """Finding 3, in the worker: a command recorded before the disk filled, whose end (audit
+    row, answer, done) cannot be written, is not lost nor answered twice: the worker runs it
+    again with backoff, without a traceback per attempt, and answers once after space is
+    freed."""
+    distribution.push("deg3/app", "1.0")
+    bot = served(database=small_disk / "acrbot.db").start()
+    proxy.delay("GET", 2.0, path=r"/tags/list", times=1)
+    sent = bot.command("UCAROL", "tags deg3/app")
+    assert sent.status == 200 and sent.answer == ""
+    wait_until(lambda: proxy.count("GET", "/v2/deg3/app/tags/list") >= 1, what="the job running")
+    filler = fill(small_disk)
+    time.sleep(6.0)  # the listing ends, its end cannot be written; it is tried again
+    assert [t for t in answers(fake_slack, sent) if not t.startswith(":hourglass")] == []
+    filler.unlink()
+    (small_disk / "filler2").unlink()
+    final = wait_until(lambda: answers(fake_slack, sent), timeout=40, what="the answer")
+    time.sleep(1.0)
+    assert answers(fake_slack, sent) == final == ["1 tag in dist/deg3/app"]
+    assert jobs_of(bot, sent) == [("done",)]
+    rows = bot.query("select count(*) from audit where action = 'tags@slack'")
+    assert rows == [(1,)]
+    log = serve_lines(bot)
+    assert "Traceback" not in log, log[-3000:]
+    assert "disk is full" in log
 
 
 # -- 4. a revoked token -----------------------------------------------------------------------
