@@ -6,6 +6,7 @@ means). The README's reliability section quotes them. Exit status 1 if a promise
 
     .venv/bin/python bench/chaos.py [--duration 120] [--seed 1] [--delete-faults]
     .venv/bin/python bench/chaos.py --socket-mode [--duration 120] [--seed 1]
+    .venv/bin/python bench/chaos.py --duration 120 [--db-locks] [--token-revoked]
 
 --delete-faults adds faults inside the DELETE itself (held before the registry, its answer
 held back, held past the client's timeout), so that kills land where the outcome is unknown;
@@ -17,6 +18,10 @@ server, with a stream of slash commands while Slack recycles the connection ever
 (refresh_requested, warning, too_many_websockets, dropped); tests/chaos_socket.py says what it
 counts: every envelope acked within 3 s, every command answered once, no gap over 1 s after a
 refresh.
+
+--db-locks takes the database's write lock from another process for 5 s every 12–20 s (acks
+must still come within 3 s: "busy, try again", nothing recorded); --token-revoked makes Slack
+refuse the bot token for 30 s once (nothing may be lost: everything goes out once it works).
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ def main() -> int:
         "--delete-faults", action="store_true", help="also fault the DELETEs themselves"
     )
     parser.add_argument(
+        "--db-locks", action="store_true", help="lock the database for 5 s every 12-20 s"
+    )
+    parser.add_argument(
+        "--token-revoked", action="store_true", help="Slack refuses the token for 30 s, once"
+    )
+    parser.add_argument(
         "--settle", type=float, default=None, help="seconds allowed to finish (default: auto)"
     )
     parser.add_argument(
@@ -61,6 +72,8 @@ def main() -> int:
         seed=args.seed,
         images=args.images,
         delete_faults=args.delete_faults,
+        lock_database=args.db_locks,
+        revoke_token=args.token_revoked,
         settle=args.settle if args.settle is not None else (120.0 if args.delete_faults else 60),
     )
     with tempfile.TemporaryDirectory(prefix="acrbot-chaos-") as tmp:

@@ -28,6 +28,7 @@ from datetime import datetime
 from bot import observe
 from bot.commands import COMMANDS, acting_user, is_listing, needs, scope
 from bot.context import Call, Context
+from bot.dbhealth import HEALTH
 from bot.errors import PermissionDenied, UsageError, UserError
 from bot.grammar import ParsedCommand, parse
 from bot.policy import ALL, Scope, require
@@ -127,11 +128,12 @@ class Dispatcher:
             reply = error(message)
             self._audit(user, command, call, outcome, detail, door=door, finish=finish, reply=reply)
             return reply
-        except Exception:
+        except Exception as exc:
             ref = secrets.token_hex(4)
-            log.exception(
-                "command %r by %s failed (ref %s)", command.name if command else "?", user, ref
-            )
+            if not HEALTH.guard(exc, doing="run a command"):  # a full disk: a line a minute
+                log.exception(
+                    "command %r by %s failed (ref %s)", command.name if command else "?", user, ref
+                )
             reply = error(
                 f"something went wrong on our side (ref {ref}); nothing was changed "
                 "unless the reply says so. Please tell the bot's operators."
@@ -265,13 +267,15 @@ class Dispatcher:
                 )
                 if finish is not None and reply is not None:
                     finish(reply)
-        except Exception:
-            log.exception("could not write the audit row for %s", user)
+        except Exception as exc:
+            if not HEALTH.guard(exc, doing="record a command's audit row"):
+                log.exception("could not write the audit row for %s", user)
             if finish is not None and reply is not None:
                 try:
                     finish(reply)  # the answer still goes out; the job still ends
-                except Exception:
-                    log.exception("could not record the answer to %s", user)
+                except Exception as again:
+                    if not HEALTH.guard(again, doing="record a command's answer"):
+                        log.exception("could not record the answer to %s", user)
 
 
 def _check_door(door: str) -> None:

@@ -59,6 +59,15 @@ class JobQueue:
             )
             return cursor.rowcount == 1
 
+    def probe(self) -> None:
+        """Write one row and commit it: whether the database takes writes now (a lock held
+        by another process, a full disk). It lands in the WAL like a job would."""
+        with self._store.transaction() as db:
+            db.execute(
+                "insert or replace into meta (key, value) values ('write_probe', ?)",
+                [self._clock().isoformat()],
+            )
+
     def depth(self) -> int:
         """Jobs waiting for a worker (the acking side refuses new ones past a bound)."""
         return self._store.db.execute(

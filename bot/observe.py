@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import logs, metrics
+from bot import dbhealth, logs, metrics
 from bot.config import Config
 from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.store import Store
@@ -179,6 +179,17 @@ def readers(
                 "Messages recorded for Slack and not delivered yet.",
                 (({}, float(outbox.pending())),),
             ),
+            metrics.Reading(
+                "acrbot_outbox_failed_messages",
+                "Messages given up on (kept a week): Slack refused them for good, or they "
+                "expired undelivered.",
+                (({}, float(outbox.failed())),),
+            ),
+            metrics.Reading(
+                "acrbot_slack_auth_ok",
+                "0 while Slack refuses the bot token (revoked, invalid): the outbox is held.",
+                (({}, 0.0 if outbox.held() else 1.0),),
+            ),
         ]
         if archive is not None:
             found.append(
@@ -189,6 +200,26 @@ def readers(
                 )
             )
         return found
+
+    def database_health() -> list[metrics.Reading]:
+        """From memory: what this process's last writes met (no SQLite lock is taken)."""
+        return [
+            metrics.Reading(
+                "acrbot_database_problem",
+                "1 while the database cannot take writes for this reason (locked by another "
+                "process, disk full); commands are answered with one line meanwhile.",
+                tuple(
+                    ({"problem": p}, 1.0 if dbhealth.HEALTH.problem == p else 0.0)
+                    for p in (dbhealth.LOCKED, dbhealth.FULL)
+                ),
+            ),
+            metrics.Reading(
+                "acrbot_database_refusals",
+                "Writes refused by the database, by reason, since the process started.",
+                tuple(({"problem": p}, float(n)) for p, n in dbhealth.HEALTH.counts.items()),
+                counter=True,
+            ),
+        ]
 
     def process() -> list[metrics.Reading]:
         return [
@@ -205,4 +236,6 @@ def readers(
             ),
         ]
 
-    return (database, process) if worker is not None else (database,)
+    if worker is None:
+        return (database, database_health)
+    return (database, database_health, process)

@@ -85,16 +85,18 @@ class Outbox:
             )
         self._wake()
 
-    def due(self, limit: int = 50) -> list[Item]:
-        """Pending items whose time has come, oldest first; an item waits for its `after`."""
+    def due(self, limit: int = 50, *, kinds: tuple[str, ...] | None = None) -> list[Item]:
+        """Pending items whose time has come, oldest first; an item waits for its `after`.
+        ``kinds``: only those (what can still be delivered while the others are held)."""
+        only = f"and o.kind in ({', '.join('?' * len(kinds))}) " if kinds else ""
         rows = self._store.db.execute(
             "select o.id, o.key, o.kind, o.payload, o.attempts, o.created_at, o.after_key, "
             "o.version "
             "from outbox o left join outbox a on a.key = o.after_key "
             "where o.state = 'pending' and o.next_at <= ? "
             "and (o.after_key is null or a.state is null or a.state != 'pending') "
-            "order by o.id limit ?",
-            [self._clock().isoformat(), limit],
+            f"{only}order by o.id limit ?",
+            [self._clock().isoformat(), *(kinds or ()), limit],
         ).fetchall()
         return [
             Item(
@@ -143,6 +145,36 @@ class Outbox:
                 "where id = ? and version = ?",
                 [error, item.id, item.version],
             )
+
+    # -- held: the destination refuses our credentials (a revoked token) ------------------
+
+    def hold(self, error: str) -> None:
+        """Stop delivering: the destination refuses the bot itself (a revoked or invalid
+        token), which no retry of one message can fix. Rows stay pending, none is failed;
+        the first hold's time is kept. Recorded in the database so that the other process
+        (readiness, `/metrics`) and `acrbot doctor` can say so."""
+        with self._store.transaction() as db:
+            row = db.execute("select value from meta where key = 'outbox_hold'").fetchone()
+            since = json.loads(row[0])["since"] if row else self._clock().isoformat()
+            db.execute(
+                "insert or replace into meta (key, value) values ('outbox_hold', ?)",
+                [json.dumps({"error": error, "since": since})],
+            )
+
+    def release(self) -> None:
+        with self._store.transaction() as db:
+            db.execute("delete from meta where key = 'outbox_hold'")
+
+    def held(self) -> dict[str, str] | None:
+        """``{"error": …, "since": …}`` while delivery is held, else None."""
+        row = self._store.db.execute("select value from meta where key = 'outbox_hold'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def failed(self) -> int:
+        """Rows given up on (kept for a week, like sent ones)."""
+        return self._store.db.execute(
+            "select count(*) from outbox where state = 'failed'"
+        ).fetchone()[0]
 
     def pending(self) -> int:
         return self._store.db.execute(

@@ -290,9 +290,13 @@ class Store:
         create: bool = False,
         readonly: bool = False,
         config_arg: str = "--config FILE",
+        busy_timeout: float = 30.0,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        # How long a write waits for another process's lock before SQLITE_BUSY. The process
+        # that acks Slack passes ~2 s: it must answer within 3 s, "busy" rather than nothing.
+        self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -349,15 +353,18 @@ class Store:
                 conn = sqlite3.connect(
                     f"file:{self.path}?{flags}",
                     uri=True,
-                    timeout=30,
+                    timeout=self.busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
                 )
             else:
                 conn = sqlite3.connect(
-                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                    self.path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
                 )
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
             # Zero what an UPDATE or DELETE frees: a finished job's payload (its response_url)

@@ -26,6 +26,7 @@ from datetime import datetime
 from functools import partial
 
 from bot import formatting as fmt
+from bot import shutdown
 from bot.commands import CONTRIBUTE
 from bot.context import Call, Context
 from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, UserError
@@ -393,6 +394,7 @@ def execute_purge(
     reporter = _Reporter(ctx, request, progress, total)
     reporter.report(done)
     unknown = False
+    interrupted = 0
 
     def settle(item: PurgeItem, state: str, detail: str | None) -> None:
         nonlocal done
@@ -413,6 +415,9 @@ def execute_purge(
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 for outcome in pool.map(partial(_one, view, pace=pace), batch):
                     item, state, detail = outcome
+                    if state == _NOT_STARTED:
+                        interrupted += 1
+                        continue
                     if state == SENDING:
                         unknown = True
                         continue
@@ -420,6 +425,15 @@ def execute_purge(
                         unknown = True
                         continue
                     settle(item, state, detail)
+    if interrupted:
+        log.warning(
+            "purge #%s stopped at an item boundary (%s of %s items left): the process is "
+            "stopping; the next one resumes it",
+            request.id,
+            total - done,
+            total,
+        )
+        raise shutdown.Interrupted(f"purge #{request.id}")
     reporter.report(done, final=True)
     if unknown:
         raise OutcomeUnknown(
@@ -485,8 +499,13 @@ def _label(item: PurgeItem) -> str:
     )
 
 
+_NOT_STARTED = "not started"  # the process is stopping: the item is left as it was
+
+
 def _one(view: _RepoView, item: PurgeItem, pace: Pace) -> tuple[PurgeItem, str, str | None]:
     """Check, then delete one item; return its new state and why."""
+    if shutdown.STOPPING.is_set():  # an item boundary: nothing of this one has happened
+        return item, _NOT_STARTED, None
     registry, repo = view.registry, view.repository
     try:
         if item.state == SENDING:

@@ -19,6 +19,15 @@ What is counted, after the faults stop and the bot has settled:
 - replayed signed bodies (the same bytes, signature and all, after restarts) changed nothing:
   no second answer, no job, no role given back after its revoke;
 - `acrbot audit verify` run every few seconds while the faults go on, and at the end, is clean.
+
+Two longer faults can be added (issue 18): the database locked by another process for 5 s
+(`BEGIN IMMEDIATE`, as an operator's sqlite3 or a VACUUM would), and Slack refusing the bot
+token for 30 s (`token_revoked` on every Web API method). Then also:
+- every ack arrives within Slack's 3 s; a command acked with "busy"/"cannot record" (or
+  Bolt's refusal while its auth.test fails) was not recorded, and is never answered later;
+- nothing is lost while the token is refused: no outbox row fails for it, and every card,
+  thread line and DM goes out once after the token works again. (The service is not killed
+  while the token is refused: `acrbot serve` refuses to start with a refused token.)
 """
 
 from __future__ import annotations
@@ -27,13 +36,16 @@ import contextlib
 import itertools
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.slack import listeners
 from tests.distribution import Distribution
 from tests.fake_slack import ApiCall, FakeSlack
 from tests.fault_proxy import FaultProxy
@@ -66,6 +78,13 @@ class ChaosOptions:
     # kills land in the window where the outcome is unknown; their grace period is 45 s.
     delete_faults: bool = False
     settle: float = 40.0  # how long the bot may take to finish once the faults stop
+    # Issue 18's longer faults: the database locked by another process for lock_seconds,
+    # every lock_every seconds; the bot token refused for revoke_seconds, once.
+    lock_database: bool = False
+    lock_seconds: float = 5.0
+    lock_every: tuple[float, float] = (12.0, 20.0)
+    revoke_token: bool = False
+    revoke_seconds: float = 30.0
 
 
 @dataclass
@@ -78,6 +97,13 @@ class Command:
     request: int | None = None  # the request it acts on (approve, cancel, deny, click)
     guest: str | None = None  # grant/revoke: whose role
     ack: int | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Acked with a line saying it was not recorded (busy, database locked or full,
+        Slack refusing the token): there is nothing to answer later."""
+        refusals = (listeners.BUSY, listeners.LOCKED, listeners.FULL, listeners.AUTH_FAILING)
+        return self.ack == 200 and any(r in self.sent.answer for r in refusals)
 
 
 @dataclass
@@ -120,6 +146,18 @@ class Counts:
     recovered: int = 0  # requests a crash left `executing`, finished by a sweep
     unknown: int = 0  # DELETEs that went unanswered (the registry read again after the grace)
     outbox: dict[str, int] = field(default_factory=dict)
+    # issue 18's faults
+    db_locks: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # acked "not recorded", by reason
+    refused_answered: list[str] = field(default_factory=list)
+    slowest_ack: float = 0.0
+    slow_acks: list[str] = field(default_factory=list)  # acked after Slack's 3 s
+    token_revocations: int = 0
+    auth_refused_calls: int = 0  # Web API calls answered token_revoked
+    auth_checks: int = 0  # auth.test calls the bot made
+    failed_for_auth: list[str] = field(default_factory=list)
+    held: int = 0  # cards, thread lines, DMs recorded while the token was refused…
+    held_sent: int = 0  # …and sent once it worked again
 
     def problems(self) -> list[str]:
         """Every broken promise, one line each (empty when all held)."""
@@ -135,6 +173,9 @@ class Counts:
             "replays_effective",
             "revoked_came_back",
             "verify_broken",
+            "refused_answered",
+            "slow_acks",
+            "failed_for_auth",
         ):
             value = getattr(self, name)
             if value:
@@ -176,6 +217,20 @@ class Counts:
                 if self.resent_after_kill
                 else []
             ),
+            *(
+                [
+                    f"database locked 5 s: {self.db_locks} times; token refused 30 s: "
+                    f"{self.token_revocations} times ({self.auth_refused_calls} Web API calls "
+                    f"answered token_revoked, {self.auth_checks} auth.test); acked as not "
+                    f"recorded: {self.refused or 0}, answered later anyway: "
+                    f"{len(self.refused_answered)}; slowest ack {self.slowest_ack:.2f} s, "
+                    f"{len(self.slow_acks)} over 3 s; messages for the Web API recorded while "
+                    f"the token was refused: {self.held}, sent after: {self.held_sent}; outbox "
+                    f"rows failed for the token: {len(self.failed_for_auth)}"
+                ]
+                if self.db_locks or self.token_revocations
+                else []
+            ),
             f"jobs: {self.jobs}, {self.jobs_rerun} run again after a kill; requests "
             f"recovered after a crash: {self.recovered}, DELETEs unanswered: {self.unknown}; "
             f"outbox: {self.outbox}",
@@ -201,6 +256,8 @@ class Chaos:
         self._service = threading.Lock()  # held while the service is down for a restart
         self._guests = 0
         self.kills: list[float] = []  # perf_counter() just after each SIGKILL
+        self._token_refused = threading.Event()  # no service kill meanwhile
+        self._refused_window: tuple[str, str] | None = None  # UTC, as the outbox writes it
 
     # -- running -----------------------------------------------------------------------------
 
@@ -217,6 +274,8 @@ class Chaos:
                     (self._kill_service, "chaos-service-kills"),
                     (self._faults, "chaos-faults"),
                     (self._verify, "chaos-verify"),
+                    (self._lock_database, "chaos-db-lock"),
+                    (self._revoke_token, "chaos-token"),
                 )
             ]
             for thread in threads:
@@ -352,7 +411,10 @@ class Chaos:
 
     def _replay(self) -> None:
         """Replay a signed body Slack already delivered (an attacker, or a confused proxy)."""
-        done = [c for c in self._snapshot() if c.ack == 200 and c.kind != "lookup"]
+        # (One acked as not recorded is left out: its replay would be its first delivery.)
+        done = [
+            c for c in self._snapshot() if c.ack == 200 and c.kind != "lookup" and not c.refused
+        ]
         if done:
             command = self.random.choice(done)
             if self.bot.replay(command.sent) == 200:
@@ -374,6 +436,8 @@ class Chaos:
 
     def _kill_service(self) -> None:
         while self._pause(self.options.service_kill_every):
+            if self._token_refused.is_set():
+                continue  # it would not start again until the token works
             with self._service:
                 self.bot.kill()
                 self.kills.append(time.perf_counter())
@@ -416,6 +480,34 @@ class Chaos:
                 self.random.choice(registry)()
                 self.counts.registry_faults += 1
 
+    def _lock_database(self) -> None:
+        """Another process takes the database's write lock and keeps it for lock_seconds."""
+        if not self.options.lock_database:
+            return
+        while self._pause(self.options.lock_every):
+            holder = sqlite3.connect(self.bot.database, isolation_level=None, timeout=30)
+            try:
+                holder.execute("BEGIN IMMEDIATE")
+                self.counts.db_locks += 1
+                self._stop.wait(self.options.lock_seconds)
+                holder.execute("ROLLBACK")
+            finally:
+                holder.close()
+
+    def _revoke_token(self) -> None:
+        """Slack refuses the bot token for revoke_seconds, once, a little into the run."""
+        if not self.options.revoke_token or not self._pause((3.0, 6.0)):
+            return
+        self._token_refused.set()
+        with self._service:  # not in the middle of a restart
+            self.fake.revoke("token_revoked")
+        began = datetime.now(UTC).isoformat()
+        self.counts.token_revocations += 1
+        self._stop.wait(self.options.revoke_seconds)
+        self.fake.restore()
+        self._refused_window = (began, datetime.now(UTC).isoformat())
+        self._token_refused.clear()
+
     def _verify(self) -> None:
         while not self._stop.wait(self.options.verify_every):
             self._verify_once()
@@ -430,6 +522,7 @@ class Chaos:
         """Stop injecting faults (the ones still queued included) and make sure it runs."""
         self.proxy.clear()
         self.fake.clear_faults()
+        self.fake.restore()
         if self.bot.proc is None or self.bot.proc.poll() is not None:
             self.bot.start()
 
@@ -454,7 +547,7 @@ class Chaos:
         self.kills.append(time.perf_counter())
         self.bot.start()
         for command in self._snapshot():
-            if command.ack != 200 or command.kind == "lookup":
+            if command.ack != 200 or command.kind == "lookup" or command.refused:
                 continue
             if self.bot.replay(command.sent) == 200:
                 self.replayed.append((command, time.monotonic()))
@@ -509,6 +602,15 @@ class Chaos:
                 if not once:
                     c.answered_twice.append(what)
                 continue
+            c.slowest_ack = max(c.slowest_ack, command.sent.took)
+            if command.sent.took > 3.0:
+                c.slow_acks.append(f"{what}: {command.sent.took:.2f} s")
+            if command.refused:
+                reason = command.sent.answer[:40]
+                c.refused[reason] = c.refused.get(reason, 0) + 1
+                if answers:
+                    c.refused_answered.append(what)
+                continue
             c.acked += 1
             if not answers:
                 c.unanswered.append(what)
@@ -525,13 +627,28 @@ class Chaos:
         c.recovered, c.unknown = audit["request.recover"], audit["request.unknown"]
         c.outbox = dict(Counter(s for (s,) in self.bot.query("select state from outbox")))
         c.slack_failed_calls = sum(1 for call in self.fake.calls if call.injected)
+        c.auth_refused_calls = sum(1 for call in self.fake.calls if call.error == "token_revoked")
+        c.auth_checks = self.fake.attempts("auth.test")
+        if self._refused_window is not None:
+            ((c.held, c.held_sent),) = self.bot.query(
+                "select count(*), coalesce(sum(state = 'sent'), 0) from outbox "
+                "where kind != 'respond' and created_at between ? and ?",
+                list(self._refused_window),
+            )
+        c.failed_for_auth = [
+            f"{key}: {error}"
+            for key, error in self.bot.query(
+                "select key, error from outbox where state = 'failed' and error in "
+                "('token_revoked', 'invalid_auth', 'account_inactive', 'not_authed')"
+            )
+        ]
         c.registry_faulted_calls = sum(1 for e in self.proxy.exchanges if e.fault)
 
     def _count_clicks(self, commands: list[Command]) -> None:
         """A click that was acked must have run: its job is done."""
         keys = dict(self.bot.query("select key, state from jobs"))
         for command in commands:
-            if command.kind == "click" and command.ack == 200:
+            if command.kind == "click" and command.ack == 200 and not command.refused:
                 key = f"trigger:{command.sent.trigger}"
                 if keys.get(key) != "done":
                     self.counts.clicks_lost.append(f"click on #{command.request}: {key}")

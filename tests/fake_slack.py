@@ -375,6 +375,7 @@ class FakeSlack:
         # apps.connections.open answers this URL, or calls it for a fresh one each time
         # (FakeSocketMode.attach: its tickets work once, as Slack's do).
         self.socket_url: str | Callable[[], str] | None = None
+        self.revoked: str | None = None  # revoke(): the token's refusal, for every method
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._faults: dict[str, list[_Fault]] = {}
@@ -464,6 +465,18 @@ class FakeSlack:
         fault = _Fault(status, retry_after, error, body, times, channel)
         with self._lock:
             self._faults.setdefault(key, []).append(fault)
+
+    def revoke(self, error: str = "token_revoked") -> None:
+        """Slack refuses the bot token from now on: every Web API method (auth.test too)
+        answers HTTP 200 `{"ok": false, "error": error}`, as Slack does for a revoked
+        (`token_revoked`), unknown (`invalid_auth`) or uninstalled (`account_inactive`)
+        token. response_url posts carry no token and still work. ``restore()`` ends it."""
+        with self._lock:
+            self.revoked = error
+
+    def restore(self) -> None:
+        with self._lock:
+            self.revoked = None
 
     def clear_faults(self) -> None:
         """Forget the failures asked for and not yet answered: Slack is healthy again."""
@@ -643,6 +656,8 @@ class FakeSlack:
 
     def _answer(self, method: str, params: dict[str, Any]) -> _Answer:
         """The answer to a Web API call; the caller holds the lock."""
+        if self.revoked is not None:
+            return _Answer.json({"ok": False, "error": self.revoked}, injected=True)
         fault = self._fault(method, webhook=False, channel=params.get("channel"))
         if fault is not None:
             return fault

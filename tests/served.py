@@ -58,6 +58,8 @@ class Sent:
     timestamp: str
     signature: str
     status: int | None  # None: the service was not there to answer
+    answer: str = ""  # the body of the HTTP answer (an ack's text)
+    took: float = 0.0  # seconds from sending to the answer
 
 
 class ServedBot:
@@ -70,13 +72,14 @@ class ServedBot:
         users: dict[str, str],
         timeout: float = 2.0,
         channel: str = CHANNEL,
+        database: Path | None = None,
     ) -> None:
         self.root, self.fake, self.channel = root, fake, channel
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = root / "acrbot.toml"
-        self.database = root / "acrbot.db"
+        self.database = database or root / "acrbot.db"
         self.config.write_text(
-            'database = "acrbot.db"\n'
+            f'database = "{self.database}"\n'
             "[[registry]]\n"
             'name = "dist"\n'
             'type = "oci"\n'
@@ -137,12 +140,18 @@ class ServedBot:
         raise AssertionError(f"acrbot serve not healthy after {timeout}s: {self.log}")
 
     def health(self) -> int | None:
+        return self.get("/healthz")[0]
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int | None, str]:
+        """GET ``path`` (`/healthz`, `/readyz`, `/metrics`): (status, body); None when the
+        service did not answer within ``timeout``."""
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-            conn.request("GET", "/healthz")
-            return conn.getresponse().status
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode(errors="replace")
         except OSError:
-            return None
+            return None, ""
 
     @property
     def log(self) -> str:
@@ -307,13 +316,19 @@ class ServedBot:
         ts = str(int(time.time()))
         signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
         sent = Sent(name, trigger, body, ts, signature, None)
-        return Sent(name, trigger, body, ts, signature, self._post(sent))
+        started = time.monotonic()
+        status, answer = self._exchange(sent)
+        took = time.monotonic() - started
+        return Sent(name, trigger, body, ts, signature, status, answer, took)
 
     def replay(self, sent: Sent) -> int | None:
         """The same signed bytes again (a retry, or an attacker who captured them)."""
         return self._post(sent)
 
     def _post(self, sent: Sent) -> int | None:
+        return self._exchange(sent)[0]
+
+    def _exchange(self, sent: Sent) -> tuple[int | None, str]:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             conn.request(
@@ -326,11 +341,12 @@ class ServedBot:
                     "X-Slack-Signature": sent.signature,
                 },
             )
-            status = conn.getresponse().status
+            response = conn.getresponse()
+            answer = response.read().decode(errors="replace")
             conn.close()
-            return status
+            return response.status, answer
         except OSError:
-            return None
+            return None, ""
 
 
 def _children(pid: int) -> list[int]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import http.client
 import importlib.util
-import inspect
 import json
 import os
 import re
@@ -242,14 +241,22 @@ def test_one_replica_recreated_never_rolled():
     assert "SQLite" in text and "one writer" in text
 
 
+PROBE_PATHS = {
+    "startupProbe": "/healthz",
+    "livenessProbe": "/healthz",
+    "readinessProbe": "/readyz",  # fails at SIGTERM; liveness never touches the database
+}
+
+
 def test_probes_hit_healthz_on_the_port_acrbot_serve_listens_on():
-    assert '"/healthz"' in (ROOT / "bot" / "slack" / "service.py").read_text()
+    for path in set(PROBE_PATHS.values()):
+        assert f'"{path}"' in (ROOT / "bot" / "slack" / "service.py").read_text()
     c = container(HTTP)
     options = serve_options(c["command"] + c["args"])
     assert options.host == "0.0.0.0"  # the kubelet probes the pod IP
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+    for probe, path in PROBE_PATHS.items():
         get = c[probe]["httpGet"]
-        assert get["path"] == "/healthz"
+        assert get["path"] == path
         assert container_port(c, get["port"]) == options.port
     service = one(HTTP, "Service")
     assert service["spec"]["type"] == "ClusterIP"
@@ -377,14 +384,14 @@ def test_configmap_config_loads_and_keeps_the_database_on_the_volume(tmp_path):
 
 
 def test_grace_period_covers_the_http_drain_and_the_workers_jobs():
-    from bot.slack.worker import WorkerProcess
+    from bot.slack import service
 
-    worker = inspect.signature(WorkerProcess.stop).parameters["timeout"].default
-    (drain,) = re.findall(
-        r"timeout_graceful_shutdown=(\d+)", (ROOT / "bot" / "slack" / "service.py").read_text()
-    )
+    # The listener closes LISTEN_AFTER_TERM + DRAIN_REQUESTS after SIGTERM; the worker (which
+    # stopped taking jobs at the signal) is killed at WORKER_STOP, reaped within 5 s more.
+    http = service.LISTEN_AFTER_TERM + service.DRAIN_REQUESTS
+    assert max(http, service.WORKER_STOP + 5) <= service.STOP_WITHIN
     grace = pod_spec(one(HTTP, "Deployment"))["terminationGracePeriodSeconds"]
-    assert grace > worker + int(drain)
+    assert service.STOP_WITHIN < grace <= service.STOP_WITHIN + 10
     assert arm_app()["properties"]["template"]["terminationGracePeriodSeconds"] == grace
 
 
@@ -619,7 +626,8 @@ def test_arm_app_identity_replicas_and_probes():
     assert properties["configuration"]["ingress"]["external"] is True
     assert {p["type"] for p in c["probes"]} == {"Startup", "Liveness", "Readiness"}
     for probe in c["probes"]:
-        assert probe["httpGet"] == {"path": "/healthz", "port": options.port}
+        path = "/readyz" if probe["type"] == "Readiness" else "/healthz"
+        assert probe["httpGet"] == {"path": path, "port": options.port}
         # Container Apps' limits on probe settings
         assert 1 <= probe["failureThreshold"] <= 10
         assert 1 <= probe["periodSeconds"] <= 240

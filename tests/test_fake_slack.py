@@ -505,3 +505,17 @@ def test_rejections_are_recorded_and_easy_to_assert(fake, client):
         fake.wait_for("chat.postMessage", timeout=0.1)
     fake.clear()
     fake.assert_nothing_rejected()
+
+
+def test_a_revoked_token_is_refused_by_every_method_until_restored(fake, client):
+    """revoke(): Slack answers every Web API method, auth.test included, with the token's
+    refusal (HTTP 200, ok false), as it does for a revoked token; response_url still works."""
+    fake.revoke("token_revoked")
+    for call in (client.auth_test, lambda: client.chat_postMessage(channel="C1", text="hi")):
+        with pytest.raises(SlackApiError) as refused:
+            call()
+        assert refused.value.response.status_code == 200
+        assert refused.value.response["error"] == "token_revoked"
+    fake.restore()
+    assert client.auth_test()["ok"] is True
+    assert client.chat_postMessage(channel="C1", text="hi")["ok"] is True

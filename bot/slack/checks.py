@@ -9,6 +9,7 @@ to ``NEEDED_SCOPES``): a token installed from an older manifest lacks the newer 
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 from urllib.error import URLError
 
@@ -17,8 +18,10 @@ from slack_sdk.errors import SlackApiError
 from bot.config import Config, SlackSettings, slack_settings
 from bot.doctor import Check, failed, passed, skipped
 from bot.errors import ConfigError
+from bot.outbox import Outbox
 from bot.slack import startup
 from bot.slack.manifest import SCOPES
+from bot.store import Store
 
 NEEDED_SCOPES = frozenset(SCOPES)
 REINSTALL = (
@@ -37,6 +40,7 @@ def slack_checks(config: Config) -> list[Check]:
             return [skipped("slack", "SLACK_BOT_TOKEN not set: Slack checks skipped")]
         return [failed("slack settings", str(exc), "set it in the environment of acrbot serve")]
     client = startup.quiet_client(settings.bot_token, settings.api_url)
+    outbox = _outbox(config)
     try:
         auth = client.auth_test()
     except SlackApiError as exc:
@@ -47,7 +51,8 @@ def slack_checks(config: Config) -> list[Check]:
                 "slack token",
                 f"auth.test: token rejected: {error}" + (f" ({why})" if why else ""),
                 f"check {startup.BOT_TOKEN[1]}",
-            )
+            ),
+            *outbox,
         ]
     except (URLError, OSError, TimeoutError) as exc:
         return [
@@ -69,7 +74,35 @@ def slack_checks(config: Config) -> list[Check]:
     if settings.socket_mode:
         checks.append(_app_token(settings))
     checks.append(_requests_channel(client, config.requests_channel))
-    return checks
+    return [*checks, *outbox]
+
+
+def _outbox(config: Config) -> list[Check]:
+    """What the bot has still to say: held (Slack refused the token), waiting, given up."""
+    if not config.database.is_file():
+        return []
+    try:
+        store = Store(config.database, readonly=True)
+    except ConfigError:
+        return []
+    try:
+        outbox = Outbox(store)
+        held, pending, gave_up = outbox.held(), outbox.pending(), outbox.failed()
+    except sqlite3.Error:
+        return []  # the database rows say why
+    finally:
+        store.close()
+    if held is not None:
+        return [
+            failed(
+                "slack outbox",
+                f"held since {held['since'][:19]} UTC: Slack answered {held['error']}; "
+                f"{pending:,} messages wait (none is lost: they go out once the token works)",
+                f"check {startup.BOT_TOKEN[1]}, then restart acrbot serve if you changed it",
+            )
+        ]
+    detail = f"delivering: {pending:,} waiting, {gave_up:,} given up in the last week"
+    return [passed("slack outbox", detail)]
 
 
 def granted_scopes(headers: Any) -> set[str] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from slack_sdk.webhook import WebhookClient
 from bot import announce, observe
 from bot.cards import Cards
 from bot.context import Context
+from bot.dbhealth import HEALTH
 from bot.outbox import Item, Outbox
 from bot.slack import blocks
 
@@ -49,16 +51,18 @@ PERMANENT = frozenset(
         "cannot_dm_bot",
         "message_not_found",
         "cant_update_message",
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
         "missing_scope",
         "used_url",
         "expired_url",
         "no_service",
     }
 )
+# Slack refusing the bot itself, not one message: the outbox is held (nothing is failed) and
+# `auth.test` is asked again with backoff until the token works again.
+AUTH_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+AUTH_FIRST_CHECK, AUTH_MAX_CHECK = 1.0, 30.0  # seconds between two auth.test while held
 MAX_AGE = timedelta(hours=24)  # give up on a row after this long (replies: 30 min)
 REPLY_AGE = timedelta(minutes=30)
 
@@ -73,6 +77,14 @@ class Retry(Exception):
 
 class Permanent(Exception):
     pass
+
+
+class AuthRefused(Exception):
+    """Slack refuses the token (revoked, invalid, app uninstalled): hold the outbox."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class SlackDelivery:
@@ -93,6 +105,9 @@ class SlackDelivery:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one pass at a time (the loop, or a test's direct call)
+        self.held: str | None = None  # Slack's error while it refuses the token
+        self._check_every = AUTH_FIRST_CHECK
+        self._next_check = 0.0
         outbox.on_put = self._wake.set
         self._senders: dict[str, Callable[[dict[str, Any]], None]] = {
             announce.CARD: self._card,
@@ -112,15 +127,22 @@ class SlackDelivery:
         """Deliver in the background: at once when this process adds a row, else every
         ``poll`` seconds (rows added by other processes: a notebook, the console)."""
 
+        held = self.outbox.held()  # held by the last process: ask auth.test first
+        if held is not None:
+            self.held, self._next_check = held["error"], 0.0
+
         def loop() -> None:
             while not self._stopping.is_set():
                 self._wake.wait(poll)
                 self._wake.clear()
                 try:
+                    if self.held is not None:
+                        self.check_auth()
                     while self.deliver_due() and not self._stopping.is_set():
                         pass
-                except Exception:
-                    log.exception("outbox delivery failed; trying again in %ss", poll)
+                except Exception as exc:
+                    if not HEALTH.guard(exc, doing="deliver the outbox"):
+                        log.exception("outbox delivery failed; trying again in %ss", poll)
 
         self._thread = threading.Thread(target=loop, name="acr-outbox", daemon=True)
         self._thread.start()
@@ -141,11 +163,57 @@ class SlackDelivery:
         """Send every due row once; return how many were handled (sent or given up)."""
         with self._lock:
             handled = 0
-            for item in self.outbox.due():
+            # While Slack refuses the token only response_url posts (they carry no token) go.
+            for item in self.outbox.due(kinds=(RESPOND,) if self.held else None):
                 if self._stopping.is_set() and not draining:
                     break
+                if self.held is not None and item.kind != RESPOND:
+                    continue  # held since this pass began
                 handled += self._deliver(item)
             return handled
+
+    # -- holding while Slack refuses the token -------------------------------------------
+
+    def _hold(self, error: str) -> None:
+        if self.held is None:
+            log.error(
+                "Slack refuses the bot token (%s): holding the outbox (%s messages wait); "
+                "checking auth.test again with backoff",
+                error,
+                self.outbox.pending(),
+            )
+            self._check_every = AUTH_FIRST_CHECK
+        self.held = error
+        self._next_check = time.monotonic() + self._check_every
+        self.outbox.hold(error)
+
+    def check_auth(self) -> bool:
+        """While held: ask `auth.test` when the backoff allows; True once Slack takes the
+        token again (the hold is released and delivery goes on)."""
+        if time.monotonic() < self._next_check:
+            return False
+        try:
+            self.client.auth_test()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            self._check_every = min(self._check_every * 2, AUTH_MAX_CHECK)
+            if error in AUTH_REFUSED:
+                self._hold(error)
+            else:  # Slack failing otherwise: ask again later, still held
+                self._next_check = time.monotonic() + self._check_every
+            log.info("auth.test: %s; again in %.0f s", error, self._check_every)
+            return False
+        except (URLError, OSError, TimeoutError):
+            self._check_every = min(self._check_every * 2, AUTH_MAX_CHECK)
+            self._next_check = time.monotonic() + self._check_every
+            return False
+        self.outbox.release()
+        log.warning(
+            "Slack takes the bot token again: delivering the %s waiting messages",
+            self.outbox.pending(),
+        )
+        self.held = None
+        return True
 
     def _deliver(self, item: Item) -> int:
         if self._expired(item):
@@ -159,6 +227,10 @@ class SlackDelivery:
         self.outbox.begin(item)
         try:
             sender(item.payload)
+        except AuthRefused as exc:  # not this message's fault: it waits, due at once
+            self.outbox.retry(item, after=0, error=exc.error)
+            self._hold(exc.error)
+            return 0
         except Retry as exc:
             after = exc.after if exc.after is not None else _backoff(item.attempts)
             self.outbox.retry(item, after=after, error=exc.error)
@@ -337,6 +409,8 @@ def _backoff(attempt: int) -> float:
 
 def _classify(status: int, headers: Any, error: str | None) -> Exception:
     error = error or f"HTTP {status}"
+    if error in AUTH_REFUSED:
+        return AuthRefused(error)
     if status == 429 or error in ("ratelimited", "rate_limited"):
         try:
             after = float(

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot import dbhealth
+from bot.dbhealth import HEALTH, DatabaseHealth, problem_of
 from bot.jobqueue import JobQueue
 
 COMMAND = "command"  # /acr …; data: the command payload
@@ -54,11 +57,15 @@ class Job:
 
 
 QUEUED, DUPLICATE, BUSY = "queued", "duplicate", "busy"
+LOCKED, FULL = "locked", "full"  # the database could not take the job: nothing recorded
+RECORDED = frozenset({QUEUED, DUPLICATE})
 
 
 class JobSink(Protocol):
     """Where listeners put jobs. ``submit`` answers QUEUED (recorded: ack it), DUPLICATE (a
-    retry or replay of one recorded before: ack, do nothing) or BUSY (too many waiting)."""
+    retry or replay of one recorded before: ack, do nothing), BUSY (too many waiting), LOCKED
+    (another process held the database past the ack's budget) or FULL (the database's disk
+    is full); after the last three nothing was recorded."""
 
     def submit(self, job: Job) -> str: ...
 
@@ -67,7 +74,10 @@ class DurableSink:
     """Record the job in the database, then ring the worker; refuse when the queue is full.
 
     The queue depth is read by a background thread twice a second, so the ack path pays one
-    INSERT and no COUNT: a wedged worker makes acks say "busy", never makes them wait.
+    INSERT and no COUNT: a wedged worker makes acks say "busy", never makes them wait. A
+    database that cannot take the INSERT (locked past the store's busy timeout, its disk
+    full) is reported to ``health`` and answered LOCKED or FULL; while that lasts the same
+    thread probes with a one-row write, so the state clears without waiting for a command.
     """
 
     def __init__(
@@ -77,8 +87,10 @@ class DurableSink:
         *,
         max_queued: int = 500,
         refresh: float = 0.5,
+        health: DatabaseHealth | None = None,
     ) -> None:
         self.queue, self._ring, self.max_queued = queue, ring, max_queued
+        self.health = health if health is not None else HEALTH
         self.depth = 0
         self.busy_refusals = 0
         self._refresh = refresh
@@ -89,7 +101,16 @@ class DurableSink:
         if self.depth >= self.max_queued:
             self.busy_refusals += 1
             return BUSY
-        if not self.queue.enqueue(job.key, job.kind, job.data):
+        try:
+            recorded = self.queue.enqueue(job.key, job.kind, job.data)
+        except sqlite3.OperationalError as exc:
+            problem = problem_of(exc)
+            if problem is None:
+                raise
+            self.health.failed(problem)
+            return LOCKED if problem == dbhealth.LOCKED else FULL
+        self.health.ok()
+        if not recorded:
             return DUPLICATE
         self.depth += 1
         self._ring()
@@ -98,8 +119,13 @@ class DurableSink:
     def _watch(self) -> None:
         while not self._stopping.wait(self._refresh):
             try:
+                if self.health.problem is not None:
+                    self.queue.probe()
+                    self.health.ok()
                 self.depth = self.queue.depth()
-            except Exception:  # a busy database: keep the last reading
+            except Exception as exc:  # a busy database: keep the last reading
+                if self.health.problem is not None:
+                    self.health.guard(exc, doing="write to the database (probe)")
                 continue
 
     def stop(self) -> None:

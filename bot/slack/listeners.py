@@ -14,7 +14,7 @@ import json
 import shlex
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltResponse
 
 from bot.slack import blocks, jobs
 from bot.slack.jobs import Job, JobSink
@@ -25,6 +25,22 @@ BUSY = ":hourglass: I'm busy with other commands right now; try again in a momen
 # table is on disk for a day (bot/jobqueue.py drops even these when the job ends).
 COMMAND_FIELDS = ("user_id", "channel_id", "text", "response_url")
 EVENT_FIELDS = ("channel", "user", "text", "ts", "thread_ts")
+
+LOCKED = (
+    ":hourglass: I'm busy: my database is locked by another process. Nothing was recorded; "
+    "try again in a moment."
+)
+FULL = (
+    ":warning: The bot cannot record commands: its database's disk is full; tell the "
+    "operator. Nothing was recorded."
+)
+# Bolt answers commands itself while its `auth.test` fails (a revoked or invalid token):
+# this replaces its "Please install this app into the workspace" text.
+AUTH_FAILING = (
+    ":warning: The bot cannot act right now: Slack does not accept its token (revoked or "
+    "invalid); tell the operator. Nothing was recorded."
+)
+REFUSED = {jobs.BUSY: BUSY, jobs.LOCKED: LOCKED, jobs.FULL: FULL}
 
 
 class Listeners:
@@ -47,26 +63,30 @@ class Listeners:
     def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
         data = {k: command[k] for k in COMMAND_FIELDS if k in command}
         status = self.sink.submit(Job(jobs.COMMAND, data, trigger_id=command.get("trigger_id")))
-        if status == jobs.BUSY:
-            ack(text=BUSY)
+        if status in REFUSED:
+            ack(text=REFUSED[status])
         else:
             ack()
 
-    def on_approve(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    def on_approve(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any]
+    ) -> BoltResponse | None:
         decision = f"approve {int(action['value'])}"
-        self.sink.submit(
+        status = self.sink.submit(
             Job(jobs.DECIDE, _decision(body, decision), trigger_id=body.get("trigger_id"))
         )
-        ack()
+        return _ack_click(ack, status)
 
-    def on_deny(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    def on_deny(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any]
+    ) -> BoltResponse | None:
         data = {
             "trigger_id": body["trigger_id"],
             "request": int(action["value"]),
             "channel": _channel(body),
         }
-        self.sink.submit(Job(jobs.OPEN_DENY, data, trigger_id=body["trigger_id"]))
-        ack()
+        status = self.sink.submit(Job(jobs.OPEN_DENY, data, trigger_id=body["trigger_id"]))
+        return _ack_click(ack, status)
 
     def on_deny_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         """The modal's answer: a reason is required, and Slack shows the error in the modal."""
@@ -74,9 +94,8 @@ class Listeners:
         if not reason:
             ack(response_action="errors", errors={"reason": "Say why you deny the request."})
             return
-        ack()
         where = json.loads(view["private_metadata"])
-        self.sink.submit(
+        status = self.sink.submit(
             Job(
                 jobs.DECIDE,
                 {
@@ -87,8 +106,14 @@ class Listeners:
                 trigger_id=body.get("trigger_id"),
             )
         )
+        if status in REFUSED:  # the modal stays open, saying why: the user can submit again
+            ack(response_action="errors", errors={"reason": REFUSED[status][:150]})
+        else:
+            ack()
 
-    def on_page(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    def on_page(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any]
+    ) -> BoltResponse | None:
         data = {
             "user": body["user"]["id"],
             "channel": _channel(body),
@@ -97,13 +122,13 @@ class Listeners:
             # Only a message the clicker alone sees may be replaced by their page.
             "ephemeral": (body.get("container") or {}).get("is_ephemeral") is True,
         }
-        self.sink.submit(Job(jobs.PAGE, data, trigger_id=body.get("trigger_id")))
-        ack()
+        status = self.sink.submit(Job(jobs.PAGE, data, trigger_id=body.get("trigger_id")))
+        return _ack_click(ack, status)
 
-    def on_more(self, ack: Ack, body: dict[str, Any]) -> None:
+    def on_more(self, ack: Ack, body: dict[str, Any]) -> BoltResponse | None:
         data = {"response_url": body.get("response_url")}
-        self.sink.submit(Job(jobs.MORE, data, trigger_id=body.get("trigger_id")))
-        ack()
+        status = self.sink.submit(Job(jobs.MORE, data, trigger_id=body.get("trigger_id")))
+        return _ack_click(ack, status)
 
     def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         """`@acrbot approve` (or deny) in a card's thread, "Also send to channel" included;
@@ -117,6 +142,16 @@ class Listeners:
     def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home":
             self.sink.submit(Job(jobs.HOME, {"user": event["user"]}, event_id=body.get("event_id")))
+
+
+def _ack_click(ack: Ack, status: str) -> BoltResponse | None:
+    """Ack a click that was recorded. One that was not (busy, database locked or full) is
+    answered 503 without an ack: Slack then shows the user that the click did not go
+    through, which is the truth (a block_actions ack cannot carry a message)."""
+    if status in REFUSED:
+        return BoltResponse(status=503, body=REFUSED[status])
+    ack()
+    return None
 
 
 def _channel(body: dict[str, Any]) -> str | None:

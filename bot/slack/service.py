@@ -10,6 +10,7 @@ event loop with a deep backlog.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,14 +29,16 @@ from bot.config import Config, SlackSettings
 from bot.jobqueue import JobQueue
 from bot.slack import startup
 from bot.slack.jobs import DurableSink, JobSink
-from bot.slack.listeners import Listeners
+from bot.slack.listeners import AUTH_FAILING, Listeners
 from bot.slack.manifest import EVENTS_PATH
 from bot.slack.observe import ObservedApp, ObservedSink
+from bot.slack.readiness import Readiness
 from bot.slack.socket_mode import SocketModeHandler, SocketModeLink
 from bot.slack.worker import WorkerProcess, prestart
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+ACK_BUSY_TIMEOUT = 2.0  # seconds an ack waits for a database another process has locked
 
 
 class SlackApp:
@@ -55,6 +59,7 @@ class SlackApp:
             request_verification_enabled=settings.signing_secret is not None,
             token_verification_enabled=False,
             process_before_response=True,
+            user_facing_authorize_error_message=AUTH_FAILING,
         )
         self.client = self.app.client
         self.client.base_url = settings.api_url
@@ -65,37 +70,129 @@ class SlackApp:
         gc.freeze()
 
 
-def asgi_app(front: SlackApp, *, healthy: Callable[[], bool] = lambda: True) -> Any:
-    """`POST /slack/events` for Slack (commands, interactivity, events) and `GET /healthz`,
-    which answers 503 while the worker is down. Nothing else: this is the port Slack (the
-    internet) reaches, and `/metrics` names registries and reads the database per scrape, so
-    it is served only on `--metrics-port` (`Exposition.serve`)."""
-    from slack_bolt.adapter.asgi import SlackRequestHandler
+# The largest body Slack sends: a view_submission carries its view (up to 100 blocks of up to
+# 3,000 characters, ~300 KB of text) form-encoded, which at worst triples it; block_actions
+# carry their message (50 blocks). 2 MiB is above anything Slack sends and bounds what a
+# stranger can make this process read (the signature is checked only once it is read).
+MAX_BODY = 2 * 1024 * 1024
+ACK_THREADS = 32
 
-    slack = SlackRequestHandler(front.app, path=EVENTS_PATH)
+
+def asgi_app(
+    front: SlackApp,
+    *,
+    healthy: Callable[[], bool] = lambda: True,
+    readiness: Readiness | None = None,
+    max_body: int = MAX_BODY,
+) -> Any:
+    """`POST /slack/events` for Slack (commands, interactivity, events); `GET /healthz`
+    (liveness: 503 while the worker is down; it never touches the database); `GET /readyz`
+    (readiness: 503 while stopping or with the worker down; 200 with a `degraded: …` line
+    per problem that users are told about meanwhile — database locked or full, Slack
+    refusing the token; read from memory, never from a lock). Nothing else: this is the port
+    Slack (the internet) reaches, and `/metrics` names registries and reads the database per
+    scrape, so it is served only on `--metrics-port` (`Exposition.serve`).
+
+    Bolt runs in a pool of threads, not on the event loop: an ack that waits for the
+    database (at most the store's busy timeout) then holds one thread, and the loop goes on
+    answering other acks and probes. A body larger than ``max_body`` is answered 413 before
+    it is read (from Content-Length), or as soon as it grows past it (chunked).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slack_bolt.adapter.asgi.http_response import AsgiHttpResponse
+    from slack_bolt.request import BoltRequest
+
+    pool = ThreadPoolExecutor(max_workers=ACK_THREADS, thread_name_prefix="acr-ack")
+    prestart(pool, ACK_THREADS, warm=lambda: None)
+
+    async def text(send: Any, status: int, body: str) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async def read_body(scope: dict[str, Any], receive: Any) -> bytes | None:
+        """The body, or None when it is larger than ``max_body``."""
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return None
+        chunks = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return bytes(chunks)
+            chunks.extend(message.get("body", b""))
+            if len(chunks) > max_body:
+                return None
+            if not message.get("more_body", False):
+                return bytes(chunks)
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/healthz" and scope["method"] == "GET":
-            ok = healthy()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200 if ok else 503,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b"ok\n" if ok else b"worker down\n"})
+        if scope["type"] != "http":
             return
-        await slack(scope, receive, send)
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz" and method == "GET":
+            ok = healthy()
+            await text(send, 200 if ok else 503, "ok\n" if ok else "worker down\n")
+        elif path == "/readyz" and method == "GET":
+            problems = readiness.problems() if readiness is not None else []
+            if not healthy():
+                problems.append("the worker process is down")
+            degraded = readiness.degraded() if readiness is not None else []
+            if problems:
+                await text(send, 503, "".join(f"not ready: {p}\n" for p in problems))
+            else:
+                lines = "".join(f"degraded: {d}\n" for d in degraded)
+                await text(send, 200, "ready\n" + lines)
+        elif path == EVENTS_PATH and method == "POST":
+            body = await read_body(scope, receive)
+            if body is None:
+                await text(send, 413, f"request body larger than {max_body} bytes\n")
+                return
+            request = BoltRequest(
+                body=body.decode("utf-8", errors="replace"),
+                query=scope["query_string"].decode("latin-1"),
+                headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+            )
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(pool, front.app.dispatch, request)
+            response = AsgiHttpResponse(
+                status=answer.status, headers=answer.headers, body=answer.body
+            )
+            await send(response.get_response_start())
+            await send(response.get_response_body())
+        else:
+            await text(send, 404, "Not Found\n")
 
     return application
+
+
+# SIGTERM, in seconds from the signal: the listener stays open LISTEN_AFTER_TERM (readiness
+# fails at once, so the load balancer stops sending; what still arrives is acked and recorded
+# for the next process), then uvicorn finishes the requests in flight (DRAIN_REQUESTS). The
+# worker stops claiming jobs at the signal; its running jobs finish or stop at an item
+# boundary (a purge resumes in the next process), and it is killed at WORKER_STOP. The
+# deploy manifests' terminationGracePeriodSeconds (30) covers STOP_WITHIN with room to spare.
+LISTEN_AFTER_TERM = 5.0
+DRAIN_REQUESTS = 3
+WORKER_STOP = 18.0
+STOP_WITHIN = 25.0
 
 
 class HttpServer:
     """uvicorn serving :func:`asgi_app` on a socket bound at construction (port 0 works).
 
     ``run()`` serves until ``stop()`` (from another thread) or, in the main thread, SIGINT or
-    SIGTERM; uvicorn then finishes the requests in flight.
+    SIGTERM. SIGINT stops at once (uvicorn finishes the requests in flight). SIGTERM — how
+    Kubernetes and docker stop a container — first marks the process not ready and calls
+    ``on_term`` (the worker stops taking jobs), keeps acking for ``listen_after_term``
+    seconds, then stops like SIGINT; a second SIGTERM stops at once.
     """
 
     def __init__(
@@ -105,13 +202,20 @@ class HttpServer:
         host: str,
         port: int,
         healthy: Callable[[], bool] = lambda: True,
+        readiness: Readiness | None = None,
+        on_term: Callable[[], None] | None = None,
+        listen_after_term: float = LISTEN_AFTER_TERM,
     ) -> None:
         import uvicorn
 
         self.socket = socket.create_server((host, port), backlog=1024)
         self.port: int = self.socket.getsockname()[1]
+        self.readiness = readiness
+        self._on_term = on_term
+        self._listen_after_term = listen_after_term
+        self.terminated_at: float | None = None
         config = uvicorn.Config(
-            asgi_app(front, healthy=healthy),
+            asgi_app(front, healthy=healthy, readiness=readiness),
             loop="uvloop",
             http="httptools",
             lifespan="off",
@@ -119,9 +223,35 @@ class HttpServer:
             access_log=False,
             log_level="warning",
             log_config=None,  # uvicorn's lines go through ours: text or JSON, redacted
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=DRAIN_REQUESTS,
         )
-        self.server = uvicorn.Server(config)
+        http = self
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                if not http._terminate(sig):
+                    super().handle_exit(sig, frame)
+
+        self.server = Server(config)
+
+    def _terminate(self, sig: int) -> bool:
+        """The first SIGTERM: not ready, tell the worker, close the listener later. True if
+        handled here (uvicorn must not stop yet)."""
+        if sig != signal.SIGTERM or self.terminated_at is not None:
+            return False
+        self.terminated_at = time.monotonic()
+        if self.readiness is not None:
+            self.readiness.stopping.set()
+        log.warning(
+            "acr-chatops: SIGTERM: not ready any more; acking for %.0f s more, then stopping",
+            self._listen_after_term,
+        )
+        if self._on_term is not None:
+            self._on_term()
+        timer = threading.Timer(self._listen_after_term, self.stop)
+        timer.daemon = True
+        timer.start()
+        return True
 
     def run(self) -> None:
         self.server.run(sockets=[self.socket])
@@ -172,11 +302,24 @@ def serve(
     register_secrets(config, settings)  # before anything can log a request
     startup.verify_bot_token(settings, within=startup_wait)
     worker = WorkerProcess(config, settings).start()
-    # SIGTERM (docker stop, systemd) stops like Ctrl-C: uvicorn finishes the requests in
-    # flight and then re-raises the signal it caught; the worker finishes its jobs.
+    # SIGTERM in Socket Mode stops like Ctrl-C; in HTTP mode uvicorn's handler takes it
+    # (HttpServer: readiness fails, acks go on for a moment, then the listener closes).
     signal.signal(signal.SIGTERM, _interrupt)
     store = Store(config.database)
+    # Acks wait for the database at most ACK_BUSY_TIMEOUT, then answer "busy, try again":
+    # Slack gives up at 3 s. (The store was opened, and migrated, with the long timeout.)
+    store.busy_timeout = ACK_BUSY_TIMEOUT
     sink = DurableSink(JobQueue(store), worker.ring)
+    readiness = Readiness(store).start()
+    stopping: list[threading.Thread] = []
+
+    def stop_worker() -> None:
+        thread = threading.Thread(
+            target=worker.stop, kwargs={"timeout": WORKER_STOP}, name="acr-stop", daemon=True
+        )
+        thread.start()
+        stopping.append(thread)
+
     try:
         front = SlackApp(settings, sink)
         exposition = None
@@ -189,14 +332,27 @@ def serve(
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
             run_socket_mode(front, settings, startup_wait=startup_wait, exposition=exposition)
         else:
-            server = HttpServer(front, host=host, port=port, healthy=worker.is_alive)
+            server = HttpServer(
+                front,
+                host=host,
+                port=port,
+                healthy=worker.is_alive,
+                readiness=readiness,
+                on_term=stop_worker,
+            )
             log.warning("acr-chatops: HTTP on http://%s:%s%s", host, server.port, EVENTS_PATH)
             server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        log.warning("acr-chatops: stopping; the worker finishes the jobs it has")
-        worker.stop()
+        readiness.stopping.set()
+        log.warning("acr-chatops: stopping; the worker finishes or interrupts the jobs it has")
+        if stopping:
+            stopping[0].join(WORKER_STOP + 6)
+        else:
+            worker.stop(timeout=WORKER_STOP)
+        readiness.close()
+        sink.stop()
 
 
 def run_socket_mode(

@@ -26,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from bot.announce import HOME
 from bot.cards import Cards
 from bot.commands import OWN
+from bot.dbhealth import HEALTH, DatabaseUnavailable, problem_of
 from bot.dispatch import Dispatcher
 from bot.jobqueue import JobQueue, QueuedJob
 from bot.policy import Scope, allows
@@ -101,10 +102,21 @@ class SlackWork:
                 self._apologise(job)
                 return
             self._runs[job.kind](job)
-        except Exception:
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            problem = problem_of(exc)
+            if problem is not None:  # nothing of it was recorded: run it again later
+                HEALTH.failed(problem, doing="run a job")
+                raise DatabaseUnavailable(problem) from None
             ref = secrets.token_hex(4)
             log.exception("slack job %s failed (ref %s)", job.kind, ref)
             self._failed(job, ref)
+            return
+        # The dispatcher never raises: a job whose end (audit row, answer, done) could not be
+        # written because the database is locked or full is still queued for this worker.
+        if HEALTH.problem is not None and not self.queue.is_done(job.key):
+            raise DatabaseUnavailable(HEALTH.problem)
 
     def _apologise(self, job: QueuedJob) -> None:
         """A job older than its response_url (the bot was down): say so, do not run it."""

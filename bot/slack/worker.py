@@ -25,7 +25,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot import observe, redaction
+from bot import observe, redaction, shutdown
 from bot.app import (
     build_dispatcher,
     configure_logging,
@@ -35,6 +35,7 @@ from bot.app import (
 )
 from bot.archive import Shipper
 from bot.config import Config, SlackSettings
+from bot.dbhealth import HEALTH, DatabaseUnavailable
 from bot.errors import BotError, ConfigError
 from bot.jobqueue import QueuedJob
 from bot.slack.groups import SlackGroups, is_usergroup
@@ -131,7 +132,15 @@ class SlackWorker:
                 free = 0
                 while self._slots.acquire(blocking=False):
                     free += 1
-                claimed = self.queue.claim(limit=free) if free else []
+                try:
+                    claimed = self.queue.claim(limit=free) if free else []
+                except Exception as exc:  # a full disk: wait, the jobs stay queued
+                    for _ in range(free):
+                        self._slots.release()
+                    if not HEALTH.guard(exc, doing="claim jobs"):
+                        log.exception("could not claim jobs; trying again")
+                    self._stopping.wait(1.0)
+                    break
                 for _ in range(free - len(claimed)):
                     self._slots.release()
                 for job in claimed:
@@ -140,9 +149,21 @@ class SlackWorker:
                     break
 
     def _run(self, job: QueuedJob) -> None:
+        """Run a job; while the database cannot record its end (locked, disk full), run it
+        again with backoff (its effects are keyed by the job: they happen once). Stopping
+        meanwhile leaves it `running` under this process: the next one runs it again."""
         try:
-            with observe.job_run(job.key, job.kind, job.created_at, attempts=job.attempts):
-                self.work.run(job)
+            delay = 1.0
+            while True:
+                try:
+                    with observe.job_run(job.key, job.kind, job.created_at, attempts=job.attempts):
+                        self.work.run(job)
+                    HEALTH.ok()
+                    return
+                except DatabaseUnavailable:
+                    if self._stopping.wait(delay):
+                        return
+                    delay = min(delay * 2, 15.0)
         finally:
             self._slots.release()
             self._wake.set()  # a thread is free: look for more
@@ -151,8 +172,9 @@ class SlackWorker:
         while True:
             try:
                 self.work.sweep()
-            except Exception:
-                log.exception("sweep failed; retrying in %ss", self._sweep_interval)
+            except Exception as exc:
+                if not HEALTH.guard(exc, doing="sweep"):
+                    log.exception("sweep failed; retrying in %ss", self._sweep_interval)
             self._swept.set()
             if self._stopping.wait(self.next_sweep_in()):
                 return
@@ -177,7 +199,8 @@ class SlackWorker:
 
     def stop(self) -> None:
         """Finish the jobs already claimed, deliver what they queued, close the database.
-        Jobs still queued stay in the database for the next start."""
+        Jobs still queued stay in the database for the next start. (In a worker process a
+        purge stops at its next item boundary first: worker_main sets shutdown.STOPPING.)"""
         self._stopping.set()
         self._wake.set()
         self.sink.stop()
@@ -397,4 +420,5 @@ def worker_main(
             except (EOFError, OSError):  # the parent closed its end, or is gone
                 break
     finally:
+        shutdown.STOPPING.set()  # the process ends: a purge stops at its next item
         worker.stop()
