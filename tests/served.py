@@ -92,6 +92,7 @@ class ServedBot:
 
         Store(self.database, create=True).close()  # `acrbot init`, as a deployment runs it
         self.port = free_port()
+        self.metrics_port = free_port()  # /metrics is never on the port Slack reaches
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self._ids = itertools.count(1)
@@ -119,7 +120,10 @@ class ServedBot:
     def start(self, timeout: float = 30.0) -> ServedBot:
         """Start `acrbot serve` (HTTP) and wait until it answers /healthz with 200."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--port", str(self.port)],
+            [
+                *(sys.executable, "-m", "bot", "serve", "--port", str(self.port)),
+                *("--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1"),
+            ],
             env=self.env,
             stdout=self._log,
             stderr=self._log,
@@ -144,9 +148,10 @@ class ServedBot:
 
     def get(self, path: str, timeout: float = 2.0) -> tuple[int | None, str]:
         """GET ``path`` (`/healthz`, `/readyz`, `/metrics`): (status, body); None when the
-        service did not answer within ``timeout``."""
+        service did not answer within ``timeout``. `/metrics` is asked of the metrics port."""
+        port = self.metrics_port if path == "/metrics" else self.port
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
             conn.request("GET", path)
             response = conn.getresponse()
             return response.status, response.read().decode(errors="replace")
