@@ -255,3 +255,46 @@ def test_a_config_blob_that_is_not_its_digest_is_an_error(distribution, proxy, b
     assert reply.text.startswith(
         f"dist sent a malformed answer for the config {name}@{config}: its content hashes to"
     )
+
+
+# -- the same promise on an OCI image layout on disk ---------------------------------------
+
+
+def corrupt(registry, repository: str, digest: str, data: bytes | None) -> None:
+    blob = registry.root / repository / "blobs" / "sha256" / digest[len("sha256:") :]
+    if data is None:
+        blob.unlink()
+    else:
+        blob.write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b'{"schemaVersion": 2, "manifests": [', "does not match its digest (corrupt blob)"),
+        (None, "is missing in the layout"),
+    ],
+)
+def test_layout_refuses_to_delete_when_an_index_blob_is_unreadable(registry, make_bot, data, why):
+    """Before: an unreadable index read as an index without children."""
+    layout_bot = make_bot()
+    child = registry.resolve("webserver/nginx", "1.24")
+    index = registry.push_index("webserver/nginx", "multi", [child])
+    corrupt(registry, "webserver/nginx", index, data)
+    reply = layout_bot.say("alice", "delete webserver/nginx:1.24 --manifest --reason old")
+    assert not reply.ok
+    assert reply.text == (f"demo: webserver/nginx's manifest {index} {why}; nothing was changed")
+    assert registry.image("webserver/nginx", child).digest == child
+
+
+def test_layout_gc_removes_nothing_when_a_manifest_cannot_be_read(registry):
+    """Before: the blobs of a manifest that did not parse counted as unused and went."""
+    from bot.errors import Conflict
+
+    digest = registry.resolve("webserver/nginx", "1.24")
+    blobs = registry.root / "webserver/nginx/blobs/sha256"
+    before = sorted(p.name for p in blobs.iterdir())
+    corrupt(registry, "webserver/nginx", digest, b"{")
+    with pytest.raises(Conflict, match="does not match its digest"):
+        registry.gc("webserver/nginx", grace=0)
+    assert sorted(p.name for p in blobs.iterdir()) == before
