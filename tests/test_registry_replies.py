@@ -298,3 +298,26 @@ def test_layout_gc_removes_nothing_when_a_manifest_cannot_be_read(registry):
     with pytest.raises(Conflict, match="does not match its digest"):
         registry.gc("webserver/nginx", grace=0)
     assert sorted(p.name for p in blobs.iterdir()) == before
+
+
+# -- and on Azure Container Registry (the SDK behind the local HTTPS fake) -----------------
+
+
+def test_acr_a_manifest_body_that_is_not_its_digest_stops_a_deletion(
+    tmp_path, clock, acr, fake_acr
+):
+    """Before: the SDK's DigestValidationError escaped as a bug (a generic line)."""
+    tagged, untagged = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    fake_acr.push("team/api", "1.0", tagged)
+    fake_acr.push_manifest("team/api", untagged)
+    acr_bot = build_dispatcher(make_config(tmp_path), clock=clock, registries=[acr])
+    acr_bot.ctx.roles.grant(Grant("alice", Role.CONTRIBUTOR), by="t", at=clock())
+    # every GET /v2/… manifest answers 200 with a body that is not the manifest asked for
+    fake_acr.throttle(method="GET", path_prefix="/v2/", status=200, times=None, retry_after=None)
+    reply = acr_bot.handle("delete team/api:1.0 --manifest --reason old", user="alice")
+    assert not reply.ok
+    assert reply.text == (
+        f"prod sent a malformed answer for the manifest team/api@{untagged}: The content of "
+        "retrieved manifest digest does not match the requested digest.; nothing was read "
+        "from it. Try again, or ask the registry's operators to check it"
+    )
