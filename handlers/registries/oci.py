@@ -239,7 +239,9 @@ class OciRegistry(NoLocks, NoAdminUser):
         return TagPage(tags=tuple(resolved), total=total, after=cursor, notes=(NO_DATES,))
 
     def all_tags(self, repository: str, *, progress: Progress = no_progress) -> list[TagInfo]:
-        names = self.tag_names(repository, doing="read every tag's digest (purge, --manifest)")
+        names = self.tag_names(
+            repository, doing="read every tag's digest (as `purge` and `delete --manifest` need)"
+        )
         return self._with_facts(repository, names, progress=progress)
 
     def resolve(self, repository: str, tag: str) -> str:
