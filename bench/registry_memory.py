@@ -7,7 +7,8 @@ reads each process's peak RSS and CPU time from the kernel (os.wait4):
 
 - `tags huge/app` (name order: the listing is streamed and one page kept);
 - `tags huge/app --orderby time_desc` and `delete huge/app:t1 --manifest` (they resolve every
-  tag, one HEAD each: they stop at the documented cap with an error instead);
+  tag, one HEAD each: they stop at the documented cap with an error instead), then the same on
+  a repository of exactly the cap (50,000 tags: the most memory those can take);
 - the same `tags` on a 10-tag repository: the process's own floor.
 
     .venv/bin/python bench/registry_memory.py [--tags 5000000] [--code DIR --only-tags]
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from handlers.registries.bounded import MAX_SCANNED_TAGS  # noqa: E402
 from tests.huge_registry import HugeRegistry, prepare, run  # noqa: E402
 
 DEPLOY_LIMIT_MIB = 256  # deploy/: the memory the container requests (issue 18's budget)
@@ -58,14 +60,25 @@ def main() -> None:
                     "delete huge/app:t1 --manifest --reason bench",
                 ]
             rows.extend(run(code, config, command) for command in commands)
+        if not args.only_tags:  # the scans that resolve every tag, at the cap itself
+            with HugeRegistry(tags=MAX_SCANNED_TAGS) as capped:
+                (Path(tmp) / "capped").mkdir()
+                config = prepare(Path(tmp) / "capped", capped.url, code)
+                for command in (
+                    "tags huge/app --orderby time_desc",
+                    "delete huge/app:t1 --manifest --reason bench",
+                ):
+                    row = run(code, config, command)
+                    row["command"] = f"{command} ({MAX_SCANNED_TAGS:,} tags)"
+                    rows.append(row)
     print(f"code: {code}")
     print(f"repository: {args.tags:,} tags, tags/list body {size / 1e6:.1f} MB (streamed)")
     print(f"floor (10 tags, `tags huge/app`): peak RSS {floor['peak_mib']:.0f} MiB")
-    print(f"{'command':<46} {'peak MiB':>9} {'growth':>7} {'CPU s':>6} {'wall s':>7}  answer")
+    print(f"{'command':<62} {'peak MiB':>9} {'growth':>7} {'CPU s':>6} {'wall s':>7}  answer")
     for row in rows:
         growth = row["peak_mib"] - floor["peak_mib"]  # type: ignore[operator]
         print(
-            f"{row['command']:<46} {row['peak_mib']:>9.0f} {growth:>+7.0f} {row['cpu_s']:>6.1f} "
+            f"{row['command']:<62} {row['peak_mib']:>9.0f} {growth:>+7.0f} {row['cpu_s']:>6.1f} "
             f"{row['wall_s']:>7.1f}  {str(row['answer'])[:150]}"
         )
     worst = max(r["peak_mib"] for r in rows)  # type: ignore[type-var]

@@ -12,7 +12,8 @@ in one body, `n` ignored, no Link). Every tag points at one small OCI image: HEA
 does. ``repository`` is the only repository; anything else is 404 NAME_UNKNOWN.
 
 `prepare()` writes a config and database for it, and `run()` runs one bot command as an
-`acrbot run` process and reads its peak RSS and CPU time from the kernel (os.wait4).
+`acrbot run` process and reads its peak RSS (VmHWM, read by the process at exit) and CPU time
+(os.wait4).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,8 +53,12 @@ MANIFEST_DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
 
 
 class HugeRegistry:
-    def __init__(self, *, tags: int, repository: str = "huge/app") -> None:
-        self.tags, self.repository = tags, repository
+    def __init__(
+        self, *, tags: int, repository: str = "huge/app", break_after: int | None = None
+    ) -> None:
+        """``break_after``: close the connection once that many bytes of the tag list went
+        out (a registry or proxy dying mid-answer)."""
+        self.tags, self.repository, self.break_after = tags, repository, break_after
         self.listings = 0  # tags/list requests answered (fully or not)
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -131,9 +138,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        sent = 0
         try:
             for chunk in self.registry.chunks():
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                if self.registry.break_after is not None and sent >= self.registry.break_after:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client stopped reading: that is allowed
@@ -158,24 +172,49 @@ class _Handler(BaseHTTPRequestHandler):
 # -- the bot as a process, measured ---------------------------------------------------------
 
 
+# The peak is read by the process itself at exit from /proc/self/status (VmHWM, the high-water
+# mark of its own address space): the kernel's ru_maxrss is not usable here, since a child
+# inherits its parent's high-water mark through fork and exec (a 140 MiB pytest parent made
+# every `acrbot run` child report at least 140 MiB).
+LAUNCH = """
+import atexit, runpy, sys
+
+target = sys.argv.pop(1)
+
+def peak():
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    with open(target, "w") as out:
+        out.write(line.split()[1])
+
+atexit.register(peak)
+sys.argv[0] = "acrbot"
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
 def run(code: Path, config: Path, command: str) -> dict[str, object]:
-    """One `acrbot run` process: its peak RSS (MiB), CPU seconds, wall seconds, first line."""
+    """One `acrbot run` process: its peak RSS (MiB), CPU seconds, wall seconds, the first line
+    of its answer."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run", "--config", str(config), "--user", "U1", command],
-        cwd=code,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    output = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.NamedTemporaryFile("r", suffix=".peak") as peak:
+        argv = ["run", "--config", str(config), "--user", "U1", command]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, peak.name, *argv],
+            cwd=code,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert proc.stdout is not None
+        output = proc.stdout.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak_kib = int(peak.read() or 0)
     return {
         "command": command,
-        "peak_mib": usage.ru_maxrss / 1024,
+        "peak_mib": peak_kib / 1024,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "wall_s": time.monotonic() - started,
         "answer": next(

@@ -47,8 +47,8 @@ def test_what_resolves_every_tag_stops_at_the_cap_with_a_clear_error(huge, comma
     before = huge.listings
     refused = run(ROOT, huge.config, command)
     assert refused["answer"] == (
-        "error: dist/huge/app has more than 100,000 tags: the distribution API finds a tag's "
-        f"digest with one request per tag, and the bot resolves at most 100,000, so it cannot "
+        "error: dist/huge/app has more than 50,000 tags: the distribution API finds a tag's "
+        f"digest with one request per tag, and the bot resolves at most 50,000, so it cannot "
         f"{doing}; `tags huge/app` lists them by name"
     )
     assert huge.listings == before + 1

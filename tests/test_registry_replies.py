@@ -321,3 +321,34 @@ def test_acr_a_manifest_body_that_is_not_its_digest_stops_a_deletion(
         "retrieved manifest digest does not match the requested digest.; nothing was read "
         "from it. Try again, or ask the registry's operators to check it"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"repositories": ["a", "b"', "not valid JSON (parse error: premature EOF)"),
+        (b'{"repos": []}', "no `repositories` list"),
+    ],
+)
+def test_repos_with_a_malformed_catalog_is_an_error(proxy, bot, body, why):
+    proxy.respond("GET", 200, path=r"/_catalog", body=body)
+    reply = bot.handle("repos", user="carol")
+    assert not reply.ok
+    assert reply.text == (
+        f"dist sent a malformed answer for the catalog: {why}; nothing was read from it. Try "
+        "again, or ask the registry's operators to check it"
+    )
+
+
+def test_a_tag_list_that_breaks_off_mid_body_is_an_error():
+    from bot.errors import RegistryError
+    from bot.registry import Order
+    from handlers.registries.oci import OciRegistry
+    from tests.huge_registry import HugeRegistry
+
+    with HugeRegistry(tags=200_000, break_after=300_000) as huge:
+        oci = OciRegistry("dist", huge.url, retries=1)
+        with pytest.raises(RegistryError) as exc:
+            oci.list_tags("huge/app", order=Order.NAME, page_size=25)
+        oci.close()
+    assert str(exc.value).startswith("dist broke off its answer for the tag list of huge/app (")

@@ -32,7 +32,7 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution refuses to store a bigger m
 MAX_JSON_BYTES = 4 * 1024 * 1024  # a config blob or a referrers index
 MAX_ERROR_BYTES = 64 * 1024  # an error body: only its codes are read
 MAX_LISTED_NAMES = 10_000_000  # names one listing may stream (a runaway body stops here)
-MAX_SCANNED_TAGS = 100_000  # tags a scan resolves one HEAD each (time order, --manifest, purge)
+MAX_SCANNED_TAGS = 50_000  # tags a scan resolves one HEAD each (time order, --manifest, purge)
 MAX_REPOSITORIES = 100_000  # names of a catalog the bot holds (and sorts) at once
 
 # natural_key without its cache: a 5-million-name stream would only churn it.

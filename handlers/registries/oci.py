@@ -78,6 +78,7 @@ WRITE_RETRY_STATUSES = (429, 503)
 IDEMPOTENT = ("GET", "HEAD")
 PAGE_SIZE = 1000
 CONCURRENCY = 16
+BATCH = 1000  # items handed to the pool at a time (memory: a queued Future each)
 NO_DATES = (
     "The distribution API has no push dates: tags are in name order (v10 after v9); "
     "`created` is the image's own build time. `--orderby time_desc` sorts by it."
@@ -179,7 +180,7 @@ class OciRegistry(NoLocks, NoAdminUser):
                         f"most {self._max_scanned_tags:,}, so it cannot {doing}; "
                         f"`tags {repository}` lists them by name"
                     )
-        return sorted(names, key=natural_key)
+        return sorted(names, key=natural_key.__wrapped__)  # a scan's keys: not into the cache
 
     def list_tags(
         self,
@@ -380,7 +381,12 @@ class OciRegistry(NoLocks, NoAdminUser):
                     if done % step == 0 or done == len(names):
                         progress(done, len(names))
 
-        return list(self._pool.map(one, names))
+        digests: list[str | None] = []
+        same: dict[str | None, str | None] = {}  # one string per digest, not one per tag
+        for start in range(0, len(names), BATCH):  # pool.map queues a Future per item at once:
+            for digest in self._pool.map(one, names[start : start + BATCH]):  # ~1 KB each
+                digests.append(same.setdefault(digest, digest))
+        return digests
 
     def _fast_resolve(self, repository: str, tag: str) -> str | None:
         """A HEAD through urllib3 instead of httpx, for bulk lookups; None means "ask httpx".
@@ -422,9 +428,11 @@ class OciRegistry(NoLocks, NoAdminUser):
         """Facts for each digest: from the cache, else read (manifest, config) and cached."""
         known = self._facts.get_many(self.name, digests)
         missing = sorted(set(digests) - set(known))
-        for facts in self._pool.map(lambda d: self._read_facts(repository, d), missing):
-            self._facts.put(self.name, facts)
-            known[facts.digest] = facts
+        for start in range(0, len(missing), BATCH):
+            batch = missing[start : start + BATCH]
+            for facts in self._pool.map(lambda d: self._read_facts(repository, d), batch):
+                self._facts.put(self.name, facts)
+                known[facts.digest] = facts
         return known
 
     def _read_facts(self, repository: str, digest: str) -> DigestFacts:
@@ -471,11 +479,18 @@ class OciRegistry(NoLocks, NoAdminUser):
         )
 
     def _created(self, repository: str, manifest: dict[str, Any]) -> datetime | None:
-        """The config's `created` (None: no config, no blob, or no readable time in it). A
-        config blob that is not its digest or not JSON is an error: purges compare this time."""
+        """The config's `created` (None: no config, no blob, not a JSON config, or no readable
+        time in it; a purge keeps what has no time). A JSON config blob that is not its digest
+        or does not parse is an error: purges compare this time."""
         config = manifest.get("config")
         if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
             return None
+        media = config.get("mediaType")
+        size = config.get("size")
+        if (isinstance(media, str) and not media.endswith("json")) or (
+            isinstance(size, int) and size > MAX_JSON_BYTES
+        ):
+            return None  # an artifact's own config (not an image's): it has no `created`
         digest = config["digest"]
         if not DIGEST_RE.fullmatch(digest):
             raise self._malformed(
@@ -549,7 +564,9 @@ class OciRegistry(NoLocks, NoAdminUser):
         """One request (see :meth:`_open`) and its body, read up to ``limit`` bytes: a bigger
         one is a RegistryError, not a worker out of memory."""
         with self._open(method, path, what=what, missing=missing, headers=headers) as response:
-            if method == "HEAD":
+            if method in ("HEAD", "DELETE"):
+                # No body to read; a DELETE's answer is its status (a big body must not turn
+                # a deletion that happened into a reported failure).
                 return response, b""
             try:
                 body = read_limited(
