@@ -352,3 +352,20 @@ def test_a_tag_list_that_breaks_off_mid_body_is_an_error():
             oci.list_tags("huge/app", order=Order.NAME, page_size=25)
         oci.close()
     assert str(exc.value).startswith("dist broke off its answer for the tag list of huge/app (")
+
+
+def test_purge_is_refused_when_an_index_does_not_parse(distribution, proxy, bot):
+    """Before: the index read as having no children, so its child was planned for deletion."""
+    name = repo()
+    child = distribution.push(name, "1.24", label="amd64")
+    index = distribution.push_index(name, "multi", [child], platforms=[("linux", "amd64")])
+    proxy.respond(
+        "GET",
+        200,
+        path=rf"/manifests/{index}$",
+        body=b'{"schemaVersion": 2, "manifests": [',
+        headers={"Content-Type": OCI_INDEX, "Docker-Content-Digest": index},
+    )
+    dry = bot.handle(f"purge --filter '{name}:^1' --ago 0d --dry-run", user="alice")
+    assert not dry.ok
+    assert dry.text.startswith(f"dist sent a malformed answer for the manifest {name}@{index}:")
