@@ -606,6 +606,8 @@ class OciRegistry(NoLocks, NoAdminUser):
             raise RegistryError(
                 f"{self.name} broke off its answer for {what} ({_reason(exc)}); try again"
             ) from None
+        except httpx.DecodingError:  # a Content-Encoding (gzip…) body that does not decode
+            raise self._malformed(what, Malformed("its compressed body does not decode")) from None
         finally:
             response.close()
 
