@@ -29,6 +29,7 @@ from azure.containerregistry import ContainerRegistryClient
 from azure.containerregistry._exchange_client import ACRExchangeClient
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -428,20 +429,38 @@ class AcrRegistry:
         return tuple(m.digest for m in self.manifests(repository) if m.subject == digest)
 
     def _with_body(self, repository: str, info: ManifestInfo) -> ManifestInfo:
+        """The manifest's media type, the manifests it references and its subject, from its
+        body. The SDK checks the body against the digest (DigestValidationError) and refuses
+        one over 4 MB (ValueError); those, a body that is not JSON or an index whose
+        `manifests` is not a list of descriptors are a RegistryError naming the registry,
+        never an index without children (deletions read this). A manifest gone since it was
+        listed (404) has nothing to tell."""
+        what = f"the manifest {repository}@{info.digest}"
         try:
             result = self._data.get_manifest(repository, info.digest)
         except ResourceNotFoundError:
             return info
-        body = result.manifest if isinstance(result.manifest, dict) else {}
+        except ValueError as exc:  # DigestValidationError, JSONDecodeError, too large
+            raise self._malformed(what, str(exc).strip().splitlines()[0]) from None
+        body = result.manifest
+        if not isinstance(body, dict):
+            raise self._malformed(what, "not a JSON object")
+        entries = body.get("manifests")
+        if entries is not None and not (
+            isinstance(entries, list)
+            and all(
+                isinstance(m, dict)
+                and isinstance(m.get("digest"), str)
+                and DIGEST_RE.fullmatch(m["digest"])
+                for m in entries
+            )
+        ):
+            raise self._malformed(what, "its `manifests` is not a list of descriptors")
         subject = body.get("subject") if isinstance(body.get("subject"), dict) else None
         return replace(
             info,
             media_type=result.media_type or body.get("mediaType"),
-            references=tuple(
-                m["digest"]
-                for m in body.get("manifests") or []
-                if isinstance(m, dict) and isinstance(m.get("digest"), str)
-            ),
+            references=tuple(m["digest"] for m in entries or []),
             subject=subject.get("digest") if subject else None,
         )
 
@@ -474,6 +493,12 @@ class AcrRegistry:
         if tier not in TIERS:
             return replace(LOWEST, why_unknown=f"{self.name} has an unknown SKU {tier!r}")
         return Limits(tier, *TIERS[tier])
+
+    def _malformed(self, what: str, reason: str) -> RegistryError:
+        return RegistryError(
+            f"{self.name} sent a malformed answer for {what}: {reason}; nothing was read from "
+            "it. Try again, or ask the registry's operators to check it"
+        )
 
     # -- admin user and credentials --------------------------------------------------------
 
@@ -583,6 +608,8 @@ class AcrRegistry:
             ) from None
         except ResourceNotFoundError:
             raise NotFound(f"{self.name}: {missing or what + ' not found'}") from None
+        except DecodeError as exc:  # a reply the SDK could not deserialize
+            raise self._malformed(what, f"not valid JSON ({exc.__class__.__name__})") from None
         except ClientAuthenticationError:
             raise RegistryError(
                 f"{self.name} rejected the bot's Azure credentials (401) for {what}; check the "

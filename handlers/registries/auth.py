@@ -20,6 +20,7 @@ challenge names, so a challenge cannot plant a token for another repository or a
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -40,7 +41,10 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class RegistryAuth(httpx.Auth):
     """httpx auth for a registry: static token, or Basic/Bearer answered on challenge."""
 
-    requires_response_body = True  # to read token responses
+    # False: httpx would otherwise read every response of the flow in full before handing it
+    # back, the final one included, which defeats streaming a 52 MB tag list
+    # (handlers/registries/bounded.py). The flow reads the token responses itself.
+    requires_response_body = False
 
     def __init__(
         self,
@@ -92,7 +96,14 @@ class RegistryAuth(httpx.Auth):
             token_response = yield token_request
             if token_response.status_code != 200:
                 return  # the original 401 stands; the backend turns it into a message
-            body = token_response.json()
+            try:
+                # Read in full: httpx reads every response but the last of a flow anyway (the
+                # 401 before it too), so these small answers are the one unbounded read left.
+                body = json.loads(token_response.read())
+            except ValueError:
+                return  # not a token answer: the original 401 stands
+            if not isinstance(body, dict):
+                return
             token = body.get("token") or body.get("access_token")
             if not token:
                 return

@@ -5,10 +5,15 @@ with an Accept header naming the OCI and Docker manifest and index types (a HEAD
 refused by distribution). Deletion is by digest. Registries without tag deletion (distribution
 2.8) need `--manifest`; set `tag_delete = true` for registries that implement the OCI 1.1 tag
 DELETE. Failures become short messages that name the registry and say what to do.
+
+Every reply is checked and bounded (handlers/registries/bounded.py): a body that does not parse,
+or a manifest or blob that is not the digest asked for, is a RegistryError naming the registry,
+never an empty answer; tag lists and the catalog are streamed, other bodies read up to a cap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -38,10 +43,30 @@ from bot.registry import (
     natural_key,
     no_progress,
     page_of,
-    page_of_names,
 )
 from handlers.registries.auth import RegistryAuth
+from handlers.registries.bounded import (
+    MAX_ERROR_BYTES,
+    MAX_JSON_BYTES,
+    MAX_LISTED_NAMES,
+    MAX_MANIFEST_BYTES,
+    MAX_REPOSITORIES,
+    MAX_SCANNED_TAGS,
+    Malformed,
+    TooLarge,
+    TooMany,
+    check_digest,
+    glob_matcher,
+    page_of_stream,
+    parse_object,
+    read_limited,
+    stream_names,
+)
 
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
@@ -55,6 +80,7 @@ WRITE_RETRY_STATUSES = (429, 503)
 IDEMPOTENT = ("GET", "HEAD")
 PAGE_SIZE = 1000
 CONCURRENCY = 16
+BATCH = 1000  # items handed to the pool at a time (memory: a queued Future each)
 NO_DATES = (
     "The distribution API has no push dates: tags are in name order (v10 after v9); "
     "`created` is the image's own build time. `--orderby time_desc` sorts by it."
@@ -90,6 +116,8 @@ class OciRegistry(NoLocks, NoAdminUser):
         page_size: int = PAGE_SIZE,
         concurrency: int = CONCURRENCY,
         facts: FactCache | None = None,
+        max_scanned_tags: int = MAX_SCANNED_TAGS,
+        max_repositories: int = MAX_REPOSITORIES,
     ) -> None:
         if has_userinfo(url):
             # httpx would send them as Basic to every host, and every message that names the
@@ -105,6 +133,7 @@ class OciRegistry(NoLocks, NoAdminUser):
         self.write_grace = 2 * timeout + 5
         self._retries, self._backoff = max(retries, 1), backoff
         self._page_size = page_size
+        self._max_scanned_tags, self._max_repositories = max_scanned_tags, max_repositories
         self._facts = facts if facts is not None else MemoryFacts()
         self._http = httpx.Client(
             base_url=self.url,
@@ -130,18 +159,44 @@ class OciRegistry(NoLocks, NoAdminUser):
     # -- reading ---------------------------------------------------------------------------
 
     def repositories(self) -> list[str]:
-        names: list[str] = []
-        for page in self._pages(f"/v2/_catalog?n={self._page_size}", what="the catalog"):
-            names.extend(page.get("repositories") or [])
-        return sorted(set(names))
+        """Every repository, streamed page by page; more than ``max_repositories`` is an
+        error that says so, not a list the worker cannot hold."""
+        path = f"/v2/_catalog?n={self._page_size}"
+        try:
+            return sorted(
+                set(
+                    self._listing(
+                        path, key="repositories", what="the catalog", limit=self._max_repositories
+                    )
+                )
+            )
+        except TooMany:
+            raise Unsupported(
+                f"{self.name} lists more than {self._max_repositories:,} repositories, more "
+                "than the bot reads; name the repository in the command instead"
+            ) from None
 
-    def tag_names(self, repository: str) -> list[str]:
-        """Every tag name (distribution 2.8 ignores `n` and sends them all, unsorted)."""
-        names: list[str] = []
-        path = f"/v2/{repository}/tags/list?n={self._page_size}"
-        for page in self._pages(path, what=f"repository `{repository}`"):
-            names.extend(page.get("tags") or [])
-        return sorted(set(names), key=natural_key)
+    def tag_names(
+        self, repository: str, *, pattern: str | None = None, doing: str = "list them"
+    ) -> list[str]:
+        """Every tag name (matching the glob ``pattern``) in natural order, for the paths that
+        resolve each one (a HEAD per tag): at most ``max_scanned_tags`` of them, else
+        Unsupported saying what could not be done (``doing``). Distribution 2.8 ignores `n`
+        and sends them all, unsorted, in one body: it is streamed, not held."""
+        match = glob_matcher(pattern)
+        names: set[str] = set()
+        for name in self._tag_stream(repository, limit=MAX_LISTED_NAMES):
+            if match is None or match(name):
+                names.add(name)
+                if len(names) > self._max_scanned_tags:
+                    raise Unsupported(
+                        f"{self.name}/{repository} has more than {self._max_scanned_tags:,} "
+                        f"tags{f' matching `{pattern}`' if pattern else ''}: the distribution API "
+                        "finds a tag's digest with one request per tag, and the bot resolves at "
+                        f"most {self._max_scanned_tags:,}, so it cannot {doing}; "
+                        f"`tags {repository}` lists them by name"
+                    )
+        return sorted(names, key=natural_key.__wrapped__)  # a scan's keys: not into the cache
 
     def list_tags(
         self,
@@ -160,7 +215,11 @@ class OciRegistry(NoLocks, NoAdminUser):
         so those resolve the whole repository (concurrently; configs are cached by digest).
         """
         if digest is not None:
-            on = list(self.tags_on(repository, digest, progress=progress))
+            on = list(
+                self.tags_on(
+                    repository, digest, progress=progress, doing="find the tags on a digest"
+                )
+            )
             facts = self._facts_for(repository, [digest]) if on else {}
             on = [replace(t, created=facts[digest].created, size=facts[digest].size) for t in on]
             return page_of(
@@ -172,25 +231,38 @@ class OciRegistry(NoLocks, NoAdminUser):
                 notes=(NO_DATES,),
             )
         if order.by_time:
+            names = self.tag_names(repository, pattern=pattern, doing="sort them by time")
             return page_of(
-                self.all_tags(repository, progress=progress),
+                self._with_facts(repository, names, progress=progress),
                 order=order,
                 page_size=page_size,
                 after=after,
                 pattern=pattern,
                 notes=(NO_DATES_TIME,),
             )
-        shown, total, cursor = page_of_names(
-            self.tag_names(repository), page_size=page_size, after=after, pattern=pattern
-        )
+        try:
+            shown, total, cursor = page_of_stream(
+                self._tag_stream(repository, limit=MAX_LISTED_NAMES),
+                page_size=page_size,
+                after=after,
+                pattern=pattern,
+            )
+        except TooMany:
+            raise Unsupported(
+                f"{self.name}/{repository} lists more than {MAX_LISTED_NAMES:,} tags, more than "
+                "the bot reads"
+            ) from None
         resolved = self._with_facts(repository, shown, progress=progress)
         return TagPage(tags=tuple(resolved), total=total, after=cursor, notes=(NO_DATES,))
 
     def all_tags(self, repository: str, *, progress: Progress = no_progress) -> list[TagInfo]:
-        return self._with_facts(repository, self.tag_names(repository), progress=progress)
+        names = self.tag_names(
+            repository, doing="read every tag's digest (as `purge` and `delete --manifest` need)"
+        )
+        return self._with_facts(repository, names, progress=progress)
 
     def resolve(self, repository: str, tag: str) -> str:
-        response = self._request(
+        response, _ = self._request(
             "HEAD",
             f"/v2/{repository}/manifests/{quote(tag)}",
             headers={"Accept": ACCEPT},
@@ -200,6 +272,12 @@ class OciRegistry(NoLocks, NoAdminUser):
         digest = response.headers.get("Docker-Content-Digest")
         if not digest:
             raise RegistryError(f"{self.name} did not say which digest {repository}:{tag} has")
+        if not DIGEST_RE.fullmatch(digest):
+            raise RegistryError(
+                f"{self.name} sent a malformed answer for {repository}:{tag}: its "
+                f"Docker-Content-Digest `{digest[:80]}` is not a digest; try again, or ask its "
+                "operators to check the registry"
+            )
         return digest
 
     def image(self, repository: str, reference: str) -> ImageInfo:
@@ -207,13 +285,19 @@ class OciRegistry(NoLocks, NoAdminUser):
         a manifest exists is never read from a cache (deletions depend on it)."""
         if DIGEST_RE.fullmatch(reference):
             digest = reference
-            self._request(
+            response, _ = self._request(
                 "HEAD",
                 f"/v2/{repository}/manifests/{digest}",
                 headers={"Accept": ACCEPT},
                 what=f"{repository}@{digest}",
                 missing=f"no manifest {digest}",
             )
+            said = response.headers.get("Docker-Content-Digest")
+            if said is not None and said != digest:
+                raise self._malformed(
+                    f"{repository}@{digest}",
+                    Malformed(f"its Docker-Content-Digest is {said}, not the digest asked for"),
+                )
         else:
             digest = self.resolve(repository, reference)
         facts = self._facts_for(repository, [digest])[digest]
@@ -227,10 +311,15 @@ class OciRegistry(NoLocks, NoAdminUser):
         )
 
     def tags_on(
-        self, repository: str, digest: str, *, progress: Progress = no_progress
+        self,
+        repository: str,
+        digest: str,
+        *,
+        progress: Progress = no_progress,
+        doing: str = "find the tags on a digest",
     ) -> tuple[TagInfo, ...]:
         """Distribution cannot ask "which tags point here": resolve every tag, concurrently."""
-        names = self.tag_names(repository)
+        names = self.tag_names(repository, doing=doing)
         digests = self._resolve_many(repository, names, progress=progress)
         return tuple(
             TagInfo(name=n, digest=d) for n, d in zip(names, digests, strict=True) if d == digest
@@ -252,23 +341,24 @@ class OciRegistry(NoLocks, NoAdminUser):
 
     def referrers(self, repository: str, digest: str) -> tuple[str, ...]:
         """GET /v2/<repo>/referrers/<digest> (OCI 1.1); a registry without it (distribution
-        2.8 answers 404) has none to report."""
+        2.8 answers 404, some 405) has none to report. Any other failure, or an answer that is
+        not an image index, is an error: a deletion checks this list."""
+        what = f"the referrers of {repository}@{digest}"
         try:
-            response = self._request(
+            _, body = self._request(
                 "GET",
                 f"/v2/{repository}/referrers/{digest}",
                 headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-                what=f"{repository}@{digest} referrers",
+                what=what,
                 missing="no referrers API",
+                limit=MAX_JSON_BYTES,
             )
-        except (NotFound, RegistryError):
+        except (NotFound, Unsupported):
             return ()
-        manifests = _json(response).get("manifests") or []
-        return tuple(
-            m["digest"]
-            for m in manifests
-            if isinstance(m, dict) and isinstance(m.get("digest"), str)
-        )
+        try:
+            return _children(parse_object(body), required=True)
+        except Malformed as exc:
+            raise self._malformed(what, exc) from None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -313,7 +403,12 @@ class OciRegistry(NoLocks, NoAdminUser):
                     if done % step == 0 or done == len(names):
                         progress(done, len(names), RESOLVING_TAGS)
 
-        return list(self._pool.map(one, names))
+        digests: list[str | None] = []
+        same: dict[str | None, str | None] = {}  # one string per digest, not one per tag
+        for start in range(0, len(names), BATCH):  # pool.map queues a Future per item at once:
+            for digest in self._pool.map(one, names[start : start + BATCH]):  # ~1 KB each
+                digests.append(same.setdefault(digest, digest))
+        return digests
 
     def _fast_resolve(self, repository: str, tag: str) -> str | None:
         """A HEAD through urllib3 instead of httpx, for bulk lookups; None means "ask httpx".
@@ -335,9 +430,10 @@ class OciRegistry(NoLocks, NoAdminUser):
             response = self._bulk.request("HEAD", path, headers=headers, retries=False)
         except urllib3.exceptions.HTTPError:
             return None
-        if response.status == 200:
-            return response.headers.get("Docker-Content-Digest")
-        return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if response.status == 200 and digest and DIGEST_RE.fullmatch(digest):
+            return digest
+        return None  # resolve() asks again and says what is wrong
 
     def _with_facts(
         self, repository: str, names: list[str], *, progress: Progress = no_progress
@@ -354,23 +450,38 @@ class OciRegistry(NoLocks, NoAdminUser):
         """Facts for each digest: from the cache, else read (manifest, config) and cached."""
         known = self._facts.get_many(self.name, digests)
         missing = sorted(set(digests) - set(known))
-        for facts in self._pool.map(lambda d: self._read_facts(repository, d), missing):
-            self._facts.put(self.name, facts)
-            known[facts.digest] = facts
+        for start in range(0, len(missing), BATCH):
+            batch = missing[start : start + BATCH]
+            for facts in self._pool.map(lambda d: self._read_facts(repository, d), batch):
+                self._facts.put(self.name, facts)
+                known[facts.digest] = facts
         return known
 
     def _read_facts(self, repository: str, digest: str) -> DigestFacts:
-        response = self._request(
+        """What the manifest ``digest`` is, from its body: checked against the digest (sha256
+        of the content, Docker-Content-Digest) and parsed, or RegistryError. An index whose
+        children cannot be read is an error, never an index without children."""
+        what = f"the manifest {repository}@{digest}"
+        response, body = self._request(
             "GET",
             f"/v2/{repository}/manifests/{digest}",
             headers={"Accept": ACCEPT},
-            what=f"{repository}@{digest}",
+            what=what,
             missing=f"no manifest {digest}",
+            limit=MAX_MANIFEST_BYTES,
         )
-        manifest = _json(response)
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or None
+        try:
+            check_digest(body, digest, header=response.headers.get("Docker-Content-Digest"))
+            manifest = parse_object(body)
+            media_type = manifest.get("mediaType") or media_type
+            is_index = media_type in INDEX_TYPES or "manifests" in manifest
+            references = _children(manifest, required=is_index)
+        except Malformed as exc:
+            raise self._malformed(what, exc) from None
         children = [m for m in manifest.get("manifests") or [] if isinstance(m, dict)]
         parts = [manifest.get("config") or {}, *(manifest.get("layers") or []), *children]
-        size = len(response.content) + sum(
+        size = len(body) + sum(
             p.get("size", 0)
             for p in parts
             if isinstance(p, dict) and isinstance(p.get("size"), int)
@@ -382,39 +493,85 @@ class OciRegistry(NoLocks, NoAdminUser):
         )
         return DigestFacts(
             digest=digest,
-            media_type=response.headers.get("Content-Type") or manifest.get("mediaType"),
+            media_type=media_type,
             size=size,
             created=self._created(repository, manifest),
             platforms=platforms,
-            references=tuple(m["digest"] for m in children if isinstance(m.get("digest"), str)),
+            references=references,
         )
 
     def _created(self, repository: str, manifest: dict[str, Any]) -> datetime | None:
+        """The config's `created` (None: no config, no blob, not a JSON config, or no readable
+        time in it; a purge keeps what has no time). A JSON config blob that is not its digest
+        or does not parse is an error: purges compare this time."""
         config = manifest.get("config")
-        if not isinstance(config, dict) or not config.get("digest"):
+        if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+            return None
+        media = config.get("mediaType")
+        size = config.get("size")
+        if (isinstance(media, str) and not media.endswith("json")) or (
+            isinstance(size, int) and size > MAX_JSON_BYTES
+        ):
+            return None  # an artifact's own config (not an image's): it has no `created`
+        digest = config["digest"]
+        if not DIGEST_RE.fullmatch(digest):
+            raise self._malformed(
+                f"{repository}'s manifest",
+                Malformed(f"its config digest `{digest[:80]}` is not a digest"),
+            )
+        what = f"the config {repository}@{digest}"
+        try:
+            response, body = self._request(
+                "GET",
+                f"/v2/{repository}/blobs/{digest}",
+                what=what,
+                missing="no config blob",
+                limit=MAX_JSON_BYTES,
+            )
+        except NotFound:
             return None
         try:
-            blob = self._request(
-                "GET",
-                f"/v2/{repository}/blobs/{config['digest']}",
-                what=f"{repository} config",
-                missing="no config blob",
-            )
-            created = _json(blob).get("created")
+            check_digest(body, digest, header=response.headers.get("Docker-Content-Digest"))
+            created = parse_object(body).get("created")
+        except Malformed as exc:
+            raise self._malformed(what, exc) from None
+        try:
             return datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
-        except (NotFound, ValueError, AttributeError):
-            return None
+        except (ValueError, AttributeError):
+            return None  # the image's own odd time: its content is what was pushed
 
-    def _pages(self, path: str, *, what: str) -> Iterator[dict[str, Any]]:
-        """GET ``path`` and every `rel="next"` page after it."""
+    def _tag_stream(self, repository: str, *, limit: int) -> Iterator[str]:
+        """The tag names of ``repository`` as they arrive (see :meth:`_listing`)."""
+        path = f"/v2/{repository}/tags/list?n={self._page_size}"
+        return self._listing(path, key="tags", what=f"the tag list of {repository}", limit=limit)
+
+    def _listing(self, path: str, *, key: str, what: str, limit: int) -> Iterator[str]:
+        """The names under ``key`` of GET ``path`` and every `rel="next"` page after it,
+        streamed (bounded.stream_names): the body is parsed as it arrives. A reply that does
+        not parse raises RegistryError (after the names before the fault: act on a listing
+        only once it has finished); more than ``limit`` names raises TooMany."""
         seen: set[str] = set()
         next_path: str | None = path
+        count = 0
         while next_path and next_path not in seen:
             seen.add(next_path)
-            response = self._request("GET", next_path, what=what, missing=f"no {what}")
-            yield _json(response)
-            link = response.links.get("next", {}).get("url")
+            with self._open("GET", next_path, what=what, missing=f"no {what}") as response:
+                link = response.links.get("next", {}).get("url")
+                try:
+                    for name in stream_names(response.iter_bytes(), key=key, limit=limit):
+                        count += 1
+                        if count > limit:
+                            raise TooMany(limit)
+                        yield name
+                except Malformed as exc:
+                    raise self._malformed(what, exc) from None
             next_path = str(httpx.URL(self.url).join(link).raw_path.decode()) if link else None
+
+    def _malformed(self, what: str, exc: Malformed) -> RegistryError:
+        return RegistryError(
+            f"{self.name} sent a malformed answer for {what}: {exc}; nothing was read from it. "
+            "Try again, or ask the registry's operators to check it"
+        )
 
     def _request(
         self,
@@ -424,18 +581,74 @@ class OciRegistry(NoLocks, NoAdminUser):
         what: str,
         missing: str,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """One request with bounded retries on throttling, 5xx and refused connections.
+        limit: int = MAX_ERROR_BYTES,
+    ) -> tuple[httpx.Response, bytes]:
+        """One request (see :meth:`_open`) and its body, read up to ``limit`` bytes: a bigger
+        one is a RegistryError, not a worker out of memory."""
+        with self._open(method, path, what=what, missing=missing, headers=headers) as response:
+            if method in ("HEAD", "DELETE"):
+                # No body to read; a DELETE's answer is its status (a big body must not turn
+                # a deletion that happened into a reported failure).
+                return response, b""
+            try:
+                body = read_limited(
+                    response.iter_bytes(),
+                    declared=response.headers.get("Content-Length"),
+                    limit=limit,
+                )
+            except TooLarge as exc:
+                raise RegistryError(
+                    f"{self.name} sent {exc.size:,}+ bytes for {what}, more than the "
+                    f"{limit:,} the bot reads; nothing was read from it"
+                ) from None
+        return response, body
+
+    @contextlib.contextmanager
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        missing: str,
+        headers: dict[str, str] | None = None,
+    ) -> Iterator[httpx.Response]:
+        """One request whose body is left to the caller to stream (closed after the block),
+        with bounded retries on throttling, 5xx and refused connections. A body that breaks
+        off while being read is a RegistryError.
 
         A write (DELETE) is retried only when it provably did not happen: the connection was
         never made, or the server answered 429/503. A write that went unanswered (timeout,
         dropped connection) raises OutcomeUnknown: the caller reads the registry instead.
         """
+        response = self._send(method, path, what=what, missing=missing, headers=headers)
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise RegistryError(
+                f"{self.name} broke off its answer for {what} ({_reason(exc)}); try again"
+            ) from None
+        except httpx.DecodingError:  # a Content-Encoding (gzip…) body that does not decode
+            raise self._malformed(what, Malformed("its compressed body does not decode")) from None
+        finally:
+            response.close()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        missing: str,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """The retry loop of :meth:`_open`: a checked, still unread (streaming) response."""
         idempotent = method in IDEMPOTENT
         retry_statuses = RETRY_STATUSES if idempotent else WRITE_RETRY_STATUSES
         for attempt in range(1, self._retries + 1):
             try:
-                response = self._http.request(method, path, headers=headers)
+                request = self._http.build_request(method, path, headers=headers)
+                response = self._http.send(request, stream=True)
             except httpx.TransportError as exc:
                 never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if not idempotent and not never_sent:
@@ -452,9 +665,14 @@ class OciRegistry(NoLocks, NoAdminUser):
                     "and that the registry is running"
                 ) from None
             if response.status_code in retry_statuses and attempt < self._retries:
+                response.close()
                 time.sleep(min(_retry_after(response, self._backoff * 2 ** (attempt - 1)), 5))
                 continue
-            return self._check(response, what=what, missing=missing)
+            try:
+                return self._check(response, what=what, missing=missing)
+            except BaseException:
+                response.close()
+                raise
         raise AssertionError("unreachable")
 
     def _check(self, response: httpx.Response, *, what: str, missing: str) -> httpx.Response:
@@ -531,16 +749,39 @@ def _repository_of(path: str) -> str | None:
     return None
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _children(manifest: dict[str, Any], *, required: bool) -> tuple[str, ...]:
+    """The digests an image index (or a referrers answer) lists under `manifests`. For an
+    index the list must be there and every entry a descriptor with a digest: a deletion's
+    "never break an index" check reads it, so a malformed one is Malformed, not "none"."""
+    entries = manifest.get("manifests")
+    if entries is None and not required:
+        return ()
+    if not isinstance(entries, list):
+        raise Malformed("its `manifests` is not a list")
+    digests = []
+    for entry in entries:
+        digest = entry.get("digest") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+            raise Malformed("an entry of its `manifests` has no valid digest")
+        digests.append(digest)
+    return tuple(digests)
 
 
 def _error_codes(response: httpx.Response) -> list[str]:
-    errors = _json(response).get("errors") if response.content else None
+    """The distribution error codes of an error answer, read leniently (its status already
+    says it failed; an HTML 502 page has no codes) and from at most MAX_ERROR_BYTES."""
+    if response.request.method == "HEAD":
+        return []
+    try:
+        body = read_limited(
+            response.iter_bytes(),
+            declared=response.headers.get("Content-Length"),
+            limit=MAX_ERROR_BYTES,
+        )
+        data = json.loads(body) if body else None
+    except (TooLarge, ValueError, httpx.TransportError):
+        return []
+    errors = data.get("errors") if isinstance(data, dict) else None
     return (
         [e.get("code", "") for e in errors if isinstance(e, dict)]
         if isinstance(errors, list)

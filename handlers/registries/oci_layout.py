@@ -200,7 +200,10 @@ class OciLayoutRegistry(NoAdminUser):
             if locked:
                 raise Conflict(f"{self.name}: {repository} tag(s) {', '.join(locked)} are locked")
             index["manifests"] = [d for d in index["manifests"] if d["digest"] != digest]
-        self.gc(repository, deleted=digest)
+        # The deletion has happened; a gc that cannot read every manifest left (Conflict)
+        # removes nothing, and the blobs wait for a later gc rather than fail this answer.
+        with contextlib.suppress(Conflict):
+            self.gc(repository, deleted=digest)
 
     def gc(
         self, repository: str, *, grace: float = GC_GRACE, deleted: str | None = None
@@ -210,7 +213,9 @@ class OciLayoutRegistry(NoAdminUser):
         Walks index.json and every manifest and index it reaches (configs, layers, children,
         a referrer's subject is not followed: it is not owned). A blob younger than ``grace``
         seconds is kept: a writer (skopeo copy) may not have referenced it yet; the manifest
-        just ``deleted`` goes at once, unless something still references it.
+        just ``deleted`` goes at once, unless something still references it. A manifest that
+        cannot be read (missing, not JSON, not its digest) raises Conflict and removes nothing:
+        what it references is unknown, so no blob is provably unused.
         """
         import time
 
@@ -220,22 +225,19 @@ class OciLayoutRegistry(NoAdminUser):
             index = self._read_index(repository)
             keep: set[str] = set()
             todo = [d["digest"] for d in index["manifests"] if isinstance(d.get("digest"), str)]
-            while todo:
+            while todo:  # manifests and indexes: read; their configs and layers: kept
                 digest = todo.pop()
                 if digest in keep:
                     continue
                 keep.add(digest)
-                body = self._read_json_blob(repository, digest) or {}
-                parts = [
-                    body.get("config"),
-                    *(body.get("layers") or []),
-                    *(body.get("manifests") or []),
-                ]
-                todo += [
+                body = self._manifest_body(repository, digest)
+                leaves = [body.get("config"), *(body.get("layers") or [])]
+                keep.update(
                     p["digest"]
-                    for p in parts
+                    for p in leaves
                     if isinstance(p, dict) and isinstance(p.get("digest"), str)
-                ]
+                )
+                todo += _children(body)
             removed = []
             now = time.time()
             for blob in (root / "blobs" / "sha256").glob("*"):
@@ -275,12 +277,7 @@ class OciLayoutRegistry(NoAdminUser):
     def references(self, repository: str, digests: list[str]) -> dict[str, tuple[str, ...]]:
         found = {}
         for digest in set(digests):
-            body = self._read_json_blob(repository, digest) or {}
-            children = tuple(
-                m["digest"]
-                for m in body.get("manifests") or []
-                if isinstance(m, dict) and isinstance(m.get("digest"), str)
-            )
+            children = _children(self._manifest_body(repository, digest))
             if children:
                 found[digest] = children
         return found
@@ -297,7 +294,7 @@ class OciLayoutRegistry(NoAdminUser):
         found = []
         for digest, descs in by_digest.items():
             created, _ = self._details(repository, descs[0])
-            body = self._read_json_blob(repository, digest) or {}
+            body = self._manifest_body(repository, digest)
             subject = body.get("subject") if isinstance(body.get("subject"), dict) else None
             found.append(
                 ManifestInfo(
@@ -306,11 +303,7 @@ class OciLayoutRegistry(NoAdminUser):
                     when=created,
                     locked=any(_locked(d) for d in descs),
                     media_type=descs[0].get("mediaType") or body.get("mediaType"),
-                    references=tuple(
-                        m["digest"]
-                        for m in body.get("manifests") or []
-                        if isinstance(m, dict) and isinstance(m.get("digest"), str)
-                    ),
+                    references=_children(body),
                     subject=subject.get("digest") if subject else None,
                 )
             )
@@ -434,6 +427,41 @@ class OciLayoutRegistry(NoAdminUser):
             _atomic_write(target, data)
         return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
+    def _manifest_body(self, repository: str, digest: str) -> dict[str, Any]:
+        """A manifest or index blob the safety checks read (what an index uses, what gc may
+        remove): present, its sha256 the digest, a JSON object whose `manifests` (if any) are
+        descriptors; else Conflict naming it. Never "no children"."""
+        what = f"{self.name}: {repository}'s manifest {digest}"
+        if not DIGEST_RE.fullmatch(digest):
+            raise Conflict(f"{what} is not a valid digest; nothing was changed")
+        try:  # a regular file of at most MAX_JSON_BLOB bytes only (no FIFO, device, huge file)
+            with open(self._blob_path(repository, digest), "rb", opener=_open_regular) as f:
+                data = f.read(MAX_JSON_BLOB + 1)
+        except OSError as exc:
+            reason = "missing" if isinstance(exc, FileNotFoundError) else "unreadable"
+            raise Conflict(f"{what} is {reason} in the layout; nothing was changed") from None
+        algorithm, expected = digest.split(":", 1)
+        if hashlib.new(algorithm, data).hexdigest() != expected:
+            raise Conflict(f"{what} does not match its digest (corrupt blob); nothing was changed")
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise Conflict(f"{what} is not a JSON object; nothing was changed")
+        manifests = body.get("manifests")
+        if manifests is not None and (
+            not isinstance(manifests, list)
+            or not all(
+                isinstance(m, dict)
+                and isinstance(m.get("digest"), str)
+                and DIGEST_RE.fullmatch(m["digest"])
+                for m in manifests
+            )
+        ):
+            raise Conflict(f"{what} has a malformed `manifests` list; nothing was changed")
+        return body
+
     def _read_json_blob(self, repository: str, digest: str) -> dict[str, Any] | None:
         """A manifest, index or config blob; None when absent or unreadable. An invalid digest
         raises (see `_blob_path`); only a regular file of at most MAX_JSON_BLOB bytes is read,
@@ -473,6 +501,11 @@ def _open_regular(path: str, flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _children(body: dict[str, Any]) -> tuple[str, ...]:
+    """The digests an index lists (checked by _manifest_body)."""
+    return tuple(m["digest"] for m in body.get("manifests") or [])
 
 
 def _tag_of(desc: dict[str, Any]) -> str | None:
