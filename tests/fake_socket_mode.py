@@ -277,20 +277,21 @@ class FakeSocketMode:
             self._live[conn.id] = ws
             open_count = sum(1 for c in self.history if c.closed_at is None)
         try:
-            ws.send(
-                json.dumps(
-                    {
-                        "type": "hello",
-                        "num_connections": open_count,
-                        "connection_info": {"app_id": self.app_id},
-                        "debug_info": {
-                            "host": "applink-test",
-                            "approximate_connection_time": 18060,
-                        },
-                    }
+            with self._lock:  # hello and hello_at together: a client that read its hello
+                # always finds its connection deliverable (disconnect() may come next)
+                ws.send(
+                    json.dumps(
+                        {
+                            "type": "hello",
+                            "num_connections": open_count,
+                            "connection_info": {"app_id": self.app_id},
+                            "debug_info": {
+                                "host": "applink-test",
+                                "approximate_connection_time": 18060,
+                            },
+                        }
+                    )
                 )
-            )
-            with self._lock:
                 conn.hello_at = time.monotonic()
                 if open_count > MAX_CONNECTIONS:
                     self._tell(conn, "too_many_websockets")
