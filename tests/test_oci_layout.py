@@ -202,7 +202,7 @@ def test_layout_digest_in_a_manifest_is_checked_and_gc_refuses(registry, part):
 
 def test_layout_reads_only_small_regular_files_as_manifests(registry):
     """A blob that is a FIFO or a symlink to a device is not read (it would hang or fill
-    memory): the manifest reads as unreadable."""
+    memory): the manifest is unreadable, said at once, and nothing is changed."""
     import os
 
     repo = registry.root / "webserver/nginx"
@@ -210,7 +210,9 @@ def test_layout_reads_only_small_regular_files_as_manifests(registry):
     blob = repo / "blobs/sha256" / desc["digest"][7:]
     blob.unlink()
     blob.symlink_to("/dev/zero")
-    assert registry.manifests("webserver/nginx")  # listed, its body unreadable: no hang
+    with pytest.raises(Conflict, match="is unreadable in the layout; nothing was changed"):
+        registry.manifests("webserver/nginx")
     blob.unlink()
     os.mkfifo(blob)
-    assert registry.manifests("webserver/nginx")
+    with pytest.raises(Conflict, match="is unreadable in the layout; nothing was changed"):
+        registry.manifests("webserver/nginx")

@@ -232,11 +232,10 @@ class OciLayoutRegistry(NoAdminUser):
                 keep.add(digest)
                 body = self._manifest_body(repository, digest)
                 leaves = [body.get("config"), *(body.get("layers") or [])]
-                keep.update(
-                    p["digest"]
-                    for p in leaves
-                    if isinstance(p, dict) and isinstance(p.get("digest"), str)
-                )
+                for leaf in leaves:
+                    if isinstance(leaf, dict) and "digest" in leaf:
+                        self._blob_path(repository, leaf["digest"])  # a valid digest, or Conflict
+                        keep.add(leaf["digest"])
                 todo += _children(body)
             removed = []
             now = time.time()
