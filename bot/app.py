@@ -8,19 +8,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import logs, observe
-from bot.announce import Announcer
-from bot.audit import Audit
-from bot.config import Config, RegistryConfig, SlackSettings, config_arg
-from bot.context import Context, Registries
-from bot.dispatch import CONSOLE, Dispatcher, Handler
-from bot.facts import FactCache, SqliteFacts
-from bot.outbox import Outbox
-from bot.purges import PurgeItems
-from bot.registry import Registry
-from bot.requests import Clock, Requests
-from bot.roles import RoleTable
-from bot.store import Store
+from bot.core.config import Config, RegistryConfig, SlackSettings, config_arg
+from bot.core.registry import Registry
+from bot.kernel.context import Context, Registries
+from bot.kernel.dispatch import CONSOLE, Dispatcher, Handler
+from bot.ops import logs, observe
+from bot.state.announce import Announcer
+from bot.state.audit import Audit
+from bot.state.facts import FactCache, SqliteFacts
+from bot.state.outbox import Outbox
+from bot.state.purges import PurgeItems
+from bot.state.requests import Clock, Requests
+from bot.state.roles import RoleTable
+from bot.state.store import Store
 from handlers import access, audit_log, browse, credentials, deletions, locks, meta, purge
 
 HANDLERS: dict[str, Handler] = {
@@ -186,7 +186,7 @@ def build_context(
         ]
     archive = None
     if config.archive is not None:
-        from bot.archive import AuditArchive, container_client
+        from bot.ops.archive import AuditArchive, container_client
 
         archive = AuditArchive(
             store, container_client(config.archive), prefix=config.archive.prefix
@@ -217,10 +217,10 @@ def build_context(
 
 def register_secrets(config: Config | None = None, settings: SlackSettings | None = None) -> None:
     """Register the secrets the bot holds for its lifetime with the log redaction
-    (bot/redaction.py): registry passwords and tokens, the audit key, the Blob credentials
+    (bot/core/redaction.py): registry passwords and tokens, the audit key, the Blob credentials
     (the connection string and its key or SAS), the Slack tokens. A library that logs a
     request (slack_sdk at DEBUG, an SDK's error) then cannot write one to a log line."""
-    from bot.redaction import REDACTOR
+    from bot.core.redaction import REDACTOR
 
     secrets: list[str | None] = []
     if config is not None:
@@ -269,7 +269,7 @@ def ship_audit(ctx: Context) -> None:
     """Try to archive queued audit rows now; an unreachable archive only logs a warning."""
     if ctx.archive is None:
         return
-    from bot.archive import ArchiveUnavailable
+    from bot.ops.archive import ArchiveUnavailable
 
     try:
         ctx.archive.ship()
@@ -278,5 +278,5 @@ def ship_audit(ctx: Context) -> None:
 
 
 def configure_logging(level: int = logging.WARNING, fmt: str | None = None) -> None:
-    """Text or JSON lines (bot/logs.py), secrets redacted; the worker inherits the format."""
+    """Text or JSON lines (bot/ops/logs.py), secrets redacted; the worker inherits the format."""
     logs.configure(level, fmt)

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 
 from croniter import croniter
 
-from bot.commands import COMMANDS
-from bot.config import RetentionConfig
-from bot.context import Context
-from bot.errors import UserError
-from bot.grammar import parse
+from bot.core.commands import COMMANDS
+from bot.core.config import RetentionConfig
+from bot.core.errors import UserError
+from bot.core.grammar import parse
+from bot.kernel.context import Context
 
 log = logging.getLogger(__name__)
 CATCH_UP = timedelta(days=1)  # a slot missed while the bot was down is taken up to a day late

@@ -12,15 +12,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
-from bot import formatting as fmt
-from bot.commands import CONTRIBUTE, OWN, READ
-from bot.context import Call, Context
-from bot.errors import Conflict, NotFound, OutcomeUnknown, Unsupported, UsageError
-from bot.policy import Role, Scope, allows, require
-from bot.purge_spec import pace_text, totals_text
-from bot.registry import Progress, Registry, TagInfo, natural_key, no_progress
-from bot.replies import Reply, Table
-from bot.requests import DeletionRequest, State
+from bot.core import formatting as fmt
+from bot.core.commands import CONTRIBUTE, OWN, READ
+from bot.core.errors import Conflict, NotFound, OutcomeUnknown, Unsupported, UsageError
+from bot.core.policy import Role, Scope, allows, require
+from bot.core.purge_spec import pace_text, totals_text
+from bot.core.registry import Progress, Registry, TagInfo, natural_key, no_progress
+from bot.core.replies import Reply, Table
+from bot.core.request_types import DeletionRequest, State
+from bot.kernel.context import Call, Context
 
 
 def describe(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
@@ -517,7 +517,7 @@ def show_request(call: Call, *, ctx: Context) -> Reply:
     reply = _reply(f"Request #{request.id} ({request.action}): {request.state.value}", request)
     if not request.is_purge:
         return reply
-    from bot.replies import Paging
+    from bot.core.replies import Paging
 
     top = call.args["top"] or 25
     after = int(call.args["after"]) if (call.args["after"] or "").isdigit() else 0

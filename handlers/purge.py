@@ -25,14 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 
-from bot import formatting as fmt
-from bot import shutdown
-from bot.commands import CONTRIBUTE
-from bot.context import Call, Context
-from bot.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, UserError
-from bot.pace import Pace
-from bot.policy import Scope, allows, visible
-from bot.purge_spec import (
+from bot.core import formatting as fmt
+from bot.core.commands import CONTRIBUTE
+from bot.core.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, UserError
+from bot.core.pace import Pace
+from bot.core.policy import Scope, allows, visible
+from bot.core.purge_spec import (
     MANIFEST,
     TAG,
     Item,
@@ -46,8 +44,7 @@ from bot.purge_spec import (
     select_tags,
     totals_text,
 )
-from bot.purges import DELETED, FAILED, GONE, PENDING, SENDING, SKIPPED, PurgeItem, PurgeItems
-from bot.registry import (
+from bot.core.registry import (
     DELETING,
     INDEX_TYPES,
     ManifestInfo,
@@ -57,8 +54,11 @@ from bot.registry import (
     natural_key,
     no_progress,
 )
-from bot.replies import Reply, Table
-from bot.requests import DeletionRequest
+from bot.core.replies import Reply, Table
+from bot.core.request_types import DeletionRequest
+from bot.kernel import shutdown
+from bot.kernel.context import Call, Context
+from bot.state.purges import DELETED, FAILED, GONE, PENDING, SENDING, SKIPPED, PurgeItem, PurgeItems
 
 log = logging.getLogger(__name__)
 SHOWN = 10  # items a reply or card lists before pointing at the rest
