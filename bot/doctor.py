@@ -337,8 +337,8 @@ def _on(enabled: bool) -> str:
 
 
 def _build(cfg: RegistryConfig) -> Any:
-    from bot.app import BACKENDS
     from bot.state.facts import MemoryFacts
+    from handlers.registries import BACKENDS
 
     return BACKENDS[cfg.type](cfg, MemoryFacts())
 

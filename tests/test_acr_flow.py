@@ -6,11 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.app import BACKENDS, build_dispatcher
+from bot.app import build_dispatcher
 from bot.core.config import from_mapping
 from bot.core.policy import Grant, Role
 from bot.core.render_text import render
 from bot.state.facts import MemoryFacts
+from handlers.registries import BACKENDS
 from tests.conftest import make_config
 
 D1 = "sha256:" + "a" * 64

@@ -148,7 +148,7 @@ def test_startup_deferred_registry_builds_on_first_use(tmp_path):
 
 
 def test_startup_has_admin_table_matches_the_backends():
-    from bot.app import BACKENDS, HAS_ADMIN
+    from handlers.registries import BACKENDS, HAS_ADMIN
     from handlers.registries.acr import AcrRegistry
     from handlers.registries.oci import OciRegistry
     from handlers.registries.oci_layout import OciLayoutRegistry

@@ -12,6 +12,15 @@ from enum import StrEnum
 from typing import Any
 
 
+class Action(StrEnum):
+    """What a request does once approved: the key of the executor table (handlers/requests/
+    decide.py) and the quorum's name in [approvals] (`required_for`)."""
+
+    DELETE = "delete"
+    DELETE_MANIFEST = "delete_manifest"
+    PURGE = "purge"
+
+
 class State(StrEnum):
     PENDING = "pending"
     EXECUTING = "executing"
@@ -56,10 +65,10 @@ class DeletionRequest:
     spec: dict[str, Any] | None = None  # a purge: its options and item counts
 
     @property
-    def action(self) -> str:
+    def action(self) -> Action:
         if self.kind == "purge":
-            return "purge"
-        return "delete_manifest" if self.manifest else "delete"
+            return Action.PURGE
+        return Action.DELETE_MANIFEST if self.manifest else Action.DELETE
 
     @property
     def is_purge(self) -> bool:

@@ -68,7 +68,7 @@ class Dispatcher:
         self.door = door  # where commands come from, unless handle() is told otherwise
         self._handlers = handlers
         self._last_sweep: datetime | None = None
-        # Finishes requests a crash left in `executing` (handlers.deletions.recover), set by
+        # Finishes requests a crash left in `executing` (handlers.requests.decide.recover), set by
         # the wiring: the dispatcher does not know how deletions are reconciled.
         self.recover: Callable[[], object] | None = None
 

@@ -1,7 +1,7 @@
 """The process is stopping (SIGTERM): long work stops at its next safe boundary.
 
-A purge checks it between items (handlers/purge.py): the items not started stay `pending`,
-the request stays `executing` under this process, and the next process's sweep resumes it
+A purge checks it between items (handlers/requests/purge_run.py): the items not started stay
+`pending`, the request stays `executing` under this process, and the next process's sweep resumes it
 once this one has exited — the same path as after a crash, without the crash.
 """
 

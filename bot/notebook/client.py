@@ -36,7 +36,7 @@ from bot.core.request_types import DeletionRequest, State
 from bot.kernel.dispatch import NOTEBOOK, Dispatcher
 from bot.notebook.results import CommandFailed, Result, WaitTimeout
 from bot.progress_bar import ProgressBar
-from handlers import deletions
+from handlers.requests.reply import approval_text
 
 UNDECIDED = (State.PENDING, State.EXECUTING)
 CAPTURED_LOGGERS = ("bot", "handlers")
@@ -251,7 +251,7 @@ def _word(value: Any) -> str:
 def outcome_text(request: DeletionRequest) -> str:
     """What happened to a decided request, in one line (as the console says it)."""
     if request.state in (State.DONE, State.FAILED, State.EXECUTING):
-        return deletions.approval_text(request)
+        return approval_text(request)
     if request.state is State.EXPIRED:
         return (
             f"Request #{request.id} expired with {len(request.approvals)} of "

@@ -3,7 +3,7 @@
 Each item moves pending → sending → deleted (or gone, skipped, failed) in SQLite, with one
 audit row when it reaches its final state. `sending` is written before the DELETE leaves, so
 after a crash the bot knows which DELETEs may have happened and reads the registry for those
-instead of sending them again (handlers/purge.py).
+instead of sending them again (handlers/requests/purge_run.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ exactly one of them wins and runs the deletion, with no Python lock involved.
 `executing` is a state a crash can leave behind. The executing process writes itself down as
 the owner (bot/state/liveness.py); :meth:`Requests.recover` finds requests whose owner died (or
 whose DELETE went unanswered, after a grace period), and finishes them by reading the registry, not
-by re-sending blindly (handlers/deletions.py: `reconcile`).
+by re-sending blindly (handlers/requests/delete.py: `reconcile_delete`).
 """
 
 from __future__ import annotations
@@ -461,7 +461,7 @@ class Requests:
                 f"{request.expires_at:%Y-%m-%d %H:%M} UTC; it cannot change now"
             )
         if request.state is not State.PENDING:
-            raise Conflict(f"request #{request_id} {_describe(request)}; it cannot change now")
+            raise Conflict(f"request #{request_id} {_state_phrase(request)}; it cannot change now")
         return request
 
     def _expire_if_due(self, request_id: int, now: datetime) -> None:
@@ -684,7 +684,7 @@ class Requests:
         )
 
 
-def _describe(request: DeletionRequest) -> str:
+def _state_phrase(request: DeletionRequest) -> str:
     """`has expired (at …)`, `was denied by bob`, `has failed`, `is done`: said as a person
     would."""
     if request.state is State.EXPIRED:
