@@ -224,3 +224,11 @@ def test_the_allowed_doors_pass(copy):
     plant(copy, "bot/notebook/magics.py", "import IPython")
     plant(copy, "bot/state/audit.py", "from bot.core import errors")
     assert violations(copy) == []
+
+
+def test_each_command_finds_its_handler_in_one_hop():
+    """HANDLERS (handlers/__init__.py) lists the commands of COMMAND_LIST, in its order."""
+    from bot.core.commands import COMMAND_LIST
+    from handlers import HANDLERS
+
+    assert list(HANDLERS) == [spec.name for spec in COMMAND_LIST]

@@ -255,6 +255,7 @@ CONTRIBUTE = frozenset({Role.CONTRIBUTOR})
 OWN = frozenset({Role.OWNER})
 ROTATE = frozenset({Role.ONCALL, Role.OWNER})
 
+# Each command's handler: handlers/__init__.py HANDLERS[name] (same names, same order).
 COMMAND_LIST: tuple[CommandSpec, ...] = (
     _spec(
         "help",
