@@ -21,6 +21,21 @@ class Action(StrEnum):
     PURGE = "purge"
 
 
+class Change(StrEnum):
+    """What happened to a request, as its listeners are told (bot/state/requests.py)."""
+
+    CREATED = "created"
+    APPROVED = "approved"  # one approval recorded (`who` approved)
+    VOID = "void"  # an earlier approval no longer counts (`who` lost the role)
+    FINAL = "final"  # it reached a final state: done, failed, denied, cancelled, expired
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    change: Change
+    who: str | None = None  # the approver, for APPROVED and VOID
+
+
 class State(StrEnum):
     PENDING = "pending"
     EXECUTING = "executing"

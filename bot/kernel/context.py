@@ -12,6 +12,7 @@ from bot.core.grammar import ParsedCommand
 from bot.core.policy import Grant
 from bot.core.references import ImageRef
 from bot.core.registry import Progress, Registry, no_progress
+from bot.ops.archive import AuditArchive
 from bot.state.audit import Audit
 from bot.state.outbox import Outbox
 from bot.state.purges import PurgeItems
@@ -69,7 +70,7 @@ class Context:
     clock: Clock
     outbox: Outbox
     purges: PurgeItems
-    archive: Any = None  # bot.ops.archive.AuditArchive when [audit.blob] is configured
+    archive: AuditArchive | None = None  # when [audit.blob] is configured
 
 
 @dataclass(frozen=True)

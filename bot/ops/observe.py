@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.core.config import Config
 from bot.core.errors import Conflict, NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.core.request_types import Change, DeletionRequest, RequestEvent
 from bot.ops import logs, metrics
 from bot.state import dbhealth
 from bot.state.store import Store
@@ -46,11 +47,11 @@ class RequestEvents:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def __call__(self, request: Any, event: str) -> None:
-        if event == "final":
-            state = str(getattr(request.state, "value", request.state))
+    def __call__(self, request: DeletionRequest, event: RequestEvent) -> None:
+        if event.change is Change.FINAL:
+            state = request.state.value
             if state in ("done", "failed"):
-                action = str(getattr(request, "action", "delete"))
+                action = request.action.value
                 self._store.after_commit(lambda: metrics.execution(action, state))
             elif state in ("denied", "expired", "cancelled"):
                 self._store.after_commit(lambda: metrics.approval(state))

@@ -11,7 +11,7 @@ card and nobody to announce to, so nothing is recorded for them.
 
 from __future__ import annotations
 
-from bot.core.request_types import DeletionRequest
+from bot.core.request_types import Change, DeletionRequest, RequestEvent
 from bot.state.outbox import Outbox
 
 CARD = "card"
@@ -29,23 +29,23 @@ class Announcer:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
 
-    def __call__(self, request: DeletionRequest, event: str) -> None:
+    def __call__(self, request: DeletionRequest, event: RequestEvent) -> None:
         if request.channel is None:
             return
         card = card_key(request.id)
         self.outbox.touch(card, CARD, {"request": request.id, "channel": request.channel})
         # The owners' App Home lists what waits for them: redraw it when that changes.
         self.outbox.touch(f"homes:{request.id}", HOMES, {"request": request.id})
-        if event.startswith("approved:"):
-            approver = event.split(":", 1)[1]
+        if event.change is Change.APPROVED:
+            approver = event.who
             self.outbox.put(
                 f"line:{request.id}:approved:{approver}",
                 LINE,
                 {"request": request.id, "approver": approver, "line": "approved"},
                 after=card,
             )
-        elif event.startswith("void:"):
-            who = event.split(":", 1)[1]
+        elif event.change is Change.VOID:
+            who = event.who
             self.outbox.put(
                 f"line:{request.id}:void:{who}:{len(request.approvals)}",
                 LINE,
@@ -57,7 +57,7 @@ class Announcer:
                 },
                 after=card,
             )
-        elif event == "final":
+        elif event.change is Change.FINAL:
             state = request.state.value
             self.outbox.put(
                 f"outcome:{request.id}:{state}:thread",

@@ -22,9 +22,18 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlite_utils import Database
+
 from bot.core.errors import Conflict, NotFound, OutcomeUnknown, PermissionDenied, UserError
 from bot.core.redaction import redact_urls
-from bot.core.request_types import Approval, ApprovalResult, DeletionRequest, State
+from bot.core.request_types import (
+    Approval,
+    ApprovalResult,
+    Change,
+    DeletionRequest,
+    RequestEvent,
+    State,
+)
 from bot.state import liveness
 from bot.state.audit import Audit
 from bot.state.store import Store
@@ -38,8 +47,8 @@ FOREIGN_LEASE = timedelta(minutes=10)  # an owner on another host is presumed de
 Executor = Callable[[DeletionRequest], str | None]  # returns a note for the outcome, if any
 Authorizer = Callable[[DeletionRequest], None]
 # Told of every change, inside the transaction that makes it (so an outbox entry and the
-# change commit together): (request, event) with event "created", "approved" or "final".
-Listener = Callable[[DeletionRequest, str], None]
+# change commit together).
+Listener = Callable[[DeletionRequest, RequestEvent], None]
 
 
 class Requests:
@@ -49,7 +58,7 @@ class Requests:
         self._clock = clock
         self.listeners: list[Listener] = []
 
-    def _tell(self, request_id: int, event: str) -> None:
+    def _tell(self, request_id: int, event: RequestEvent) -> None:
         if self.listeners:
             request = self.get(request_id)
             for listener in self.listeners:
@@ -274,7 +283,7 @@ class Requests:
             error=note,
             at=now,
         )
-        self._tell(row_id, "created")
+        self._tell(row_id, RequestEvent(Change.CREATED))
         return request
 
     def approve(
@@ -297,27 +306,13 @@ class Requests:
         announced) and the request waits for another.
         """
         now = self._clock()
-        if origin is not None:
-            row = self._store.db.execute(
-                "select 1 from approvals where request_id = ? and approver = ? and origin = ?",
-                [request_id, approver, origin],
-            ).fetchone()
-            if row:
-                return ApprovalResult(request=self.get(request_id), executed=False)
+        if origin is not None and self._approved_by_origin(request_id, approver, origin):
+            return ApprovalResult(request=self.get(request_id), executed=False)
         self._expire_if_due(request_id, now)
         won = False
         with self._store.transaction() as db:
             request = self._pending(request_id, now)
-            if request.requester == approver:
-                raise PermissionDenied(
-                    f"you cannot approve request #{request_id}: you made it (separation of duties)"
-                )
-            authorize(request)
-            if any(a.approver == approver for a in request.approvals):
-                raise Conflict(
-                    f"you already approved request #{request_id} "
-                    f"({len(request.approvals)} of {request.required} approvals)"
-                )
+            self._may_approve(request, approver, authorize)
             db["approvals"].insert(
                 {
                     "request_id": request_id,
@@ -327,26 +322,7 @@ class Requests:
                     "origin": origin,
                 }
             )
-            void = [
-                a.approver
-                for a in request.approvals
-                if still_counts is not None and not still_counts(a.approver)
-            ]
-            for who in void:
-                db.execute(
-                    "delete from approvals where request_id = ? and approver = ?",
-                    [request_id, who],
-                )
-                self._audit.append(
-                    actor="acrbot",
-                    action="request.approval_void",
-                    target=request.target,
-                    request_id=request_id,
-                    outcome="withdrawn",
-                    error=f"{who} no longer holds the role that approved it",
-                    at=now,
-                )
-                self._tell(request_id, f"void:{who}")
+            void = self._withdraw_void(db, request, still_counts, now)
             count = len(request.approvals) - len(void) + 1
             self._audit.append(
                 actor=approver,
@@ -357,20 +333,9 @@ class Requests:
                 at=now,
             )
             if count >= request.required:
-                cursor = db.execute(
-                    "update requests set state = ?, exec_owner = ?, exec_started_at = ? "
-                    "where id = ? and state = ?",
-                    [
-                        State.EXECUTING.value,
-                        liveness.this_process(),
-                        _iso(now),
-                        request_id,
-                        State.PENDING.value,
-                    ],
-                )
-                won = cursor.rowcount == 1
+                won = self._claim_execution(db, request_id, now)
             if not won:
-                self._tell(request_id, f"approved:{approver}")
+                self._tell(request_id, RequestEvent(Change.APPROVED, approver))
         if not won:
             return ApprovalResult(
                 request=self.get(request_id), executed=False, withdrawn=tuple(void)
@@ -378,6 +343,75 @@ class Requests:
         return ApprovalResult(
             request=self._execute(request_id, execute), executed=True, withdrawn=tuple(void)
         )
+
+    def _approved_by_origin(self, request_id: int, approver: str, origin: str) -> bool:
+        """Whether this job (run again after a crash) already recorded this approval."""
+        row = self._store.db.execute(
+            "select 1 from approvals where request_id = ? and approver = ? and origin = ?",
+            [request_id, approver, origin],
+        ).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _may_approve(request: DeletionRequest, approver: str, authorize: Authorizer) -> None:
+        """Separation of duties, the approver's role now, and one approval per person."""
+        if request.requester == approver:
+            raise PermissionDenied(
+                f"you cannot approve request #{request.id}: you made it (separation of duties)"
+            )
+        authorize(request)
+        if any(a.approver == approver for a in request.approvals):
+            raise Conflict(
+                f"you already approved request #{request.id} "
+                f"({len(request.approvals)} of {request.required} approvals)"
+            )
+
+    def _withdraw_void(
+        self,
+        db: Database,
+        request: DeletionRequest,
+        still_counts: Callable[[str], bool] | None,
+        now: datetime,
+    ) -> list[str]:
+        """Withdraw (audited, announced) every earlier approval whose approver lost the role;
+        inside the approval's transaction. Returns who they were."""
+        void = [
+            a.approver
+            for a in request.approvals
+            if still_counts is not None and not still_counts(a.approver)
+        ]
+        for who in void:
+            db.execute(
+                "delete from approvals where request_id = ? and approver = ?",
+                [request.id, who],
+            )
+            self._audit.append(
+                actor="acrbot",
+                action="request.approval_void",
+                target=request.target,
+                request_id=request.id,
+                outcome="withdrawn",
+                error=f"{who} no longer holds the role that approved it",
+                at=now,
+            )
+            self._tell(request.id, RequestEvent(Change.VOID, who))
+        return void
+
+    def _claim_execution(self, db: Database, request_id: int, now: datetime) -> bool:
+        """pending -> executing, owned by this process: a compare-and-set, so when approvals
+        race exactly one of them wins (inside the approval's transaction)."""
+        cursor = db.execute(
+            "update requests set state = ?, exec_owner = ?, exec_started_at = ? "
+            "where id = ? and state = ?",
+            [
+                State.EXECUTING.value,
+                liveness.this_process(),
+                _iso(now),
+                request_id,
+                State.PENDING.value,
+            ],
+        )
+        return cursor.rowcount == 1
 
     def deny(
         self,
@@ -506,7 +540,7 @@ class Requests:
                 error=error or note,
                 at=now,
             )
-            self._tell(request.id, "final")
+            self._tell(request.id, RequestEvent(Change.FINAL))
 
     def _execute(self, request_id: int, execute: Executor) -> DeletionRequest:
         request = self.get(request_id)
