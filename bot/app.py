@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.core.config import Config, RegistryConfig, SlackSettings, config_arg
 from bot.core.registry import Registry
+from bot.core.request_types import Clock
 from bot.kernel.context import Context, Registries
 from bot.kernel.dispatch import CONSOLE, Dispatcher
 from bot.ops import logs, observe
@@ -18,7 +19,7 @@ from bot.state.audit import Audit
 from bot.state.facts import FactCache, SqliteFacts
 from bot.state.outbox import Outbox
 from bot.state.purges import PurgeItems
-from bot.state.requests import Clock, Requests
+from bot.state.requests import Requests
 from bot.state.roles import RoleTable
 from bot.state.store import Store
 from handlers import HANDLERS

@@ -6,6 +6,7 @@ replies, cards and notebooks read them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +20,9 @@ class Action(StrEnum):
     DELETE = "delete"
     DELETE_MANIFEST = "delete_manifest"
     PURGE = "purge"
+
+
+Clock = Callable[[], datetime]
 
 
 class Change(StrEnum):

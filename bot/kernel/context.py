@@ -12,11 +12,12 @@ from bot.core.grammar import ParsedCommand
 from bot.core.policy import Grant
 from bot.core.references import ImageRef
 from bot.core.registry import Progress, Registry, no_progress
+from bot.core.request_types import Clock
 from bot.ops.archive import AuditArchive
 from bot.state.audit import Audit
 from bot.state.outbox import Outbox
 from bot.state.purges import PurgeItems
-from bot.state.requests import Clock, Requests
+from bot.state.requests import Requests
 from bot.state.roles import RoleTable
 from bot.state.store import Store
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bot.core.redaction import redact_urls
+from bot.core.request_types import Clock
 from bot.state.audit import Audit
-from bot.state.requests import Clock
-from bot.state.store import Store
+from bot.state.store import Store, sqlite_utils
 
 PENDING, SENDING = "pending", "sending"
 DELETED, GONE, SKIPPED, FAILED = "deleted", "gone", "skipped", "failed"
@@ -53,6 +54,40 @@ class PlanningSkip:
     seq: int  # after the items' seq: `request N --after` pages through both
     item: str
     reason: str
+
+
+def pin_items(
+    db: sqlite_utils.Database,
+    request_id: int,
+    items: list[dict[str, Any]],
+    skipped: Sequence[tuple[str, str]],
+) -> None:
+    """Record a new purge request's items (all `pending`) and what planning left out
+    (``skipped``: (item, reason), numbered after the items), inside its transaction."""
+    db.conn.executemany(
+        "insert into purge_items (request_id, seq, repository, kind, tag, digest, tags, "
+        "item_time, state) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+        [
+            (
+                request_id,
+                seq,
+                item["repository"],
+                item["kind"],
+                item.get("tag"),
+                item["digest"],
+                json.dumps(item.get("tags", [])),
+                item.get("when"),
+            )
+            for seq, item in enumerate(items, start=1)
+        ],
+    )
+    db.conn.executemany(
+        "insert into purge_skips (request_id, seq, item, reason) values (?, ?, ?, ?)",
+        [
+            (request_id, seq, what, reason)
+            for seq, (what, reason) in enumerate(skipped, start=len(items) + 1)
+        ],
+    )
 
 
 class PurgeItems:

@@ -19,10 +19,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-from sqlite_utils import Database
 
 from bot.core.errors import Conflict, NotFound, OutcomeUnknown, PermissionDenied, UserError
 from bot.core.redaction import redact_urls
@@ -30,18 +28,18 @@ from bot.core.request_types import (
     Approval,
     ApprovalResult,
     Change,
+    Clock,
     DeletionRequest,
     RequestEvent,
     State,
 )
 from bot.state import liveness
 from bot.state.audit import Audit
-from bot.state.store import Store
+from bot.state.purges import pin_items
+from bot.state.recovery import Recovery
+from bot.state.store import Store, from_iso, iso, sqlite_utils
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
-UNKNOWN_GRACE = timedelta(seconds=45)  # an unanswered DELETE may still land meanwhile
-FOREIGN_LEASE = timedelta(minutes=10)  # an owner on another host is presumed dead after this
 
 
 Executor = Callable[[DeletionRequest], str | None]  # returns a note for the outcome, if any
@@ -51,7 +49,10 @@ Authorizer = Callable[[DeletionRequest], None]
 Listener = Callable[[DeletionRequest, RequestEvent], None]
 
 
-class Requests:
+class Requests(Recovery):
+    """The state machine: create, approve, deny, cancel, expire; recovery is the Recovery
+    mixin (bot/state/recovery.py)."""
+
     def __init__(self, store: Store, audit: Audit, *, clock: Clock) -> None:
         self._store = store
         self._audit = audit
@@ -200,30 +201,7 @@ class Requests:
                 origin=origin,
                 channel=channel,
             )
-            db.conn.executemany(
-                "insert into purge_items (request_id, seq, repository, kind, tag, digest, tags, "
-                "item_time, state) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
-                [
-                    (
-                        row_id,
-                        seq,
-                        item["repository"],
-                        item["kind"],
-                        item.get("tag"),
-                        item["digest"],
-                        json.dumps(item.get("tags", [])),
-                        item.get("when"),
-                    )
-                    for seq, item in enumerate(items, start=1)
-                ],
-            )
-            db.conn.executemany(
-                "insert into purge_skips (request_id, seq, item, reason) values (?, ?, ?, ?)",
-                [
-                    (row_id, seq, what, reason)
-                    for seq, (what, reason) in enumerate(skipped, start=len(items) + 1)
-                ],
-            )
+            pin_items(db, row_id, items, skipped)
             return self._created(
                 row_id, requester, now, note=f"{len(items)} items pinned (sha256:{pin[:12]})"
             )
@@ -258,8 +236,8 @@ class Requests:
                     **fields,
                     "requester": requester,
                     "reason": reason,
-                    "created_at": _iso(now),
-                    "expires_at": _iso(now + ttl),
+                    "created_at": iso(now),
+                    "expires_at": iso(now + ttl),
                     "required": required,
                     "state": State.PENDING.value,
                     "origin": origin,
@@ -318,7 +296,7 @@ class Requests:
                     "request_id": request_id,
                     "approver": approver,
                     "reason": reason,
-                    "created_at": _iso(now),
+                    "created_at": iso(now),
                     "origin": origin,
                 }
             )
@@ -368,7 +346,7 @@ class Requests:
 
     def _withdraw_void(
         self,
-        db: Database,
+        db: sqlite_utils.Database,
         request: DeletionRequest,
         still_counts: Callable[[str], bool] | None,
         now: datetime,
@@ -397,7 +375,7 @@ class Requests:
             self._tell(request.id, RequestEvent(Change.VOID, who))
         return void
 
-    def _claim_execution(self, db: Database, request_id: int, now: datetime) -> bool:
+    def _claim_execution(self, db: sqlite_utils.Database, request_id: int, now: datetime) -> bool:
         """pending -> executing, owned by this process: a compare-and-set, so when approvals
         race exactly one of them wins (inside the approval's transaction)."""
         cursor = db.execute(
@@ -406,7 +384,7 @@ class Requests:
             [
                 State.EXECUTING.value,
                 liveness.this_process(),
-                _iso(now),
+                iso(now),
                 request_id,
                 State.PENDING.value,
             ],
@@ -473,7 +451,7 @@ class Requests:
             rows = list(
                 db.query(
                     "select id from requests where state = ? and expires_at <= ?",
-                    [State.PENDING.value, _iso(now)],
+                    [State.PENDING.value, iso(now)],
                 )
             )
             for row in rows:
@@ -522,7 +500,7 @@ class Requests:
                 request.id,
                 {
                     "state": state.value,
-                    "finished_at": _iso(now),
+                    "finished_at": iso(now),
                     **({"decided_by": decided_by} if decided_by else {}),
                     **({"decision_reason": decision_reason} if decision_reason else {}),
                     **({"error": error} if error else {}),
@@ -565,127 +543,9 @@ class Requests:
             self._finish(request, State.DONE, self._clock(), decided_by="acrbot", note=note)
         return self.get(request_id)
 
-    def _release(
-        self, request: DeletionRequest, why: str, *, grace: timedelta = UNKNOWN_GRACE
-    ) -> None:
-        """The registry did not answer the write: keep `executing`, with no owner, until the
-        grace period has passed; then :meth:`recover` reads the registry and finishes it."""
-        now = self._clock()
-        with self._store.transaction() as db:
-            db.execute(
-                "update requests set exec_owner = null, exec_retry_after = ? where id = ?",
-                [_iso(now + grace), request.id],
-            )
-            self._audit.append(
-                actor="acrbot",
-                action="request.unknown",
-                target=request.target,
-                request_id=request.id,
-                outcome="executing",
-                error=why,
-                at=now,
-            )
-
-    def writing(self, request_id: int, *, grace: timedelta = UNKNOWN_GRACE) -> int | None:
-        """The DELETE is about to go out: until ``grace`` has passed, a crash leaves its
-        outcome unknown (it may land after the crash), so recovery must not re-send it.
-
-        Returns None once marked. Two approved requests may name one image: if another one's
-        DELETE of it may be in flight (marked, not finished, its grace not over), nothing is
-        marked and that request's id is returned, so the caller waits for it and checks the
-        registry again instead of sending a second DELETE of the same digest."""
-        now = self._clock()
-        with self._store.transaction() as db:
-            other = db.execute(
-                "select o.id from requests r join requests o on o.id != r.id "
-                "and o.state = r.state and o.registry = r.registry "
-                "and o.repository = r.repository and o.digest = r.digest "
-                "where r.id = ? and r.state = ? and o.exec_retry_after > ? limit 1",
-                [request_id, State.EXECUTING.value, _iso(now)],
-            ).fetchone()
-            if other is not None:
-                return int(other[0])
-            db.execute(
-                "update requests set exec_retry_after = ? where id = ? and state = ?",
-                [_iso(now + grace), request_id, State.EXECUTING.value],
-            )
-        return None
-
-    # -- recovery --------------------------------------------------------------------------
-
-    def stale(self) -> list[tuple[DeletionRequest, str | None, bool]]:
-        """Requests in `executing` that nobody is executing any more (the owner died, or a
-        write went unanswered and its grace period is over), with the owner judged stale."""
-        now = self._clock()
-        found = []
-        rows = self._store.db.execute(
-            "select id, exec_owner, exec_started_at, exec_retry_after from requests "
-            "where state = ?",
-            [State.EXECUTING.value],
-        ).fetchall()
-        for request_id, owner, started, retry_after in rows:
-            in_doubt = retry_after is not None and _dt(retry_after) > now
-            if owner is None:
-                due = not in_doubt
-            elif liveness.on_this_host(owner):
-                due = not liveness.alive(owner)
-            else:
-                due = started is None or _dt(started) + FOREIGN_LEASE <= now
-            if due:
-                found.append((self.get(request_id), owner, in_doubt))
-        return found
-
-    def recover(
-        self,
-        reconcile: Executor,
-        landed: Callable[[DeletionRequest], str | None] = lambda request: None,
-    ) -> list[DeletionRequest]:
-        """Finish every stale `executing` request with ``reconcile`` (which reads the registry
-        and finishes the job or raises); return those this process finished or released.
-        A dead owner's DELETE that may still land is not re-sent: ``landed`` (a read) finishes
-        it if it is done, else it waits for the grace period like an unanswered one."""
-        handled = []
-        for request, stale_owner, in_doubt in self.stale():
-            now = self._clock()
-            with self._store.transaction() as db:
-                claimed = db.execute(
-                    "update requests set exec_owner = ?, exec_started_at = ? "
-                    "where id = ? and state = ? and exec_owner is ?",
-                    [
-                        liveness.this_process(),
-                        _iso(now),
-                        request.id,
-                        State.EXECUTING.value,
-                        stale_owner,  # unchanged since judged stale, or someone else has it
-                    ],
-                ).rowcount
-            if claimed != 1:
-                continue  # another process got there first
-            if in_doubt:
-                note = landed(request)
-                if note is None:
-                    with self._store.transaction() as db:
-                        db.execute(
-                            "update requests set exec_owner = null where id = ?", [request.id]
-                        )
-                    continue
-                self._finish(request, State.DONE, now, decided_by="acrbot", note=note)
-                handled.append(self.get(request.id))
-                continue
-            self._audit.append(
-                actor="acrbot",
-                action="request.recover",
-                target=request.target,
-                request_id=request.id,
-                outcome="executing",
-                at=now,
-            )
-            handled.append(self._execute(request.id, reconcile))
-        return handled
-
     def _load(self, row: dict) -> DeletionRequest:
         approvals = tuple(
-            Approval(approver=a["approver"], reason=a["reason"], at=_dt(a["created_at"]))
+            Approval(approver=a["approver"], reason=a["reason"], at=from_iso(a["created_at"]))
             for a in self._store.db.query(
                 "select * from approvals where request_id = ? order by created_at, approver",
                 [row["id"]],
@@ -701,15 +561,15 @@ class Requests:
             tags=tuple(json.loads(row["tags"] or "[]")),
             requester=row["requester"],
             reason=row["reason"],
-            created_at=_dt(row["created_at"]),
-            expires_at=_dt(row["expires_at"]),
+            created_at=from_iso(row["created_at"]),
+            expires_at=from_iso(row["expires_at"]),
             required=row["required"],
             state=State(row["state"]),
             approvals=approvals,
             decided_by=row["decided_by"],
             decision_reason=row["decision_reason"],
             error=row["error"],
-            finished_at=_dt(row["finished_at"]) if row["finished_at"] else None,
+            finished_at=from_iso(row["finished_at"]) if row["finished_at"] else None,
             note=row.get("note"),
             origin=row.get("origin"),
             channel=row.get("channel"),
@@ -730,12 +590,3 @@ def _state_phrase(request: DeletionRequest) -> str:
     if request.state is State.EXECUTING:
         return "is being carried out"
     return f"is {request.state.value}"
-
-
-def _iso(value: datetime) -> str:
-    """UTC, fixed format: stored times compare correctly as strings."""
-    return value.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def _dt(value: str) -> datetime:
-    return datetime.fromisoformat(value)

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -48,6 +49,15 @@ def _sqlite_utils_without_pandas() -> ModuleType:
 
 
 sqlite_utils = _sqlite_utils_without_pandas()
+
+
+def iso(value: datetime) -> str:
+    """A time as stored: UTC, fixed format, so stored times compare correctly as strings."""
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def from_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value)
 
 
 def _v1(db: sqlite_utils.Database) -> None:
