@@ -33,16 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot import metrics
 from bot.app import build_context
-from bot.config import Config, SlackSettings, from_mapping
+from bot.core.config import Config, SlackSettings, from_mapping
+from bot.core.policy import Grant, Role
 from bot.demo import seed_registry
-from bot.jobqueue import JobQueue
-from bot.policy import Grant, Role
-from bot.slack.jobs import DurableSink
+from bot.ops import metrics
+from bot.slack.handoff import DurableSink
 from bot.slack.service import HttpServer, SlackApp, run_in_thread, socket_mode_handler
 from bot.slack.worker import SlackWorker, WorkerProcess
-from bot.store import Store
+from bot.state.jobqueue import JobQueue
+from bot.state.store import Store
 from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import FakeSocketMode
 from tests.slack_support import SlowRegistry

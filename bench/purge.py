@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from bot.app import build_dispatcher
-from bot.config import from_mapping
-from bot.policy import Grant, Role
+from bot.core.config import from_mapping
+from bot.core.policy import Grant, Role
 from tests.distribution import MANIFEST_ACCEPT, Distribution
 
 

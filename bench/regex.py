@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.patterns import compile_user_regex
+from bot.core.patterns import compile_user_regex
 
 PATTERN = "(a+)+$"
 

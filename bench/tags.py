@@ -34,13 +34,13 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app import build_context
-from bot.config import SlackSettings, from_mapping
-from bot.jobqueue import JobQueue
-from bot.policy import Grant, Role
-from bot.slack.jobs import DurableSink
+from bot.core.config import SlackSettings, from_mapping
+from bot.core.policy import Grant, Role
+from bot.slack.handoff import DurableSink
 from bot.slack.service import HttpServer, SlackApp, run_in_thread
 from bot.slack.worker import WorkerProcess
-from bot.store import Store
+from bot.state.jobqueue import JobQueue
+from bot.state.store import Store
 from tests.distribution import MANIFEST_ACCEPT, Distribution
 from tests.fake_slack import FakeSlack
 
@@ -162,7 +162,7 @@ class Bot:
 def acr_requests(tags: int) -> tuple[int, int]:
     """Requests the `acr` backend makes for one page of tags (cold, then warm) on a fake ACR
     repository of ``tags`` tags."""
-    from bot.registry import Order
+    from bot.core.registry import Order
     from tests.fake_acr import FakeAcr
 
     fake = FakeAcr().start()

@@ -8,116 +8,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import logs, observe
-from bot.announce import Announcer
-from bot.audit import Audit
-from bot.config import Config, RegistryConfig, SlackSettings, config_arg
-from bot.context import Context, Registries
-from bot.dispatch import CONSOLE, Dispatcher, Handler
-from bot.facts import FactCache, SqliteFacts
-from bot.outbox import Outbox
-from bot.purges import PurgeItems
-from bot.registry import Registry
-from bot.requests import Clock, Requests
-from bot.roles import RoleTable
-from bot.store import Store
-from handlers import access, audit_log, browse, credentials, deletions, locks, meta, purge
-
-HANDLERS: dict[str, Handler] = {
-    "help": meta.help_command,
-    "whoami": meta.whoami,
-    "registries": meta.registries,
-    "repos": browse.repos,
-    "tags": browse.tags,
-    "show": browse.show,
-    "delete": deletions.delete,
-    "purge": purge.purge,
-    "lock": locks.lock,
-    "unlock": locks.unlock,
-    "request": deletions.show_request,
-    "requests": deletions.list_requests,
-    "approve": deletions.approve,
-    "deny": deletions.deny,
-    "cancel": deletions.cancel,
-    "rotate": credentials.rotate,
-    "admin": credentials.admin,
-    "roles": access.roles,
-    "grant": access.grant,
-    "revoke": access.revoke,
-    "audit": audit_log.audit,
-}
-
-BackendFactory = Callable[[RegistryConfig, FactCache], Registry]
-
-
-# Each backend is imported by its factory, when a registry of its type is configured: the oci
-# backend brings httpx and urllib3 (~0.1 s of CPU), acr the Azure SDKs, and `acrbot run` pays
-# only for the backends its configuration names (tests/test_startup.py).
-
-
-def _oci_layout(cfg: RegistryConfig, facts: FactCache) -> Registry:
-    from handlers.registries.oci_layout import OciLayoutRegistry
-
-    return OciLayoutRegistry(cfg.name, cfg.options["path"], login_server=cfg.login_server)
-
-
-def _oci(cfg: RegistryConfig, facts: FactCache) -> Registry:
-    from handlers.registries.oci import OciRegistry
-
-    options = cfg.options
-    return OciRegistry(
-        cfg.name,
-        options["url"],
-        login_server=cfg.login_server,
-        username=options.get("username"),
-        password=cfg.secrets.get("password"),
-        token=cfg.secrets.get("token"),
-        token_realms=tuple(options.get("token_realms", ())),
-        tag_delete=bool(options.get("tag_delete", False)),
-        verify=str(options["ca_bundle"]) if "ca_bundle" in options else True,
-        timeout=float(options.get("timeout", 10)),
-        concurrency=int(options.get("concurrency", 16)),
-        facts=facts,
-    )
-
-
-def _acr(cfg: RegistryConfig, facts: FactCache) -> Registry:
-    from azure.identity import DefaultAzureCredential
-
-    from handlers.registries.acr import CLOUDS, AcrRegistry
-
-    options = cfg.options
-    arm, authority, audience = CLOUDS[options.get("cloud", "public")]
-    arm = options.get("arm_endpoint", arm)
-    credential = DefaultAzureCredential(authority=options.get("authority", authority))
-    verify = str(options["ca_bundle"]) if "ca_bundle" in options else True
-    vault = None
-    if "key_vault_url" in options:
-        from azure.keyvault.secrets import SecretClient
-
-        vault = SecretClient(options["key_vault_url"], credential, connection_verify=verify)
-    return AcrRegistry(
-        cfg.name,
-        login_server=cfg.login_server or "",
-        subscription_id=options["subscription_id"],
-        resource_group=options["resource_group"],
-        registry_name=options.get("resource_name", cfg.name),
-        credential=credential,
-        arm_endpoint=arm,
-        audience=options.get("audience", audience),
-        connection_verify=verify,
-        key_vault=vault,
-        key_vault_secret=options.get("key_vault_secret"),
-        facts=facts,
-        read_rate=options.get("read_rate"),
-    )
-
-
-BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout, "oci": _oci, "acr": _acr}
-# Whether a backend has an admin user (`rotate`, `admin`): what `help` asks every registry,
-# answered from the configuration so that a deferred registry is not built for it
-# (tests/test_startup.py checks it against each backend's own `has_admin`).
-HAS_ADMIN: dict[str, bool] = {"oci-layout": False, "oci": False, "acr": True}
+from bot.core.config import Config, RegistryConfig, SlackSettings, config_arg
+from bot.core.registry import Registry
+from bot.core.request_types import Clock
+from bot.kernel.context import Context, Registries
+from bot.kernel.dispatch import CONSOLE, Dispatcher
+from bot.ops import logs, observe
+from bot.state.announce import Announcer
+from bot.state.audit import Audit
+from bot.state.facts import FactCache, SqliteFacts
+from bot.state.outbox import Outbox
+from bot.state.purges import PurgeItems
+from bot.state.requests import Requests
+from bot.state.roles import RoleTable
+from bot.state.store import Store
+from handlers import HANDLERS
+from handlers.registries import BACKENDS, HAS_ADMIN
+from handlers.requests import decide
 
 
 class DeferredRegistry:
@@ -186,7 +93,7 @@ def build_context(
         ]
     archive = None
     if config.archive is not None:
-        from bot.archive import AuditArchive, container_client
+        from bot.ops.archive import AuditArchive, container_client
 
         archive = AuditArchive(
             store, container_client(config.archive), prefix=config.archive.prefix
@@ -217,10 +124,10 @@ def build_context(
 
 def register_secrets(config: Config | None = None, settings: SlackSettings | None = None) -> None:
     """Register the secrets the bot holds for its lifetime with the log redaction
-    (bot/redaction.py): registry passwords and tokens, the audit key, the Blob credentials
+    (bot/core/redaction.py): registry passwords and tokens, the audit key, the Blob credentials
     (the connection string and its key or SAS), the Slack tokens. A library that logs a
     request (slack_sdk at DEBUG, an SDK's error) then cannot write one to a log line."""
-    from bot.redaction import REDACTOR
+    from bot.core.redaction import REDACTOR
 
     secrets: list[str | None] = []
     if config is not None:
@@ -261,7 +168,7 @@ def static_members(config: Config) -> Callable[[str], list[str] | None]:
 def build_dispatcher(config: Config, *, door: str = CONSOLE, **kwargs: Any) -> Dispatcher:
     """A Dispatcher for one door (console, notebook, slack: named in every audit row)."""
     dispatcher = Dispatcher(build_context(config, **kwargs), HANDLERS, door=door)
-    dispatcher.recover = lambda: deletions.recover(dispatcher.ctx)
+    dispatcher.recover = lambda: decide.recover(dispatcher.ctx)
     return dispatcher
 
 
@@ -269,7 +176,7 @@ def ship_audit(ctx: Context) -> None:
     """Try to archive queued audit rows now; an unreachable archive only logs a warning."""
     if ctx.archive is None:
         return
-    from bot.archive import ArchiveUnavailable
+    from bot.ops.archive import ArchiveUnavailable
 
     try:
         ctx.archive.ship()
@@ -278,5 +185,5 @@ def ship_audit(ctx: Context) -> None:
 
 
 def configure_logging(level: int = logging.WARNING, fmt: str | None = None) -> None:
-    """Text or JSON lines (bot/logs.py), secrets redacted; the worker inherits the format."""
+    """Text or JSON lines (bot/ops/logs.py), secrets redacted; the worker inherits the format."""
     logs.configure(level, fmt)

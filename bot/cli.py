@@ -17,14 +17,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot import __version__, commands, logs, metrics
+from bot import __version__
 from bot.app import build_context, build_dispatcher, configure_logging, ship_audit
-from bot.config import Config, config_arg, default_user, load
 from bot.console import run_console
-from bot.errors import BotError, ConfigError, UsageError
-from bot.policy import ALL, Grant
+from bot.core import commands
+from bot.core.config import Config, config_arg, default_user, load
+from bot.core.errors import BotError, ConfigError, UsageError
+from bot.core.policy import ALL, Grant
+from bot.core.render_text import render, terminal_width
+from bot.ops import logs, metrics
 from bot.progress_bar import ProgressBar
-from bot.render_text import render, terminal_width
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -219,8 +221,8 @@ def _console_loop(config: Config, user: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from bot import metrics
-    from bot.config import slack_settings
+    from bot.core.config import slack_settings
+    from bot.ops import metrics
     from bot.slack.service import serve
 
     settings = slack_settings()
@@ -241,7 +243,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from bot import doctor
-    from bot.config import find_config
+    from bot.core.config import find_config
     from bot.slack.checks import slack_checks
 
     checks = doctor.run(args.config, extra=[slack_checks])
@@ -341,15 +343,15 @@ def _verify(config: Config, *, blob: bool) -> int:
     compared both ways. ``blob``: the archive's own chain is re-verified too, and an archive
     that cannot be read is an error, not a note."""
     from bot.app import audit_of
-    from bot.archive import (
+    from bot.ops.archive import (
         SHIPPED_KEY,
         ArchiveBroken,
         ArchiveUnavailable,
         AuditArchive,
         container_client,
     )
-    from bot.audit import ChainCheck, compare_with_archive
-    from bot.store import Store
+    from bot.state.audit import ChainCheck, compare_with_archive
+    from bot.state.store import Store
 
     if blob and config.archive is None:
         raise ConfigError("audit verify --blob: no [audit.blob] table in the configuration")
@@ -421,7 +423,7 @@ def _slack_manifest(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from bot.store import SCHEMA_VERSION, Store
+    from bot.state.store import SCHEMA_VERSION, Store
 
     config = load(args.config)
     existed = config.database.is_file()

@@ -13,11 +13,11 @@ import shlex
 from collections.abc import Callable
 from typing import TextIO
 
-from bot.commands import acting_user, canonical_id
-from bot.dispatch import Dispatcher
-from bot.errors import UserError
+from bot.core.commands import acting_user, canonical_id
+from bot.core.errors import UserError
+from bot.core.render_text import render, terminal_width
+from bot.kernel.dispatch import Dispatcher
 from bot.progress_bar import ProgressBar
-from bot.render_text import render, terminal_width
 
 CONSOLE_HELP = (
     "Console commands: `:as USER` act as another user, `:whoami`, `:quit`. "

@@ -10,10 +10,10 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.config import Config, load
-from bot.policy import Grant, Role
-from bot.roles import RoleTable
-from bot.store import Store
+from bot.core.config import Config, load
+from bot.core.policy import Grant, Role
+from bot.state.roles import RoleTable
+from bot.state.store import Store
 from handlers.registries.oci_layout import OciLayoutRegistry, make_layer
 
 DEMO_DIR = Path(".acrbot-demo")

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, RegistryConfig, config_arg, find_config, load
-from bot.errors import BotError, ConfigError, NotFound, OutcomeUnknown
-from bot.redaction import redact_urls
-from bot.store import SCHEMA_VERSION
+from bot.core.config import Config, RegistryConfig, config_arg, find_config, load
+from bot.core.errors import BotError, ConfigError, NotFound, OutcomeUnknown
+from bot.core.redaction import redact_urls
+from bot.state.store import SCHEMA_VERSION
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 MARKS = {OK: "✓", FAIL: "✗", SKIP: "–"}
@@ -337,8 +337,8 @@ def _on(enabled: bool) -> str:
 
 
 def _build(cfg: RegistryConfig) -> Any:
-    from bot.app import BACKENDS
-    from bot.facts import MemoryFacts
+    from bot.state.facts import MemoryFacts
+    from handlers.registries import BACKENDS
 
     return BACKENDS[cfg.type](cfg, MemoryFacts())
 
@@ -389,7 +389,7 @@ def archive_checks(config: Config, *, database_ok: bool) -> list[Check]:
         return [skipped("audit archive", "no [audit.blob] table: the audit stays in SQLite")]
     from azure.core.exceptions import AzureError
 
-    from bot.archive import container_client
+    from bot.ops.archive import container_client
 
     settings = config.archive
     where = settings.account_url or "the account in connection_string_env"
@@ -410,8 +410,8 @@ def archive_checks(config: Config, *, database_ok: bool) -> list[Check]:
     checks = [reachable]
     if not database_ok:
         return [*checks, skipped("audit backlog", "needs a usable database (see above)")]
-    from bot.archive import AuditArchive
-    from bot.store import Store
+    from bot.ops.archive import AuditArchive
+    from bot.state.store import Store
 
     store = Store(config.database)
     try:

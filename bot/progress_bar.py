@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from bot.registry import WORKING, Activity
+from bot.core.registry import WORKING, Activity
 
 
 class ProgressBar:

@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 
 from croniter import croniter
 
-from bot.commands import COMMANDS
-from bot.config import RetentionConfig
-from bot.context import Context
-from bot.errors import UserError
-from bot.grammar import parse
+from bot.core.commands import COMMANDS
+from bot.core.config import RetentionConfig
+from bot.core.errors import UserError
+from bot.core.grammar import parse
+from bot.kernel.context import Context
+from handlers.requests.purge import plan_and_request  # the same selection as the command
 
 log = logging.getLogger(__name__)
 CATCH_UP = timedelta(days=1)  # a slot missed while the bot was down is taken up to a day late
@@ -36,8 +37,6 @@ def latest_slot(rule: RetentionConfig, now: datetime) -> datetime:
 
 def run_due(ctx: Context) -> list[str]:
     """Take every rule's due slot; return one line per rule acted on (for logs and tests)."""
-    from handlers.purge import plan_and_request  # the same selection as the command
-
     done = []
     now = ctx.clock()
     for rule in ctx.config.retention:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot.commands import READ
-from bot.context import Call, Context
-from bot.errors import Conflict, UsageError
-from bot.policy import ALL, Grant, Role, Scope, require
-from bot.replies import Reply, Table
+from bot.core.commands import READ
+from bot.core.errors import Conflict, UsageError
+from bot.core.policy import ALL, Grant, Role, Scope, require
+from bot.core.replies import Reply, Table
+from bot.kernel.context import Call, Context
 
 
 def _table(grants: list[Grant]) -> Table:

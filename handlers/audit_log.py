@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.audit import AuditEntry
-from bot.commands import OWN
-from bot.context import Call, Context
-from bot.errors import NotFound
-from bot.policy import ALL, Scope, allows
-from bot.replies import Reply, Table
+from bot.core.commands import OWN
+from bot.core.errors import NotFound
+from bot.core.policy import ALL, Scope, allows
+from bot.core.replies import Reply, Table
+from bot.kernel.context import Call, Context
+from bot.state.audit import AuditEntry
 
 
 def _reader(call: Call, ctx: Context) -> Callable[[AuditEntry], bool]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import shlex
 from fnmatch import fnmatchcase
 
-from bot import formatting as fmt
-from bot.commands import SHOW_TAGS
-from bot.context import Call, Context
-from bot.policy import visible
-from bot.registry import Order, TagInfo, TagPage, natural_key
-from bot.replies import Paging, Reply, Table
+from bot.core import formatting as fmt
+from bot.core.commands import SHOW_TAGS
+from bot.core.policy import visible
+from bot.core.registry import Order, TagInfo, TagPage, natural_key
+from bot.core.replies import Paging, Reply, Table
+from bot.kernel.context import Call, Context
 
 DEFAULT_TOP = 25
 

@@ -7,9 +7,9 @@ goes only to the caller (Reply.secret); audit rows and channel messages never ca
 
 from __future__ import annotations
 
-from bot.context import Call, Context
-from bot.errors import Conflict
-from bot.replies import Reply
+from bot.core.errors import Conflict
+from bot.core.replies import Reply
+from bot.kernel.context import Call, Context
 
 
 def rotate(call: Call, *, ctx: Context) -> Reply:

@@ -3,8 +3,8 @@ manifest locks do (`deleteEnabled`/`writeEnabled`). `delete` and `purge` skip lo
 
 from __future__ import annotations
 
-from bot.context import Call, Context
-from bot.replies import Reply
+from bot.core.replies import Reply
+from bot.kernel.context import Call, Context
 
 
 def _set(call: Call, ctx: Context, *, locked: bool) -> Reply:

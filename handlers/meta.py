@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.commands import COMMAND_LIST, COMMANDS, any_needs, scope
-from bot.context import Call, Context
-from bot.errors import UsageError
-from bot.grammar import CommandSpec, unknown_command_message
-from bot.policy import Scope, allows
-from bot.replies import Reply, Table
+from bot.core.commands import COMMAND_LIST, COMMANDS, any_needs, scope
+from bot.core.errors import UsageError
+from bot.core.grammar import CommandSpec, unknown_command_message
+from bot.core.policy import Scope, allows
+from bot.core.replies import Reply, Table
+from bot.kernel.context import Call, Context
 
 ADMIN_COMMANDS = ("rotate", "admin")
 

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 
 from bot.app import build_dispatcher
-from bot.config import Config, from_mapping
+from bot.core.config import Config, from_mapping
+from bot.core.errors import ConfigError
+from bot.core.policy import Grant, Role
+from bot.core.render_text import render
+from bot.core.replies import Reply
 from bot.demo import USERS, seed_registry
-from bot.dispatch import Dispatcher
-from bot.errors import ConfigError
-from bot.policy import Grant, Role
-from bot.render_text import render
-from bot.replies import Reply
-from bot.store import Store
+from bot.kernel.dispatch import Dispatcher
+from bot.state.store import Store
 from handlers.registries.oci_layout import OciLayoutRegistry
 
 
@@ -145,7 +145,7 @@ def fake_slack():
 def make_slack(tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fake_slack):
     """Start the real Bolt app on uvicorn (127.0.0.1, free port) against the fake Web API,
     with its worker in this process (so tests can share the clock and registry)."""
-    from bot.config import SlackSettings
+    from bot.core.config import SlackSettings
     from bot.slack.service import SlackApp
     from bot.slack.worker import SlackWorker
     from tests.slack_support import SECRET, SlackHarness

@@ -88,7 +88,7 @@ class ServedBot:
             "[slack]\n"
             f'requests_channel = "{channel}"\n'
         )
-        from bot.store import Store
+        from bot.state.store import Store
 
         Store(self.database, create=True).close()  # `acrbot init`, as a deployment runs it
         self.port = free_port()
@@ -240,8 +240,8 @@ class ServedBot:
     def grant(self, user: str, role: str) -> None:
         """Bootstrap a role as the operator does (`acrbot roles grant`), without Slack."""
         from bot.app import build_context
-        from bot.config import load
-        from bot.policy import Grant, Role
+        from bot.core.config import load
+        from bot.core.policy import Grant, Role
 
         ctx = build_context(load(self.config))
         try:

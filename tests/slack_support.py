@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.policy import Grant, Role
+from bot.core.policy import Grant, Role
 from bot.slack.service import HttpServer, SlackApp, run_in_thread
 from bot.slack.worker import SlackWorker
 from tests.fake_slack import FakeSlack

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bot.errors import NotFound, RegistryError
-from bot.registry import Registry
+from bot.core.errors import NotFound, RegistryError
+from bot.core.registry import Registry
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -142,7 +142,7 @@ def big(fake_acr):
 
 
 def test_one_page_of_tags_costs_two_requests_whatever_the_repository_size(acr, big):
-    from bot.registry import Order
+    from bot.core.registry import Order
 
     first = acr.list_tags("ci/app", order=Order.TIME_DESC, page_size=25)
     assert [t.name for t in first.tags[:3]] == ["build-2499", "build-2498", "build-2497"]
@@ -159,7 +159,7 @@ def test_one_page_of_tags_costs_two_requests_whatever_the_repository_size(acr, b
 
 
 def test_a_cold_page_reads_each_digest_once_then_never_again(acr, big):
-    from bot.registry import Order
+    from bot.core.registry import Order
 
     big.reset_counts()
     acr.list_tags("ci/app", order=Order.NAME, page_size=100)
@@ -171,7 +171,7 @@ def test_a_cold_page_reads_each_digest_once_then_never_again(acr, big):
 
 
 def test_filtered_listing_walks_in_big_pages_and_says_at_least(acr, big):
-    from bot.registry import Order
+    from bot.core.registry import Order
 
     page = acr.list_tags("ci/app", order=Order.NAME, page_size=5, pattern="build-1??")
     assert [t.name for t in page.tags] == [f"build-{n}" for n in (100, 101, 102, 103, 104)]
@@ -187,7 +187,7 @@ def test_tags_on_a_digest_are_filtered_by_the_server(acr, big):
 
 
 def test_a_locked_delete_refused_by_acr_says_locked(acr, big):
-    from bot.errors import Conflict
+    from bot.core.errors import Conflict
 
     big.set_attributes("ci/app", "build-1", delete_enabled=False)
     with pytest.raises(Conflict, match="locked"):

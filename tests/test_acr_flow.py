@@ -6,11 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.app import BACKENDS, build_dispatcher
-from bot.config import from_mapping
-from bot.facts import MemoryFacts
-from bot.policy import Grant, Role
-from bot.render_text import render
+from bot.app import build_dispatcher
+from bot.core.config import from_mapping
+from bot.core.policy import Grant, Role
+from bot.core.render_text import render
+from bot.state.facts import MemoryFacts
+from handlers.registries import BACKENDS
 from tests.conftest import make_config
 
 D1 = "sha256:" + "a" * 64
@@ -189,7 +190,7 @@ def test_acr_config_builds_the_sdk_clients(tmp_path):
     ],
 )
 def test_acr_config_errors(tmp_path, table, message):
-    from bot.errors import ConfigError
+    from bot.core.errors import ConfigError
 
     base = {
         "name": "prod",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.app import build_dispatcher
-from bot.policy import Grant, Role
+from bot.core.policy import Grant, Role
 from bot.slack.blocks import request_fields
 from tests.test_acr_tokens import D, acr_config
 
@@ -85,7 +85,7 @@ def test_the_purge_runs_at_the_tier_pace(make_bot, fake_acr):
 def test_a_429_carries_its_retry_after_as_data(acr, fake_acr):
     from email.utils import format_datetime
 
-    from bot.errors import RegistryError
+    from bot.core.errors import RegistryError
     from handlers.registries.acr import _seconds
 
     fake_acr.push("ci/app", "1", D[1])

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from bot.app import build_dispatcher
-from bot.policy import Grant, Role
-from bot.registry import Order
+from bot.core.policy import Grant, Role
+from bot.core.registry import Order
 from tests.conftest import make_config
 
 D = [f"sha256:{i:064x}" for i in range(100)]
@@ -156,7 +156,7 @@ def test_each_scope_gets_its_own_token(fake_acr, make_acr):
 def test_refused_azure_credentials_fail_in_one_line_without_looping(fake_acr, make_acr):
     from azure.core.credentials import AccessToken
 
-    from bot.errors import RegistryError
+    from bot.core.errors import RegistryError
 
     class Refused:  # an identity ACR does not accept
         def get_token(self, *scopes, **kwargs):

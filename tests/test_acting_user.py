@@ -8,10 +8,10 @@ import pytest
 
 from bot.app import build_dispatcher
 from bot.console import run_console
-from bot.dispatch import NOTEBOOK, SLACK
-from bot.errors import ConfigError, PermissionDenied
+from bot.core.errors import ConfigError, PermissionDenied
+from bot.core.policy import Grant, Role
+from bot.kernel.dispatch import NOTEBOOK, SLACK
 from bot.notebook import Acr
-from bot.policy import Grant, Role
 from tests.conftest import make_config
 
 GROUPS = {"platform": ["bob", "erin"]}

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from bot.app import build_dispatcher, ship_audit
-from bot.archive import ArchiveUnavailable
-from bot.policy import Grant, Role
+from bot.core.policy import Grant, Role
+from bot.ops.archive import ArchiveUnavailable
 from tests.conftest import make_config
 
 _containers = itertools.count(1)
@@ -174,8 +174,8 @@ def verify(config, capsys, *extra):
 
 
 def container_of(config):
-    from bot.archive import container_client
-    from bot.config import load
+    from bot.core.config import load
+    from bot.ops.archive import container_client
 
     return container_client(load(config).archive)
 
@@ -203,8 +203,8 @@ def test_verify_blob_writes_nowhere_and_does_not_migrate(deployment, capsys):
     import sqlite3
     from datetime import UTC, datetime
 
-    from bot.audit import Audit
-    from bot.store import Store
+    from bot.state.audit import Audit
+    from bot.state.store import Store
 
     database = deployment.parent / "acrbot.db"
     store = Store(database)
@@ -256,7 +256,7 @@ def test_the_archive_is_verified_with_the_configured_keyed_from(deployment, caps
     import json
     import sqlite3
 
-    from bot.audit import GENESIS, entry_hash
+    from bot.state.audit import GENESIS, entry_hash
 
     [(name, content)] = blobs(deployment).items()
     prev, lines = GENESIS, []

@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from bot.audit import Audit
-from bot.store import Store
+from bot.state.audit import Audit
+from bot.state.store import Store
 
 
 def flow(bot):
@@ -92,7 +92,7 @@ def test_verify_detects_edits_and_deletions(bot, sql, problem):
 
 def test_verify_detects_a_rewritten_row_with_a_recomputed_hash(bot):
     """Recomputing one row's hash is not enough: the next row no longer links to it."""
-    from bot.audit import entry_hash
+    from bot.state.audit import entry_hash
 
     flow(bot)
     row = dict(next(bot.ctx.store.db.query("select * from audit where id = 4")))

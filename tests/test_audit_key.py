@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_dispatcher
-from bot.audit import GENESIS, entry_hash
 from bot.cli import main
-from bot.config import load
+from bot.core.config import load
+from bot.core.policy import Grant, Role
 from bot.demo import seed_registry
-from bot.policy import Grant, Role
+from bot.state.audit import GENESIS, entry_hash
 
 KEY = "k" * 32
 COLUMNS = ("id", "ts", "actor", "action", "target", "request_id", "outcome", "error")
@@ -238,7 +238,7 @@ def test_a_pinned_keyed_from_is_not_moved_by_a_rebuilt_chain(tmp_path, capsys, m
     ],
 )
 def test_keyed_from_is_checked(tmp_path, monkeypatch, extra, error):
-    from bot.errors import ConfigError
+    from bot.core.errors import ConfigError
 
     monkeypatch.setenv("ACRBOT_AUDIT_KEY", KEY)
     with pytest.raises(ConfigError, match=error):

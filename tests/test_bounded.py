@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.registry import natural_key, page_of_names
+from bot.core.registry import natural_key, page_of_names
 from handlers.registries.bounded import (
     Malformed,
     TooLarge,

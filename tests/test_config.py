@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import from_mapping, load
-from bot.errors import ConfigError
+from bot.core.config import from_mapping, load
+from bot.core.errors import ConfigError
 
 REG = {"name": "r", "type": "oci-layout", "path": "reg"}
 

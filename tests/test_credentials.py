@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.registry import AdminStatus, NewPassword
+from bot.core.registry import AdminStatus, NewPassword
 from tests.conftest import CountingRegistry
 
 
@@ -85,7 +85,7 @@ def test_rotate_with_admin_disabled_says_how_to_fix_it(admin_bot):
 
 
 def test_console_prints_the_secret_once(admin_bot):
-    from bot.render_text import render
+    from bot.core.render_text import render
 
     reply = admin_bot.say("bob", "rotate password --reason x")
     assert render(reply).count(reply.secret) == 1

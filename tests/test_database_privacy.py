@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from bot.slack import jobs
+from bot.slack import handoff
 from bot.slack.listeners import Listeners
-from bot.store import Store
+from bot.state.store import Store
 
 
 def mode(path) -> int:
@@ -63,7 +63,7 @@ class Sink:
 
     def submit(self, job):
         self.jobs.append(job)
-        return jobs.QUEUED
+        return handoff.QUEUED
 
 
 SLASH = {

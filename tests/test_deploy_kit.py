@@ -43,7 +43,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from bot import cli
-from bot.config import from_mapping, load, slack_settings
+from bot.core.config import from_mapping, load, slack_settings
 from tests.slack_support import slash_command
 
 ROOT = Path(__file__).parent.parent

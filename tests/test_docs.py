@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import COMMAND_LIST, COMMANDS
-from bot.grammar import parse
+from bot.core.commands import COMMAND_LIST, COMMANDS
+from bot.core.grammar import parse
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

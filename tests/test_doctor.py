@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from bot import cli, doctor
-from bot.config import RegistryConfig
+from bot.core.config import RegistryConfig
 from bot.demo import prepare, seed_registry
-from bot.store import SCHEMA_VERSION, Store
+from bot.state.store import SCHEMA_VERSION, Store
 from tests.test_slack_startup import closed_port
 
 CHANNEL = "C0REQUESTS"

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import from_mapping
-from bot.errors import ConfigError, UsageError
-from bot.purge_spec import parse_ago
+from bot.core.config import from_mapping
+from bot.core.errors import ConfigError, UsageError
+from bot.core.purge_spec import parse_ago
 from tests.conftest import make_config
 
 REG = {"name": "r", "type": "oci-layout", "path": "registry"}

@@ -4,11 +4,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.commands import COMMANDS
-from bot.errors import UsageError
-from bot.grammar import parse
-from bot.policy import Role
-from bot.references import ImageRef
+from bot.core.commands import COMMANDS
+from bot.core.errors import UsageError
+from bot.core.grammar import parse
+from bot.core.policy import Role
+from bot.core.references import ImageRef
 
 
 @pytest.mark.parametrize(

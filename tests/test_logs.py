@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from bot import logs, redaction
+from bot.core import redaction
+from bot.ops import logs
 from tests.test_credentials import AdminRegistry
 
 
@@ -118,7 +119,7 @@ def test_the_secrets_the_bot_holds_from_the_start_are_redacted_from_every_line(t
     import secrets as random
 
     from bot.app import build_context, register_secrets
-    from bot.config import SlackSettings, from_mapping
+    from bot.core.config import SlackSettings, from_mapping
 
     _, out = captured
     values = {name: f"{name}-{random.token_hex(8)}" for name in ("REG_PW", "AUDIT")}

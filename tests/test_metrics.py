@@ -16,10 +16,10 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import metrics, observe
+from bot.core.errors import NotFound
+from bot.core.registry import Order
 from bot.demo import seed_registry
-from bot.errors import NotFound
-from bot.registry import Order
+from bot.ops import metrics, observe
 from tests.slack_support import slash_command
 from tests.test_slack_serve import demo_env, free_port, health, worker_of
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.dispatch import CONSOLE, NOTEBOOK, SLACK, door_action, split_door
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
+from bot.core.replies import Reply
+from bot.kernel.dispatch import CONSOLE, NOTEBOOK, SLACK, door_action, split_door
 from bot.notebook import Acr, CommandFailed, Result, WaitTimeout, command_line
-from bot.replies import Reply
 from tests.conftest import make_config
 
 
@@ -261,7 +261,7 @@ def test_to_df_of_tags_on_acr_has_the_update_times_the_table_shows(
 ):
     """ACR reports when a tag last moved: the table's `updated` is the DataFrame's `updated`."""
     from bot.app import build_dispatcher
-    from bot.policy import Grant, Role
+    from bot.core.policy import Grant, Role
     from tests.conftest import make_config
 
     fake_acr.push("team/api", "1.0", "sha256:" + "a" * 64)

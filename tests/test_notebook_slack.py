@@ -13,13 +13,13 @@ from urllib.parse import urlencode
 import pytest
 
 from bot import demo
-from bot.cards import Cards
-from bot.config import load
+from bot.core.config import load
+from bot.core.policy import Grant, Role
 from bot.notebook import Acr
-from bot.policy import Grant, Role
-from bot.roles import RoleTable
 from bot.slack.blocks import APPROVE
-from bot.store import Store
+from bot.state.cards import Cards
+from bot.state.roles import RoleTable
+from bot.state.store import Store
 from tests.slack_support import post_signed
 from tests.test_slack_serve import serve_env, start_serve
 

@@ -9,9 +9,9 @@ import pytest
 
 from bot.app import build_dispatcher
 from bot.console import run_console
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
+from bot.core.policy import Grant, Role
 from bot.notebook import Acr
-from bot.policy import Grant, Role
 from tests.conftest import make_config
 
 USERS = {"alice": "UALICE", "bob": "UBOB", "alice.smith@example.com": "UALICE"}

@@ -1,8 +1,8 @@
 """The whole approval flow on a real distribution registry, configured as `type = "oci"`."""
 
 from bot.app import build_dispatcher
-from bot.config import from_mapping
-from bot.policy import Grant, Role
+from bot.core.config import from_mapping
+from bot.core.policy import Grant, Role
 
 
 def make_bot(tmp_path, clock, url, **registry):

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from bot.errors import Conflict, NotFound
-from bot.registry import Registry
+from bot.core.errors import Conflict, NotFound
+from bot.core.registry import Registry
 from handlers.registries.oci_layout import REF_NAME, OciLayoutRegistry
 
 

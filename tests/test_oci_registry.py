@@ -6,8 +6,8 @@ import json
 import httpx
 import pytest
 
-from bot.errors import NotFound, RegistryError, Unsupported
-from bot.registry import Registry
+from bot.core.errors import NotFound, RegistryError, Unsupported
+from bot.core.registry import Registry
 from handlers.registries.oci import OciRegistry
 from tests.distribution import Distribution
 

@@ -1,7 +1,7 @@
 """The shared pace: an even rate after a burst, and a pause every worker honours."""
 
-from bot.pace import Pace
-from bot.registry import Limits
+from bot.core.pace import Pace
+from bot.core.registry import Limits
 from handlers.registries.acr_pace import ReadPace
 
 

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
+from bot.core.errors import UsageError
+from bot.core.patterns import compile_user_regex
+from bot.core.purge_spec import parse_filter
 from bot.demo import CONFIG
-from bot.errors import UsageError
-from bot.patterns import compile_user_regex
-from bot.purge_spec import parse_filter
 from tests.conftest import make_config
 
 EVIL = "(a+)+$"  # catastrophic on a backtracking engine: minutes over 'a'*40 + '-'
@@ -19,8 +19,8 @@ EVIL_TAG = "a" * 40 + "-"
 CHILD = """
 import sys, time
 from bot.app import build_dispatcher
-from bot.config import load
-from bot.policy import Grant, Role
+from bot.core.config import load
+from bot.core.policy import Grant, Role
 from handlers.registries.oci_layout import OciLayoutRegistry
 
 config = load(sys.argv[1])
@@ -88,7 +88,7 @@ def test_a_broken_or_huge_regex_is_one_line_naming_re2():
 
 
 def test_a_retention_rule_with_lookaround_names_its_key(tmp_path):
-    from bot.errors import ConfigError
+    from bot.core.errors import ConfigError
 
     rule = {"name": "r", "schedule": "0 6 * * 1", "filter": "app:v(?!1)", "channel": "C012"}
     with pytest.raises(ConfigError, match=r"^retention\[0\]: `v\(\?!1\)` uses a backreference"):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.policy import Grant, Role, Scope, allows
+from bot.core.policy import Grant, Role, Scope, allows
 
 ROLES = ["none", "reader", "contributor", "owner", "oncall"]
 OK = "ok"
@@ -164,7 +164,7 @@ MATRIX = {
 
 
 def test_matrix_covers_every_command():
-    from bot.commands import COMMANDS
+    from bot.core.commands import COMMANDS
 
     assert {line.split()[0] for line in MATRIX} == set(COMMANDS)
 

@@ -3,8 +3,8 @@
 import io
 import os
 
+from bot.core.registry import DELETING, RESOLVING_TAGS
 from bot.progress_bar import ProgressBar
-from bot.registry import DELETING, RESOLVING_TAGS
 
 
 def drawn_on_a_terminal(*reports):

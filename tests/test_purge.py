@@ -16,9 +16,9 @@ import pytest
 
 from bot.app import build_dispatcher
 from bot.cli import main as acrbot
-from bot.errors import UsageError
-from bot.policy import Grant, Role
-from bot.purge_spec import parse_ago, parse_filter
+from bot.core.errors import UsageError
+from bot.core.policy import Grant, Role
+from bot.core.purge_spec import parse_ago, parse_filter
 from tests.conftest import make_config
 from tests.distribution import MANIFEST_ACCEPT
 from tests.fault_proxy import FaultProxy
@@ -407,7 +407,7 @@ def test_retention_opens_one_request_per_slot_and_never_runs_it(make_bot, clock)
 
 
 def test_a_bad_retention_rule_names_the_key(tmp_path):
-    from bot.errors import ConfigError
+    from bot.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"retention\[0\].schedule: expected a cron schedule"):
         make_config(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.purge_spec import PurgeSpec, image_order, parse_filter, select_tags
-from bot.registry import TagInfo
+from bot.core.purge_spec import PurgeSpec, image_order, parse_filter, select_tags
+from bot.core.registry import TagInfo
 from tests.test_purge import dry, oci_bot, seed  # noqa: F401 (oci_bot is a fixture)
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

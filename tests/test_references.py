@@ -1,7 +1,7 @@
 import pytest
 
-from bot.errors import UsageError
-from bot.references import ImageRef, parse_image
+from bot.core.errors import UsageError
+from bot.core.references import ImageRef, parse_image
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -4,7 +4,7 @@
 import itertools
 
 from bot.app import build_dispatcher
-from bot.policy import Grant, Role
+from bot.core.policy import Grant, Role
 from tests.conftest import make_config
 
 _names = itertools.count(1)

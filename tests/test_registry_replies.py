@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bot.app import build_dispatcher
-from bot.policy import Grant, Role
+from bot.core.policy import Grant, Role
 from tests.conftest import make_config
 from tests.distribution import MANIFEST_ACCEPT
 from tests.fault_proxy import FaultProxy
@@ -289,7 +289,7 @@ def test_layout_refuses_to_delete_when_an_index_blob_is_unreadable(registry, mak
 
 def test_layout_gc_removes_nothing_when_a_manifest_cannot_be_read(registry):
     """Before: the blobs of a manifest that did not parse counted as unused and went."""
-    from bot.errors import Conflict
+    from bot.core.errors import Conflict
 
     digest = registry.resolve("webserver/nginx", "1.24")
     blobs = registry.root / "webserver/nginx/blobs/sha256"
@@ -341,8 +341,8 @@ def test_repos_with_a_malformed_catalog_is_an_error(proxy, bot, body, why):
 
 
 def test_a_tag_list_that_breaks_off_mid_body_is_an_error():
-    from bot.errors import RegistryError
-    from bot.registry import Order
+    from bot.core.errors import RegistryError
+    from bot.core.registry import Order
     from handlers.registries.oci import OciRegistry
     from tests.huge_registry import HugeRegistry
 

@@ -197,8 +197,8 @@ def test_approve_killed_while_its_delete_is_held_sends_no_second_delete(
     crash): the next process must not send a second one while the first may still land. It
     records `done` once the registry shows the image gone (at the latest after the grace)."""
     from bot.app import build_dispatcher
-    from bot.config import load
-    from bot.requests import UNKNOWN_GRACE
+    from bot.core.config import load
+    from bot.state.recovery import UNKNOWN_GRACE
     from tests.conftest import FakeClock
 
     bot = served()
@@ -292,7 +292,7 @@ def test_a_delete_slower_than_the_timeout_is_sent_once_and_recorded_done(
     DELETEs (202, 404, 404) and recorded `failed` although the image was gone. Now: one DELETE,
     the user is told the outcome is not known yet, and the sweep after the grace period reads
     the registry and records `done`."""
-    from bot.requests import UNKNOWN_GRACE
+    from bot.state.recovery import UNKNOWN_GRACE
 
     slack = slow_delete_slack
     digest = distribution.push("rel3/app", "1.0")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bot.render_text import render, table_lines, terminal_width
-from bot.replies import Reply, Table
+from bot.core.render_text import render, table_lines, terminal_width
+from bot.core.replies import Reply, Table
 
 HELPISH = Table(
     ("usage", "what it does"),

@@ -2,7 +2,7 @@
 items: an approver sees what the purge leaves as well as what it takes (issue 17.5)."""
 
 from bot.app import build_dispatcher
-from bot.render_text import render
+from bot.core.render_text import render
 
 PURGE = "purge --filter 'testimages/*:.*' --filter 'baseimages/*:.*' --keep 1 --reason cleanup"
 SKIPPED = [

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from bot.policy import Grant, Role
-from bot.requests import State
+from bot.core.policy import Grant, Role
+from bot.core.request_types import State
 from tests.conftest import CountingRegistry
 
 REQUEST = "delete baseimages/fedora:24 --reason 'EOL since 2017'"

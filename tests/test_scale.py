@@ -4,8 +4,8 @@ into its storage: a page costs one listing and the page's lookups, never one per
 import pytest
 
 from bot.app import build_dispatcher
-from bot.policy import Grant, Role
-from bot.registry import Order
+from bot.core.policy import Grant, Role
+from bot.core.registry import Order
 from handlers.registries.oci import OciRegistry
 from tests.conftest import make_config
 from tests.distribution import Distribution

@@ -2,8 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from bot.replies import Reply, Table
-from bot.requests import DeletionRequest, State
+from bot.core.replies import Reply, Table
+from bot.core.request_types import DeletionRequest, State
 from bot.slack import blocks
 
 

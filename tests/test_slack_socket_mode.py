@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from bot.config import SlackSettings
+from bot.core.config import SlackSettings
+from bot.core.policy import Grant, Role
 from bot.demo import seed_registry
-from bot.policy import Grant, Role
 from bot.slack.service import SlackApp, socket_mode_handler
 from bot.slack.worker import SlackWorker
 from tests.conftest import SLACK_USERS, make_config

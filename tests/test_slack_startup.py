@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bot.config import SlackSettings
+from bot.core.config import SlackSettings
 from bot.slack import startup
 from bot.slack.service import SlackApp, socket_mode_handler
 from bot.slack.startup import StartupFailed

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_context
-from bot.config import SlackSettings
-from bot.errors import ConfigError
-from bot.jobqueue import JobQueue
-from bot.policy import Grant, Role
-from bot.slack import jobs
-from bot.slack.jobs import DurableSink, Job
+from bot.core.config import SlackSettings
+from bot.core.errors import ConfigError
+from bot.core.policy import Grant, Role
+from bot.slack import handoff
+from bot.slack.handoff import DurableSink, Job
 from bot.slack.worker import WorkerProcess
-from bot.store import Store
+from bot.state.jobqueue import JobQueue
+from bot.state.store import Store
 from tests.conftest import make_config
 from tests.slack_support import SlowRegistry
 
@@ -68,7 +68,7 @@ def start_worker(config, settings):
 
 def tags_job(fake_slack, name, trigger=None):
     return Job(
-        jobs.COMMAND,
+        handoff.COMMAND,
         {
             "user_id": "UCAROL",
             "channel_id": "C1",

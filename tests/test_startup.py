@@ -82,7 +82,7 @@ def test_startup_run_help_pulls_no_heavy_package(tmp_path):
 def test_startup_store_leaves_pandas_importable(tmp_path):
     """sqlite-utils is imported without pandas, but pandas still imports afterwards (to_df)."""
     code = (
-        "import bot.store, sqlite_utils.db\n"
+        "import bot.state.store, sqlite_utils.db\n"
         "assert sqlite_utils.db.pd is None\n"
         "import pandas\n"
         "assert pandas.DataFrame({'a': [1]}).shape == (1, 1)"
@@ -95,7 +95,7 @@ def test_startup_store_after_pandas_keeps_it(first, attribute):
     """A notebook that imported pandas (or numpy) first: sqlite-utils sees it, as before."""
     code = (
         f"import {first}\n"
-        "import bot.store, sqlite_utils.db\n"
+        "import bot.state.store, sqlite_utils.db\n"
         f"assert sqlite_utils.db.{attribute} is sys.modules[{first!r}]"
     )
     assert first in loaded_after(code)
@@ -119,7 +119,7 @@ url = "https://registry.example.com"
 def test_startup_run_help_builds_no_registry_client(tmp_path):
     """With acr and oci registries configured, `help` and `requests` need none of them: the
     Azure SDKs and httpx stay unimported (they cost ~0.5 s of CPU)."""
-    from bot.store import Store
+    from bot.state.store import Store
 
     config = tmp_path / "acrbot.toml"
     config.write_text(ACR_AND_OCI)
@@ -135,7 +135,7 @@ def test_startup_run_help_builds_no_registry_client(tmp_path):
 def test_startup_deferred_registry_builds_on_first_use(tmp_path):
     """`acrbot run` defers building registries; a command that needs one builds it (once)."""
     from bot.app import DeferredRegistry
-    from bot.config import load
+    from bot.core.config import load
 
     demo.prepare(tmp_path / "demo", fresh=True)
     config = load(tmp_path / "demo" / "acrbot.toml")
@@ -148,7 +148,7 @@ def test_startup_deferred_registry_builds_on_first_use(tmp_path):
 
 
 def test_startup_has_admin_table_matches_the_backends():
-    from bot.app import BACKENDS, HAS_ADMIN
+    from handlers.registries import BACKENDS, HAS_ADMIN
     from handlers.registries.acr import AcrRegistry
     from handlers.registries.oci import OciRegistry
     from handlers.registries.oci_layout import OciLayoutRegistry

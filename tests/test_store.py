@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from bot.errors import ConfigError
-from bot.store import SCHEMA_VERSION, Store
+from bot.core.errors import ConfigError
+from bot.state.store import SCHEMA_VERSION, Store
 
 
 def test_new_database_is_migrated_and_in_wal_mode(tmp_path):

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli, doctor, logs, redaction
-from bot.config import from_mapping, slack_settings
-from bot.errors import ConfigError, RegistryError
-from bot.redaction import redact_urls
+from bot import cli, doctor
+from bot.core import redaction
+from bot.core.config import from_mapping, slack_settings
+from bot.core.errors import ConfigError, RegistryError
+from bot.core.redaction import redact_urls
+from bot.ops import logs
 from handlers.registries.oci import OciRegistry
 from tests.conftest import CountingRegistry
 from tests.test_slack_startup import closed_port

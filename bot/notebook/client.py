@@ -8,7 +8,7 @@
 
 Every call is one command line handed to the Dispatcher, exactly as the console and Slack hand
 theirs: the same grammar, the same role checks, the same audit row (naming the notebook door).
-The methods only *build* command lines, from each command's own spec in bot/commands.py, so a
+The methods only *build* command lines, from each command's own spec in bot/core/commands.py, so a
 command added there (say `purge`) is a method here at once, with nothing to keep in step.
 """
 
@@ -25,18 +25,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bot import grammar
 from bot.app import build_dispatcher, ship_audit
-from bot.commands import COMMANDS, acting_user
-from bot.config import Config, default_user, load
-from bot.dispatch import NOTEBOOK, Dispatcher
-from bot.errors import ConfigError
+from bot.core import grammar
+from bot.core.commands import COMMANDS, acting_user
+from bot.core.config import Config, default_user, load
+from bot.core.errors import ConfigError
+from bot.core.redaction import REDACTOR
+from bot.core.replies import Reply
+from bot.core.request_types import DeletionRequest, State
+from bot.kernel.dispatch import NOTEBOOK, Dispatcher
 from bot.notebook.results import CommandFailed, Result, WaitTimeout
 from bot.progress_bar import ProgressBar
-from bot.redaction import REDACTOR
-from bot.replies import Reply
-from bot.requests import DeletionRequest, State
-from handlers import deletions
+from handlers.requests.reply import approval_text
 
 UNDECIDED = (State.PENDING, State.EXECUTING)
 CAPTURED_LOGGERS = ("bot", "handlers")
@@ -45,7 +45,7 @@ CAPTURED_LOGGERS = ("bot", "handlers")
 class Acr:
     """The bot for one configuration, acting as one user by default.
 
-    ``config``: a path to acrbot.toml, a loaded :class:`bot.config.Config`, or None for the
+    ``config``: a path to acrbot.toml, a loaded :class:`bot.core.config.Config`, or None for the
     usual search ($ACRBOT_CONFIG, ./acrbot.toml, the demo's). ``user``: who is asking, as a
     login name or user id; without it, the config's `[notebook] user`, then $ACRBOT_USER, then
     the login name. A `[users]` alias maps the name to the id grants name, so alice here has
@@ -251,7 +251,7 @@ def _word(value: Any) -> str:
 def outcome_text(request: DeletionRequest) -> str:
     """What happened to a decided request, in one line (as the console says it)."""
     if request.state in (State.DONE, State.FAILED, State.EXECUTING):
-        return deletions.approval_text(request)
+        return approval_text(request)
     if request.state is State.EXPIRED:
         return (
             f"Request #{request.id} expired with {len(request.approvals)} of "

@@ -13,8 +13,8 @@ from __future__ import annotations
 import html
 import re
 
-from bot.replies import Reply, Table
-from bot.requests import DeletionRequest, State
+from bot.core.replies import Reply, Table
+from bot.core.request_types import DeletionRequest, State
 
 _CODE = re.compile(r"`([^`]+)`")
 _FONT = "font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px"

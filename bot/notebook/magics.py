@@ -42,9 +42,9 @@ from traitlets import Bool, Unicode
 from traitlets.config import Config
 
 from bot.app import build_dispatcher
-from bot.config import load
-from bot.dispatch import NOTEBOOK, Dispatcher
-from bot.errors import BotError
+from bot.core.config import load
+from bot.core.errors import BotError
+from bot.kernel.dispatch import NOTEBOOK, Dispatcher
 from bot.notebook.client import Acr as Client
 from bot.notebook.html import error_line
 from bot.notebook.results import CommandFailed, Result, Results

@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from bot.errors import BotError
+from bot.core.errors import BotError
+from bot.core.render_text import render
+from bot.core.replies import Paging, Reply, Table
+from bot.core.request_types import DeletionRequest
 from bot.notebook import html as draw
-from bot.render_text import render
-from bot.replies import Paging, Reply, Table
-from bot.requests import DeletionRequest
 
 # Columns of the data that hold times, turned into timezone-aware datetimes by to_df().
 TIME_COLUMNS = ("created", "updated", "when", "expires_at", "ts")

@@ -25,11 +25,11 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot import formatting as fmt
-from bot.purge_spec import pace_text, totals_text
-from bot.render_text import table_lines
-from bot.replies import Reply
-from bot.requests import DeletionRequest, State
+from bot.core import formatting as fmt
+from bot.core.purge_spec import pace_text, totals_text
+from bot.core.render_text import table_lines
+from bot.core.replies import Reply
+from bot.core.request_types import DeletionRequest, State
 from bot.slack.paging import PageState
 
 MAX_TEXT = 3000

@@ -15,13 +15,13 @@ from urllib.error import URLError
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config, SlackSettings, slack_settings
+from bot.core.config import Config, SlackSettings, slack_settings
+from bot.core.errors import ConfigError
 from bot.doctor import Check, failed, passed, skipped
-from bot.errors import ConfigError
-from bot.outbox import Outbox
 from bot.slack import startup
 from bot.slack.manifest import SCOPES
-from bot.store import Store
+from bot.state.outbox import Outbox
+from bot.state.store import Store
 
 NEEDED_SCOPES = frozenset(SCOPES)
 REINSTALL = (

@@ -25,12 +25,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot import announce, observe
-from bot.cards import Cards
-from bot.context import Context
-from bot.dbhealth import HEALTH
-from bot.outbox import Item, Outbox
+from bot.kernel.context import Context
+from bot.ops import observe
 from bot.slack import blocks
+from bot.state import announce
+from bot.state.cards import Cards
+from bot.state.dbhealth import HEALTH
+from bot.state.outbox import Item, Outbox
 
 log = logging.getLogger(__name__)
 RESPOND = "respond"  # payload: url, message (text, blocks, response_type, replace_original)

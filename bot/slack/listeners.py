@@ -16,13 +16,13 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltResponse
 
-from bot.slack import blocks, jobs
-from bot.slack.jobs import Job, JobSink
+from bot.slack import blocks, handoff
+from bot.slack.handoff import Job, JobSink
 
 BUSY = ":hourglass: I'm busy with other commands right now; try again in a moment."
 # What a job keeps of Slack's payload: only what running it needs. A slash command also
 # carries the legacy verification token, names and ids the job has no use for, and the jobs
-# table is on disk for a day (bot/jobqueue.py drops even these when the job ends).
+# table is on disk for a day (bot/state/jobqueue.py drops even these when the job ends).
 COMMAND_FIELDS = ("user_id", "channel_id", "text", "response_url")
 EVENT_FIELDS = ("channel", "user", "text", "ts", "thread_ts")
 
@@ -40,7 +40,7 @@ AUTH_FAILING = (
     ":warning: The bot cannot act right now: Slack does not accept its token (revoked or "
     "invalid); tell the operator. Nothing was recorded."
 )
-REFUSED = {jobs.BUSY: BUSY, jobs.LOCKED: LOCKED, jobs.FULL: FULL}
+REFUSED = {handoff.BUSY: BUSY, handoff.LOCKED: LOCKED, handoff.FULL: FULL}
 
 
 class Listeners:
@@ -62,7 +62,7 @@ class Listeners:
 
     def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
         data = {k: command[k] for k in COMMAND_FIELDS if k in command}
-        status = self.sink.submit(Job(jobs.COMMAND, data, trigger_id=command.get("trigger_id")))
+        status = self.sink.submit(Job(handoff.COMMAND, data, trigger_id=command.get("trigger_id")))
         if status in REFUSED:
             ack(text=REFUSED[status])
         else:
@@ -73,7 +73,7 @@ class Listeners:
     ) -> BoltResponse | None:
         decision = f"approve {int(action['value'])}"
         status = self.sink.submit(
-            Job(jobs.DECIDE, _decision(body, decision), trigger_id=body.get("trigger_id"))
+            Job(handoff.DECIDE, _decision(body, decision), trigger_id=body.get("trigger_id"))
         )
         return _ack_click(ack, status)
 
@@ -85,7 +85,7 @@ class Listeners:
             "request": int(action["value"]),
             "channel": _channel(body),
         }
-        status = self.sink.submit(Job(jobs.OPEN_DENY, data, trigger_id=body["trigger_id"]))
+        status = self.sink.submit(Job(handoff.OPEN_DENY, data, trigger_id=body["trigger_id"]))
         return _ack_click(ack, status)
 
     def on_deny_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -97,7 +97,7 @@ class Listeners:
         where = json.loads(view["private_metadata"])
         status = self.sink.submit(
             Job(
-                jobs.DECIDE,
+                handoff.DECIDE,
                 {
                     "user": body["user"]["id"],
                     "channel": where.get("channel"),
@@ -122,12 +122,12 @@ class Listeners:
             # Only a message the clicker alone sees may be replaced by their page.
             "ephemeral": (body.get("container") or {}).get("is_ephemeral") is True,
         }
-        status = self.sink.submit(Job(jobs.PAGE, data, trigger_id=body.get("trigger_id")))
+        status = self.sink.submit(Job(handoff.PAGE, data, trigger_id=body.get("trigger_id")))
         return _ack_click(ack, status)
 
     def on_more(self, ack: Ack, body: dict[str, Any]) -> BoltResponse | None:
         data = {"response_url": body.get("response_url")}
-        status = self.sink.submit(Job(jobs.MORE, data, trigger_id=body.get("trigger_id")))
+        status = self.sink.submit(Job(handoff.MORE, data, trigger_id=body.get("trigger_id")))
         return _ack_click(ack, status)
 
     def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
@@ -137,11 +137,13 @@ class Listeners:
         if not thread or thread == event.get("ts") or event.get("bot_id"):
             return
         data = {k: event[k] for k in EVENT_FIELDS if k in event}
-        self.sink.submit(Job(jobs.THREAD_REPLY, data, event_id=body.get("event_id")))
+        self.sink.submit(Job(handoff.THREAD_REPLY, data, event_id=body.get("event_id")))
 
     def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home":
-            self.sink.submit(Job(jobs.HOME, {"user": event["user"]}, event_id=body.get("event_id")))
+            self.sink.submit(
+                Job(handoff.HOME, {"user": event["user"]}, event_id=body.get("event_id"))
+            )
 
 
 def _ack_click(ack: Ack, status: str) -> BoltResponse | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
 
 SCOPES = (
     "commands",

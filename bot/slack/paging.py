@@ -4,7 +4,7 @@ A click re-runs the listing's command from the cursor the button carries, as the
 clicked (so it is authorized like a typed command), and answers that user only: it replaces
 the message in place when that message was the clicker's own ephemeral one, and is a new
 ephemeral message otherwise. The value comes back from the client, so the worker runs it only
-if it is a listing (bot/commands.py LISTINGS). Nothing is kept in the worker's memory, so a
+if it is a listing (bot/core/commands.py LISTINGS). Nothing is kept in the worker's memory, so a
 page link survives restarts; the only limit is Slack's 2,000 characters for a button value,
 so the trail of earlier cursors behind "Previous" is trimmed from its oldest end (Previous
 then returns to the first page).
@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.replies import Paging
+from bot.core.replies import Paging
 
 MAX_VALUE = 2000  # Slack's limit for a button value
 

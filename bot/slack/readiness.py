@@ -13,9 +13,9 @@ import contextlib
 import logging
 import threading
 
-from bot.dbhealth import HEALTH, SAYS, DatabaseHealth
-from bot.outbox import Outbox
-from bot.store import Store
+from bot.state.dbhealth import HEALTH, SAYS, DatabaseHealth
+from bot.state.outbox import Outbox
+from bot.state.store import Store
 
 log = logging.getLogger(__name__)
 

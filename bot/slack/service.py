@@ -23,19 +23,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot import metrics, observe
 from bot.app import register_secrets
-from bot.config import Config, SlackSettings
-from bot.jobqueue import JobQueue
+from bot.core.config import Config, SlackSettings
+from bot.ops import metrics, observe
 from bot.slack import startup
-from bot.slack.jobs import DurableSink, JobSink
+from bot.slack.ack_watch import ObservedApp, ObservedSink
+from bot.slack.handoff import DurableSink, JobSink
 from bot.slack.listeners import AUTH_FAILING, Listeners
 from bot.slack.manifest import EVENTS_PATH
-from bot.slack.observe import ObservedApp, ObservedSink
 from bot.slack.readiness import Readiness
 from bot.slack.socket_mode import SocketModeHandler, SocketModeLink
 from bot.slack.worker import WorkerProcess, prestart
-from bot.store import Store
+from bot.state.jobqueue import JobQueue
+from bot.state.store import Store
 
 log = logging.getLogger(__name__)
 ACK_BUSY_TIMEOUT = 2.0  # seconds an ack waits for a database another process has locked

@@ -67,7 +67,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
-from bot import metrics
+from bot.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class SocketModeLink(BaseSocketModeClient):
         self.disconnect()
 
     def readings(self) -> list[metrics.Reading]:
-        """The scrape-time gauges (bot/metrics.py Exposition.add_reader)."""
+        """The scrape-time gauges (bot/ops/metrics.py Exposition.add_reader)."""
         with self._lock:
             status = self.status
             down = 0.0 if status.down_since is None else time.monotonic() - status.down_since

@@ -20,8 +20,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from bot.config import SlackSettings
-from bot.errors import ConfigError
+from bot.core.config import SlackSettings
+from bot.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

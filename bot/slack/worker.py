@@ -25,7 +25,6 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot import observe, redaction, shutdown
 from bot.app import (
     build_dispatcher,
     configure_logging,
@@ -33,14 +32,17 @@ from bot.app import (
     static_groups,
     static_members,
 )
-from bot.archive import Shipper
-from bot.config import Config, SlackSettings
-from bot.dbhealth import HEALTH, DatabaseUnavailable
-from bot.errors import BotError, ConfigError
-from bot.jobqueue import QueuedJob
+from bot.core import redaction
+from bot.core.config import Config, SlackSettings
+from bot.core.errors import BotError, ConfigError
+from bot.kernel import shutdown
+from bot.ops import observe
+from bot.ops.archive import Shipper
 from bot.slack.groups import SlackGroups, is_usergroup
-from bot.slack.jobs import DurableSink, Job
-from bot.slack.work import SlackWork
+from bot.slack.handoff import DurableSink, Job
+from bot.slack.perform import SlackWork
+from bot.state.dbhealth import HEALTH, DatabaseUnavailable
+from bot.state.jobqueue import QueuedJob
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class SlackWorker:
     """The core, a WebClient, a thread pool sized for slow registry calls, the job loop, the
     outbox delivery and the sweeps.
 
-    Jobs come from the durable queue (bot/jobqueue.py): ``submit`` (in-process use) records a
+    Jobs come from the durable queue (bot/state/jobqueue.py): ``submit`` (in-process use) records a
     job and wakes the loop; in a worker process the acking process records it and rings.
     """
 
@@ -181,7 +183,7 @@ class SlackWorker:
 
     def next_sweep_in(self) -> float:
         """Seconds until the next sweep: the interval, or sooner when a request whose DELETE
-        went unanswered comes to the end of its grace period (bot/requests.py UNKNOWN_GRACE).
+        went unanswered comes to the end of its grace period (bot/state/requests.py UNKNOWN_GRACE).
 
         Its user was told the outcome follows "within a minute": with only the periodic
         sweep it came up to a whole interval after the grace (45 s + 60 s).

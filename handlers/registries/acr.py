@@ -41,7 +41,7 @@ from azure.mgmt.containerregistry.models import (
     RegistryUpdateParameters,
 )
 
-from bot.errors import (
+from bot.core.errors import (
     Conflict,
     NotFound,
     OutcomeUnknown,
@@ -49,10 +49,9 @@ from bot.errors import (
     Unsupported,
     UserError,
 )
-from bot.facts import DigestFacts, FactCache, MemoryFacts
-from bot.redaction import REDACTOR
-from bot.references import DIGEST_RE
-from bot.registry import (
+from bot.core.redaction import REDACTOR
+from bot.core.references import DIGEST_RE
+from bot.core.registry import (
     AdminStatus,
     ImageInfo,
     Limits,
@@ -65,6 +64,7 @@ from bot.registry import (
     natural_key,
     no_progress,
 )
+from bot.state.facts import DigestFacts, FactCache, MemoryFacts
 from handlers.registries.acr_pace import ReadPace, ReadPacePolicy
 from handlers.registries.acr_tokens import TokenCache, TokenPolicies
 

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
-from bot.pace import Pace
-from bot.registry import Limits
+from bot.core.pace import Pace
+from bot.core.registry import Limits
 
 BURST_SECONDS = 5.0  # reads at the pace's rate a command may make at once
 READS = frozenset({"GET", "HEAD"})

@@ -26,7 +26,7 @@ from typing import Any
 
 import ijson
 
-from bot.registry import natural_key
+from bot.core.registry import natural_key
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution refuses to store a bigger manifest
 MAX_JSON_BYTES = 4 * 1024 * 1024  # a config blob or a referrers index
@@ -157,7 +157,7 @@ def glob_matcher(pattern: str | None) -> Callable[[str], object] | None:
 def page_of_stream(
     names: Iterable[str], *, page_size: int, after: str | None, pattern: str | None
 ) -> tuple[list[str], int, str | None]:
-    """What bot.registry.page_of_names returns for the same names, from a stream: the first
+    """What bot.core.registry.page_of_names returns for the same names, from a stream: the first
     ``page_size`` names in natural order after ``after`` that match the glob ``pattern``, how
     many match in all, and the cursor of the next page. Holds ``page_size + 1`` names, not
     the listing (heapq.nsmallest keeps a bounded heap)."""

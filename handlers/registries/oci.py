@@ -27,11 +27,10 @@ from urllib.parse import quote
 import httpx
 import urllib3
 
-from bot.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
-from bot.facts import DigestFacts, FactCache, MemoryFacts
-from bot.redaction import has_userinfo, redact_urls
-from bot.references import DIGEST_RE
-from bot.registry import (
+from bot.core.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.core.redaction import has_userinfo, redact_urls
+from bot.core.references import DIGEST_RE
+from bot.core.registry import (
     RESOLVING_TAGS,
     ImageInfo,
     NoAdminUser,
@@ -44,6 +43,7 @@ from bot.registry import (
     no_progress,
     page_of,
 )
+from bot.state.facts import DigestFacts, FactCache, MemoryFacts
 from handlers.registries.auth import RegistryAuth
 from handlers.registries.bounded import (
     MAX_ERROR_BYTES,

@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.errors import Conflict, NotFound, UsageError
-from bot.references import DIGEST_RE, REPOSITORY_RE, shorten
-from bot.registry import (
+from bot.core.errors import Conflict, NotFound, UsageError
+from bot.core.references import DIGEST_RE, REPOSITORY_RE, shorten
+from bot.core.registry import (
     ImageInfo,
     ManifestInfo,
     NoAdminUser,
