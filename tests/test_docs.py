@@ -39,7 +39,9 @@ def test_readme_fits_on_a_few_screens():
 @pytest.mark.parametrize("page", ["README.md", "docs/commands.md"])
 def test_every_command_has_a_row(spec, page):
     text = README if page == "README.md" else COMMANDS_PAGE
-    assert re.search(rf"^\| `{spec.name}[ `]", text, re.MULTILINE), f"{spec.name} in {page}"
+    # docs/ writes a usage with `|` as <code>…&#124;…</code> (see the note in commands.md)
+    row = rf"^\| (`{spec.name}[ `]|<code>{spec.name}[ <])"
+    assert re.search(row, text, re.MULTILINE), f"{spec.name} in {page}"
 
 
 @pytest.mark.parametrize("spec", COMMAND_LIST, ids=lambda s: s.name)
