@@ -25,7 +25,7 @@ LOCK_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= CUSTOM_COM
 COMPILE := $(LOCK_ENV) $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: demo notebook test lint format clean lock
+.PHONY: demo notebook test lint format clean lock docs
 
 # The lock first (pinned and hashed: --require-hashes refuses anything else), then the
 # project itself, editable, without touching the dependencies (--no-deps) and with the locked
@@ -66,6 +66,9 @@ $(SERVICES): tests/install-services.sh
 test: $(STAMP) $(SERVICES)  ## run the whole test suite
 	$(BIN)/pytest
 
+docs: $(STAMP)  ## build the docs site (docs/, mkdocs.yml) into site/, strict: a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -75,4 +78,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .acrbot-demo examples/.acrbot-notebook-demo .pytest_cache .cache
+	rm -rf $(VENV) site .acrbot-demo examples/.acrbot-notebook-demo .pytest_cache .cache

@@ -2,7 +2,7 @@
 proxy, a burst of signed commands (lookups, deletions, approvals by other users, grants,
 replays), SIGKILLs of its worker and of the whole service, Slack answering 429/500 and the
 registry slow or failing; then the counts of every promise (tests/chaos.py says what each
-means). The README's reliability section quotes them. Exit status 1 if a promise broke.
+means). docs/benchmarks.md quotes them. Exit status 1 if a promise broke.
 
     .venv/bin/python bench/chaos.py [--duration 120] [--seed 1] [--delete-faults]
     .venv/bin/python bench/chaos.py --socket-mode [--duration 120] [--seed 1]

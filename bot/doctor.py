@@ -92,7 +92,7 @@ def config_checks(path: str | Path | None) -> tuple[list[Check], Config | None]:
         fix = (
             "pass --config FILE, or set ACRBOT_CONFIG"
             if where is None
-            else f"edit {where}: the message names the key (README: Configuration)"
+            else f"edit {where}: the message names the key (docs/configuration.md)"
         )
         return [failed("config", str(exc), fix)], None
     registries = ", ".join(f"{r.name} ({r.type})" for r in config.registries)

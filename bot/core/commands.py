@@ -1,7 +1,7 @@
 """Every command of the grammar: its arguments, help text, example and the role it needs.
 
-This table is the single source for parsing, `help`, the README command list (a test keeps
-them in step) and the permission checks made by the dispatcher.
+This table is the single source for parsing, `help`, the command lists of the README and
+docs/commands.md (a test keeps them in step) and the permission checks made by the dispatcher.
 """
 
 from __future__ import annotations
