@@ -35,9 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.chaos import Chaos, ChaosOptions
-from tests.distribution import Distribution
-from tests.fake_slack import FakeSlack
+from tests.support.chaos import Chaos, ChaosOptions
+from tests.support.distribution import Distribution
+from tests.support.fake_slack import FakeSlack
 
 
 def main() -> int:
@@ -98,7 +98,7 @@ def main() -> int:
 
 
 def socket_mode(args: argparse.Namespace) -> int:
-    from tests.chaos_socket import SocketChaos, SocketChaosOptions
+    from tests.support.chaos_socket import SocketChaos, SocketChaosOptions
 
     options = SocketChaosOptions(duration=args.duration, seed=args.seed)
     options.settle = args.settle if args.settle is not None else options.settle

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from handlers.registries.bounded import MAX_SCANNED_TAGS  # noqa: E402
-from tests.huge_registry import HugeRegistry, prepare, run  # noqa: E402
+from tests.support.huge_registry import HugeRegistry, prepare, run  # noqa: E402
 
 DEPLOY_LIMIT_MIB = 256  # deploy/: the memory the container requests (issue 18's budget)
 
