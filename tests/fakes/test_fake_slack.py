@@ -342,6 +342,7 @@ def test_response_url_replacing_a_channel_message_keeps_it_in_the_channel(fake):
     ]
 
 
+@pytest.mark.slow  # waits out Retry-After
 def test_response_url_rate_limit_is_retried_by_slack_sdk(fake):
     fake.fail_response_url("busy", status=429, retry_after=1)
     hook = WebhookClient(
@@ -368,6 +369,7 @@ def test_response_url_server_errors(fake):
 # -- faults and rate limits ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out Retry-After
 def test_rate_limit_is_retried_by_slack_sdk(fake):
     fake.fail("chat.postMessage", status=429, retry_after=1)
     client = WebClient(

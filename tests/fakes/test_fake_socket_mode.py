@@ -44,6 +44,7 @@ def test_fake_socket_mode_ticket_works_once(server):
     assert [why for _, why in server.refused] == ["ticket already used", "unknown ticket"]
 
 
+@pytest.mark.slow  # waits out the ping timeout
 def test_fake_socket_mode_pings_and_drops_a_client_that_never_answers(server):
     with connect(server.issue_url()) as client:  # websockets answers pings while reading
         hello(client)

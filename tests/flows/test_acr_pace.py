@@ -72,6 +72,7 @@ def test_an_unreadable_sku_paces_at_the_lowest_tier_and_says_so(make_bot, fake_a
     )
 
 
+@pytest.mark.slow  # runs at the tier's real pace
 def test_the_purge_runs_at_the_tier_pace(make_bot, fake_acr):
     fake_acr.state.sku = "Premium"  # 30 deletions a second
     bot = make_bot()

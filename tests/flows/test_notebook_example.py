@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "registry-cleanup.ipynb"
 
+# The whole notebook, executed once on a real Jupyter kernel (seconds).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory, request):

@@ -288,6 +288,7 @@ def test_socket_mode_chaos_every_envelope_acked_every_command_answered_once(
     assert counts.refreshes["refresh_requested"] >= 1
 
 
+@pytest.mark.slow  # waits for the link to notice
 def test_socket_mode_app_token_revoked_while_running_stops_with_one_line(link, fake_slack_module):
     ws, _, stopped = link
     fake_slack_module.errors["apps.connections.open"] = "token_revoked"
