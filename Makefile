@@ -13,7 +13,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 SERVICES := .cache/services-stamp
 # setuptools ends every editable install with an "Editable installation" note (folders named
 # like a package may shadow it): information, and the only warning left once pyproject.toml
-# stopped using deprecated keys. Only that note is silenced (tests/test_packaging.py).
+# stopped using deprecated keys. Only that note is silenced (tests/unit/test_packaging.py).
 QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning"
 LOCK := requirements/test.txt requirements/runtime.txt
 LOCK_VENV := .cache/lock-venv

@@ -1,7 +1,7 @@
 """Chaos for as long as you like: a real `acrbot serve` on docker-registry behind the fault
 proxy, a burst of signed commands (lookups, deletions, approvals by other users, grants,
 replays), SIGKILLs of its worker and of the whole service, Slack answering 429/500 and the
-registry slow or failing; then the counts of every promise (tests/chaos.py says what each
+registry slow or failing; then the counts of every promise (tests/support/chaos.py says what each
 means). The README's reliability section quotes them. Exit status 1 if a promise broke.
 
     .venv/bin/python bench/chaos.py [--duration 120] [--seed 1] [--delete-faults]
@@ -15,9 +15,9 @@ the bot then waits its 45 s grace period before it reads the registry again, so 
 
 --socket-mode runs `acrbot serve` in Socket Mode instead, against the strict fake Socket Mode
 server, with a stream of slash commands while Slack recycles the connection every 0.5–3 s
-(refresh_requested, warning, too_many_websockets, dropped); tests/chaos_socket.py says what it
-counts: every envelope acked within 3 s, every command answered once, no gap over 1 s after a
-refresh.
+(refresh_requested, warning, too_many_websockets, dropped); tests/support/chaos_socket.py says
+what it counts: every envelope acked within 3 s, every command answered once, no gap over 1 s
+after a refresh.
 
 --db-locks takes the database's write lock from another process for 5 s every 12–20 s (acks
 must still come within 3 s: "busy, try again", nothing recorded); --token-revoked makes Slack

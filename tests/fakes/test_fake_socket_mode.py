@@ -1,4 +1,4 @@
-"""The fake Socket Mode server refuses what Slack refuses (tests/fake_socket_mode.py)."""
+"""The fake Socket Mode server refuses what Slack refuses (tests/support/fake_socket_mode.py)."""
 
 import contextlib
 import json

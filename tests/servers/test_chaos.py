@@ -1,5 +1,5 @@
 """The chaos test: a real `acrbot serve` under a burst of commands, SIGKILLs and failing Slack
-and registry calls (tests/chaos.py); every promise of issue 10 is counted afterwards.
+and registry calls (tests/support/chaos.py); every promise of issue 10 is counted afterwards.
 
 About a minute. bench/chaos.py runs it longer, with faults inside the DELETE itself.
 """

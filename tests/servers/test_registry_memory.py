@@ -1,7 +1,7 @@
 """Issue 18, item 5 (registry side): a huge tag listing does not take the worker's memory.
 
 The bot runs as an `acrbot run` process (the worker's dispatcher, handlers and backend) against
-tests/huge_registry.py, which streams a tags/list of a million tags (11 MB; bench/
+tests/support/huge_registry.py, which streams a tags/list of a million tags (11 MB; bench/
 registry_memory.py measures 5 million). Before: every name was held, then sorted with a key
 each (5 million: 1,377 MiB peak, the deploy limit is 256 Mi). The paths that must resolve every
 tag stop at the documented cap with a clear error instead of a HEAD per tag.

@@ -344,7 +344,7 @@ def test_twenty_commands_in_flight_when_the_worker_dies_are_answered_once_and_au
 ):
     """Finding 4: 20 commands in flight, worker SIGKILLed: none was ever answered, none left an
     audit row. Now each is run again by the next worker: 20 answers, once each, 20 rows.
-    (tests/test_slack_worker.py has the same on a WorkerProcess.)"""
+    (tests/flows/test_slack_worker.py has the same on a WorkerProcess.)"""
     distribution.push("rel4/app", "1.0")
     bot = served().start()
     proxy.delay("GET", 1.0, path=r"/tags/list", times=20)  # slow: all 20 still running
@@ -518,7 +518,7 @@ def test_a_slow_registry_says_it_is_still_working_then_answers(make_slack, proxy
 
 
 # The third part of finding 7, the audit row of a `grant` naming who got which role where, is
-# tests/test_audit.py::test_grant_and_revoke_rows_name_who_which_role_and_where.
+# tests/unit/test_audit.py::test_grant_and_revoke_rows_name_who_which_role_and_where.
 
 
 # -- 8. two approved requests for one image ----------------------------------------------------

@@ -2,7 +2,7 @@
 service are SIGKILLed at random moments, the fake Slack answers 429/500, and the registry
 behind the fault proxy is slow or fails; then it counts what the issue promises.
 
-Used by tests/test_chaos.py (about a minute) and bench/chaos.py (as long as you like):
+Used by tests/servers/test_chaos.py (about a minute) and bench/chaos.py (as long as you like):
 
     counts = Chaos(root, fake, distribution, ChaosOptions(duration=30, seed=7)).run()
     counts.problems()  # [] when every promise held

@@ -3,7 +3,7 @@ server, a stream of slash commands as envelopes while Slack recycles the connect
 moments (`refresh_requested`, `warning`, `too_many_websockets`, and connections dropped
 without a word); then it counts what issue 28 promises.
 
-Used by tests/test_slack_socket_mode.py (a short run) and `bench/chaos.py --socket-mode`:
+Used by tests/flows/test_slack_socket_mode.py (a short run) and `bench/chaos.py --socket-mode`:
 
     counts = SocketChaos(root, fake, SocketChaosOptions(duration=30, seed=7)).run()
     counts.problems()  # [] when every promise held

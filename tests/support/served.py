@@ -9,9 +9,9 @@ SIGKILL of its worker or of the whole service, then a restart on the same databa
     bot.kill()                                                # the service and its worker
     bot.start()
 
-Used by tests/test_reliability.py, tests/test_chaos.py and bench/chaos.py. The service runs in
-a session of its own, so `kill()` takes its worker down with it (a pod killed, an OOM kill), and
-its output goes to ``serve.log`` in the root (read it when a test fails).
+Used by tests/servers/test_reliability.py, tests/servers/test_chaos.py and bench/chaos.py. The
+service runs in a session of its own, so `kill()` takes its worker down with it (a pod killed,
+an OOM kill), and its output goes to ``serve.log`` in the root (read it when a test fails).
 """
 
 from __future__ import annotations
