@@ -356,6 +356,7 @@ def test_throttle_answers_429_with_retry_after(fake_acr, client):
     assert fake_acr.count("DELETE", status=202) == 1
 
 
+@pytest.mark.slow  # waits out Retry-After
 def test_the_sdk_honours_retry_after(fake_acr, make_client):
     fake_acr.push("app", "v1", D["1"])
     client = make_client(retry_total=3)

@@ -398,6 +398,7 @@ def test_rate_limit_without_a_retry_handler(fake, client):
     assert fake.attempts("chat.update") == 3
 
 
+@pytest.mark.slow  # waits out the SDK's back-off
 def test_server_errors_are_html_and_retried_by_slack_sdk(fake):
     fake.fail("auth.test", status=500)
     fake.fail("auth.test", status=503, body="")

@@ -100,6 +100,7 @@ def test_a_429_carries_its_retry_after_as_data(acr, fake_acr):
     assert _seconds("soon") is None
 
 
+@pytest.mark.slow  # runs at the tier's real pace
 def test_reads_are_paced_at_read_rate_after_a_burst(fake_acr, make_acr):
     fake_acr.push("ci/app", "1", D[1])
     acr = make_acr(read_rate=10)  # a burst of 50 reads, then 10 a second

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs `acrbot` as a real process or two (~0.6 s of CPU each): left out of
+# `make test-fast`, run by `make test`.
+pytestmark = pytest.mark.slow
+
 DEMO_SCRIPT = """\
 repos --filter 'baseimages/*'
 delete baseimages/fedora:24 --reason "EOL since 2017"

@@ -3,6 +3,8 @@
 import json
 import time
 
+import pytest
+
 from tests.support.fixtures import CountingRegistry
 from tests.support.slack_support import buttons, card_of, card_ts
 
@@ -345,6 +347,7 @@ class _SlowScan:
         return self.inner.list_tags(repository, progress=progress, **kw)
 
 
+@pytest.mark.slow  # waits for the still-working note
 def test_a_slow_command_says_it_is_still_working_then_replaces_the_note(make_slack, registry):
     slack = make_slack(backend=_SlowScan(registry, 0.8))
     slack.work.still_working_after = 0.2

@@ -19,6 +19,9 @@ from bot.store import Store
 from tests.support.fixtures import make_config
 from tests.support.slack_support import SlowRegistry
 
+# Worker processes started, killed and restarted (seconds): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def config(tmp_path, registry):
