@@ -13,7 +13,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 SERVICES := .cache/services-stamp
 # setuptools ends every editable install with an "Editable installation" note (folders named
 # like a package may shadow it): information, and the only warning left once pyproject.toml
-# stopped using deprecated keys. Only that note is silenced (tests/test_packaging.py).
+# stopped using deprecated keys. Only that note is silenced (tests/unit/test_packaging.py).
 QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning"
 LOCK := requirements/test.txt requirements/runtime.txt
 LOCK_VENV := .cache/lock-venv
@@ -25,7 +25,7 @@ LOCK_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= CUSTOM_COM
 COMPILE := $(LOCK_ENV) $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: demo notebook test lint format clean lock docs
+.PHONY: help demo notebook test test-fast lint format clean lock docs
 
 # The lock first (pinned and hashed: --require-hashes refuses anything else), then the
 # project itself, editable, without touching the dependencies (--no-deps) and with the locked
@@ -48,6 +48,9 @@ lock:  ## re-pin requirements/*.txt (hashes included) from pyproject.toml and re
 	$(COMPILE) $(LOCK_FLAGS) --constraint requirements/test.txt -o requirements/runtime.txt \
 		pyproject.toml requirements/build.in
 
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 18
+
 demo: $(STAMP)  ## seed the offline demo registry and open the console as alice
 	$(BIN)/acrbot demo
 
@@ -68,6 +71,12 @@ test: $(STAMP) $(SERVICES)  ## run the whole test suite
 
 docs: $(STAMP)  ## build the docs site (docs/, mkdocs.yml) into site/, strict: a broken link fails
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The edit-test loop: every test that starts no server process (tests/servers/ and the tests
+# using docker-registry or Azurite are marked `server`, see tests/conftest.py) and is not
+# marked `slow`; no docker-registry or Azurite needed. `make test` runs all of them.
+test-fast: $(STAMP)  ## run the tests that need no server process (< 60 s on 2 cores)
+	$(BIN)/pytest -m "not server and not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .

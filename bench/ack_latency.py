@@ -43,9 +43,9 @@ from bot.slack.service import HttpServer, SlackApp, run_in_thread, socket_mode_h
 from bot.slack.worker import SlackWorker, WorkerProcess
 from bot.state.jobqueue import JobQueue
 from bot.state.store import Store
-from tests.fake_slack import FakeSlack
-from tests.fake_socket_mode import FakeSocketMode
-from tests.slack_support import SlowRegistry
+from tests.support.fake_slack import FakeSlack
+from tests.support.fake_socket_mode import FakeSocketMode
+from tests.support.slack_support import SlowRegistry
 
 SECRET = "bench-secret"
 
@@ -206,7 +206,7 @@ REGISTRY_BURST = "tags loadtest/manytags --registry dist"
 def bench_http_registry(n: int, delay: float, fake: FakeSlack) -> dict[str, float]:
     """`acrbot serve` (HTTP, worker process) on a real docker-registry whose repository has
     2,000 tags: the burst's acks, and when the last of the n answers arrived."""
-    from tests.distribution import Distribution
+    from tests.support.distribution import Distribution
 
     with tempfile.TemporaryDirectory() as tmp:
         registry = Distribution(Path(tmp) / "registry", in_memory=True).start()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot.app import build_dispatcher
 from bot.core.config import from_mapping
 from bot.core.policy import Grant, Role
-from tests.fake_acr import FakeAcr
+from tests.support.fake_acr import FakeAcr
 
 KINDS = ("exchange", "token", "challenge", "data")
 

@@ -1,8 +1,8 @@
 """Chaos for as long as you like: a real `acrbot serve` on docker-registry behind the fault
 proxy, a burst of signed commands (lookups, deletions, approvals by other users, grants,
 replays), SIGKILLs of its worker and of the whole service, Slack answering 429/500 and the
-registry slow or failing; then the counts of every promise (tests/chaos.py says what each
-means). docs/benchmarks.md quotes them. Exit status 1 if a promise broke.
+registry slow or failing; then the counts of every promise (tests/support/chaos.py says what
+each means). docs/benchmarks.md quotes them. Exit status 1 if a promise broke.
 
     .venv/bin/python bench/chaos.py [--duration 120] [--seed 1] [--delete-faults]
     .venv/bin/python bench/chaos.py --socket-mode [--duration 120] [--seed 1]
@@ -15,9 +15,9 @@ the bot then waits its 45 s grace period before it reads the registry again, so 
 
 --socket-mode runs `acrbot serve` in Socket Mode instead, against the strict fake Socket Mode
 server, with a stream of slash commands while Slack recycles the connection every 0.5–3 s
-(refresh_requested, warning, too_many_websockets, dropped); tests/chaos_socket.py says what it
-counts: every envelope acked within 3 s, every command answered once, no gap over 1 s after a
-refresh.
+(refresh_requested, warning, too_many_websockets, dropped); tests/support/chaos_socket.py says
+what it counts: every envelope acked within 3 s, every command answered once, no gap over 1 s
+after a refresh.
 
 --db-locks takes the database's write lock from another process for 5 s every 12–20 s (acks
 must still come within 3 s: "busy, try again", nothing recorded); --token-revoked makes Slack
@@ -35,9 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.chaos import Chaos, ChaosOptions
-from tests.distribution import Distribution
-from tests.fake_slack import FakeSlack
+from tests.support.chaos import Chaos, ChaosOptions
+from tests.support.distribution import Distribution
+from tests.support.fake_slack import FakeSlack
 
 
 def main() -> int:
@@ -98,7 +98,7 @@ def main() -> int:
 
 
 def socket_mode(args: argparse.Namespace) -> int:
-    from tests.chaos_socket import SocketChaos, SocketChaosOptions
+    from tests.support.chaos_socket import SocketChaos, SocketChaosOptions
 
     options = SocketChaosOptions(duration=args.duration, seed=args.seed)
     options.settle = args.settle if args.settle is not None else options.settle

@@ -30,7 +30,7 @@ import httpx
 from bot.app import build_dispatcher
 from bot.core.config import from_mapping
 from bot.core.policy import Grant, Role
-from tests.distribution import MANIFEST_ACCEPT, Distribution
+from tests.support.distribution import MANIFEST_ACCEPT, Distribution
 
 
 def seed(registry: Distribution, repo: str, n: int) -> list[tuple[str, str]]:
@@ -97,7 +97,7 @@ def time_bot(tmp: Path, url: str, repo: str, n: int, concurrency: int) -> tuple[
 
 def acr_burst(concurrency: int) -> str:
     """The ACR path with a burst of 429s on DELETE: the purge must finish with no failure."""
-    from tests.fake_acr import FakeAcr
+    from tests.support.fake_acr import FakeAcr
 
     fake = FakeAcr().start()
     try:

@@ -1,7 +1,7 @@
 """Peak memory of the bot listing a 5-million-tag repository, against a 10-tag one, in one run.
 
-Starts tests/huge_registry.py (a distribution-API stand-in that streams a generated tags/list,
-59 MB for 5 million tags, every tag one small image), then runs the bot's commands as
+Starts tests/support/huge_registry.py (a distribution-API stand-in that streams a generated
+tags/list, 59 MB for 5 million tags, every tag one small image), then runs the bot's commands as
 `acrbot run` processes (the same dispatcher, handlers and backend as the `serve` worker) and
 reads each process's peak RSS and CPU time from the kernel (os.wait4):
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from handlers.registries.bounded import MAX_SCANNED_TAGS  # noqa: E402
-from tests.huge_registry import HugeRegistry, prepare, run  # noqa: E402
+from tests.support.huge_registry import HugeRegistry, prepare, run  # noqa: E402
 
 DEPLOY_LIMIT_MIB = 256  # deploy/: the memory the container requests (issue 18's budget)
 

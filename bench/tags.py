@@ -41,8 +41,8 @@ from bot.slack.service import HttpServer, SlackApp, run_in_thread
 from bot.slack.worker import WorkerProcess
 from bot.state.jobqueue import JobQueue
 from bot.state.store import Store
-from tests.distribution import MANIFEST_ACCEPT, Distribution
-from tests.fake_slack import FakeSlack
+from tests.support.distribution import MANIFEST_ACCEPT, Distribution
+from tests.support.fake_slack import FakeSlack
 
 SECRET = "bench-secret"
 REPO, SMALL = "loadtest/manytags", "loadtest/some"
@@ -163,7 +163,7 @@ def acr_requests(tags: int) -> tuple[int, int]:
     """Requests the `acr` backend makes for one page of tags (cold, then warm) on a fake ACR
     repository of ``tags`` tags."""
     from bot.core.registry import Order
-    from tests.fake_acr import FakeAcr
+    from tests.support.fake_acr import FakeAcr
 
     fake = FakeAcr().start()
     try:

@@ -1,0 +1,335 @@
+"""Fixtures that make tests read like a chat: `bot.say("alice", "tags baseimages/fedora")`.
+
+Everything is real: a SQLite file, an OCI image layout on disk seeded like the demo. Loaded for
+every test by tests/conftest.py (`pytest_plugins`); the objects the fixtures build (ChatBot,
+make_config, the registry fakes) are imported from here by tests that build their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import build_dispatcher
+from bot.core.config import Config, from_mapping
+from bot.core.errors import ConfigError
+from bot.core.policy import Grant, Role
+from bot.core.registry import AdminStatus, NewPassword
+from bot.core.render_text import render
+from bot.core.replies import Reply
+from bot.demo import USERS, seed_registry
+from bot.kernel.dispatch import Dispatcher
+from bot.state.store import Store
+from handlers.registries.oci_layout import OciLayoutRegistry
+
+
+class FakeClock:
+    """A clock the test moves by hand, so expiry is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class CountingRegistry:
+    """The real layout registry, counting destructive calls (a Protocol fake, no patching)."""
+
+    def __init__(self, inner: OciLayoutRegistry, *, can_untag: bool = True) -> None:
+        self.inner = inner
+        self.name, self.kind, self.login_server = inner.name, inner.kind, inner.login_server
+        self.can_untag = can_untag
+        self.deletions: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def untag(self, repository: str, tag: str) -> None:
+        self.deletions.append((repository, tag))
+        self.inner.untag(repository, tag)
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        self.deletions.append((repository, digest))
+        self.inner.delete_manifest(repository, digest)
+
+
+class AdminRegistry(CountingRegistry):
+    """The demo layout plus an admin user with two passwords, as ACR has."""
+
+    def __init__(self, inner: OciLayoutRegistry) -> None:
+        super().__init__(inner)
+        self.status = AdminStatus(enabled=True, username="demo")
+        self.passwords = {"password": "old-1", "password2": "old-2"}
+
+    def admin_status(self):
+        return self.status
+
+    def set_admin(self, *, enabled):
+        self.status = replace(self.status, enabled=enabled)
+        return self.status
+
+    def regenerate_password(self, which):
+        self.passwords[which] = "pw-" + secrets.token_urlsafe(24)
+        return NewPassword(name=which, username="demo", value=self.passwords[which])
+
+
+class ChatBot:
+    def __init__(self, dispatcher: Dispatcher, registry: OciLayoutRegistry) -> None:
+        self.dispatcher = dispatcher
+        self.ctx = dispatcher.ctx
+        self.registry = registry
+
+    def say(self, user: str, text: str) -> Reply:
+        return self.dispatcher.handle(text, user=user)
+
+    def text(self, user: str, text: str) -> str:
+        return render(self.say(user, text))
+
+    def grant(self, user: str, role: str, **scope: str) -> None:
+        self.ctx.roles.grant(
+            Grant(principal=user, role=Role(role), **scope), by="test", at=self.ctx.clock()
+        )
+
+
+def make_config(tmp_path: Path, *, environ: dict[str, str] | None = None, **extra: Any) -> Config:
+    data: dict[str, Any] = {
+        "database": "acrbot.db",
+        "registry": [
+            {
+                "name": "demo",
+                "type": "oci-layout",
+                "path": "registry",
+                "login_server": "demo.registry.local",
+            }
+        ],
+    }
+    data.update(extra)
+    config = from_mapping(data, base=tmp_path, environ=environ or {})
+    with contextlib.suppress(ConfigError):  # a test of a bad database path sees the error later
+        Store(config.database, create=True).close()  # as `acrbot init` would
+    return config
+
+
+# Digests enough for any test: D[0] … D[99].
+D = [f"sha256:{i:064x}" for i in range(100)]
+
+
+def acr_config(tmp_path: Path, fake_acr: Any, **options: Any) -> Config:
+    """A config whose one registry is the fake ACR (`prod`), with ``options`` on it."""
+    return make_config(
+        tmp_path,
+        registry=[
+            {
+                "name": "prod",
+                "type": "acr",
+                "login_server": fake_acr.login_server,
+                "subscription_id": fake_acr.subscription,
+                "resource_group": fake_acr.resource_group,
+                **options,
+            }
+        ],
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> OciLayoutRegistry:
+    return seed_registry(tmp_path / "registry")
+
+
+@pytest.fixture
+def make_bot(
+    tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry
+) -> Callable[..., ChatBot]:
+    """Build a bot with the demo's users and roles; keyword arguments go into the config."""
+
+    def make(*, users: dict[str, str] | None = None, backend: Any = None, **config: Any) -> ChatBot:
+        dispatcher = build_dispatcher(
+            make_config(tmp_path, **config), clock=clock, registries=[backend or registry]
+        )
+        bot = ChatBot(dispatcher, backend or registry)
+        for user, role in (users if users is not None else USERS).items():
+            bot.grant(user, role)
+        return bot
+
+    return make
+
+
+@pytest.fixture
+def bot(make_bot: Callable[..., ChatBot]) -> ChatBot:
+    return make_bot()
+
+
+@pytest.fixture
+def fake_slack():
+    from tests.support.fake_slack import FakeSlack
+
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+    # Real Slack would have refused these payloads (invalid_blocks, msg_too_long…): a flow
+    # test passes only if everything it made the bot send would have been accepted.
+    fake.assert_nothing_rejected()
+
+
+@pytest.fixture
+def make_slack(tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fake_slack):
+    """Start the real Bolt app on uvicorn (127.0.0.1, free port) against the fake Web API,
+    with its worker in this process (so tests can share the clock and registry)."""
+    from bot.core.config import SlackSettings
+    from bot.slack.service import SlackApp
+    from bot.slack.worker import SlackWorker
+    from tests.support.slack_support import SECRET, SlackHarness
+
+    started = []
+
+    def make(*, users: dict[str, str] | None = None, backend: Any = None, **config: Any):
+        settings = SlackSettings(
+            bot_token="xoxb-test", signing_secret=SECRET, api_url=fake_slack.api_url
+        )
+        worker = SlackWorker(
+            make_config(tmp_path, **config),
+            settings,
+            workers=8,
+            clock=clock,
+            registries=[backend or registry],
+        )
+        harness = SlackHarness(fake_slack, SlackApp(settings, worker), worker).start()
+        started.append(harness)
+        for user, role in (users if users is not None else SLACK_USERS).items():
+            harness.grant(user, role)
+        return harness
+
+    yield make
+    for harness in started:
+        harness.stop()
+
+
+# Slack user ids for the demo's people.
+SLACK_USERS = {
+    "UALICE": "contributor",
+    "UBOB": "owner",
+    "UERIN": "owner",
+    "UCAROL": "reader",
+    "UDAVE": "oncall",
+}
+
+
+@pytest.fixture
+def slack(make_slack):
+    return make_slack()
+
+
+@pytest.fixture(scope="session")
+def distribution(tmp_path_factory):
+    """A real docker-registry (distribution 2.8), no auth, shared by the session."""
+    from tests.support.distribution import Distribution
+
+    server = Distribution(tmp_path_factory.mktemp("distribution"), in_memory=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def distribution_basic(tmp_path_factory):
+    """The same registry behind htpasswd Basic auth (user `bot`, password `s3cret-pw`)."""
+    from tests.support.distribution import Distribution
+
+    server = Distribution(
+        tmp_path_factory.mktemp("distribution-basic"), users={"bot": "s3cret-pw"}, in_memory=True
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory):
+    """Azurite Blob on 127.0.0.1 (data on disk, so a stop/start keeps it: an outage)."""
+    from tests.support.azurite import Azurite
+
+    server = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_acr(tmp_path):
+    from tests.support.fake_acr import FakeAcr
+
+    server = FakeAcr().start()
+    server.ca_path = server.write_ca(tmp_path / "ca.pem")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_acr(fake_acr):
+    """Build the real AcrRegistry (azure SDK clients) against the local HTTPS fake."""
+
+    def make(**overrides: Any):
+        return fake_acr.client(fake_acr.ca_path, **{"polling_interval": 0, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def acr(make_acr):
+    return make_acr()
+
+
+# -- purge on docker-registry (tests/servers/test_purge.py, tests/unit/test_purge_keep.py) --
+
+_purge_repos = itertools.count(1)
+
+
+@pytest.fixture
+def oci_bot(distribution, tmp_path, clock):
+    """A bot on the real registry (through a counting proxy), alice/bob/erin/carol."""
+    from tests.support.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(distribution.url).start()
+    config = make_config(
+        tmp_path,
+        registry=[{"name": "dist", "type": "oci", "url": proxy.url, "purge_concurrency": 4}],
+    )
+    bot = build_dispatcher(config, clock=clock)
+    for user, role in (("alice", "contributor"), ("bob", "owner"), ("erin", "owner")):
+        bot.ctx.roles.grant(Grant(user, Role(role)), by="t", at=clock())
+    bot.ctx.roles.grant(Grant("carol", Role.READER), by="t", at=clock())
+    bot.proxy, bot.config, bot.registry = proxy, config, distribution
+    yield bot
+    proxy.stop()
+
+
+def seed(bot, clock, n=12, *, prefix="b"):
+    """n images tagged b0…b(n-1), image i created i days before the test's now."""
+    repo = f"purge{next(_purge_repos)}/app"
+    images = bot.registry.seed_images(
+        repo,
+        n,
+        created=lambda i: clock.now - timedelta(days=i, minutes=1),
+        tag=lambda i: f"{prefix}{i}",
+    )
+    return repo, {tag: digest for tag, digest, _ in images}
+
+
+def dry(bot, user, line):
+    reply = bot.handle(line + " --dry-run", user=user)
+    assert reply.ok, reply.text
+    return reply
