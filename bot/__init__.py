@@ -8,7 +8,7 @@
               progress_bar, notebook/ (Jupyter), slack/ (the only Slack code)
 
 Command handlers live in handlers/ (above kernel, below the doors). docs/architecture.md
-draws the layers; tests/test_layering.py enforces them.
+draws the layers; tests/unit/test_layering.py enforces them.
 """
 
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
@@ -346,6 +347,12 @@ def _build(cfg: RegistryConfig) -> Any:
 def registry_fix(cfg: RegistryConfig, index: int, exc: BaseException, *, arm: bool = False) -> str:
     """What to change when a registry refused or could not be reached, by what it said."""
     message, key = str(exc), f"registry[{index}]"
+    # The status the registry answered, where the backend set it (RegistryError.status);
+    # else the one its message names (the SDKs' errors reach here as text).
+    status = getattr(exc, "status", None)
+    if status is None:
+        found = re.search(r"\((401|403|429)\)", message)
+        status = int(found.group(1)) if found else None
     if cfg.type == "oci-layout":
         return f"check {key}.path ({cfg.options.get('path')}): it must be a readable directory"
     if "unreachable" in message or "did not answer" in message or isinstance(exc, OutcomeUnknown):
@@ -359,7 +366,7 @@ def registry_fix(cfg: RegistryConfig, index: int, exc: BaseException, *, arm: bo
             f"check {key}.url ({cfg.options.get('url')}): is the registry running, and can "
             f"this host reach it (DNS, firewall, proxy)? For a private CA set {key}.ca_bundle"
         )
-    if "(401)" in message:
+    if status == 401:
         if cfg.type == "acr":
             return (
                 "DefaultAzureCredential's identity was refused: check AZURE_CLIENT_ID and "
@@ -370,12 +377,12 @@ def registry_fix(cfg: RegistryConfig, index: int, exc: BaseException, *, arm: bo
             f"the registry refused the credentials: check {key}.username and the secret in "
             f"the variable {key}.password_env (or token_env) names"
         )
-    if "(403)" in message:
+    if status == 403:
         if cfg.type == "acr":
             role = "Reader (to read the resource)" if arm else "AcrPull and AcrDelete"
             return f"assign the bot's identity {role} on registry {cfg.name}"
         return "give the bot's account rights to list the catalog and pull (and delete)"
-    if "(429)" in message:
+    if status == 429:
         return "the registry is throttling: run the doctor again in a minute"
     return "see the message; check the registry's own health and try again"
 

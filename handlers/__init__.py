@@ -4,7 +4,7 @@ command's id (bot/core/commands.py COMMANDS) to the function that answers it.
 A handler gets a Context (bot/kernel/context.py) and returns a Reply (bot/core/replies.py).
 May import: bot.core, bot.state, bot.ops, bot.kernel, and handlers.registries. Never the doors
 (bot.app, bot.cli, bot.console, bot.slack, bot.notebook) and never Slack or IPython
-(tests/test_layering.py). Backends live in handlers/registries/.
+(tests/unit/test_layering.py). Backends live in handlers/registries/.
 """
 
 from __future__ import annotations

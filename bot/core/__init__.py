@@ -6,5 +6,5 @@ pacing, configuration and redaction.
 
 May import: the standard library and pure libraries (re2, tomllib, ...), and bot.core itself.
 Never bot.state/ops/kernel, handlers, the doors, nor slack_bolt, slack_sdk, IPython, psycopg
-or azure (tests/test_layering.py).
+or azure (tests/unit/test_layering.py).
 """

@@ -3,7 +3,7 @@ bot is a member of the requests channel.
 
 Slack lists a token's scopes in the `x-oauth-scopes` header of every Web API answer, so one
 `auth.test` tells both who the token is and what it may do. The scopes the code needs are
-the app manifest's (deploy/slack-app-manifest.json, which tests/test_deploy.py keeps equal
+the app manifest's (deploy/slack-app-manifest.json, which tests/unit/test_deploy.py keeps equal
 to ``NEEDED_SCOPES``): a token installed from an older manifest lacks the newer ones.
 """
 

@@ -2,7 +2,7 @@
 
 Slack recycles Socket Mode connections routinely: it sends `{"type": "disconnect", "reason":
 …}` and closes the socket a few seconds later. slack_sdk 3.48's clients leave a gap there
-(tests/test_slack_socket_mode.py measures it; docs/slack.md quotes the figures):
+(tests/flows/test_slack_socket_mode.py measures it; docs/slack.md quotes the figures):
 
 - the websocket-client one closes the old socket and opens the new one from a single session
   thread, which stays blocked in `select` on the socket it closed until its 10 s connection

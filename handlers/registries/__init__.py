@@ -21,7 +21,7 @@ BackendFactory = Callable[[RegistryConfig, FactCache], Registry]
 
 # Each backend is imported by its factory, when a registry of its type is configured: the oci
 # backend brings httpx and urllib3 (~0.1 s of CPU), acr the Azure SDKs, and `acrbot run` pays
-# only for the backends its configuration names (tests/test_startup.py).
+# only for the backends its configuration names (tests/unit/test_startup.py).
 
 
 def _oci_layout(cfg: RegistryConfig, facts: FactCache) -> Registry:
@@ -85,5 +85,5 @@ def _acr(cfg: RegistryConfig, facts: FactCache) -> Registry:
 BACKENDS: dict[str, BackendFactory] = {"oci-layout": _oci_layout, "oci": _oci, "acr": _acr}
 # Whether a backend has an admin user (`rotate`, `admin`): what `help` asks every registry,
 # answered from the configuration so that a deferred registry is not built for it
-# (tests/test_startup.py checks it against each backend's own `has_admin`).
+# (tests/unit/test_startup.py checks it against each backend's own `has_admin`).
 HAS_ADMIN: dict[str, bool] = {"oci-layout": False, "oci": False, "acr": True}

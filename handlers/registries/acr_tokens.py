@@ -11,8 +11,8 @@ long purge spends against ACR's per-minute limits.
 
 When the SDK caches tokens itself (the `> 300` check turned into `< 300` and access tokens
 kept per scope), delete this module and, in acr.py, the `TokenCache` and the
-`per_retry_policies=` argument; the request budgets in tests/test_acr_tokens.py say whether the
-SDK alone meets them.
+`per_retry_policies=` argument; the request budgets in tests/flows/test_acr_tokens.py say
+whether the SDK alone meets them.
 
 How: this policy sits just inside the SDK's challenge policy (`per_retry_policies`: the seam
 azure-core offers; `authentication_policy=` cannot be handed to ContainerRegistryClient, which

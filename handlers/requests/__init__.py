@@ -8,5 +8,5 @@ purge_run.py  a purge's execution, resumable item by item
 decide.py     `approve`, `deny`, `cancel`, recovery; EXECUTORS: the executor for each Action
 
 Imports run one way: decide -> delete, purge_run -> purge -> reply. No module imports one
-that imports it, and none uses another's private names (tests/test_layering.py).
+that imports it, and none uses another's private names (tests/unit/test_layering.py).
 """

@@ -12,9 +12,10 @@ from websockets.sync.client import connect
 from tests.support.fake_socket_mode import MAX_CONNECTIONS, FakeSocketMode
 
 
+# A client under load may answer a ping late: 1 s, not 0.3, before it counts as gone.
 @pytest.fixture
 def server():
-    ws = FakeSocketMode(ping_interval=0.3, ping_timeout=0.3, close_after=0.5).start()
+    ws = FakeSocketMode(ping_interval=0.3, ping_timeout=1.0, close_after=0.5).start()
     yield ws
     ws.stop()
 

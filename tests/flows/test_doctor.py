@@ -407,3 +407,16 @@ def test_doctor_fix_quotes_a_config_path_for_the_shell(tmp_path, monkeypatch):
         f"if the `database` key is right, create it: acrbot init --config '{config}' (the "
         "deploy kit's init container does); otherwise fix the key"
     )
+
+
+def test_doctor_fix_reads_the_status_the_registry_answered_not_its_wording():
+    """A 429 is known by RegistryError.status (data), not by "(429)" in the message."""
+    from bot.core.errors import RegistryError
+
+    cfg = RegistryConfig(name="dist", type="oci", options={"url": "https://r.example"})
+    throttled = RegistryError("dist is busy; try again later", status=429, retry_after=3.0)
+    assert doctor.registry_fix(cfg, 0, throttled) == (
+        "the registry is throttling: run the doctor again in a minute"
+    )
+    refused = RegistryError("dist refused the credentials", status=401)
+    assert doctor.registry_fix(cfg, 0, refused).startswith("the registry refused the credentials")
