@@ -29,6 +29,7 @@ from bot.core.errors import UsageError
 from bot.core.patterns import Matcher, compile_user_regex
 from bot.core.references import shorten
 from bot.core.registry import TagInfo, natural_key
+from bot.core.request_types import PurgePace, PurgeRequestSpec
 
 _GO_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _DAYS = re.compile(r"(\d+)d")
@@ -303,12 +304,12 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
-def totals_text(spec: dict) -> str:
+def totals_text(spec: PurgeRequestSpec) -> str:
     """`812 tags and 3 manifests in 2 repositories`, from a purge request's spec."""
-    parts = [f"{spec.get('tags', 0):,} tag{'' if spec.get('tags') == 1 else 's'}"]
-    if spec.get("manifests"):
-        parts.append(plural(spec["manifests"], "untagged manifest"))
-    repos = len(spec.get("repositories", []))
+    parts = [f"{spec.tags:,} tag{'' if spec.tags == 1 else 's'}"]
+    if spec.manifests:
+        parts.append(plural(spec.manifests, "untagged manifest"))
+    repos = len(spec.repositories)
     return f"{' and '.join(parts)} in {repos} repositor{'y' if repos == 1 else 'ies'}"
 
 
@@ -321,20 +322,18 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def pace_text(spec: dict) -> str | None:
-    """`1,000 deletions ≈ 2.2 min on Standard (7.5/s)`, from a purge request's spec; None
-    when the purge is not paced."""
-    pace = spec.get("pace") or {}
-    rate = pace.get("rate")
-    if not rate:
+def pace_text(count: int, pace: PurgePace | None) -> str | None:
+    """`1,000 deletions ≈ 2.2 min on Standard (7.5/s)`: how long ``count`` deletions take at
+    ``pace`` (a purge request's, or a dry run's); None when the purge is not paced."""
+    if pace is None or not pace.rate:
         return None
-    count = spec.get("items", 0)
+    rate = pace.rate
     head = f"{count:,} deletion{'' if count == 1 else 's'} ≈ {duration_text(count / rate)}"
-    if pace.get("source") == "config":
+    if pace.source == "config":
         return f"{head} at write_rate {rate:.3g}/s"
-    if pace.get("source") == "lowest":
+    if pace.source == "lowest":
         return (
             f"{head} at the Basic tier's pace ({rate:.3g}/s): the registry's SKU could not be "
             "read; set write_rate to go faster"
         )
-    return f"{head} on {pace.get('tier')} ({rate:.3g}/s)"
+    return f"{head} on {pace.tier} ({rate:.3g}/s)"

@@ -209,24 +209,25 @@ def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
     approvals = f"{len(request.approvals)} of {request.required}"
     if request.approvals:
         approvals += " (" + ", ".join(_person(a.approver) for a in request.approvals) + ")"
-    if request.is_purge:
-        spec = request.spec or {}
-        first = spec.get("first", [])
+    spec = request.spec
+    if spec is not None:  # a purge
+        first = spec.first
         head = [
             ("Requester", f"<@{request.requester}>"),
             (
                 "Purge",
-                f"`{escape(request.registry)}` {escape(spec.get('describe', ''))}"[:FIELD_MAX],
+                f"`{escape(request.registry)}` {escape(spec.describe)}"[:FIELD_MAX],
             ),
             ("Will delete", escape(totals_text(spec))),
             (
                 "Pinned",
-                f"{spec.get('items', 0):,} items, every one listed by `/acr request {request.id}`"
+                f"{spec.items:,} items, every one listed by `/acr request {request.id}`"
                 + (f"; first: {_names(first, request.id)}" if first else ""),
             ),
         ]
-        if pace_text(spec):
-            head.append(("Pace", escape(pace_text(spec) or "")))
+        paced = pace_text(spec.items, spec.pace)
+        if paced:
+            head.append(("Pace", escape(paced)))
     else:
         going = _names(request.tags, request.id) or "(untagged manifest)"
         if len(request.tags) > 1:
@@ -288,8 +289,8 @@ def request_card(request: DeletionRequest) -> Message:
     ]
     if request.state is State.PENDING:
         what = (
-            totals_text(request.spec or {})
-            if request.is_purge
+            totals_text(request.spec)
+            if request.spec is not None
             else ("the image and " if request.manifest else "")
             + (f"{len(request.tags):,} tags" if len(request.tags) > 1 else f"tag {request.tag}")
             + f" from {request.registry}/{request.repository}"

@@ -30,6 +30,7 @@ from bot.core.request_types import (
     Change,
     Clock,
     DeletionRequest,
+    PurgeRequestSpec,
     RequestEvent,
     State,
 )
@@ -161,7 +162,7 @@ class Requests(Recovery):
         *,
         registry: str,
         items: list[dict[str, Any]],
-        spec: dict[str, Any],
+        spec: PurgeRequestSpec,
         requester: str,
         reason: str,
         ttl: timedelta,
@@ -186,12 +187,12 @@ class Requests(Recovery):
                 {
                     "action": "purge",
                     "registry": registry,
-                    "repository": ", ".join(spec.get("repositories", []))[:200] or "-",
+                    "repository": ", ".join(spec.repositories)[:200] or "-",
                     "tag": None,
                     "digest": f"sha256:{pin}",
                     "manifest": 0,
                     "tags": "[]",
-                    "spec": json.dumps(spec),
+                    "spec": json.dumps(spec.to_json()),
                 },
                 now=now,
                 ttl=ttl,
@@ -574,7 +575,7 @@ class Requests(Recovery):
             origin=row.get("origin"),
             channel=row.get("channel"),
             kind="purge" if row["action"] == "purge" else "",
-            spec=json.loads(row["spec"]) if row.get("spec") else None,
+            spec=PurgeRequestSpec.from_json(json.loads(row["spec"])) if row.get("spec") else None,
         )
 
 

@@ -44,7 +44,7 @@ from bot.core.registry import (
     no_progress,
 )
 from bot.core.replies import Reply, Table
-from bot.core.request_types import DeletionRequest
+from bot.core.request_types import DeletionRequest, PurgePace, PurgeRequestSpec
 from bot.kernel.context import Call, Context
 from handlers.requests.reply import request_reply
 
@@ -178,7 +178,7 @@ def purge(call: Call, *, ctx: Context) -> Reply:
     need = request.required
     who = "an owner" if need == 1 else "owners"
     return request_reply(
-        f"Purge request #{request.id} created: {totals_text(request.spec or {})} pinned; "
+        f"Purge request #{request.id} created: {totals_text(request.spec)} pinned; "
         f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you).",
         request,
     )
@@ -243,19 +243,22 @@ def plan_and_request(
     return ctx.requests.create_purge(
         registry=registry.name,
         items=[_item_dict(i) for i in result.items],
-        spec={
-            **spec.as_dict(),
-            "describe": spec.describe(),
-            "repositories": sorted({i.repository for i in result.items}),
-            "counts": counts,
-            "items": len(result.items),
-            "tags": sum(c["tags"] for c in counts.values()),
-            "manifests": sum(c["manifests"] for c in counts.values()),
-            "skipped": len(result.skipped),
-            "skips_listed": True,  # kept in purge_skips: `request N` lists them
-            "first": [i.label for i in result.items[:SHOWN]],
-            "pace": write_pace(ctx, registry),
-        },
+        spec=PurgeRequestSpec(
+            filters=tuple(str(f) for f in spec.filters),
+            ago_seconds=None if spec.ago is None else spec.ago.total_seconds(),
+            keep=spec.keep,
+            untagged=spec.untagged,
+            describe=spec.describe(),
+            repositories=tuple(sorted({i.repository for i in result.items})),
+            counts=counts,
+            items=len(result.items),
+            tags=sum(c["tags"] for c in counts.values()),
+            manifests=sum(c["manifests"] for c in counts.values()),
+            skipped=len(result.skipped),
+            first=tuple(i.label for i in result.items[:SHOWN]),
+            skips_listed=True,  # kept in purge_skips: `request N` lists them
+            pace=write_pace(ctx, registry),
+        ),
         requester=requester,
         reason=args["reason"],
         ttl=ctx.config.approvals.ttl,
@@ -278,7 +281,12 @@ def _item_dict(item: Item) -> dict:
 
 
 def _dry_run_reply(
-    registry: str, spec: PurgeSpec, result: Plan, *, can_untag: bool, pace: dict | None = None
+    registry: str,
+    spec: PurgeSpec,
+    result: Plan,
+    *,
+    can_untag: bool,
+    pace: PurgePace | None = None,
 ) -> Reply:
     counts = result.counts()
     tags = sum(c["tags"] for c in counts.values())
@@ -308,7 +316,7 @@ def _dry_run_reply(
             f"{registry} deletes whole images: each tag goes with its image, so an image that "
             "also carries a tag the purge does not remove is skipped."
         )
-    paced = pace_text({"items": len(result.items), "pace": pace})
+    paced = pace_text(len(result.items), pace)
     if paced:
         notes.append(f"Once approved: {paced}.")
     touched = len([c for c in counts.values() if c["tags"] or c["manifests"]])
@@ -329,18 +337,18 @@ def _dry_run_reply(
     )
 
 
-def write_pace(ctx: Context, registry: Registry) -> dict:
+def write_pace(ctx: Context, registry: Registry) -> PurgePace:
     """The pace of a purge's DELETEs: `write_rate` when configured, else the registry's tier
-    limits less a margin (ACR: its SKU, read from ARM once), else none. As data for the
-    request's spec: {"rate", "source": config | tier | lowest | none, "tier"}."""
+    limits less a margin (ACR: its SKU, read from ARM once), else none (kept in the
+    request's spec)."""
     options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
     if options.get("write_rate"):
-        return {"rate": float(options["write_rate"]), "source": "config", "tier": None}
+        return PurgePace(rate=float(options["write_rate"]), source="config")
     limits = registry.limits()
     if limits is None:
-        return {"rate": None, "source": "none", "tier": None}
-    return {
-        "rate": round(limits.write_rate, 3),
-        "source": "tier" if limits.known else "lowest",
-        "tier": limits.tier,
-    }
+        return PurgePace(rate=None, source="none")
+    return PurgePace(
+        rate=round(limits.write_rate, 3),
+        source="tier" if limits.known else "lowest",
+        tier=limits.tier,
+    )

@@ -71,7 +71,7 @@ def execute_purge(
     registry = ctx.registries.get(request.registry)
     options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
     concurrency = int(options.get("purge_concurrency", DEFAULT_CONCURRENCY))
-    pace = Pace(write_pace(ctx, registry)["rate"])
+    pace = Pace(write_pace(ctx, registry).rate)
     purges = ctx.purges
     items = purges.items(request.id)
     total = len(items)

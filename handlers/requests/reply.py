@@ -18,21 +18,22 @@ from bot.core.purge_spec import (
     totals_text,
 )
 from bot.core.replies import Reply
-from bot.core.request_types import DeletionRequest, State
+from bot.core.request_types import DeletionRequest, PurgeRequestSpec, State
 from bot.kernel.context import Call, Context
 
 
 def request_facts(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
     """The facts an approver needs, shared by the console and the Slack card."""
-    if request.is_purge:
-        spec = request.spec or {}
+    spec = request.spec
+    if spec is not None:  # a purge
         head = [
-            ("purge", f"{request.registry}: {spec.get('describe', '')}"),
-            ("pinned", f"{spec.get('items', 0):,} items (list {request.digest[:19]}…)"),
+            ("purge", f"{request.registry}: {spec.describe}"),
+            ("pinned", f"{spec.items:,} items (list {request.digest[:19]}…)"),
             ("deletes", _purge_totals(spec, request.id)),
         ]
-        if pace_text(spec):
-            head.append(("pace", pace_text(spec) or ""))
+        paced = pace_text(spec.items, spec.pace)
+        if paced:
+            head.append(("pace", paced))
     else:
         going = _first(request.tags) or "(none: the manifest is untagged)"
         head = [
@@ -83,16 +84,16 @@ def _first(names: tuple[str, ...], shown: int = 20) -> str:
     return text
 
 
-def _purge_totals(spec: dict, request_id: int) -> str:
+def _purge_totals(spec: PurgeRequestSpec, request_id: int) -> str:
     text = totals_text(spec)
-    if spec.get("skipped"):
+    if spec.skipped:
         # Requests made before the skips were kept (schema v6) have only their number.
         where = (
             f"`request {request_id}` lists each with its reason"
-            if spec.get("skips_listed")
+            if spec.skips_listed
             else "a dry run with the same options lists them"
         )
-        text += f"; {spec['skipped']:,} skipped at planning (locked, kept or shared: {where})"
+        text += f"; {spec.skipped:,} skipped at planning (locked, kept or shared: {where})"
     return text
 
 
@@ -114,7 +115,7 @@ def request_data(request: DeletionRequest) -> dict:
         "expires_at": request.expires_at.isoformat(),
         "error": request.error,
         "outcome": request.note,
-        "spec": request.spec,
+        "spec": request.spec.to_json() if request.spec is not None else None,
     }
 
 

@@ -274,3 +274,39 @@ def test_the_last_owner_guard_ignores_an_empty_group(make_bot):
         "root is the last owner of everything; grant another owner first, or nobody could "
         "grant roles again"
     )
+
+
+def test_a_purge_stores_its_spec_in_the_format_it_always_had_and_a_delete_none(bot):
+    """`requests.spec` keeps its JSON keys and their order (older acrbots and notebooks read
+    it); a deletion has no spec at all, not an empty one."""
+    import json
+
+    assert bot.say("alice", REQUEST).ok
+    assert bot.say("alice", "purge --filter 'testimages/*:.*' --keep 1 --reason x").ok
+    rows = bot.ctx.store.db.execute("select spec from requests order by id").fetchall()
+    assert rows[0][0] is None
+    stored = json.loads(rows[1][0])
+    assert list(stored) == [
+        "filters", "ago_seconds", "keep", "untagged", "describe", "repositories", "counts",
+        "items", "tags", "manifests", "skipped", "skips_listed", "first", "pace",
+    ]  # fmt: skip
+    assert stored["pace"] == {"rate": None, "source": "none", "tier": None}
+    assert bot.ctx.requests.get(1).spec is None
+    assert bot.say("bob", "request 1").data["spec"] is None
+    assert bot.say("bob", "request 2").data["spec"] == stored
+
+
+def test_a_purge_stored_by_the_first_acrbot_reads_the_same(bot):
+    """A row from before purges were paced or kept their skips reads and shows as it did."""
+    import json
+
+    assert bot.say("alice", "purge --filter 'testimages/*:.*' --keep 1 --reason x").ok
+    with bot.ctx.store.transaction() as db:
+        spec = json.loads(db.execute("select spec from requests where id = 1").fetchone()[0])
+        del spec["skips_listed"], spec["pace"]
+        db.execute("update requests set spec = ? where id = 1", [json.dumps(spec)])
+    reply = bot.say("bob", "request 1")
+    assert reply.data["spec"] == spec and list(reply.data["spec"]) == list(spec)
+    facts = dict(reply.fields)
+    assert "pace" not in facts
+    assert facts["deletes"].endswith("a dry run with the same options lists them)")
