@@ -381,6 +381,7 @@ def test_throttle_matches_method_and_path(fake_acr, client):
     assert client.get_tag_properties("other", "v1").digest == D["1"]
 
 
+@pytest.mark.slow  # waits out delays or expiries
 def test_delay_applies_to_its_method_only(fake_acr, client):
     fake_acr.push("app", "v1", D["1"])
     fake_acr.push("app", "v2", D["1"])
@@ -393,6 +394,7 @@ def test_delay_applies_to_its_method_only(fake_acr, client):
     assert time.monotonic() - started >= 0.5
 
 
+@pytest.mark.slow  # waits out delays or expiries
 def test_a_delay_longer_than_the_client_timeout(fake_acr, make_client):
     fake_acr.push("app", "v1", D["1"])
     fake_acr.delay(method="DELETE", seconds=30)
@@ -403,6 +405,7 @@ def test_a_delay_longer_than_the_client_timeout(fake_acr, make_client):
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow  # waits out delays or expiries
 def test_counting_is_thread_safe(fake_acr, client):
     fake_acr.push("app", "v1", D["1"])
     fake_acr.reset_counts()
@@ -483,6 +486,7 @@ def test_an_access_token_serves_only_its_scope(fake_acr):
     assert _get(fake_acr, "/acr/v1/_catalog", token)[0] == 401
 
 
+@pytest.mark.slow  # waits out delays or expiries
 def test_tokens_expire(fake_acr):
     fake_acr.push("a", "1", D["1"])
     fake_acr.token_ttl(refresh=0.5, access=0.5)

@@ -29,6 +29,7 @@ def session(tmp_path, clock, fake_acr, make_acr):
     return make
 
 
+@pytest.mark.slow  # a whole session at the fake ACR
 def test_a_session_spends_a_handful_of_token_calls_not_three_per_call(session, fake_acr):
     bot = session()
     fake_acr.reset_counts()
@@ -61,6 +62,7 @@ def test_an_approved_untag_reads_the_tag_once_then_deletes(session, fake_acr):
     ]
 
 
+@pytest.mark.slow  # a purge at the fake ACR
 def test_a_purge_costs_two_requests_a_deleted_tag(session, fake_acr):
     bot = session()
     assert bot.handle("purge --filter 'ci/app:^pr-' --reason merged", user="alice").ok

@@ -80,6 +80,7 @@ def test_a_notebook_cannot_be_opened_as_a_group(team):
     assert acr.run("approve 1", user="S0PLATFORM").text == SLACK_REFUSED
 
 
+@pytest.mark.slow  # starts `acrbot run` processes
 def test_acrbot_run_as_a_group_is_refused(tmp_path, registry):
     config = tmp_path / "acrbot.toml"
     config.write_text(

@@ -141,6 +141,7 @@ def write_config(tmp_path: Path, registry: str, *, extra: str = "") -> Path:
     return path
 
 
+@pytest.mark.slow  # waits out a connection timeout
 def test_doctor_with_a_registry_down_says_check_its_url(tmp_path, monkeypatch):
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
     url = f"http://127.0.0.1:{closed_port()}"

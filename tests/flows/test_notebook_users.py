@@ -66,6 +66,7 @@ def test_ids_and_unmapped_names_pass_through(team):
     assert Acr(user="carol", dispatcher=team).whoami().data["user"] == "carol"
 
 
+@pytest.mark.slow  # starts `acrbot run` processes
 def test_acrbot_run_maps_the_user(tmp_path, registry):
     (tmp_path / "acrbot.toml").write_text(
         'database = "acrbot.db"\n'

@@ -4,6 +4,8 @@ here also fails if a payload breaks a Block Kit limit: the fixture checks at tea
 import json
 import time
 
+import pytest
+
 from tests.support.slack_support import buttons, card_of, card_ts
 
 
@@ -26,6 +28,7 @@ def wait(predicate, timeout=10):
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow  # renders a 300-tag card
 def test_a_300_tag_manifest_card_fits_slacks_limits(slack, registry):
     digest = registry.resolve("testimages/nginx", "latest")
     for i in range(298):

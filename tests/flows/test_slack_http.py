@@ -164,6 +164,7 @@ def test_deny_button_opens_a_modal_and_the_reason_decides(slack):
     )
 
 
+@pytest.mark.slow  # waits to see that nothing more comes
 def test_double_clicks_and_retries_execute_once(make_slack, registry):
     counting = CountingRegistry(registry)
     slack = make_slack(backend=counting)
@@ -183,6 +184,7 @@ def test_double_clicks_and_retries_execute_once(make_slack, registry):
     assert sorted(approvers) == ["UBOB", "UERIN"]  # the retry of UBOB's click never ran
 
 
+@pytest.mark.slow  # waits to see that nothing more comes
 def test_event_retries_are_ignored(slack):
     ts = request_card(slack)
     event = {
@@ -260,6 +262,7 @@ def _buttons(message):
     }
 
 
+@pytest.mark.slow  # pages through a long listing
 def test_long_lists_page_with_previous_and_next_buttons(slack, registry):
     digest = registry.resolve("testimages/nginx", "latest")
     for i in range(250):

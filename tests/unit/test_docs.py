@@ -152,6 +152,7 @@ def docs_copy(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # each builds the site again (about 1 s)
 @pytest.mark.parametrize(
     "planted, said",
     [
@@ -169,6 +170,7 @@ def test_docs_build_fails_on_a_broken_link(docs_copy, tmp_path, planted, said):
     assert said in built.stderr
 
 
+@pytest.mark.slow  # builds the site again (about 1 s)
 def test_docs_build_fails_on_a_page_left_out_of_the_nav(docs_copy, tmp_path):
     (docs_copy / "docs" / "orphan.md").write_text("# Orphan\n")
     built = mkdocs_build(docs_copy, tmp_path / "site")
@@ -176,6 +178,7 @@ def test_docs_build_fails_on_a_page_left_out_of_the_nav(docs_copy, tmp_path):
     assert "orphan.md" in built.stderr
 
 
+@pytest.mark.slow  # builds the site again (about 1 s)
 def test_docs_copy_builds_unchanged(docs_copy, tmp_path):
     """The planted faults above are what fails: the copy itself builds."""
     built = mkdocs_build(docs_copy, tmp_path / "site")

@@ -12,6 +12,7 @@ not remove it. `violations` reads a tree from disk, so its own tests plant a fau
 """
 
 import ast
+import functools
 import shutil
 from pathlib import Path
 
@@ -55,15 +56,28 @@ def imports(path: Path, known: set[str]) -> list[tuple[int, str]]:
     """(line, module) for every import in the file, at any depth; `from bot import x` names
     the module bot.x when x is one."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            named = [f"{node.module}.{a.name}" for a in node.names]
-            found += [(node.lineno, m) for m in named if m in known]
-            if not all(m in known for m in named):  # names defined in the module itself
-                found.append((node.lineno, node.module))
+    for line, module, names in _import_nodes(path.read_text()):
+        if module is None:
+            found += [(line, name) for name in names]
+            continue
+        named = [f"{module}.{name}" for name in names]
+        found += [(line, m) for m in named if m in known]
+        if not all(m in known for m in named):  # names defined in the module itself
+            found.append((line, module))
     return found
+
+
+@functools.cache
+def _import_nodes(source: str) -> tuple[tuple[int, str | None, tuple[str, ...]], ...]:
+    """(line, `from` module or None for `import`, names) of every absolute import; cached by
+    the source text, so the planted copies re-parse only the file that was changed."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.append((node.lineno, None, tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module, tuple(a.name for a in node.names)))
+    return tuple(found)
 
 
 def violations(root: Path) -> list[str]:
