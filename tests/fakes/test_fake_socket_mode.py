@@ -66,7 +66,8 @@ def test_fake_socket_mode_pings_and_drops_a_client_that_never_answers(server):
         time.sleep(0.05)  # this client reads nothing, so it never answers a ping
     raw.close()
     assert server.history[-1].closed_at is not None
-    assert server.history[-1].closed_at - server.history[-1].opened_at < 2
+    # pinged after 0.3 s, dropped 1 s after an unanswered ping: well before 4 s, even under load
+    assert server.history[-1].closed_at - server.history[-1].opened_at < 4
 
 
 def test_fake_socket_mode_delivers_nothing_after_disconnect_and_closes_later(server):
