@@ -225,7 +225,8 @@ class SlackDelivery:
         if sender is None:
             self.outbox.fail(item, f"unknown kind {item.kind}")
             return 1
-        self.outbox.begin(item)
+        if not self.outbox.claim(item):
+            return 0  # another deliverer took it since it was read
         try:
             sender(item.payload)
         except AuthRefused as exc:  # not this message's fault: it waits, due at once
@@ -242,6 +243,9 @@ class SlackDelivery:
             log.warning("outbox %s failed for good: %s", item.key, exc)
             self._gave_up(item, str(exc))
             return 1
+        except Exception as exc:  # a bug or the database: release it, try again later
+            self.outbox.retry(item, after=_backoff(item.attempts), error=type(exc).__name__)
+            raise
         self.outbox.sent(item)
         observe.delivered(item.key, item.kind)
         return 1

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.state import liveness
 from bot.state.store import Store
 
 KEEP_SENT = timedelta(days=7)
+CLAIM_LEASE = timedelta(seconds=60)  # > the Slack clients' timeouts (30 s, response_url 10 s)
 # A delivered (or abandoned) item keeps no URL: a Slack response_url lets whoever holds it
 # post as the bot for 30 minutes, and the row is kept a week.
 _FORGET_URL = "payload = json_remove(payload, '$.url')"
@@ -43,12 +45,20 @@ class Item:
     created_at: datetime
     after_key: str | None
     version: int
+    owner: str | None = None  # who claimed it last (None: nobody, or released)
 
 
 class Outbox:
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = _now,
+        owner: Callable[[], str] = liveness.this_process,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._owner = owner  # this deliverer's id (a callable: a forked child is another one)
         self.on_put: Callable[[], None] | None = None  # wakes a deliverer in this process
 
     def put(
@@ -86,17 +96,19 @@ class Outbox:
         self._wake()
 
     def due(self, limit: int = 50, *, kinds: tuple[str, ...] | None = None) -> list[Item]:
-        """Pending items whose time has come, oldest first; an item waits for its `after`.
+        """Pending items whose time has come, oldest first; an item waits for its `after`,
+        and one claimed by a live deliverer is left to it.
         ``kinds``: only those (what can still be delivered while the others are held)."""
         only = f"and o.kind in ({', '.join('?' * len(kinds))}) " if kinds else ""
+        now = self._clock()
         rows = self._store.db.execute(
             "select o.id, o.key, o.kind, o.payload, o.attempts, o.created_at, o.after_key, "
-            "o.version "
+            "o.version, o.owner, o.claimed_at "
             "from outbox o left join outbox a on a.key = o.after_key "
             "where o.state = 'pending' and o.next_at <= ? "
             "and (o.after_key is null or a.state is null or a.state != 'pending') "
             f"{only}order by o.id limit ?",
-            [self._clock().isoformat(), *(kinds or ()), limit],
+            [now.isoformat(), *(kinds or ()), limit],
         ).fetchall()
         return [
             Item(
@@ -108,38 +120,57 @@ class Outbox:
                 created_at=datetime.fromisoformat(row[5]),
                 after_key=row[6],
                 version=row[7],
+                owner=row[8],
             )
             for row in rows
+            if row[8] is None or self._abandoned(row[8], row[9], now)
         ]
+
+    @staticmethod
+    def _abandoned(owner: str, claimed_at: str | None, now: datetime) -> bool:
+        if claimed_at is None or datetime.fromisoformat(claimed_at) + CLAIM_LEASE < now:
+            return True
+        return liveness.on_this_host(owner) and not liveness.alive(owner)
 
     def state_of(self, key: str) -> str | None:
         row = self._store.db.execute("select state from outbox where key = ?", [key]).fetchone()
         return row[0] if row else None
 
+    def claim(self, item: Item) -> bool:
+        """Take the row for one attempt (and count it) unless another deliverer took it
+        since `due` read it; False: leave it."""
+        with self._store.transaction() as db:
+            return (
+                db.execute(
+                    "update outbox set attempts = attempts + 1, owner = ?, claimed_at = ? "
+                    "where id = ? and state = 'pending' and coalesce(owner, '') = ?",
+                    [self._owner(), self._clock().isoformat(), item.id, item.owner or ""],
+                ).rowcount
+                == 1
+            )
+
     def sent(self, item: Item) -> None:
         """Delivered. A card touched again meanwhile stays pending (it is drawn once more)."""
         with self._store.transaction() as db:
+            db.execute("update outbox set owner = null where id = ?", [item.id])
             db.execute(
                 f"update outbox set state = 'sent', sent_at = ?, error = null, {_FORGET_URL} "
                 "where id = ? and version = ?",
                 [self._clock().isoformat(), item.id, item.version],
             )
 
-    def begin(self, item: Item) -> None:
-        """Count the attempt before making it."""
-        with self._store.transaction() as db:
-            db.execute("update outbox set attempts = attempts + 1 where id = ?", [item.id])
-
     def retry(self, item: Item, *, after: float, error: str) -> None:
         at = (self._clock() + timedelta(seconds=after)).isoformat()
         with self._store.transaction() as db:
             db.execute(
-                "update outbox set next_at = ?, error = ? where id = ? and state = 'pending'",
+                "update outbox set next_at = ?, error = ?, owner = null "
+                "where id = ? and state = 'pending'",
                 [at, error, item.id],
             )
 
     def fail(self, item: Item, error: str) -> None:
         with self._store.transaction() as db:
+            db.execute("update outbox set owner = null where id = ?", [item.id])
             db.execute(
                 f"update outbox set state = 'failed', error = ?, {_FORGET_URL} "
                 "where id = ? and version = ?",

@@ -271,6 +271,18 @@ def _v6(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v7(db: sqlite_utils.Database) -> None:
+    """An outbox row is claimed before it is sent, so two deliverers (a worker draining as the
+    next one starts; two replicas) never send it twice (bot/state/outbox.py)."""
+    _script(
+        db,
+        """
+        ALTER TABLE outbox ADD COLUMN owner TEXT;
+        ALTER TABLE outbox ADD COLUMN claimed_at TEXT
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1,
@@ -279,6 +291,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v4,
     _v5,
     _v6,
+    _v7,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
