@@ -16,7 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.core.errors import ConfigError
+from bot.core.errors import ConfigError, UsageError
+from bot.core.patterns import compile_user_regex
 from bot.core.references import shorten
 
 CONFIG_ENV = "ACRBOT_CONFIG"
@@ -104,6 +105,27 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class ProtectConfig:
+    """`[protect]`: tags never deleted or purged, what a deployed-image source that cannot be
+    read does to deletions, and tags written once (locked on push). Patterns are RE2, searched
+    in the tag name, compiled at load (a bad one is a config error naming the key)."""
+
+    tags: tuple[str, ...] = ()
+    on_source_error: str = "refuse"  # refuse | warn
+    immutable: tuple[str, ...] = ()
+
+    def protected(self, tag: str) -> str | None:
+        """The first `tags` pattern that ``tag`` matches, or None."""
+        return next((p for p in self.tags if compile_user_regex(p).search(tag)), None)
+
+    def is_immutable(self, tag: str) -> bool:
+        return any(compile_user_regex(p).search(tag) for p in self.immutable)
+
+
+PROTECT_KEYS = {"tags", "on_source_error", "immutable"}
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path
     registries: tuple[RegistryConfig, ...]
@@ -117,6 +139,8 @@ class Config:
     audit_keyed_from: int = 1  # [audit] keyed_from: the first audit row the key applies to
     users: Mapping[str, str] = field(default_factory=dict)  # [users]: login name -> user id
     notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
+    protect: ProtectConfig = ProtectConfig()
+    security_channel: str | None = None  # [slack] security_channel: break-glass, drift alerts
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -330,6 +354,7 @@ def from_mapping(
         "users",
         "notebook",
         "plain_http_hosts",
+        "protect",
     }
     for key in data:
         if key not in known:
@@ -357,7 +382,9 @@ def from_mapping(
         audit_key=_audit_key(data.get("audit", {}), environ=environ),
         audit_keyed_from=_audit_keyed_from(data.get("audit", {})),
         source=source,
-        requests_channel=_slack(data.get("slack", {})),
+        requests_channel=_slack(data.get("slack", {}), "requests_channel"),
+        security_channel=_slack(data.get("slack", {}), "security_channel"),
+        protect=_protect(data.get("protect", {})),
         retention=_retention(data.get("retention", []), registries=registries),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
@@ -663,22 +690,54 @@ def _archive(table: Any, *, environ: Mapping[str, str]) -> ArchiveConfig | None:
     )
 
 
-def _slack(table: Any) -> str | None:
-    """`[slack]`: where requests made outside Slack (console, notebook) get their card."""
+SLACK_KEYS = ("requests_channel", "security_channel")
+
+
+def _slack(table: Any, key: str) -> str | None:
+    """`[slack]`: ``requests_channel``, where requests made outside Slack (console, notebook)
+    get their card; ``security_channel``, where break-glass actions and drift alerts go."""
     if not isinstance(table, dict):
         raise ConfigError("slack: expected a table")
-    for key in table:
-        if key != "requests_channel":
-            raise ConfigError(f"slack.{key}: unknown key (known: requests_channel)")
-    channel = table.get("requests_channel")
+    for name in table:
+        if name not in SLACK_KEYS:
+            raise ConfigError(f"slack.{name}: unknown key (known: {', '.join(SLACK_KEYS)})")
+    channel = table.get(key)
     if channel is not None and (
         not isinstance(channel, str) or not re.fullmatch(r"[CG][A-Z0-9]{2,}", channel)
     ):
         raise ConfigError(
-            "slack.requests_channel: expected a Slack channel id such as C0123456789 "
+            f"slack.{key}: expected a Slack channel id such as C0123456789 "
             "(channel details → About; a name like #platform is not an id)"
         )
     return channel
+
+
+def _protect(table: Any) -> ProtectConfig:
+    if not isinstance(table, dict):
+        raise ConfigError("protect: expected a table")
+    for key in table:
+        if key not in PROTECT_KEYS:
+            raise ConfigError(unknown_key(f"protect.{key}", key, PROTECT_KEYS))
+    patterns: dict[str, tuple[str, ...]] = {}
+    for key in ("tags", "immutable"):
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+            raise ConfigError(f'protect.{key}: expected a list of regexes, e.g. ["^latest$"]')
+        for pattern in value:
+            try:
+                compile_user_regex(pattern)
+            except UsageError as exc:
+                raise ConfigError(f"protect.{key}: {exc}") from None
+        patterns[key] = tuple(value)
+    on_error = table.get("on_source_error", "refuse")
+    if on_error not in ("refuse", "warn"):
+        raise ConfigError(
+            'protect.on_source_error: expected "refuse" (a source that cannot be read '
+            'refuses deletions) or "warn" (proceed and say so)'
+        )
+    return ProtectConfig(
+        tags=patterns["tags"], on_source_error=on_error, immutable=patterns["immutable"]
+    )
 
 
 RETENTION_KEYS = {

@@ -120,6 +120,8 @@ class Counts:
     # Messages Slack got twice because a SIGKILL fell between Slack's answer and the bot's
     # record of it (at-least-once: no API call can be recorded atomically with its effect).
     resent_after_kill: list[str] = field(default_factory=list)
+    # each copy sent twice with no SIGKILL to explain it: when the copies came, and the kills
+    unexplained: list[str] = field(default_factory=list)
     clicks: int = 0
     clicks_lost: list[str] = field(default_factory=list)
     worker_kills: int = 0
@@ -218,6 +220,7 @@ class Counts:
                 if self.resent_after_kill
                 else []
             ),
+            *(f"  sent twice, no kill between: {u}" for u in self.unexplained[:5]),
             *(
                 [
                     f"database locked 5 s: {self.db_locks} times; token refused 30 s: "
@@ -257,6 +260,7 @@ class Chaos:
         self._service = threading.Lock()  # held while the service is down for a restart
         self._guests = 0
         self.kills: list[float] = []  # perf_counter() just after each SIGKILL
+        self._began = time.perf_counter()
         self._token_refused = threading.Event()  # no service kill meanwhile
         self._refused_window: tuple[str, str] | None = None  # UTC, as the outbox writes it
 
@@ -581,6 +585,12 @@ class Chaos:
         right after Slack took the previous copy (and before the bot could record it)."""
         for first, second in itertools.pairwise(calls):
             if not any(first.at <= k <= second.at and k - first.at <= 2.0 for k in self.kills):
+                if what:
+                    t0 = self._began
+                    self.counts.unexplained.append(
+                        f"{what}: copies at {first.at - t0:.2f} s and {second.at - t0:.2f} s; "
+                        f"kills at {', '.join(f'{k - t0:.2f}' for k in self.kills)} s"
+                    )
                 return False
         if len(calls) > 1 and what:
             self.counts.resent_after_kill.append(what)
