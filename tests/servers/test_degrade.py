@@ -23,38 +23,7 @@ import pytest
 
 from bot.slack import listeners
 from bot.slack.service import MAX_BODY, STOP_WITHIN
-from tests.support.fault_proxy import FaultProxy
 from tests.support.helpers import wait_until
-from tests.support.served import ServedBot
-
-USERS = {"UALICE": "contributor", "UBOB": "owner", "UCAROL": "reader"}
-
-
-@pytest.fixture
-def proxy(distribution):
-    proxy = FaultProxy(distribution.url).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
-def served(tmp_path, fake_slack, proxy):
-    bots = []
-
-    def make(**options):
-        bot = ServedBot(
-            tmp_path / f"bot{len(bots)}",
-            fake_slack,
-            registry_url=proxy.url,
-            users=options.pop("users", USERS),
-            **options,
-        )
-        bots.append(bot)
-        return bot
-
-    yield make
-    for bot in bots:
-        bot.close()
 
 
 def answers(fake, sent):
@@ -100,13 +69,13 @@ def metric(bot, name, **labels):
 
 
 def test_a_locked_database_answers_busy_within_the_ack_budget_and_healthz_stays_fast(
-    served, fake_slack
+    served_bots, fake_slack
 ):
     """Finding 2: another process held BEGIN IMMEDIATE for 20 s: 0 of 5 commands acked within
     10 s, /healthz took 19 s. Now each ack waits at most ~2 s for the database and says "busy,
     try again"; nothing is recorded; /healthz never waits; /readyz and /metrics say locked;
     once the lock is gone commands work again."""
-    bot = served().start()
+    bot = served_bots().start()
     holder = sqlite3.connect(bot.database, isolation_level=None, timeout=5)
     holder.execute("BEGIN IMMEDIATE")  # an operator's sqlite3, a VACUUM, `acrbot init`…
     try:
@@ -183,14 +152,14 @@ def fill(disk: Path) -> Path:
 
 
 def test_a_full_disk_gets_one_clear_line_a_log_line_a_minute_and_recovers(
-    served, fake_slack, small_disk
+    served_bots, fake_slack, small_disk
 ):
     """Finding 3: with the database's disk full every command got HTTP 500 and a traceback
     each; /healthz said 200. Now a command that cannot be recorded is acked with one line
     naming the problem and the fix; the log says so once a minute (no tracebacks); /readyz
     and /metrics say the disk is full; once space is freed it works again, and nothing
     recorded before is lost or answered twice."""
-    bot = served(database=small_disk / "acrbot.db").start()
+    bot = served_bots(database=small_disk / "acrbot.db").start()
     first = bot.command("UCAROL", "whoami")
     assert wait_until(lambda: answers(fake_slack, first))[0].startswith("You are <@UCAROL>")
     filler = fill(small_disk)
@@ -228,14 +197,14 @@ def test_a_full_disk_gets_one_clear_line_a_log_line_a_minute_and_recovers(
 
 
 def test_a_job_whose_end_meets_a_full_disk_is_run_again_once_space_is_freed_and_answered_once(
-    served, fake_slack, proxy, distribution, small_disk
+    served_bots, fake_slack, proxy, distribution, small_disk
 ):
     """Finding 3, in the worker: a command recorded before the disk filled, whose end (audit
     row, answer, done) cannot be written, is not lost nor answered twice: the worker runs it
     again with backoff, without a traceback per attempt, and answers once after space is
     freed."""
     distribution.push("deg3/app", "1.0")
-    bot = served(database=small_disk / "acrbot.db").start()
+    bot = served_bots(database=small_disk / "acrbot.db").start()
     proxy.delay("GET", 2.0, path=r"/tags/list", times=1)
     sent = bot.command("UCAROL", "tags deg3/app")
     assert sent.status == 200 and sent.answer == ""
@@ -264,7 +233,7 @@ def cards(fake):
 
 
 def test_a_revoked_token_holds_the_outbox_and_delivers_everything_once_it_works_again(
-    served, fake_slack, distribution
+    served_bots, fake_slack, distribution
 ):
     """Finding 4: with Slack answering token_revoked each outbox row was tried once and
     failed for good: the card never came, nothing said so. Now the outbox is held (no row
@@ -272,7 +241,7 @@ def test_a_revoked_token_holds_the_outbox_and_delivers_everything_once_it_works_
     DM go out, once each. /readyz, /metrics and `acrbot doctor` say so meanwhile. Commands
     arriving while Bolt's own auth.test fails get a clear line, not Bolt's."""
     distribution.push("deg4/app", "1.0")
-    bot = served().start()
+    bot = served_bots().start()
     fake_slack.revoke("token_revoked")  # before Bolt's first auth.test
     early = bot.command("UCAROL", "whoami")
     assert early.status == 200 and listeners.AUTH_FAILING in early.answer, early.answer
@@ -348,11 +317,11 @@ def post_huge(port: int, size: int) -> int | None:
 
 
 def test_a_body_beyond_slacks_sizes_is_refused_413_unread_and_the_process_does_not_grow(
-    served, fake_slack
+    served_bots, fake_slack
 ):
     """Finding 5 (Slack side): a 20 MB unsigned POST to /slack/events grew the acking process
     by 43 MB for good. Now anything over MAX_BODY is answered 413 before it is read."""
-    bot = served().start()
+    bot = served_bots().start()
     assert bot.command("UCAROL", "whoami").status == 200
     before, peak = rss_kib(bot.proc.pid), rss_kib(bot.proc.pid, "VmHWM")
     conn = http.client.HTTPConnection("127.0.0.1", bot.port, timeout=5)
@@ -374,7 +343,7 @@ def test_a_body_beyond_slacks_sizes_is_refused_413_unread_and_the_process_does_n
 
 
 def test_sigterm_fails_readiness_at_once_keeps_acking_stops_a_purge_at_an_item_and_resumes(
-    served, fake_slack, proxy, distribution
+    served_bots, fake_slack, proxy, distribution
 ):
     """Finding 6: SIGTERM during a 1,000-item purge made serve exit only after the whole purge
     (56 s), the port likely closed meanwhile. Now readiness fails at once, a command sent
@@ -385,7 +354,7 @@ def test_sigterm_fails_readiness_at_once_keeps_acking_stops_a_purge_at_an_item_a
 
     old = datetime(2024, 1, 1, tzinfo=UTC)
     images = distribution.seed_images("deg6/app", 240, created=lambda i: old + timedelta(minutes=i))
-    bot = served().start()
+    bot = served_bots().start()
     made = bot.command("UALICE", "purge --filter 'deg6/app:.*' --ago 30d --reason old")
     assert wait_until(lambda: answers(fake_slack, made))[0].startswith("Purge request #1 created")
     proxy.delay("DELETE", 1.0)  # 240 items, 8 at a time: ~30 s of DELETEs in all

@@ -17,19 +17,11 @@ import pytest
 from bot.app import build_dispatcher
 from bot.core.policy import Grant, Role
 from tests.support.distribution import MANIFEST_ACCEPT
-from tests.support.fault_proxy import FaultProxy
 from tests.support.fixtures import make_config
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _names = itertools.count(1)
-
-
-@pytest.fixture
-def proxy(distribution):
-    proxy = FaultProxy(distribution.url).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture

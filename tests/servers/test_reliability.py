@@ -17,38 +17,7 @@ import httpx
 import pytest
 
 from tests.support.distribution import MANIFEST_ACCEPT
-from tests.support.fault_proxy import FaultProxy
 from tests.support.helpers import wait_until
-from tests.support.served import ServedBot
-
-USERS = {"UALICE": "contributor", "UBOB": "owner", "UERIN": "owner", "UCAROL": "reader"}
-
-
-@pytest.fixture
-def proxy(distribution):
-    proxy = FaultProxy(distribution.url).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
-def served(tmp_path, fake_slack, proxy):
-    bots = []
-
-    def make(**options):
-        bot = ServedBot(
-            tmp_path / f"bot{len(bots)}",
-            fake_slack,
-            registry_url=proxy.url,
-            users=options.pop("users", USERS),
-            **options,
-        )
-        bots.append(bot)
-        return bot
-
-    yield make
-    for bot in bots:
-        bot.close()
 
 
 def present(distribution, repository, digest):
@@ -80,13 +49,13 @@ def card_ts(bot, request_id=1):
 
 
 def test_a_worker_killed_before_its_delete_is_replaced_and_the_next_one_deletes_and_says_so(
-    served, fake_slack, proxy, distribution
+    served_bots, fake_slack, proxy, distribution
 ):
     """Finding 1: a worker SIGKILLed while executing left the request `executing` for good,
     nothing deleted, nobody told. Now the next worker's first sweep (seconds after the restart,
     not a sweep a minute later) deletes it once and announces it."""
     digest = distribution.push("rel1/web", "1.0")
-    bot = served().start()
+    bot = served_bots().start()
     created = bot.command("UALICE", "delete rel1/web:1.0 --manifest --reason old")
     assert fake_slack.wait_for(f"response_url:{created.name}")[0]["text"] == (
         "Request #1 created: waiting for 1 approval from an owner (not you)."
@@ -147,11 +116,11 @@ def outcomes_queued(bot, request_id=1):
 
 
 def test_approve_killed_before_its_delete_deletes_nothing_and_recovery_finishes_it(
-    served, proxy, distribution
+    served_bots, proxy, distribution
 ):
     """Finding 1, killed before the DELETE: nothing is deleted at the kill; the next process to
     sweep (here `acrbot run … requests`) re-runs the checks and the DELETE once: `done`."""
-    bot = served()
+    bot = served_bots()
     digest = cli_request(bot, distribution, "rel1/before")
     proxy.delay("GET", 30.0, path=r"/tags/list", times=1)
     approving = run_approve(bot)
@@ -169,12 +138,12 @@ def test_approve_killed_before_its_delete_deletes_nothing_and_recovery_finishes_
 
 
 def test_approve_killed_after_its_delete_landed_is_done_at_the_first_sweep(
-    served, proxy, distribution
+    served_bots, proxy, distribution
 ):
     """Finding 1, killed with the DELETE done but its answer not back: the image is gone, so the
     first sweep after the crash records `done` (with a note), sends no second DELETE, and
     queues the outcome for the channel and the requester."""
-    bot = served()
+    bot = served_bots()
     digest = cli_request(bot, distribution, "rel1/landed")
     proxy.delay_response("DELETE", 30.0, times=1)  # the registry deletes; the answer waits
     approving = run_approve(bot)
@@ -192,7 +161,7 @@ def test_approve_killed_after_its_delete_landed_is_done_at_the_first_sweep(
 
 
 def test_approve_killed_while_its_delete_is_held_sends_no_second_delete(
-    served, proxy, distribution
+    served_bots, proxy, distribution
 ):
     """Finding 1, killed while the proxy holds the DELETE (it reaches the registry after the
     crash): the next process must not send a second one while the first may still land. It
@@ -202,7 +171,7 @@ def test_approve_killed_while_its_delete_is_held_sends_no_second_delete(
     from bot.state.recovery import UNKNOWN_GRACE
     from tests.support.fixtures import FakeClock
 
-    bot = served()
+    bot = served_bots()
     digest = cli_request(bot, distribution, "rel1/held")
     proxy.delay("DELETE", 2.0, times=1)
     approving = run_approve(bot)
@@ -235,14 +204,14 @@ def grants_of(bot, user):
 
 
 def test_replayed_signed_commands_have_no_second_effect_after_restarts(
-    served, fake_slack, distribution
+    served_bots, fake_slack, distribution
 ):
     """Finding 2: after a worker restart, a replayed, validly signed slash command (inside
     Slack's 5-minute window) ran again: a revoked role came back, a cancelled deletion was
     requested again. The job keys live in the database now: replays after a worker restart
     and after a restart of the whole service are acked and do nothing."""
     distribution.push("rel2/app", "1.0")
-    bot = served().start()
+    bot = served_bots().start()
 
     def answered(sent):
         return fake_slack.wait_for(f"response_url:{sent.name}")[0]["text"]
@@ -340,13 +309,13 @@ def test_an_unanswered_delete_is_read_again_when_its_grace_ends_not_a_sweep_late
 
 
 def test_twenty_commands_in_flight_when_the_worker_dies_are_answered_once_and_audited(
-    served, fake_slack, proxy, distribution
+    served_bots, fake_slack, proxy, distribution
 ):
     """Finding 4: 20 commands in flight, worker SIGKILLed: none was ever answered, none left an
     audit row. Now each is run again by the next worker: 20 answers, once each, 20 rows.
     (tests/flows/test_slack_worker.py has the same on a WorkerProcess.)"""
     distribution.push("rel4/app", "1.0")
-    bot = served().start()
+    bot = served_bots().start()
     proxy.delay("GET", 1.0, path=r"/tags/list", times=20)  # slow: all 20 still running
     sent = [bot.command("UCAROL", "tags rel4/app") for _ in range(20)]
     assert {s.status for s in sent} == {200}
@@ -434,7 +403,7 @@ def test_a_failing_dm_to_the_requester_does_not_repeat_the_thread_outcome(slack)
 
 def test_audit_verify_is_clean_while_commands_are_committed(tmp_path, make_bot, capsys):
     """Finding 6: `acrbot audit verify` said "chain BROKEN" in 27 of 30 runs while the bot
-    served commands (rows and head read apart). Each run now reads one snapshot: 30 of 30
+    served_bots commands (rows and head read apart). Each run now reads one snapshot: 30 of 30
     intact while another connection commits commands."""
     import threading
 

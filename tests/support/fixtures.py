@@ -269,6 +269,44 @@ def azurite(tmp_path_factory):
 
 
 @pytest.fixture
+def proxy(distribution):
+    """The fault proxy in front of the session's docker-registry (tests/support/fault_proxy.py)."""
+    from tests.support.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(distribution.url).start()
+    yield proxy
+    proxy.stop()
+
+
+# Who holds which role in a ServedBot, unless a test says otherwise.
+SERVED_USERS = {"UALICE": "contributor", "UBOB": "owner", "UERIN": "owner", "UCAROL": "reader"}
+
+
+@pytest.fixture
+def served_bots(tmp_path: Path, fake_slack, proxy):
+    """Make real `acrbot serve` processes (ServedBot) on the registry behind ``proxy``; each
+    gets its own folder and is closed after the test."""
+    from tests.support.served import ServedBot
+
+    bots = []
+
+    def make(**options: Any) -> ServedBot:
+        bot = ServedBot(
+            tmp_path / f"bot{len(bots)}",
+            fake_slack,
+            registry_url=proxy.url,
+            users=options.pop("users", SERVED_USERS),
+            **options,
+        )
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.close()
+
+
+@pytest.fixture
 def fake_acr(tmp_path):
     from tests.support.fake_acr import FakeAcr
 
