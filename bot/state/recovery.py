@@ -117,7 +117,7 @@ class Recovery:
             with self._store.transaction() as db:
                 claimed = db.execute(
                     "update requests set exec_owner = ?, exec_started_at = ? "
-                    "where id = ? and state = ? and exec_owner is ?",
+                    "where id = ? and state = ? and exec_owner is not distinct from ?",
                     [
                         liveness.this_process(),
                         iso(now),
