@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -38,6 +39,14 @@ ENGINE = "postgresql"
 VERSION_TABLE = "acrbot_schema"
 POOL_SIZE = 10  # connections per process at most (docs/operations.md: sizing the pool)
 REFRESH_BEFORE = 300.0  # seconds before a token expires that a new one is fetched
+# Every pool this process opened and has not closed (tests close them all between tests).
+OPEN_POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close every pool still open in this process (a test's teardown; process exit)."""
+    for pool in list(OPEN_POOLS):
+        pool.close()
 
 
 class TokenCredential(Protocol):
@@ -234,6 +243,7 @@ class PgEngine:
             open=True,
             name="acrbot",
         )
+        OPEN_POOLS.add(self.pool)
         self.db = PgDatabase(self)
 
     def _kwargs(self) -> dict[str, Any]:
