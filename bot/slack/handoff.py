@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +56,9 @@ class Job:
 
 
 QUEUED, DUPLICATE, BUSY = "queued", "duplicate", "busy"
-LOCKED, FULL = "locked", "full"  # the database could not take the job: nothing recorded
+# The database could not take the job (locked, its disk full, its server unreachable):
+# nothing recorded.
+LOCKED, FULL, UNREACHABLE = "locked", "full", "unreachable"
 RECORDED = frozenset({QUEUED, DUPLICATE})
 
 
@@ -103,12 +104,12 @@ class DurableSink:
             return BUSY
         try:
             recorded = self.queue.enqueue(job.key, job.kind, job.data)
-        except sqlite3.OperationalError as exc:
+        except Exception as exc:
             problem = problem_of(exc)
             if problem is None:
                 raise
             self.health.failed(problem)
-            return LOCKED if problem == dbhealth.LOCKED else FULL
+            return {dbhealth.LOCKED: LOCKED, dbhealth.FULL: FULL}.get(problem, UNREACHABLE)
         self.health.ok()
         if not recorded:
             return DUPLICATE

@@ -15,7 +15,7 @@ connection that cannot be had within the store's busy timeout is `PoolTimeout`, 
 bot/state/dbhealth.py answers as "the database server cannot be reached".
 
 With ``database_auth = "azure"`` the password is an Entra ID token: each new connection asks
-for it (`_TokenPassword`), which is fetched again five minutes before it expires.
+for it (`TokenPassword`), which is fetched again five minutes before it expires.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class TokenCredential(Protocol):
     def get_token(self, *scopes: str) -> Any: ...
 
 
-class _TokenPassword:
+class TokenPassword:
     """An Entra ID token as the password of each new connection, fetched again before it
     expires. A connection that is open keeps working after its token expires (the server
     checks it only at login), so only new connections need a fresh one."""
@@ -223,15 +223,10 @@ class PgEngine:
                 from azure.identity import DefaultAzureCredential
 
                 credential = DefaultAzureCredential()
-            self._password = _TokenPassword(credential)
+            self._password = TokenPassword(credential)
         else:
             self._password = lambda: target.password
-        # lock_timeout: a write that waits on another's row lock longer than the store's
-        # budget fails (LockNotAvailable → "busy, try again"), as SQLite's busy timeout does.
-        options = f"-c lock_timeout={int(busy_timeout * 1000)}"
-        if readonly:
-            options += " -c default_transaction_read_only=on"
-        self._options = options
+        self._readonly = readonly
         self.check()  # one direct connection first: its error names the problem exactly
         self.pool = ConnectionPool(
             target.url,
@@ -247,16 +242,34 @@ class PgEngine:
         self.db = PgDatabase(self)
 
     def _kwargs(self) -> dict[str, Any]:
+        """Each new connection's parameters (a fresh token with database_auth = "azure").
+
+        lock_timeout: a write that waits on another's row lock longer than the store's budget
+        fails (LockNotAvailable → "busy, try again"), as SQLite's busy timeout does.
+        tcp_user_timeout: a server that vanished (failover, a network cut) fails the statement
+        within the budget instead of leaving it waiting on TCP for minutes."""
+        budget = int(self.busy_timeout * 1000)
+        options = f"-c lock_timeout={budget}"
+        if self._readonly:
+            options += " -c default_transaction_read_only=on"
         kwargs: dict[str, Any] = {
             "autocommit": True,
-            "options": self._options,
-            "connect_timeout": max(2, int(self.busy_timeout)),
+            "options": options,
+            "connect_timeout": max(2, round(self.busy_timeout)),
+            "tcp_user_timeout": budget,
+            "keepalives": 1,
+            "keepalives_idle": 30,
             "application_name": "acrbot",
         }
         password = self._password()
         if password is not None:
             kwargs["password"] = password
         return kwargs
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        self.busy_timeout = seconds
+        self.pool.timeout = seconds
+        self.pool.drain()  # the next connections carry the new lock_timeout
 
     def check(self) -> None:
         """Connect once, outside the pool; ConfigError naming the problem and its fix."""

@@ -367,9 +367,9 @@ class Store:
         self.readonly = readonly
         # How long a write waits for another process's lock before SQLITE_BUSY. The process
         # that acks Slack passes ~2 s: it must answer within 3 s, "busy" rather than nothing.
+        self._pg: PgEngine | None = None
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._pg: PgEngine | None = None
         self.migrated_from = SCHEMA_VERSION  # the schema version found on open (migrate())
         if isinstance(target, str) and is_server_url(target):
             target = ServerDatabase(url=target)
@@ -493,6 +493,19 @@ class Store:
             with self._lock:
                 self._connections.append(conn)
         return db
+
+    @property
+    def busy_timeout(self) -> float:
+        return self._busy_timeout
+
+    @busy_timeout.setter
+    def busy_timeout(self, seconds: float) -> None:
+        """SQLite: the next connections' busy timeout (the acking process sets it once, before
+        any thread connects). PostgreSQL: how long a connection or a row lock is waited for;
+        the pool's connections are replaced so that each one has it."""
+        self._busy_timeout = seconds
+        if self._pg is not None:
+            self._pg.set_busy_timeout(seconds)
 
     @property
     def errors(self) -> tuple[type[Exception], ...]:
