@@ -126,3 +126,48 @@ def test_postgres_password_is_in_no_table(pg_url, make_bot, store_options):
     for table in tables:
         for row in bot.ctx.store.db.execute(f"select * from {table}").fetchall():
             assert PASSWORD not in repr(row), table
+
+
+def _doctor(config, capsys) -> dict[str, str]:
+    cli.main(["doctor", "--config", str(config)])
+    out = capsys.readouterr().out
+    found = {}
+    for line in out.splitlines():
+        for name in ("database schema", "database rights", "database "):
+            if line.strip().startswith(("✓", "✗", "-")) and f" {name}" in line:
+                found.setdefault(name.strip(), line.strip())
+    return found
+
+
+def test_doctor_checks_a_postgres_database(pg_cluster, pg_url, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "acrbot.toml"
+    body = (
+        f'database_password_env = "{PG_PASSWORD_ENV}"\n'
+        '[[registry]]\nname = "demo"\ntype = "oci-layout"\npath = "registry"\n'
+    )
+    config.write_text(f'database = "{pg_url}"\n{body}')
+    monkeypatch.setenv(PG_PASSWORD_ENV, PASSWORD)
+    before = _doctor(config, capsys)
+    assert before["database"].startswith("✓")
+    assert before["database schema"].startswith("✗")
+    assert "no acrbot schema" in before["database schema"]
+    assert cli.main(["init", "--config", str(config)]) == 0
+    after = _doctor(config, capsys)
+    assert after["database"].startswith("✓") and "reachable as acrbot" in after["database"]
+    assert after["database schema"].startswith("✓")
+    assert after["database rights"].startswith("✓")
+    # A user who may log in but not create tables nor touch acrbot's.
+    pg_cluster.sql(f"CREATE ROLE outsider LOGIN PASSWORD '{PASSWORD}'")
+    try:
+        config.write_text(f'database = "{pg_url.replace("acrbot@", "outsider@")}"\n{body}')
+        outsider = _doctor(config, capsys)
+        assert outsider["database schema"].startswith("✗")
+        assert "permission denied for table acrbot_schema" in outsider["database schema"]
+        assert outsider["database rights"].startswith("✗")
+        assert "cannot create a table" in outsider["database rights"]
+    finally:
+        from bot.state import engine_pg
+
+        engine_pg.close_all()
+        pg_cluster.sql("DROP OWNED BY outsider CASCADE", database=pg_url.rsplit("/", 1)[1])
+        pg_cluster.sql("DROP ROLE outsider")
