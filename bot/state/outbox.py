@@ -92,8 +92,8 @@ class Outbox:
             db.execute(
                 "insert into outbox (key, kind, payload, state, next_at, created_at, after_key) "
                 "values (?, ?, ?, 'pending', ?, ?, ?) on conflict(key) do update set "
-                "version = version + 1, payload = excluded.payload, "
-                "next_at = case when state = 'pending' then next_at else excluded.next_at end, "
+                "version = outbox.version + 1, payload = excluded.payload, next_at = case "
+                "when outbox.state = 'pending' then outbox.next_at else excluded.next_at end, "
                 "state = 'pending'",
                 [key, kind, json.dumps(payload), now, now, after],
             )

@@ -170,3 +170,14 @@ def test_sqlite_schema_is_what_sqlite_utils_made(tmp_path):
         '"role" TEXT NOT NULL, "registry" TEXT NOT NULL, "repositories" TEXT NOT NULL, '
         '"granted_by" TEXT, "granted_at" TEXT )'
     )
+
+
+def test_store_contract_upsert_reads_the_existing_row(database):
+    """`DO UPDATE SET c = t.c + 1` (the table named: PostgreSQL calls a bare name ambiguous)."""
+    from bot.state.outbox import Outbox
+
+    outbox = Outbox(database.store())
+    outbox.touch("card:1", "card", {"n": 1})
+    outbox.touch("card:1", "card", {"n": 2})
+    [item] = outbox.due()
+    assert (item.version, item.payload) == (1, {"n": 2})
