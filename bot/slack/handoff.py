@@ -60,6 +60,7 @@ QUEUED, DUPLICATE, BUSY = "queued", "duplicate", "busy"
 # nothing recorded.
 LOCKED, FULL, UNREACHABLE = "locked", "full", "unreachable"
 RECORDED = frozenset({QUEUED, DUPLICATE})
+NETWORKED_ACK_THREADS = 8  # below the store's pool (10 connections a process)
 
 
 class JobSink(Protocol):
@@ -97,6 +98,13 @@ class DurableSink:
         self._refresh = refresh
         self._stopping = threading.Event()
         threading.Thread(target=self._watch, name="acr-queue-depth", daemon=True).start()
+
+    @property
+    def ack_threads(self) -> int:
+        """Threads that may ack at once (Socket Mode's message workers). On SQLite one: the
+        write is local and quick, more threads only take turns at the GIL. On PostgreSQL
+        each ack waits a network round trip, which other acks can overlap."""
+        return NETWORKED_ACK_THREADS if self.queue.networked else 1
 
     def submit(self, job: Job) -> str:
         if self.depth >= self.max_queued:

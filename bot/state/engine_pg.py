@@ -20,6 +20,7 @@ for it (`TokenPassword`), which is fetched again five minutes before it expires.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -39,6 +40,10 @@ ENGINE = "postgresql"
 VERSION_TABLE = "acrbot_schema"
 POOL_SIZE = 10  # connections per process at most (docs/operations.md: sizing the pool)
 REFRESH_BEFORE = 300.0  # seconds before a token expires that a new one is fetched
+# A connection given back less than this long ago is lent again without a probe (a round trip
+# less on every ack); an older one is probed first, so after a server restart the first
+# commands do not meet dead connections. One that breaks in use is dropped by the pool.
+FRESH = 2.0
 # Every pool this process opened and has not closed (tests close them all between tests).
 OPEN_POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
 
@@ -86,7 +91,11 @@ def translate(sql: str, params: Any) -> str:
     """SQLite-flavoured SQL → psycopg's: ``?`` → ``%s``, ``:name`` → ``%(name)s`` (when the
     parameters are a mapping), a literal ``%`` → ``%%``; quoted text and comments untouched
     (psycopg reads ``%`` everywhere, so it is doubled in them too)."""
-    named = isinstance(params, Mapping)
+    return _translated(sql, isinstance(params, Mapping))
+
+
+@functools.lru_cache(maxsize=2048)  # the same few hundred statements, on every ack
+def _translated(sql: str, named: bool) -> str:
 
     def one(match: re.Match[str]) -> str:
         quoted, ident, comment, mark, name, percent = match.groups()
@@ -227,6 +236,7 @@ class PgEngine:
         else:
             self._password = lambda: target.password
         self._readonly = readonly
+        self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self.check()  # one direct connection first: its error names the problem exactly
         self.pool = ConnectionPool(
             target.url,
@@ -234,7 +244,8 @@ class PgEngine:
             min_size=1,
             max_size=pool_size,
             timeout=busy_timeout,
-            check=ConnectionPool.check_connection,
+            check=self._check,
+            reset=self._returned,
             open=True,
             name="acrbot",
         )
@@ -265,6 +276,13 @@ class PgEngine:
         if password is not None:
             kwargs["password"] = password
         return kwargs
+
+    def _returned(self, conn: psycopg.Connection[Any]) -> None:
+        self._used[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        if time.monotonic() - self._used.get(conn, 0.0) >= FRESH:
+            ConnectionPool.check_connection(conn)
 
     def set_busy_timeout(self, seconds: float) -> None:
         self.busy_timeout = seconds

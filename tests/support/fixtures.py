@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -426,12 +427,15 @@ def database(engine: str, tmp_path: Path, request) -> DatabaseUnderTest:
 
 
 @pytest.fixture
-def store_options() -> dict[str, Any]:
-    """Config options make_bot/make_slack/oci_bot add: {} (SQLite). A module whose tests run
-    on both engines overrides it:
+def store_options(request) -> dict[str, Any]:
+    """Config options make_bot/make_slack/oci_bot add: {} (SQLite), or a fresh PostgreSQL
+    database when ACRBOT_TEST_ENGINE=postgresql (every such test on PostgreSQL, for a
+    search of the whole suite). A module whose tests always run on both engines overrides it:
 
         @pytest.fixture
         def store_options(database):
             return database.options
     """
+    if os.environ.get("ACRBOT_TEST_ENGINE") == "postgresql":
+        return pg_options(request.getfixturevalue("pg_url"))
     return {}
