@@ -9,6 +9,8 @@ tests/, the real Bolt app, uvicorn, slack_sdk's Socket Mode client.
 
     .venv/bin/python bench/ack_latency.py [--n 50] [--delay 2.0] [--runs 3]
         [--metrics on,off]   # each mode with metrics on and off, interleaved, in one run
+        [--database sqlite,postgresql]   # each mode on both engines, interleaved, in one run
+                                         # (PostgreSQL: a local server from tests/support)
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ from tests.support.fake_socket_mode import FakeSocketMode
 from tests.support.slack_support import SlowRegistry
 
 SECRET = "bench-secret"
+PG_PASSWORD_ENV = "ACRBOT_BENCH_PG_PASSWORD"
+# The `database` options of this process's bench (`_isolated` sets them): SQLite by default.
+DATABASE: dict[str, Any] = {"database": "bench.db"}
+ENVIRON: dict[str, str] = {}
 
 
 @contextlib.contextmanager
@@ -68,9 +74,7 @@ def bot(
         if registry_url
         else {"name": "demo", "type": "oci-layout", "path": "registry"}
     )
-    config = from_mapping(
-        {"database": "bench.db", "registry": [registry_table]}, base=tmp, environ={}
-    )
+    config = from_mapping({**DATABASE, "registry": [registry_table]}, base=tmp, environ=ENVIRON)
     settings = SlackSettings(
         bot_token="xoxb-bench", signing_secret=SECRET, app_token=app_token, api_url=fake.api_url
     )
@@ -387,12 +391,24 @@ def bench_socket_mode(
     return row
 
 
-def _isolated(name: str, n: int, delay: float, conn: Any, metrics_on: bool = True) -> None:
+def _isolated(
+    name: str,
+    n: int,
+    delay: float,
+    conn: Any,
+    metrics_on: bool = True,
+    database_url: str | None = None,
+) -> None:
     """Run one bench in a fresh process with its own fake Web API: one server mode per
     process, as in production, so earlier runs' threads and garbage do not skew the next.
     Metrics on is what `acrbot serve` runs (multiprocess mode, shared with the worker
     process); off records nothing in either process."""
     scratch = tempfile.mkdtemp(prefix="bench-metrics-")
+    if database_url is not None:
+        from tests.support.postgres import PASSWORD
+
+        DATABASE.update(database=database_url, database_password_env=PG_PASSWORD_ENV)
+        ENVIRON[PG_PASSWORD_ENV] = PASSWORD
     if metrics_on:
         metrics.enable_multiprocess(Path(scratch))
     else:
@@ -423,8 +439,6 @@ def _isolated(name: str, n: int, delay: float, conn: Any, metrics_on: bool = Tru
 
 
 def main() -> None:
-    import multiprocessing
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="concurrent commands (default 50)")
     parser.add_argument("--delay", type=float, default=2.0, help="seconds per registry call")
@@ -442,30 +456,71 @@ def main() -> None:
         help="on, off, or on,off: run each mode with /metrics recording on and/or off "
         "(interleaved in each run), to see what metrics cost the acks",
     )
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="sqlite, postgresql, or sqlite,postgresql: run each mode on each engine "
+        "(interleaved in each run; PostgreSQL is a local server started for the bench, a "
+        "fresh database each time), and print the ratio of their p99",
+    )
     args = parser.parse_args()
     switches = [m.strip() == "on" for m in args.metrics.split(",")]
+    engines = [e.strip() for e in args.database.split(",")]
+    cluster = None
+    if "postgresql" in engines:
+        from tests.support.postgres import PostgresCluster
+
+        cluster = PostgresCluster().start()
+    try:
+        _main(args, switches, engines, cluster)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+
+
+def _main(args: Any, switches: list[bool], engines: list[str], cluster: Any) -> None:
+    import multiprocessing
+
     print(
         f"{args.n} concurrent /acr commands, every registry call takes {args.delay:.1f} s, "
-        f"{os.cpu_count()} cores; each run in a fresh process; metrics {args.metrics}\n",
+        f"{os.cpu_count()} cores; each run in a fresh process; metrics {args.metrics}; "
+        f"database {args.database}\n",
         flush=True,
     )
     names = args.modes.split(",")
     keys = [_key(name, on) for name in names for on in switches]
     rows: dict[str, list[dict[str, float]]] = {key: [] for key in keys}
+    on_pg: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    on_sqlite: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     context = multiprocessing.get_context("spawn")
     for _ in range(args.runs):
         for name in names:
-            for on in switches:
-                parent, child = context.Pipe()
-                process = context.Process(
-                    target=_isolated, args=(name, args.n, args.delay, child, on)
-                )
-                process.start()
-                row = parent.recv()
-                process.join()
-                if row is None:
-                    raise SystemExit(f"the {name} bench failed (its traceback is above)")
-                rows[_key(name, on)].append(row)
+            for engine in engines:
+                for on in switches:
+                    url = cluster.url(cluster.new_database()) if engine == "postgresql" else None
+                    print(f"[{name}, {engine}]", flush=True)
+                    parent, child = context.Pipe()
+                    process = context.Process(
+                        target=_isolated, args=(name, args.n, args.delay, child, on, url)
+                    )
+                    process.start()
+                    row = parent.recv()
+                    process.join()
+                    if row is None:
+                        raise SystemExit(f"the {name} bench failed (its traceback is above)")
+                    if on == switches[0]:
+                        (on_pg if url else on_sqlite)[name].append(row)
+                    if engine == engines[0]:
+                        rows[_key(name, on)].append(row)
+    if len(engines) == 2:
+        for name in names:
+            pg = statistics.median(r["p99"] for r in on_pg[name])
+            lite = statistics.median(r["p99"] for r in on_sqlite[name])
+            print(
+                f"PostgreSQL vs SQLite, {name}: median p99 {pg:.1f} vs {lite:.1f} ms "
+                f"(×{pg / lite:.2f}); non-200 {sum(r['fail'] for r in on_pg[name])} vs "
+                f"{sum(r['fail'] for r in on_sqlite[name])}"
+            )
     print(f"\np99 in each of {args.runs} runs, worst last:")
     for name, runs in rows.items():
         p99s = ", ".join(f"{r['p99']:.1f}" for r in runs)

@@ -426,8 +426,8 @@ def _init(args: argparse.Namespace) -> int:
     from bot.state.store import SCHEMA_VERSION, Store
 
     config = load(args.config)
-    existed = config.database.is_file()
     store = Store(config.database, create=True)
+    existed = store.migrated_from > 0
     from bot.app import audit_of, utc_now
 
     switched = audit_of(config, store).seal(at=utc_now())

@@ -71,11 +71,18 @@ def run(
     checks, config = config_checks(path)
     if config is None:
         return checks
-    database = database_checks(config.database, config_arg=config_arg(config.source))
+    if isinstance(config.database, Path):
+        database = database_checks(config.database, config_arg=config_arg(config.source))
+    else:  # PostgreSQL
+        from bot.doctor_server import server_database_checks
+
+        found = server_database_checks(config.database, config_arg=config_arg(config.source))
+        database = [Check(*finding) for finding in found]
     checks += database
     for index, registry_config in enumerate(config.registries):
         checks += registry_checks(registry_config, index, build=build_registry)
-    usable = config.database.exists() and not any(c.failed for c in database)
+    exists = not isinstance(config.database, Path) or config.database.exists()
+    usable = exists and not any(c.failed for c in database)
     checks += archive_checks(config, database_ok=usable)
     for more in extra:
         checks += more(config)

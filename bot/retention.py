@@ -70,8 +70,8 @@ def run_due(ctx: Context) -> list[str]:
             outcome, request_id = f"request #{request.id}", request.id
         with ctx.store.transaction() as db:
             db.execute(
-                "insert or ignore into retention_runs (name, slot, request_id, outcome) "
-                "values (?, ?, ?, ?)",
+                "insert into retention_runs (name, slot, request_id, outcome) "
+                "values (?, ?, ?, ?) on conflict (name, slot) do nothing",
                 [rule.name, key, request_id, outcome],
             )
             ctx.audit.append(

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.core.database import ServerDatabase, Target, is_server_url, server_database, sqlite_only
 from bot.core.errors import ConfigError, UsageError
 from bot.core.patterns import compile_user_regex
 from bot.core.references import shorten
@@ -127,7 +128,7 @@ PROTECT_KEYS = {"tags", "on_source_error", "immutable"}
 
 @dataclass(frozen=True)
 class Config:
-    database: Path
+    database: Path | ServerDatabase  # a SQLite file, or a PostgreSQL server (bot/core/database.py)
     registries: tuple[RegistryConfig, ...]
     approvals: ApprovalConfig = ApprovalConfig()
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -345,6 +346,8 @@ def from_mapping(
     environ = os.environ if environ is None else environ
     known = {
         "database",
+        "database_password_env",
+        "database_auth",
         "approvals",
         "registry",
         "groups",
@@ -359,9 +362,7 @@ def from_mapping(
     for key in data:
         if key not in known:
             raise ConfigError(unknown_key(key, key, known))
-    database = data.get("database", "acrbot.db")
-    if not isinstance(database, str) or not database:
-        raise ConfigError("database: expected a file path")
+    database = _database(data, base=base, environ=environ)
     plain_http = data.get("plain_http_hosts", [])
     if not isinstance(plain_http, list) or not all(isinstance(h, str) for h in plain_http):
         raise ConfigError('plain_http_hosts: expected a list of "host:port" strings')
@@ -374,7 +375,7 @@ def from_mapping(
     groups = _groups(data.get("groups", {}))
     users = _users(data.get("users", {}), groups=groups)
     return Config(
-        database=(base / database).resolve(),
+        database=database,
         registries=registries,
         approvals=_approvals(data.get("approvals", {})),
         groups=groups,
@@ -389,6 +390,19 @@ def from_mapping(
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
     )
+
+
+def _database(data: Mapping[str, Any], *, base: Path, environ: Mapping[str, str]) -> Target:
+    """`database` (a path or a postgresql:// URL) with `database_password_env`/`database_auth`."""
+    database = data.get("database", "acrbot.db")
+    if not isinstance(database, str) or not database:
+        raise ConfigError("database: expected a file path or a postgresql:// URL")
+    password_env, auth = data.get("database_password_env"), data.get("database_auth")
+    if is_server_url(database):
+        return server_database(database, password_env=password_env, auth=auth, environ=environ)
+    sqlite_only("database_password_env", password_env)
+    sqlite_only("database_auth", auth)
+    return (base / database).resolve()
 
 
 # Keys each [[registry]] type accepts (besides name, type, login_server and the purge keys).

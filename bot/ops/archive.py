@@ -175,11 +175,13 @@ class AuditArchive:
     def _record(self, shipped: int, name: str, length: int) -> None:
         with self._store.transaction() as db:
             db.execute(
-                "insert or replace into meta (key, value) values (?, ?)",
+                "insert into meta (key, value) values (?, ?) "
+                "on conflict (key) do update set value = excluded.value",
                 [SHIPPED_KEY, str(shipped)],
             )
             db.execute(
-                "insert or replace into meta (key, value) values (?, ?)",
+                "insert into meta (key, value) values (?, ?) "
+                "on conflict (key) do update set value = excluded.value",
                 [POSITION_KEY, f"{name} {length}"],
             )
 

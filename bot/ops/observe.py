@@ -209,10 +209,11 @@ def readers(
             metrics.Reading(
                 "acrbot_database_problem",
                 "1 while the database cannot take writes for this reason (locked by another "
-                "process, disk full); commands are answered with one line meanwhile.",
+                "process, disk full, server unreachable); commands are answered with one "
+                "line meanwhile.",
                 tuple(
                     ({"problem": p}, 1.0 if dbhealth.HEALTH.problem == p else 0.0)
-                    for p in (dbhealth.LOCKED, dbhealth.FULL)
+                    for p in dbhealth.SAYS
                 ),
             ),
             metrics.Reading(

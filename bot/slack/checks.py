@@ -9,7 +9,7 @@ to ``NEEDED_SCOPES``): a token installed from an older manifest lacks the newer 
 
 from __future__ import annotations
 
-import sqlite3
+from pathlib import Path
 from typing import Any
 from urllib.error import URLError
 
@@ -79,7 +79,7 @@ def slack_checks(config: Config) -> list[Check]:
 
 def _outbox(config: Config) -> list[Check]:
     """What the bot has still to say: held (Slack refused the token), waiting, given up."""
-    if not config.database.is_file():
+    if isinstance(config.database, Path) and not config.database.is_file():
         return []
     try:
         store = Store(config.database, readonly=True)
@@ -88,7 +88,7 @@ def _outbox(config: Config) -> list[Check]:
     try:
         outbox = Outbox(store)
         held, pending, gave_up = outbox.held(), outbox.pending(), outbox.failed()
-    except sqlite3.Error:
+    except store.errors:
         return []  # the database rows say why
     finally:
         store.close()

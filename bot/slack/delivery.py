@@ -365,7 +365,8 @@ class SlackDelivery:
             )
             with self.ctx.store.transaction() as db:
                 db.execute(
-                    "insert or replace into messages (key, channel, ts) values (?, ?, ?)",
+                    "insert into messages (key, channel, ts) values (?, ?, ?) on conflict "
+                    "(key) do update set channel = excluded.channel, ts = excluded.ts",
                     [key, posted["channel"], posted["ts"]],
                 )
         else:

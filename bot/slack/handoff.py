@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,8 +56,11 @@ class Job:
 
 
 QUEUED, DUPLICATE, BUSY = "queued", "duplicate", "busy"
-LOCKED, FULL = "locked", "full"  # the database could not take the job: nothing recorded
+# The database could not take the job (locked, its disk full, its server unreachable):
+# nothing recorded.
+LOCKED, FULL, UNREACHABLE = "locked", "full", "unreachable"
 RECORDED = frozenset({QUEUED, DUPLICATE})
+NETWORKED_ACK_THREADS = 8  # below the store's pool (10 connections a process)
 
 
 class JobSink(Protocol):
@@ -97,18 +99,25 @@ class DurableSink:
         self._stopping = threading.Event()
         threading.Thread(target=self._watch, name="acr-queue-depth", daemon=True).start()
 
+    @property
+    def ack_threads(self) -> int:
+        """Threads that may ack at once (Socket Mode's message workers). On SQLite one: the
+        write is local and quick, more threads only take turns at the GIL. On PostgreSQL
+        each ack waits a network round trip, which other acks can overlap."""
+        return NETWORKED_ACK_THREADS if self.queue.networked else 1
+
     def submit(self, job: Job) -> str:
         if self.depth >= self.max_queued:
             self.busy_refusals += 1
             return BUSY
         try:
             recorded = self.queue.enqueue(job.key, job.kind, job.data)
-        except sqlite3.OperationalError as exc:
+        except Exception as exc:
             problem = problem_of(exc)
             if problem is None:
                 raise
             self.health.failed(problem)
-            return LOCKED if problem == dbhealth.LOCKED else FULL
+            return {dbhealth.LOCKED: LOCKED, dbhealth.FULL: FULL}.get(problem, UNREACHABLE)
         self.health.ok()
         if not recorded:
             return DUPLICATE

@@ -40,7 +40,16 @@ AUTH_FAILING = (
     ":warning: The bot cannot act right now: Slack does not accept its token (revoked or "
     "invalid); tell the operator. Nothing was recorded."
 )
-REFUSED = {handoff.BUSY: BUSY, handoff.LOCKED: LOCKED, handoff.FULL: FULL}
+UNREACHABLE = (
+    ":hourglass: I'm busy: my database server cannot be reached right now (restarting?). "
+    "Nothing was recorded; try again in a moment."
+)
+REFUSED = {
+    handoff.BUSY: BUSY,
+    handoff.LOCKED: LOCKED,
+    handoff.FULL: FULL,
+    handoff.UNREACHABLE: UNREACHABLE,
+}
 
 
 class Listeners:

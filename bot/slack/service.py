@@ -63,6 +63,7 @@ class SlackApp:
         )
         self.client = self.app.client
         self.client.base_url = settings.api_url
+        self.ack_threads: int = getattr(sink, "ack_threads", 1)  # see DurableSink
         Listeners(ObservedSink(sink)).register(self.app)
         # Everything built so far lives as long as the process: move it out of the collector's
         # sight, so full collections during a burst of acks stay short.
@@ -263,7 +264,7 @@ class HttpServer:
 def socket_mode_handler(
     front: SlackApp,
     *,
-    concurrency: int = 1,
+    concurrency: int | None = None,
     on_fatal: Callable[[str], None] | None = None,
     status_path: Path | None = None,
 ) -> SocketModeHandler:
@@ -271,8 +272,11 @@ def socket_mode_handler(
     Slack's routine refreshes leave no gap), its message worker started.
 
     One message worker: our listeners never block (ack, hand the job over), so more threads
-    only take turns at the GIL; 10 threads gave p99 40–60 ms, one 23–33 ms.
+    only take turns at the GIL; 10 threads gave p99 40–60 ms, one 23–33 ms. On PostgreSQL
+    each ack waits a round trip to the server: the sink says how many may overlap
+    (``front.ack_threads``).
     """
+    concurrency = concurrency or front.ack_threads
     client = SocketModeLink(
         app_token=front.settings.app_token or "",
         web_client=front.client,

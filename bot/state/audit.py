@@ -34,6 +34,7 @@ from bot.state.store import Store
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"  # "<id>:<hash>", and ":<head MAC>" when keyed
 LEGACY_KEYED_KEY = "audit_keyed_from"  # written by earlier releases; only ever a hint now
+CHAIN_LOCK = "audit chain"  # store.serialize: appends from several processes take turns
 SWITCH_ACTION = "audit.keyed"  # the row that starts the keyed part of an older chain
 AUDIT_COLUMNS = (
     "id",
@@ -268,6 +269,7 @@ class Audit:
         With a key, a chain whose newest row is not keyed (empty, or written before the key
         was set) first gets its `audit.keyed` row, under the key."""
         with self._store.transaction() as db:
+            self._store.serialize(CHAIN_LOCK)  # replicas on PostgreSQL: one chain, in turn
             last = self._last(db)
             if self._key is not None and not self._keyed(last):
                 last = self._insert(db, last, _switch_row(last, at))
@@ -295,6 +297,7 @@ class Audit:
         if self._key is None:
             return None
         with self._store.transaction() as db:
+            self._store.serialize(CHAIN_LOCK)
             last = self._last(db)
             if not self._keyed(last):
                 return AuditEntry(**self._insert(db, last, _switch_row(last, at)))
@@ -338,7 +341,11 @@ class Audit:
         value = f"{last_id}:{last_hash}"
         if self._key is not None:
             value += f":{head_mac(self._key, last_id, last_hash)}"
-        db.execute("insert or replace into meta (key, value) values (?, ?)", [HEAD_KEY, value])
+        db.execute(
+            "insert into meta (key, value) values (?, ?) "
+            "on conflict (key) do update set value = excluded.value",
+            [HEAD_KEY, value],
+        )
 
     def entries(
         self,
@@ -374,24 +381,15 @@ class Audit:
         Rows and the recorded head are read in one read transaction (one snapshot), so a
         command committed meanwhile cannot look like rows removed from the end.
         """
-        conn = self._store.db.conn
-        own = not conn.in_transaction
-        if own:
-            conn.execute("BEGIN")  # deferred: a read snapshot, no write lock taken
-        try:
-            hint = conn.execute(
-                "select value from meta where key = ?", [LEGACY_KEYED_KEY]
-            ).fetchone()
+        with self._store.snapshot() as db:
+            hint = db.execute("select value from meta where key = ?", [LEGACY_KEYED_KEY]).fetchone()
             chain = check_chain(
-                self._store.db.query("select * from audit order by id"),
+                db.query("select * from audit order by id"),
                 key=self._key,
                 keyed_from=self.keyed_from or 1,
                 keyed_hint=int(hint[0]) if hint and str(hint[0]).isdigit() else None,
             )
-            head = conn.execute("select value from meta where key = ?", [HEAD_KEY]).fetchone()
-        finally:
-            if own:
-                conn.execute("COMMIT")
+            head = db.execute("select value from meta where key = ?", [HEAD_KEY]).fetchone()
         problems, checked = list(chain.problems), chain.checked
         problems += self._head_problems(head[0] if head else None, chain)
         if self._key is not None and self.keyed_from is not None:

@@ -26,15 +26,19 @@ class Cards:
 
     def save(self, request_id: int, *, channel: str, ts: str) -> None:
         with self._store.transaction() as db:
-            db["cards"].insert(
-                {"request_id": request_id, "channel": channel, "ts": ts, "announced": None},
-                replace=True,
+            db.execute(
+                "insert into cards (request_id, channel, ts, announced) values (?, ?, ?, null) "
+                "on conflict (request_id) do update set channel = excluded.channel, "
+                "ts = excluded.ts, announced = null",
+                [request_id, channel, ts],
             )
 
     def get(self, request_id: int) -> Card | None:
-        rows = list(self._store.db["cards"].rows_where("request_id = ?", [request_id]))
+        rows = list(self._store.db.query("select * from cards where request_id = ?", [request_id]))
         return Card(**rows[0]) if rows else None
 
     def find(self, channel: str, ts: str) -> Card | None:
-        rows = list(self._store.db["cards"].rows_where("channel = ? and ts = ?", [channel, ts]))
+        rows = list(
+            self._store.db.query("select * from cards where channel = ? and ts = ?", [channel, ts])
+        )
         return Card(**rows[0]) if rows else None

@@ -6,6 +6,11 @@ that met them. So they are answered with one clear line (never a traceback per r
 logged once a minute while they last, shown on readiness and `/metrics`, and cleared by the
 next write that goes through (a probe writes one row while a problem lasts, so the state
 clears even when no command comes in).
+
+PostgreSQL says the same with its own errors: a lock waited on past the store's budget
+(lock_timeout) is LOCKED, a full disk FULL, and a server that cannot be reached (restarting,
+failing over, a connection not had within the budget) UNREACHABLE: the pool reconnects by
+itself, and nothing of the command was recorded (its transaction never committed).
 """
 
 from __future__ import annotations
@@ -20,17 +25,20 @@ from bot.core.errors import BotError
 
 log = logging.getLogger(__name__)
 
-LOCKED, FULL = "locked", "full"
+LOCKED, FULL, UNREACHABLE = "locked", "full", "unreachable"
 LOG_EVERY = 60.0  # seconds between two log lines about the same problem
 # What each problem means for whoever reads it (the user, the log, readiness).
 SAYS = {
     LOCKED: "the database is locked by another process",
     FULL: "the database's disk is full",
+    UNREACHABLE: "the database server cannot be reached",
 }
 
 
 def problem_of(exc: BaseException) -> str | None:
-    """LOCKED or FULL when ``exc`` is SQLite saying so, else None."""
+    """LOCKED, FULL or UNREACHABLE when ``exc`` is the database saying so, else None."""
+    if type(exc).__module__.startswith(("psycopg.", "psycopg_pool")):
+        return _pg_problem(exc)
     if not isinstance(exc, sqlite3.OperationalError):
         return None
     code = getattr(exc, "sqlite_errorcode", None)
@@ -46,6 +54,21 @@ def problem_of(exc: BaseException) -> str | None:
         return LOCKED
     if "database or disk is full" in text:
         return FULL
+    return None
+
+
+def _pg_problem(exc: BaseException) -> str | None:
+    import psycopg
+    import psycopg_pool
+
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return LOCKED
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return FULL
+    # Refused, reset, admin shutdown (57P01), starting up (57P03), no connection in time.
+    unreachable = psycopg_pool.PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError
+    if isinstance(exc, unreachable):
+        return UNREACHABLE
     return None
 
 
@@ -70,7 +93,7 @@ class DatabaseHealth:
         self._since: datetime | None = None
         self._logged: dict[str, float] = {}
         self._log_every = log_every
-        self.counts: dict[str, int] = {LOCKED: 0, FULL: 0}
+        self.counts: dict[str, int] = dict.fromkeys(SAYS, 0)
 
     @property
     def problem(self) -> str | None:

@@ -86,9 +86,9 @@ class SqliteFacts:
     def put(self, registry: str, facts: DigestFacts) -> None:
         with self._store.transaction() as db:
             db.execute(
-                "insert or ignore into digest_facts "
+                "insert into digest_facts "
                 "(registry, digest, media_type, size, created, platforms, refs) "
-                "values (?, ?, ?, ?, ?, ?, ?)",
+                "values (?, ?, ?, ?, ?, ?, ?) on conflict (registry, digest) do nothing",
                 [
                     registry,
                     facts.digest,

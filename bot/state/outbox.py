@@ -26,9 +26,13 @@ from bot.state.store import Store
 
 KEEP_SENT = timedelta(days=7)
 CLAIM_LEASE = timedelta(seconds=60)  # > the Slack clients' timeouts (30 s, response_url 10 s)
-# A delivered (or abandoned) item keeps no URL: a Slack response_url lets whoever holds it
-# post as the bot for 30 minutes, and the row is kept a week.
-_FORGET_URL = "payload = json_remove(payload, '$.url')"
+
+
+def _without_url(payload: dict[str, Any]) -> str:
+    """A delivered (or abandoned) item keeps no URL: a Slack response_url lets whoever holds
+    it post as the bot for 30 minutes, and the row is kept a week. The payload is the one the
+    item was claimed with (the update below only lands while its version is unchanged)."""
+    return json.dumps({k: v for k, v in payload.items() if k != "url"})
 
 
 def _now() -> datetime:
@@ -68,8 +72,8 @@ class Outbox:
         now = self._clock().isoformat()
         with self._store.transaction() as db:
             cursor = db.execute(
-                "insert or ignore into outbox (key, kind, payload, state, next_at, created_at, "
-                "after_key) values (?, ?, ?, 'pending', ?, ?, ?)",
+                "insert into outbox (key, kind, payload, state, next_at, created_at, "
+                "after_key) values (?, ?, ?, 'pending', ?, ?, ?) on conflict (key) do nothing",
                 [key, kind, json.dumps(payload), now, now, after],
             )
         self._wake()
@@ -88,8 +92,8 @@ class Outbox:
             db.execute(
                 "insert into outbox (key, kind, payload, state, next_at, created_at, after_key) "
                 "values (?, ?, ?, 'pending', ?, ?, ?) on conflict(key) do update set "
-                "version = version + 1, payload = excluded.payload, "
-                "next_at = case when state = 'pending' then next_at else excluded.next_at end, "
+                "version = outbox.version + 1, payload = excluded.payload, next_at = case "
+                "when outbox.state = 'pending' then outbox.next_at else excluded.next_at end, "
                 "state = 'pending'",
                 [key, kind, json.dumps(payload), now, now, after],
             )
@@ -154,9 +158,9 @@ class Outbox:
         with self._store.transaction() as db:
             db.execute("update outbox set owner = null where id = ?", [item.id])
             db.execute(
-                f"update outbox set state = 'sent', sent_at = ?, error = null, {_FORGET_URL} "
+                "update outbox set state = 'sent', sent_at = ?, error = null, payload = ? "
                 "where id = ? and version = ?",
-                [self._clock().isoformat(), item.id, item.version],
+                [self._clock().isoformat(), _without_url(item.payload), item.id, item.version],
             )
 
     def retry(self, item: Item, *, after: float, error: str) -> None:
@@ -172,9 +176,9 @@ class Outbox:
         with self._store.transaction() as db:
             db.execute("update outbox set owner = null where id = ?", [item.id])
             db.execute(
-                f"update outbox set state = 'failed', error = ?, {_FORGET_URL} "
+                "update outbox set state = 'failed', error = ?, payload = ? "
                 "where id = ? and version = ?",
-                [error, item.id, item.version],
+                [error, _without_url(item.payload), item.id, item.version],
             )
 
     # -- held: the destination refuses our credentials (a revoked token) ------------------
@@ -188,7 +192,8 @@ class Outbox:
             row = db.execute("select value from meta where key = 'outbox_hold'").fetchone()
             since = json.loads(row[0])["since"] if row else self._clock().isoformat()
             db.execute(
-                "insert or replace into meta (key, value) values ('outbox_hold', ?)",
+                "insert into meta (key, value) values ('outbox_hold', ?) "
+                "on conflict (key) do update set value = excluded.value",
                 [json.dumps({"error": error, "since": since})],
             )
 

@@ -18,7 +18,7 @@ from typing import Any
 from bot.core.redaction import redact_urls
 from bot.core.request_types import Clock
 from bot.state.audit import Audit
-from bot.state.store import Store, sqlite_utils
+from bot.state.store import Store
 
 PENDING, SENDING = "pending", "sending"
 DELETED, GONE, SKIPPED, FAILED = "deleted", "gone", "skipped", "failed"
@@ -57,14 +57,14 @@ class PlanningSkip:
 
 
 def pin_items(
-    db: sqlite_utils.Database,
+    db: Any,
     request_id: int,
     items: list[dict[str, Any]],
     skipped: Sequence[tuple[str, str]],
 ) -> None:
     """Record a new purge request's items (all `pending`) and what planning left out
     (``skipped``: (item, reason), numbered after the items), inside its transaction."""
-    db.conn.executemany(
+    db.executemany(
         "insert into purge_items (request_id, seq, repository, kind, tag, digest, tags, "
         "item_time, state) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
         [
@@ -81,7 +81,7 @@ def pin_items(
             for seq, item in enumerate(items, start=1)
         ],
     )
-    db.conn.executemany(
+    db.executemany(
         "insert into purge_skips (request_id, seq, item, reason) values (?, ?, ?, ?)",
         [
             (request_id, seq, what, reason)

@@ -63,6 +63,9 @@ class Recovery:
         registry again instead of sending a second DELETE of the same digest."""
         now = self._clock()
         with self._store.transaction() as db:
+            # Replicas on PostgreSQL: two requests on one image must not both see "nobody
+            # else is deleting it" and both mark themselves (a no-op on SQLite).
+            self._store.serialize("request marks")
             other = db.execute(
                 "select o.id from requests r join requests o on o.id != r.id "
                 "and o.state = r.state and o.registry = r.registry "
@@ -117,7 +120,7 @@ class Recovery:
             with self._store.transaction() as db:
                 claimed = db.execute(
                     "update requests set exec_owner = ?, exec_started_at = ? "
-                    "where id = ? and state = ? and exec_owner is ?",
+                    "where id = ? and state = ? and exec_owner is not distinct from ?",
                     [
                         liveness.this_process(),
                         iso(now),

@@ -38,7 +38,7 @@ from bot.state import liveness
 from bot.state.audit import Audit
 from bot.state.purges import pin_items
 from bot.state.recovery import Recovery
-from bot.state.store import Store, from_iso, iso, sqlite_utils
+from bot.state.store import Store, from_iso, iso
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Requests(Recovery):
         """The id of a pending request for exactly this deletion, if there is one."""
         row = self._store.db.execute(
             "select id from requests where state = ? and registry = ? and repository = ? "
-            "and digest = ? and tag is ? and manifest = ? order by id limit 1",
+            "and digest = ? and tag is not distinct from ? and manifest = ? order by id limit 1",
             [State.PENDING.value, registry, repository, digest, tag, int(manifest)],
         ).fetchone()
         return row[0] if row else None
@@ -230,23 +230,21 @@ class Requests(Recovery):
         channel: str | None,
     ) -> int:
         """Insert a pending request: what it deletes (``fields``) and what every request has."""
-        return int(
-            db["requests"]
-            .insert(
-                {
-                    **fields,
-                    "requester": requester,
-                    "reason": reason,
-                    "created_at": iso(now),
-                    "expires_at": iso(now + ttl),
-                    "required": required,
-                    "state": State.PENDING.value,
-                    "origin": origin,
-                    "channel": channel,
-                }
-            )
-            .last_pk
-        )
+        row = {
+            **fields,
+            "requester": requester,
+            "reason": reason,
+            "created_at": iso(now),
+            "expires_at": iso(now + ttl),
+            "required": required,
+            "state": State.PENDING.value,
+            "origin": origin,
+            "channel": channel,
+        }
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        sql = f"insert into requests ({columns}) values ({marks}) returning id"
+        return int(db.execute(sql, list(row.values())).fetchone()[0])
 
     def _created(
         self, row_id: int, requester: str, now: datetime, *, note: str | None = None
@@ -292,14 +290,10 @@ class Requests(Recovery):
         with self._store.transaction() as db:
             request = self._pending(request_id, now)
             self._may_approve(request, approver, authorize)
-            db["approvals"].insert(
-                {
-                    "request_id": request_id,
-                    "approver": approver,
-                    "reason": reason,
-                    "created_at": iso(now),
-                    "origin": origin,
-                }
+            db.execute(
+                "insert into approvals (request_id, approver, reason, created_at, origin) "
+                "values (?, ?, ?, ?, ?)",
+                [request_id, approver, reason, iso(now), origin],
             )
             void = self._withdraw_void(db, request, still_counts, now)
             count = len(request.approvals) - len(void) + 1
@@ -347,7 +341,7 @@ class Requests(Recovery):
 
     def _withdraw_void(
         self,
-        db: sqlite_utils.Database,
+        db: Any,
         request: DeletionRequest,
         still_counts: Callable[[str], bool] | None,
         now: datetime,
@@ -376,7 +370,7 @@ class Requests(Recovery):
             self._tell(request.id, RequestEvent(Change.VOID, who))
         return void
 
-    def _claim_execution(self, db: sqlite_utils.Database, request_id: int, now: datetime) -> bool:
+    def _claim_execution(self, db: Any, request_id: int, now: datetime) -> bool:
         """pending -> executing, owned by this process: a compare-and-set, so when approvals
         race exactly one of them wins (inside the approval's transaction)."""
         cursor = db.execute(
@@ -455,9 +449,14 @@ class Requests(Recovery):
                     [State.PENDING.value, iso(now)],
                 )
             )
+            expired = []
             for row in rows:
-                self._finish(self.get(row["id"]), State.EXPIRED, now, decided_by="acrbot")
-        return [self.get(row["id"]) for row in rows]
+                self._store.serialize(f"request {row['id']}")
+                request = self.get(row["id"])  # again, under its lock: still pending?
+                if request.state is State.PENDING and request.expires_at <= now:
+                    self._finish(request, State.EXPIRED, now, decided_by="acrbot")
+                    expired.append(row["id"])
+        return [self.get(request_id) for request_id in expired]
 
     # -- internals -------------------------------------------------------------------------
 
@@ -466,7 +465,10 @@ class Requests(Recovery):
 
         Called inside a transaction. An overdue request is refused here even if the sweep has
         not marked it yet; :meth:`_expire_if_due` marks it before the transaction starts.
+        Holds the request's lock until the transaction ends (PostgreSQL: two replicas
+        approving at once count each other's approval; SQLite's writers are serial anyway).
         """
+        self._store.serialize(f"request {request_id}")
         request = self.get(request_id)
         if request.state is State.PENDING and request.expires_at <= now:
             raise Conflict(
@@ -480,6 +482,7 @@ class Requests(Recovery):
     def _expire_if_due(self, request_id: int, now: datetime) -> None:
         """Mark an overdue pending request expired, in its own transaction."""
         with self._store.transaction():
+            self._store.serialize(f"request {request_id}")
             request = self.get(request_id)
             if request.state is State.PENDING and request.expires_at <= now:
                 self._finish(request, State.EXPIRED, now, decided_by="acrbot")
@@ -496,20 +499,25 @@ class Requests(Recovery):
         note: str | None = None,
         decided_origin: str | None = None,
     ) -> None:
+        changes = {
+            "state": state.value,
+            "finished_at": iso(now),
+            **({"decided_by": decided_by} if decided_by else {}),
+            **({"decision_reason": decision_reason} if decision_reason else {}),
+            **({"error": error} if error else {}),
+            **({"note": note} if note else {}),
+            **({"decided_origin": decided_origin} if decided_origin else {}),
+            "exec_owner": None,
+        }
         with self._store.transaction() as db:
-            db["requests"].update(
-                request.id,
-                {
-                    "state": state.value,
-                    "finished_at": iso(now),
-                    **({"decided_by": decided_by} if decided_by else {}),
-                    **({"decision_reason": decision_reason} if decision_reason else {}),
-                    **({"error": error} if error else {}),
-                    **({"note": note} if note else {}),
-                    **({"decided_origin": decided_origin} if decided_origin else {}),
-                    "exec_owner": None,
-                },
-            )
+            # Compare-and-set on the state the caller read: a request finishes once.
+            changed = db.execute(
+                f"update requests set {', '.join(f'{c} = ?' for c in changes)} "
+                "where id = ? and state = ?",
+                [*changes.values(), request.id, request.state.value],
+            ).rowcount
+            if changed != 1:
+                raise Conflict(f"request #{request.id} changed meanwhile; look at it again")
             self._audit.append(
                 actor=decided_by or request.requester,
                 action=f"request.{state.value}",

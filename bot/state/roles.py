@@ -53,7 +53,9 @@ class RoleTable:
         return [_grant(row) for row in rows]
 
     def direct_grants(self, principal: str) -> list[Grant]:
-        rows = self._store.db["grants"].rows_where("principal = ?", [principal], order_by="id")
+        rows = self._store.db.query(
+            "select * from grants where principal = ? order by id", [principal]
+        )
         return [_grant(row) for row in rows]
 
     def principal_ids(self, keep: Callable[[str], bool]) -> list[str]:
@@ -62,24 +64,25 @@ class RoleTable:
         return [row["principal"] for row in rows if keep(row["principal"])]
 
     def all_grants(self) -> list[Grant]:
-        return [_grant(row) for row in self._store.db["grants"].rows_where(order_by="id")]
+        return [_grant(row) for row in self._store.db.query("select * from grants order by id")]
 
     def grant(self, grant: Grant, *, by: str, at: datetime) -> bool:
         """Add ``grant``; False if it already existed (granting twice is not an error)."""
         with self._store.transaction() as db:
-            if self._find(grant) is not None:
-                return False
-            db["grants"].insert(
-                {
-                    "principal": grant.principal,
-                    "role": grant.role.value,
-                    "registry": grant.registry,
-                    "repositories": grant.repositories,
-                    "granted_by": by,
-                    "granted_at": at.isoformat(timespec="seconds"),
-                }
-            )
-        return True
+            added = db.execute(
+                "insert into grants (principal, role, registry, repositories, granted_by, "
+                "granted_at) values (?, ?, ?, ?, ?, ?) on conflict "
+                "(principal, role, registry, repositories) do nothing",
+                [
+                    grant.principal,
+                    grant.role.value,
+                    grant.registry,
+                    grant.repositories,
+                    by,
+                    at.isoformat(timespec="seconds"),
+                ],
+            ).rowcount
+        return added == 1
 
     def revoke(self, grant: Grant) -> None:
         """Remove exactly ``grant``; NotFound lists what the principal does hold."""
@@ -88,7 +91,7 @@ class RoleTable:
             if row_id is None:
                 held = ", ".join(str(g) for g in self.direct_grants(grant.principal)) or "nothing"
                 raise NotFound(f"{grant.principal} has no {grant}; they hold: {held}")
-            db["grants"].delete(row_id)
+            db.execute("delete from grants where id = ?", [row_id])
 
     def _find(self, grant: Grant) -> int | None:
         rows = list(

@@ -1,8 +1,15 @@
-"""The SQLite database: connections, transactions and versioned schema migrations.
+"""The database: connections, transactions and versioned schema migrations, on two engines.
 
-One file holds grants, requests, approvals and the audit. Each thread gets its own connection
-(SQLite connections are not for sharing); writers serialize through `BEGIN IMMEDIATE`, which is
-what makes approvals that race each other execute a request exactly once.
+One SQLite file (the default) or one PostgreSQL database holds grants, requests, approvals,
+jobs, the outbox and the audit. The modules above write one dialect (the store contract in
+docs/architecture.md: `?` placeholders, ON CONFLICT, RETURNING, no PRAGMA); what differs
+between the engines lives here (SQLite) and in bot/state/engine_pg.py (PostgreSQL).
+
+SQLite: each thread gets its own connection (SQLite connections are not for sharing); writers
+serialize through `BEGIN IMMEDIATE`, which is what makes approvals that race each other
+execute a request exactly once. PostgreSQL: a pool; transactions are READ COMMITTED, so
+callers that race serialize explicitly (`serialize(name)`, a no-op on SQLite), claim rows with
+`skip_locked`, or compare-and-set.
 """
 
 from __future__ import annotations
@@ -19,8 +26,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
+from bot.core.database import ServerDatabase, is_server_url
 from bot.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.state.engine_pg import PgEngine, TokenCredential
 
 
 def _sqlite_utils_without_pandas() -> ModuleType:
@@ -60,104 +72,111 @@ def from_iso(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _v1(db: sqlite_utils.Database) -> None:
-    db["grants"].create(
-        {
-            "id": int,
-            "principal": str,
-            "role": str,
-            "registry": str,
-            "repositories": str,
-            "granted_by": str,
-            "granted_at": str,
-        },
-        pk="id",
-        not_null={"principal", "role", "registry", "repositories"},
+def _v1(db: Any) -> None:
+    # Written by sqlite-utils' table API in earlier releases; the same DDL, as text, so that
+    # both engines run it (bot/state/engine_pg.py maps the types) and SQLite gets the schema
+    # it always had.
+    _script(
+        db,
+        """
+        CREATE TABLE "grants" (
+           "id" INTEGER PRIMARY KEY,
+           "principal" TEXT NOT NULL,
+           "role" TEXT NOT NULL,
+           "registry" TEXT NOT NULL,
+           "repositories" TEXT NOT NULL,
+           "granted_by" TEXT,
+           "granted_at" TEXT
+        );
+        CREATE UNIQUE INDEX "idx_grants_principal_role_registry_repositories"
+            ON "grants" ("principal", "role", "registry", "repositories");
+        CREATE TABLE "requests" (
+           "id" INTEGER PRIMARY KEY,
+           "action" TEXT NOT NULL,
+           "registry" TEXT NOT NULL,
+           "repository" TEXT NOT NULL,
+           "tag" TEXT,
+           "digest" TEXT NOT NULL,
+           "manifest" INTEGER,
+           "tags" TEXT,
+           "requester" TEXT NOT NULL,
+           "reason" TEXT,
+           "created_at" TEXT,
+           "expires_at" TEXT,
+           "required" INTEGER,
+           "state" TEXT NOT NULL,
+           "decided_by" TEXT,
+           "decision_reason" TEXT,
+           "error" TEXT,
+           "finished_at" TEXT
+        );
+        CREATE INDEX "idx_requests_state_expires_at"
+            ON "requests" ("state", "expires_at");
+        CREATE TABLE "approvals" (
+           "request_id" INTEGER REFERENCES "requests"("id"),
+           "approver" TEXT,
+           "reason" TEXT,
+           "created_at" TEXT,
+           PRIMARY KEY ("request_id", "approver")
+        );
+        CREATE TABLE "audit" (
+           "id" INTEGER PRIMARY KEY,
+           "ts" TEXT NOT NULL,
+           "actor" TEXT NOT NULL,
+           "action" TEXT NOT NULL,
+           "target" TEXT,
+           "request_id" INTEGER,
+           "outcome" TEXT NOT NULL,
+           "error" TEXT,
+           "prev_hash" TEXT NOT NULL,
+           "hash" TEXT NOT NULL
+        );
+        CREATE INDEX "idx_audit_actor"
+            ON "audit" ("actor");
+        CREATE INDEX "idx_audit_request_id"
+            ON "audit" ("request_id");
+        CREATE TABLE "meta" (
+           "key" TEXT PRIMARY KEY,
+           "value" TEXT
+        )
+        """,
     )
-    db["grants"].create_index(["principal", "role", "registry", "repositories"], unique=True)
-    db["requests"].create(
-        {
-            "id": int,
-            "action": str,
-            "registry": str,
-            "repository": str,
-            "tag": str,
-            "digest": str,
-            "manifest": int,
-            "tags": str,
-            "requester": str,
-            "reason": str,
-            "created_at": str,
-            "expires_at": str,
-            "required": int,
-            "state": str,
-            "decided_by": str,
-            "decision_reason": str,
-            "error": str,
-            "finished_at": str,
-        },
-        pk="id",
-        not_null={"action", "registry", "repository", "digest", "requester", "state"},
-    )
-    db["requests"].create_index(["state", "expires_at"])
-    db["approvals"].create(
-        {"request_id": int, "approver": str, "reason": str, "created_at": str},
-        pk=("request_id", "approver"),
-        foreign_keys=[("request_id", "requests", "id")],
-    )
-    db["audit"].create(
-        {
-            "id": int,
-            "ts": str,
-            "actor": str,
-            "action": str,
-            "target": str,
-            "request_id": int,
-            "outcome": str,
-            "error": str,
-            "prev_hash": str,
-            "hash": str,
-        },
-        pk="id",
-        not_null={"ts", "actor", "action", "outcome", "prev_hash", "hash"},
-    )
-    db["audit"].create_index(["actor"])
-    db["audit"].create_index(["request_id"])
-    db["meta"].create({"key": str, "value": str}, pk="key")
     # Append-only: refuse edits through SQL. `audit verify` still catches edits made by
     # someone who drops these triggers, through the hash chain.
-    db.executescript(
-        """
-        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END;
-        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END;
-        """
-    )
+    db.append_only("audit")
 
 
-def _v2(db: sqlite_utils.Database) -> None:
+def _v2(db: Any) -> None:
     """Chat surfaces: where each request's card lives, and deliveries already handled."""
-    db["cards"].create(
-        {"request_id": int, "channel": str, "ts": str, "announced": str},
-        pk="request_id",
-        not_null={"channel", "ts"},
-        foreign_keys=[("request_id", "requests", "id")],
+    _script(
+        db,
+        """
+        CREATE TABLE "cards" (
+           "request_id" INTEGER PRIMARY KEY REFERENCES "requests"("id"),
+           "channel" TEXT NOT NULL,
+           "ts" TEXT NOT NULL,
+           "announced" TEXT
+        );
+        CREATE UNIQUE INDEX "idx_cards_channel_ts"
+            ON "cards" ("channel", "ts");
+        CREATE TABLE "deliveries" (
+           "key" TEXT PRIMARY KEY,
+           "at" TEXT
+        )
+        """,
     )
-    db["cards"].create_index(["channel", "ts"], unique=True)
-    db["deliveries"].create({"key": str, "at": str}, pk="key")
 
 
-def _v3(db: sqlite_utils.Database) -> None:
+def _v3(db: Any) -> None:
     """Immutable facts about digests (bot/state/facts.py), reused across commands and restarts."""
-    db.execute(
+    db.ddl(
         "create table digest_facts (registry text not null, digest text not null, "
         "media_type text, size integer, created text, platforms text, refs text, "
         "primary key (registry, digest)) without rowid"
     )
 
 
-def _v4(db: sqlite_utils.Database) -> None:
+def _v4(db: Any) -> None:
     """Reliability: who executes a request (to recover it after a crash), an idempotency key
     for work that creates requests, the durable job queue, and the outbox."""
     _script(
@@ -207,15 +226,16 @@ def _v4(db: sqlite_utils.Database) -> None:
     )
 
 
-def _script(db: sqlite_utils.Database, script: str) -> None:
+def _script(db: Any, script: str) -> None:
     """Run ``;``-separated statements inside the migration's transaction (executescript
-    would COMMIT it first). Statements here hold no ``;`` of their own."""
+    would COMMIT it first). Statements here hold no ``;`` of their own. Each goes through
+    the engine's ``ddl`` (PostgreSQL maps the types: bot/state/engine_pg.py)."""
     for statement in script.split(";"):
         if statement.strip():
-            db.execute(statement)
+            db.ddl(statement)
 
 
-def _v5(db: sqlite_utils.Database) -> None:
+def _v5(db: Any) -> None:
     """Purge: a request pins its exact item list; each item's state makes execution resumable.
     Thread messages edited in place (purge progress); scheduled retention slots taken."""
     _script(
@@ -253,7 +273,7 @@ def _v5(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v6(db: sqlite_utils.Database) -> None:
+def _v6(db: Any) -> None:
     """What a purge skipped at planning (locked, kept by --keep, shared with a tag it does not
     remove), with the reason: `request N` lists them after the pinned items, so an approver
     sees what the purge leaves as well as what it takes. ``seq`` continues the items' seq."""
@@ -271,7 +291,7 @@ def _v6(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v7(db: sqlite_utils.Database) -> None:
+def _v7(db: Any) -> None:
     """An outbox row is claimed before it is sent, so two deliverers (a worker draining as the
     next one starts; two replicas) never send it twice (bot/state/outbox.py)."""
     _script(
@@ -284,7 +304,7 @@ def _v7(db: sqlite_utils.Database) -> None:
 
 
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v1,
     _v2,
     _v3,
@@ -296,31 +316,70 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class Store:
-    """Per-thread connections to one SQLite file, migrated to the current schema on open.
+class _SqliteDatabase(sqlite_utils.Database):
+    """``store.db`` on SQLite: sqlite-utils' Database, plus what the store contract adds so
+    both engines offer the same handle (``executemany``, ``ddl``, ``append_only``)."""
 
-    The file is created only when asked (``create``: `acrbot init`, `acrbot demo`): a
-    mistyped path would otherwise open a new, empty database in which nobody has a role.
-    ``readonly`` opens an existing file without writing anything (an auditor's copy), and
-    without migrating it. ``config_arg`` names the configuration in the fix a missing file
-    gets (`acrbot init --config /etc/acrbot.toml`).
+    engine = "sqlite"
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        self.conn.executemany(sql, rows)
+
+    def ddl(self, statement: str) -> None:
+        self.execute(statement)
+
+    def append_only(self, table: str) -> None:
+        self.execute(
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}\n"
+            "        BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END"
+        )
+        self.execute(
+            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}\n"
+            "        BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END"
+        )
+
+
+class Store:
+    """The database, migrated to the current schema on open: a SQLite file, or a PostgreSQL
+    database when ``target`` is a `ServerDatabase` (or a ``postgresql://`` URL).
+
+    SQLite: per-thread connections to one file. The file is created only when asked
+    (``create``: `acrbot init`, `acrbot demo`): a mistyped path would otherwise open a new,
+    empty database in which nobody has a role. ``readonly`` opens an existing file without
+    writing anything (an auditor's copy), and without migrating it. ``config_arg`` names the
+    configuration in the fix a missing file gets (`acrbot init --config /etc/acrbot.toml`).
+
+    PostgreSQL: a pool of connections (bot/state/engine_pg.py); the database must exist, its
+    schema is created or migrated on open (``readonly``: neither). ``credential`` is the
+    Entra ID credential for ``database_auth = "azure"`` (DefaultAzureCredential unless given).
     """
 
     def __init__(
         self,
-        path: str | Path,
+        target: str | Path | ServerDatabase,
         *,
         create: bool = False,
         readonly: bool = False,
         config_arg: str = "--config FILE",
         busy_timeout: float = 30.0,
+        credential: TokenCredential | None = None,
     ) -> None:
-        self.path = Path(path)
         self.readonly = readonly
         # How long a write waits for another process's lock before SQLITE_BUSY. The process
         # that acks Slack passes ~2 s: it must answer within 3 s, "busy" rather than nothing.
+        self._pg: PgEngine | None = None
         self.busy_timeout = busy_timeout
         self._local = threading.local()
+        self.migrated_from = SCHEMA_VERSION  # the schema version found on open (migrate())
+        if isinstance(target, str) and is_server_url(target):
+            target = ServerDatabase(url=target)
+        if isinstance(target, ServerDatabase):
+            self.engine, self.target, self.path = "postgresql", target, None
+            self._open_server(target, readonly=readonly, credential=credential)
+            return
+        self.engine = "sqlite"
+        self.path = Path(target)
+        self.target = self.path
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         if not create and not self.path.is_file():
@@ -341,12 +400,41 @@ class Store:
             if create:
                 self._create_private()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.migrate()
+            self.migrated_from = self.migrate()
         except (sqlite3.DatabaseError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             if isinstance(exc, FileExistsError):  # mkdir met a file on the way
                 reason = "a file is in the way of its folder"
             raise ConfigError(f"database {self.path}: {reason}") from None
+
+    def _open_server(
+        self, target: ServerDatabase, *, readonly: bool, credential: TokenCredential | None
+    ) -> None:
+        from bot.state.engine_pg import PgEngine, connect_error
+
+        self._pg = PgEngine(
+            target, busy_timeout=self.busy_timeout, readonly=readonly, credential=credential
+        )
+        if readonly:
+            return
+        try:
+            self.migrated_from = self.migrate()
+        except ConfigError:
+            self._pg.close()
+            raise
+        except Exception as exc:
+            self._pg.close()
+            import psycopg
+
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+                raise ConfigError(
+                    f"database {target.where}: {str(exc).splitlines()[0]}; the `database` "
+                    "URL's user needs the right to create tables (GRANT CREATE ON SCHEMA "
+                    "public TO …, or own the database)"
+                ) from None
+            if isinstance(exc, psycopg.Error):
+                raise connect_error(target, exc) from None
+            raise
 
     def _create_private(self) -> None:
         """The file (and the folder made for it) readable by acrbot's user only: it holds the
@@ -354,6 +442,7 @@ class Store:
         gives the -wal, -shm and -journal files the database file's mode. A database made
         by an earlier release is tightened here (`acrbot init`); an existing folder is left
         as it is (a mount, the working directory)."""
+        assert self.path is not None
         if not self.path.parent.is_dir():
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
@@ -366,9 +455,14 @@ class Store:
                         path.chmod(0o600)
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> Any:
+        """The thread's database handle: ``execute(sql, params)`` (a cursor: fetchone,
+        fetchall, rowcount, iteration), ``query(sql, params)`` (dicts), ``executemany``."""
+        if self._pg is not None:
+            return self._pg.db
         db = getattr(self._local, "db", None)
         if db is None:
+            assert self.path is not None
             if self.readonly:
                 # A copy in a folder we may not write to cannot get WAL's -shm file: read it
                 # as immutable (nothing else is writing to a copy).
@@ -394,19 +488,54 @@ class Store:
             # must not linger in the file's free space. Debian's SQLite is built with this on
             # already; saying it makes it so whatever SQLite the image carries.
             conn.execute("PRAGMA secure_delete = ON")
-            db = sqlite_utils.Database(conn, execute_plugins=False)
+            db = _SqliteDatabase(conn, execute_plugins=False)
             self._local.db = db
             with self._lock:
                 self._connections.append(conn)
         return db
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """A write transaction taken up front (`BEGIN IMMEDIATE`); nested calls join it.
+    @property
+    def busy_timeout(self) -> float:
+        return self._busy_timeout
 
-        Taking the write lock at BEGIN avoids the deferred-transaction upgrade that fails with
-        SQLITE_BUSY when two threads read, then both try to write.
+    @busy_timeout.setter
+    def busy_timeout(self, seconds: float) -> None:
+        """SQLite: the next connections' busy timeout (the acking process sets it once, before
+        any thread connects). PostgreSQL: how long a connection or a row lock is waited for;
+        the pool's connections are replaced so that each one has it."""
+        self._busy_timeout = seconds
+        if self._pg is not None:
+            self._pg.set_busy_timeout(seconds)
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """What this engine raises for a database problem (``except store.errors``)."""
+        if self._pg is not None:
+            import psycopg
+            import psycopg_pool
+
+            return (psycopg.Error, psycopg_pool.PoolTimeout)
+        return (sqlite3.Error,)
+
+    @property
+    def in_transaction(self) -> bool:
+        if self._pg is not None:
+            return self._pg.in_transaction
+        return bool(self.db.conn.in_transaction)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A write transaction; nested calls join it.
+
+        SQLite takes the write lock up front (`BEGIN IMMEDIATE`), which avoids the
+        deferred-transaction upgrade that fails with SQLITE_BUSY when two threads read, then
+        both try to write. PostgreSQL begins a READ COMMITTED transaction on one pooled
+        connection: take ``serialize`` or ``skip_locked`` where writers race.
         """
+        if self._pg is not None:
+            with self._pg.transaction() as pgdb:
+                yield pgdb
+            return
         db = self.db
         if db.conn.in_transaction:
             yield db
@@ -425,32 +554,86 @@ class Store:
         for callback in callbacks:
             callback()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """A read-only view that does not move while it is read (`audit verify` reads the
+        chain and its recorded head in one), taking no write lock; joins a transaction."""
+        if self._pg is not None:
+            with self._pg.transaction(snapshot=True) as pgdb:
+                yield pgdb
+            return
+        db = self.db
+        if db.conn.in_transaction:
+            yield db
+            return
+        db.conn.execute("BEGIN")  # deferred: a read snapshot, no write lock taken
+        try:
+            yield db
+        finally:
+            db.conn.execute("COMMIT")
+
+    def serialize(self, name: str) -> None:
+        """Inside a transaction: wait for, then hold until it ends, the lock called ``name``
+        (the audit chain's head, one request's state). A no-op on SQLite, whose
+        `BEGIN IMMEDIATE` already serializes every writer."""
+        if self._pg is not None:
+            self._pg.serialize(name)
+
+    @property
+    def skip_locked(self) -> str:
+        """Appended to a SELECT that claims rows inside a transaction: PostgreSQL locks
+        what it returns and skips what another claimer holds; SQLite needs nothing."""
+        return " for update skip locked" if self._pg is not None else ""
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current transaction commits (now, if there is none):
         e.g. wake a deliverer only when what it should deliver is visible to it."""
+        if self._pg is not None:
+            self._pg.after_commit(callback)
+            return
         pending = getattr(self._local, "after", None)
         if self.db.conn.in_transaction and pending is not None:
             pending.append(callback)
         else:
             callback()
 
+    def schema_version(self) -> int | None:
+        """The version the database's schema is at (None: no acrbot schema on the server)."""
+        if self._pg is not None:
+            with self._pg.transaction():
+                return self._pg.read_version()
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
     def migrate(self) -> int:
-        """Bring the schema to SCHEMA_VERSION; return the version found before."""
-        db = self.db
-        db.execute("PRAGMA journal_mode = WAL")
-        with self.transaction():
-            found = db.execute("PRAGMA user_version").fetchone()[0]
+        """Bring the schema to SCHEMA_VERSION; return the version found before.
+
+        On PostgreSQL the whole migration is one transaction under a lock, so replicas that
+        start together migrate once; a version newer than this code is refused on both."""
+        if self._pg is None:
+            self.db.execute("PRAGMA journal_mode = WAL")
+        with self.transaction() as db:
+            self.serialize("acrbot schema")
+            found = self._pg.schema_version() if self._pg else self._user_version()
             if found > SCHEMA_VERSION:
                 raise ConfigError(
-                    f"database {self.path} has schema {found}, newer than this acrbot "
+                    f"database {self.target} has schema {found}, newer than this acrbot "
                     f"({SCHEMA_VERSION}); upgrade acrbot"
                 )
             for version in range(found, SCHEMA_VERSION):
                 MIGRATIONS[version](db)
-                db.execute(f"PRAGMA user_version = {version + 1}")
+                if self._pg is not None:
+                    self._pg.set_schema_version(version + 1)
+                else:
+                    db.execute(f"PRAGMA user_version = {version + 1}")
         return found
 
+    def _user_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
     def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            return
         with self._lock:
             for conn in self._connections:
                 conn.close()

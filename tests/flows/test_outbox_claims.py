@@ -5,6 +5,7 @@ an outcome DMed twice with no SIGKILL near it), or two replicas on one database.
 import os
 import threading
 
+import pytest
 from slack_sdk import WebClient
 
 from bot.app import build_context
@@ -23,15 +24,20 @@ def _dead_owner() -> str:
     return f"{liveness.this_process().rsplit(':', 2)[0]}:{pid}:12345"
 
 
-def _outboxes(tmp_path, clock):
-    config = make_config(tmp_path)
+@pytest.fixture
+def store_options(database):
+    return database.options
+
+
+def _outboxes(tmp_path, clock, options):
+    config = make_config(tmp_path, **options)
     first = Outbox(Store(config.database), clock=clock, owner=lambda: OTHER_HOST)
     second = Outbox(Store(config.database), clock=clock)
     return first, second
 
 
-def test_a_row_claimed_by_a_live_deliverer_is_left_to_it(tmp_path, clock):
-    first, second = _outboxes(tmp_path, clock)
+def test_a_row_claimed_by_a_live_deliverer_is_left_to_it(tmp_path, clock, store_options):
+    first, second = _outboxes(tmp_path, clock, store_options)
     first.put("dm:1", DM, {"user": "UA", "text": "hi"})
     [item] = first.due()
     assert first.claim(item)
@@ -41,8 +47,10 @@ def test_a_row_claimed_by_a_live_deliverer_is_left_to_it(tmp_path, clock):
     assert second.due() == [] and second.state_of("dm:1") == "sent"
 
 
-def test_a_claim_whose_owner_died_or_outlived_its_lease_is_taken_over(tmp_path, clock):
-    first, second = _outboxes(tmp_path, clock)
+def test_a_claim_whose_owner_died_or_outlived_its_lease_is_taken_over(
+    tmp_path, clock, store_options
+):
+    first, second = _outboxes(tmp_path, clock, store_options)
     dead = Outbox(first._store, clock=clock, owner=_dead_owner)
     dead.put("dm:dead", DM, {"user": "UA", "text": "a"})
     assert dead.claim(dead.due()[0])
@@ -59,8 +67,10 @@ def test_a_claim_whose_owner_died_or_outlived_its_lease_is_taken_over(tmp_path, 
     assert second.claim(late)
 
 
-def test_two_deliverers_racing_over_one_outbox_post_each_message_once(tmp_path, fake_slack):
-    config = make_config(tmp_path)
+def test_two_deliverers_racing_over_one_outbox_post_each_message_once(
+    tmp_path, fake_slack, store_options
+):
+    config = make_config(tmp_path, **store_options)
     ctx = build_context(config)
     stores = [Store(config.database) for _ in range(2)]
     owners = [OTHER_HOST, liveness.this_process()]

@@ -1,10 +1,20 @@
 """`request N` lists what a purge skipped at planning, with the reasons, after the pinned
-items: an approver sees what the purge leaves as well as what it takes (issue 17.5)."""
+items: an approver sees what the purge leaves as well as what it takes (issue 17.5). On both
+engines (SQLite; PostgreSQL, marked `postgres`)."""
+
+import pytest
 
 from bot.app import build_dispatcher
 from bot.core.render_text import render
 
 PURGE = "purge --filter 'testimages/*:.*' --filter 'baseimages/*:.*' --keep 1 --reason cleanup"
+
+
+@pytest.fixture
+def store_options(database):
+    return database.options
+
+
 SKIPPED = [
     (3, "baseimages/alpine:3.19", "locked"),
     (4, "baseimages/alpine:3.20", "kept (--keep 1)"),

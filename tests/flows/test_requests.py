@@ -1,4 +1,5 @@
-"""The request state machine, told as chats between alice (contributor) and the owners."""
+"""The request state machine, told as chats between alice (contributor) and the owners,
+on both engines (SQLite; PostgreSQL, marked `postgres`)."""
 
 import threading
 
@@ -9,6 +10,11 @@ from bot.core.request_types import State
 from tests.support.fixtures import CountingRegistry
 
 REQUEST = "delete baseimages/fedora:24 --reason 'EOL since 2017'"
+
+
+@pytest.fixture
+def store_options(database):
+    return database.options
 
 
 def tags_of(bot, repository):

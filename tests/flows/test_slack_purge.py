@@ -1,9 +1,17 @@
-"""A purge through Slack: its card, one approval, progress edited in the thread, the summary."""
+"""A purge through Slack: its card, one approval, progress edited in the thread, the summary;
+on both engines (SQLite; PostgreSQL, marked `postgres`)."""
 
 import json
 import time
 
+import pytest
+
 from tests.support.slack_support import buttons, card_of, card_ts
+
+
+@pytest.fixture
+def store_options(database):
+    return database.options
 
 
 def thread_posts(slack, ts):

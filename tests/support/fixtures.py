@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import secrets
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 from bot.app import build_dispatcher
 from bot.core.config import Config, from_mapping
+from bot.core.database import ServerDatabase
 from bot.core.errors import ConfigError
 from bot.core.policy import Grant, Role
 from bot.core.registry import AdminStatus, NewPassword
@@ -155,13 +157,15 @@ def registry(tmp_path: Path) -> OciLayoutRegistry:
 
 @pytest.fixture
 def make_bot(
-    tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry
+    tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, store_options: dict[str, Any]
 ) -> Callable[..., ChatBot]:
     """Build a bot with the demo's users and roles; keyword arguments go into the config."""
 
     def make(*, users: dict[str, str] | None = None, backend: Any = None, **config: Any) -> ChatBot:
         dispatcher = build_dispatcher(
-            make_config(tmp_path, **config), clock=clock, registries=[backend or registry]
+            make_config(tmp_path, **{**store_options, **config}),
+            clock=clock,
+            registries=[backend or registry],
         )
         bot = ChatBot(dispatcher, backend or registry)
         for user, role in (users if users is not None else USERS).items():
@@ -189,7 +193,9 @@ def fake_slack():
 
 
 @pytest.fixture
-def make_slack(tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fake_slack):
+def make_slack(
+    tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fake_slack, store_options
+):
     """Start the real Bolt app on uvicorn (127.0.0.1, free port) against the fake Web API,
     with its worker in this process (so tests can share the clock and registry)."""
     from bot.core.config import SlackSettings
@@ -204,7 +210,7 @@ def make_slack(tmp_path: Path, clock: FakeClock, registry: OciLayoutRegistry, fa
             bot_token="xoxb-test", signing_secret=SECRET, api_url=fake_slack.api_url
         )
         worker = SlackWorker(
-            make_config(tmp_path, **config),
+            make_config(tmp_path, **{**store_options, **config}),
             settings,
             workers=8,
             clock=clock,
@@ -337,7 +343,7 @@ _purge_repos = itertools.count(1)
 
 
 @pytest.fixture
-def oci_bot(distribution, tmp_path, clock):
+def oci_bot(distribution, tmp_path, clock, store_options):
     """A bot on the real registry (through a counting proxy), alice/bob/erin/carol."""
     from tests.support.fault_proxy import FaultProxy
 
@@ -345,6 +351,7 @@ def oci_bot(distribution, tmp_path, clock):
     config = make_config(
         tmp_path,
         registry=[{"name": "dist", "type": "oci", "url": proxy.url, "purge_concurrency": 4}],
+        **store_options,
     )
     bot = build_dispatcher(config, clock=clock)
     for user, role in (("alice", "contributor"), ("bob", "owner"), ("erin", "owner")):
@@ -371,3 +378,102 @@ def dry(bot, user, line):
     reply = bot.handle(line + " --dry-run", user=user)
     assert reply.ok, reply.text
     return reply
+
+
+# -- the database engine: SQLite (a file) or PostgreSQL (tests/support/postgres.py) ----------
+
+PG_PASSWORD_ENV = "ACRBOT_TEST_PG_PASSWORD"
+ENGINES = ("sqlite", "postgresql")
+
+
+@dataclass
+class DatabaseUnderTest:
+    """One test's database on one engine. ``options`` go into a config (make_config,
+    make_bot, make_slack: `database`, `database_password_env` and the `environ` holding the
+    password); ``target`` is what `Store(...)` takes; ``environ`` is what a child process
+    (`acrbot serve`) needs in its environment."""
+
+    engine: str
+    target: Path | ServerDatabase
+    options: dict[str, Any]
+    environ: dict[str, str]
+
+    def store(self, **kwargs: Any) -> Store:
+        return Store(self.target, create=True, **kwargs)
+
+
+def pg_target(url: str) -> ServerDatabase:
+    """The ServerDatabase for a `pg_url` (the test role's password, as the config gives it)."""
+    from tests.support.postgres import PASSWORD
+
+    return ServerDatabase(url=url, password=PASSWORD, password_env=PG_PASSWORD_ENV)
+
+
+def pg_options(url: str) -> dict[str, Any]:
+    """Config options for a `pg_url`: make_config(tmp_path, **pg_options(url))."""
+    from tests.support.postgres import PASSWORD
+
+    return {
+        "database": url,
+        "database_password_env": PG_PASSWORD_ENV,
+        "environ": {PG_PASSWORD_ENV: PASSWORD},
+    }
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """The session's PostgreSQL cluster (started on first use, stopped at the end)."""
+    from tests.support.postgres import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    yield cluster
+    from bot.state import engine_pg
+
+    engine_pg.close_all()
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> Any:
+    """A fresh, empty database on the session's cluster: its URL (no password in it; the
+    password is `tests.support.postgres.PASSWORD`, see pg_target/pg_options). Dropped after
+    the test, with every pool the test left open closed first."""
+    name = pg_cluster.new_database()
+    yield pg_cluster.url(name)
+    from bot.state import engine_pg
+
+    engine_pg.close_all()
+    with contextlib.suppress(Exception):  # a test that stopped the server
+        pg_cluster.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    """Parametrizes a test over both engines ("sqlite", "postgresql")."""
+    return request.param
+
+
+@pytest.fixture
+def database(engine: str, tmp_path: Path, request) -> DatabaseUnderTest:
+    """The test's database on ``engine``: a file in tmp_path, or a fresh PostgreSQL one."""
+    if engine == "sqlite":
+        path = tmp_path / "acrbot.db"
+        return DatabaseUnderTest("sqlite", path, {"database": "acrbot.db"}, {})
+    url = request.getfixturevalue("pg_url")
+    options = pg_options(url)
+    return DatabaseUnderTest("postgresql", pg_target(url), options, dict(options["environ"]))
+
+
+@pytest.fixture
+def store_options(request) -> dict[str, Any]:
+    """Config options make_bot/make_slack/oci_bot add: {} (SQLite), or a fresh PostgreSQL
+    database when ACRBOT_TEST_ENGINE=postgresql (every such test on PostgreSQL, for a
+    search of the whole suite). A module whose tests always run on both engines overrides it:
+
+        @pytest.fixture
+        def store_options(database):
+            return database.options
+    """
+    if os.environ.get("ACRBOT_TEST_ENGINE") == "postgresql":
+        return pg_options(request.getfixturevalue("pg_url"))
+    return {}
