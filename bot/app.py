@@ -14,6 +14,7 @@ from bot.core.request_types import Clock
 from bot.kernel.context import Context, Registries
 from bot.kernel.dispatch import CONSOLE, Dispatcher
 from bot.ops import logs, observe
+from bot.ops.deployed.reader import DeployedReader
 from bot.state.announce import Announcer
 from bot.state.audit import Audit
 from bot.state.facts import FactCache, SqliteFacts
@@ -119,6 +120,7 @@ def build_context(
         outbox=outbox,
         purges=PurgeItems(store, audit, clock=clock),
         archive=archive,
+        deployed=DeployedReader(config, now=clock) if config.deployed else None,
     )
 
 
