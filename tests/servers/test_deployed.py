@@ -1,0 +1,174 @@
+"""Never break what is running: `delete`, `--manifest` and `purge` against a real
+docker-registry, with the in-use set read from the strict fake Kubernetes API server through
+the real `kubernetes` client and a kubeconfig file.
+
+The cluster runs: a digest in a pod (`run`), one only in an old ReplicaSet at 0 replicas
+(`old`), one only in a CronJob (`cron`), one referenced by tag only in a Deployment (`bytag`);
+`free` is in no workload and `latest` matches `[protect] tags`.
+"""
+
+import itertools
+from urllib.parse import urlsplit
+
+import pytest
+
+from bot.app import build_dispatcher
+from bot.core.policy import Grant, Role
+from tests.support.fake_kube import FakeKube, cronjob, deployment, job, pod, replicaset
+from tests.support.fixtures import make_config
+
+_names = itertools.count(1)
+
+
+@pytest.fixture
+def kube():
+    server = FakeKube().start()
+    yield server
+    server.stop()
+
+
+def make_bot(distribution, kube, tmp_path, *, on_source_error="refuse"):
+    config = make_config(
+        tmp_path,
+        registry=[{"name": "dist", "type": "oci", "url": distribution.url}],
+        deployed=[
+            {
+                "name": "aks-prod",
+                "type": "kubernetes",
+                "kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")),
+                "context": "test",
+                "cache_seconds": 0,
+                "timeout": 3,
+            }
+        ],
+        protect={"tags": ["^latest$"], "on_source_error": on_source_error},
+    )
+    bot = build_dispatcher(config)
+    for user, role in (("alice", "contributor"), ("bob", "owner"), ("carol", "reader")):
+        bot.ctx.roles.grant(Grant(user, Role(role)), by="t", at=bot.ctx.clock())
+    return bot
+
+
+def cluster(distribution, kube):
+    """Push the images and deploy them; returns (repo, {tag: digest})."""
+    host = urlsplit(distribution.url).netloc
+    repo = f"deployed{next(_names)}/api"
+    d = {
+        t: distribution.push(repo, t, label=t)
+        for t in ("run", "old", "cron", "bytag", "free", "latest")
+    }
+    image = f"{host}/{repo}"
+    kube.add(
+        "pods",
+        pod(
+            "api-7f9c-x1",
+            "payments",
+            [f"{image}:run"],
+            image_ids=[f"docker-pullable://{image}@{d['run']}"],
+            owner=("ReplicaSet", "api-7f9c"),
+        ),
+    )
+    kube.add(
+        "replicasets",
+        replicaset("api-7f9c", "payments", [f"{image}:run"], replicas=1, deployment="api"),
+        replicaset("api-5d1a", "payments", [f"{image}@{d['old']}"], replicas=0, deployment="api"),
+    )
+    kube.add("deployments", deployment("api", "payments", [f"{image}:run"]))
+    kube.add("cronjobs", cronjob("nightly", "batch", [f"{image}@{d['cron']}"]))
+    kube.add("statefulsets", deployment("db", "payments", [f"{image}:bytag"]))
+    return repo, d
+
+
+def test_delete_manifest_refuses_every_kind_of_use_naming_where(distribution, kube, tmp_path):
+    repo, d = cluster(distribution, kube)
+    bot = make_bot(distribution, kube, tmp_path)
+    where = {
+        "run": "in use: aks-prod/payments Deployment api (1 pod), ReplicaSet api-7f9c (1 replicas)",
+        "old": "in use: aks-prod/payments ReplicaSet api-5d1a (rollback)",
+        "cron": "in use: aks-prod/batch CronJob nightly (schedule 0 2 * * *)",
+        "bytag": "in use: aks-prod/payments StatefulSet db",
+    }
+    for tag, text in where.items():
+        for ref in (f"{repo}:{tag}", f"{repo}@{d[tag]}"):
+            reply = bot.handle(f"delete {ref} --manifest --reason old", user="alice")
+            assert not reply.ok, ref
+            assert text in reply.text, reply.text
+            assert reply.text.endswith("; nothing was requested")
+    protected = bot.handle(f"delete {repo}:latest --manifest --reason old", user="alice")
+    assert protected.text == (
+        f"dist/{repo}: protected: latest matches ^latest$; nothing was requested"
+    )
+    assert bot.handle(f"delete {repo}:free --manifest --reason old", user="alice").ok
+    assert bot.handle("approve 1", user="bob").ok
+
+
+def test_purge_skips_what_runs_and_protected_tags_dry_run_request_and_summary(
+    distribution, kube, tmp_path
+):
+    repo, d = cluster(distribution, kube)
+    bot = make_bot(distribution, kube, tmp_path)
+    dry = bot.handle(f"purge --filter '{repo}:.*' --dry-run", user="carol")
+    assert [i["tags"] for i in dry.data["items"]] == [["free"]]
+    reasons = {s["item"].split(" (")[1][:-1]: s["reason"] for s in dry.data["skipped"]}
+    assert reasons["old"] == "in use: aks-prod/payments ReplicaSet api-5d1a (rollback)"
+    assert reasons["cron"].startswith("in use: aks-prod/batch CronJob nightly")
+    assert reasons["bytag"] == "in use: aks-prod/payments StatefulSet db"
+    assert reasons["run"].startswith("in use: aks-prod/payments Deployment api")
+    assert reasons["latest"] == "protected: latest matches ^latest$"
+    made = bot.handle(f"purge --filter '{repo}:.*' --reason tidy", user="alice")
+    assert made.ok, made.text
+    shown = bot.handle("request 1", user="carol")
+    assert "in use: aks-prod/payments ReplicaSet api-5d1a (rollback)" in str(shown.table)
+    # deployed between the request and the approval: checked again at execution
+    kube.add("jobs", job("late", "batch", [f"{urlsplit(distribution.url).netloc}/{repo}:free"]))
+    done = bot.handle("approve 1", user="bob")
+    assert done.ok, done.text
+    assert "0 deleted" in done.text and "in use: aks-prod/batch Job late" in done.text
+    assert sorted(t.name for t in bot.ctx.registries.default.all_tags(repo)) == sorted(d)
+
+
+def test_an_image_deployed_between_request_and_approval_is_refused(distribution, kube, tmp_path):
+    repo, d = cluster(distribution, kube)
+    bot = make_bot(distribution, kube, tmp_path)
+    assert bot.handle(f"delete {repo}:free --manifest --reason old", user="alice").ok
+    host = urlsplit(distribution.url).netloc
+    kube.add("daemonsets", deployment("agent", "kube-system", [f"{host}/{repo}@{d['free']}"]))
+    done = bot.handle("approve 1", user="bob")
+    assert not done.ok
+    assert "in use: aks-prod/kube-system DaemonSet agent" in done.text
+    assert "nothing was deleted" in done.text
+    assert bot.ctx.registries.default.image(repo, d["free"]).digest == d["free"]
+
+
+def test_api_server_down_refuses_naming_it_and_warn_mode_proceeds_saying_so(
+    distribution, kube, tmp_path
+):
+    repo, d = cluster(distribution, kube)
+    bot = make_bot(distribution, kube, tmp_path)
+    kube.stop()
+    refused = bot.handle(f"delete {repo}:free --manifest --reason old", user="alice")
+    assert not refused.ok
+    assert refused.text.startswith("deployed source aks-prod could not be read (")
+    assert "check that the API server in the kubeconfig is reachable" in refused.text
+    dry = bot.handle(f"purge --filter '{repo}:free' --dry-run", user="carol")
+    assert any("deployed source aks-prod could not be read" in n for n in dry.notes)
+    assert not bot.handle(f"purge --filter '{repo}:free' --reason x", user="alice").ok
+    (tmp_path / "warn").mkdir()
+    warn = make_bot(distribution, kube, tmp_path / "warn", on_source_error="warn")
+    made = warn.handle(f"delete {repo}:free --manifest --reason old", user="alice")
+    assert made.ok and "warning: deployed source aks-prod could not be read" in made.text
+    done = warn.handle("approve 1", user="bob")
+    assert done.ok and "proceeding without it" in done.text
+    unread = [e for e in warn.ctx.audit.entries() if e.action == "deployed.unread"]
+    assert len(unread) == 2 and unread[0].outcome == "warn"
+
+
+def test_rbac_refusal_names_the_kind_and_the_fix(distribution, kube, tmp_path):
+    repo, _ = cluster(distribution, kube)
+    kube.forbidden.add("pods")
+    bot = make_bot(distribution, kube, tmp_path)
+    reply = bot.handle(f"delete {repo}:free --manifest --reason old", user="alice")
+    assert reply.text == (
+        "deployed source aks-prod could not be read (403 listing pods): RBAC: list pods at "
+        "cluster scope (deploy/kubernetes/rbac.yaml); nothing was requested"
+    )
