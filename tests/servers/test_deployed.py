@@ -172,3 +172,67 @@ def test_rbac_refusal_names_the_kind_and_the_fix(distribution, kube, tmp_path):
         "deployed source aks-prod could not be read (403 listing pods): RBAC: list pods at "
         "cluster scope (deploy/kubernetes/rbac.yaml); nothing was requested"
     )
+
+
+def test_where_names_every_use_of_a_tag_a_digest_or_a_repository_and_its_age(
+    distribution, kube, tmp_path
+):
+    repo, d = cluster(distribution, kube)
+    bot = make_bot(distribution, kube, tmp_path)
+    by_tag = bot.handle(f"where {repo}:bytag", user="carol")
+    assert by_tag.ok
+    assert by_tag.text.startswith(f"dist/{repo}:bytag: 1 digest in use (read ")
+    assert by_tag.text.endswith("from aks-prod); in use: aks-prod/payments StatefulSet db")
+    assert bot.handle(f"where {repo}@{d['free']}", user="carol").text.startswith(
+        f"dist/{repo}@{d['free']} is not in use in any deployed source"
+    )
+    whole = bot.handle(f"where {repo}", user="carol")
+    assert set(whole.data["in_use"]) == {d["run"], d["old"], d["cron"], d["bytag"]}
+    kinds = {u["kind"] for uses in whole.data["in_use"].values() for u in uses}
+    assert kinds == {"Deployment", "ReplicaSet", "CronJob", "StatefulSet"}
+    kube.forbidden.add("cronjobs")
+    bot.ctx.deployed._cache = None  # past cache_seconds
+    partial = bot.handle(f"where {repo}", user="carol")
+    assert not partial.ok and "this answer is incomplete" in partial.notes[0]
+
+
+def test_lock_deployed_locks_every_digest_in_use_on_acr(fake_acr, make_acr, kube, tmp_path):
+    digests = [f"sha256:{i:064x}" for i in range(1, 5)]
+    for i, digest in enumerate(digests):
+        fake_acr.push("payments/api", f"v{i}", digest)
+    image = f"{fake_acr.login_server}/payments/api"
+    kube.add("pods", pod("api-1", "payments", [f"{image}:v0"], owner=("ReplicaSet", "api-1")))
+    kube.add("replicasets", replicaset("api-0", "payments", [f"{image}@{digests[1]}"]))
+    kube.add("cronjobs", cronjob("nightly", "batch", [f"{image}:v2"]))
+    config = make_config(
+        tmp_path,
+        registry=[
+            {
+                "name": "prod",
+                "type": "acr",
+                "login_server": fake_acr.login_server,
+                "subscription_id": fake_acr.subscription,
+                "resource_group": fake_acr.resource_group,
+            }
+        ],
+        deployed=[
+            {
+                "name": "aks-prod",
+                "type": "kubernetes",
+                "kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")),
+            }
+        ],
+    )
+    bot = build_dispatcher(config, registries=[make_acr()])
+    bot.ctx.roles.grant(Grant("bob", Role.OWNER), by="t", at=bot.ctx.clock())
+    bot.ctx.roles.grant(
+        Grant("dave", Role.OWNER, repositories="payments/*"), by="t", at=bot.ctx.clock()
+    )
+    assert "needs owner on all of prod" in bot.handle("lock --deployed", user="dave").text
+    reply = bot.handle("lock --deployed", user="bob")
+    assert reply.ok, reply.text
+    assert reply.text.startswith("Locked 3 digests in use on prod against deletion (read ")
+    manifests = fake_acr.state.manifests["payments/api"]
+    assert [not manifests[d].delete_enabled for d in digests] == [True, True, True, False]
+    audited = [e.target for e in bot.ctx.audit.entries() if e.action == "lock.deployed"]
+    assert audited == [f"prod/payments/api@{d}" for d in digests[:3]]
