@@ -143,7 +143,7 @@ def test_an_image_deployed_between_request_and_approval_is_refused(distribution,
 def test_api_server_down_refuses_naming_it_and_warn_mode_proceeds_saying_so(
     distribution, kube, tmp_path
 ):
-    repo, d = cluster(distribution, kube)
+    repo, _ = cluster(distribution, kube)
     bot = make_bot(distribution, kube, tmp_path)
     kube.stop()
     refused = bot.handle(f"delete {repo}:free --manifest --reason old", user="alice")

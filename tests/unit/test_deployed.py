@@ -1,0 +1,134 @@
+"""The pure side of the deployed-image check: image names, registry hosts, where-text, the
+`[[deployed]]` configuration, the RBAC the deploy kit ships, and a purge's check in memory."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.core.config import ConfigError
+from bot.core.deployed import ImageName, Use, describe, parse_image_name, registry_hosts
+from bot.ops.deployed.kubernetes import KINDS, uses_of
+from tests.support.fixtures import make_config
+
+ROOT = Path(__file__).parents[2]
+D = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("myacr.azurecr.io/payments/api:v1", ImageName("myacr.azurecr.io", "payments/api", "v1")),
+        (
+            f"docker-pullable://myacr.azurecr.io/api@{D}",
+            ImageName("myacr.azurecr.io", "api", None, D),
+        ),
+        (f"127.0.0.1:5000/a/b:1@{D}", ImageName("127.0.0.1:5000", "a/b", "1", D)),
+        ("localhost/x", ImageName("localhost", "x")),
+        ("MyACR.azurecr.io/x:1", ImageName("myacr.azurecr.io", "x", "1")),
+        ("nginx:1.25", None),
+        ("library/nginx", None),
+        ("r.io/x@sha256:short", None),
+    ],
+)
+def test_parse_image_name_reads_what_pods_write(text, expected):
+    assert parse_image_name(text) == expected
+
+
+def test_registry_hosts_are_login_servers_and_url_host_ports(tmp_path):
+    config = make_config(
+        tmp_path,
+        registry=[
+            {"name": "demo", "type": "oci-layout", "path": "r", "login_server": "Demo.Local"},
+            {"name": "dist", "type": "oci", "url": "http://127.0.0.1:5000"},
+        ],
+    )
+    assert registry_hosts(config) == {"demo.local": "demo", "127.0.0.1:5000": "dist"}
+
+
+def test_describe_groups_by_source_and_namespace():
+    uses = [
+        Use("aks-prod", "payments", "Deployment", "api", "x", "3 pods"),
+        Use("aks-prod", "payments", "ReplicaSet", "api-7f9c", "x", "rollback"),
+        Use("aks-prod", "payments", "ReplicaSet", "api-7f9c", "y", "rollback"),
+        Use("apps", None, "Container App", "web", "x", "revision web--1"),
+    ]
+    assert describe(uses) == (
+        "in use: aks-prod/payments Deployment api (3 pods), ReplicaSet api-7f9c (rollback); "
+        "apps Container App web (revision web--1)"
+    )
+
+
+def test_pods_are_counted_under_their_deployment_and_every_container_kind_counts():
+    rs = {
+        "metadata": {
+            "name": "api-1",
+            "namespace": "p",
+            "ownerReferences": [{"kind": "Deployment", "name": "api", "controller": True}],
+        },
+        "spec": {"replicas": 2},
+    }
+    pods = [
+        {
+            "metadata": {
+                "name": f"api-1-{i}",
+                "namespace": "p",
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "api-1", "controller": True}],
+            },
+            "spec": {
+                "containers": [{"image": "r.io/a:1"}],
+                "initContainers": [{"image": "r.io/i:1"}],
+                "ephemeralContainers": [{"image": "r.io/e:1"}],
+            },
+            "status": {"containerStatuses": [{"image": "r.io/a:1", "imageID": f"r.io/a@{D}"}]},
+        }
+        for i in range(2)
+    ]
+    uses = uses_of("c", {"pods": pods, "replicasets": [rs]})
+    labels = {(u.image, u.label) for u in uses if u.kind == "Deployment"}
+    assert labels == {
+        (img, "Deployment api (2 pods)")
+        for img in ("r.io/a:1", "r.io/i:1", "r.io/e:1", f"r.io/a@{D}")
+    }
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"name": "k", "type": "swarm"},
+            'deployed[0].type: expected "kubernetes" or "containerapps"',
+        ),
+        (
+            {"name": "k", "type": "containerapps"},
+            "deployed[0].subscription_id: required for type containerapps",
+        ),
+        (
+            {"name": "k", "type": "kubernetes", "subscription_id": "x"},
+            "deployed[0].subscription_id: unknown key",
+        ),
+        (
+            {"name": "k", "type": "kubernetes", "registries": ["nope"]},
+            "deployed[0].registries: no [[registry]] named 'nope'",
+        ),
+        (
+            {"name": "k", "type": "kubernetes", "cache_seconds": 900},
+            "deployed[0].cache_seconds: expected seconds from 0 to 300",
+        ),
+    ],
+)
+def test_deployed_config_errors_name_the_key(tmp_path, table, message):
+    with pytest.raises(ConfigError) as caught:
+        make_config(tmp_path, deployed=[table])
+    assert str(caught.value).startswith(message)
+
+
+def test_the_shipped_cluster_role_lists_exactly_the_kinds_read():
+    role = next(
+        d
+        for d in yaml.safe_load_all((ROOT / "deploy/kubernetes/rbac.yaml").read_text())
+        if d["kind"] == "ClusterRole"
+    )
+    granted = {r for rule in role["rules"] for r in rule["resources"]}
+    assert granted == {plural for plural, _, _ in KINDS}
+    assert {v for rule in role["rules"] for v in rule["verbs"]} == {"list"}
