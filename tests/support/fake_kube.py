@@ -73,6 +73,7 @@ class FakeKube:
         self.requests: list[tuple[str, str]] = []  # (path, query)
         self.resource_version = 1
         self._epoch = 0  # tokens issued before expire() are 410
+        self._encoding: dict[int, tuple[dict, bytes]] = {}
         self._lock = threading.Lock()
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
@@ -141,7 +142,9 @@ class FakeKube:
                     return plural, ns
         return None
 
-    def _list(self, plural: str, ns: str | None, query: dict[str, list[str]]) -> tuple[int, dict]:
+    def _list(
+        self, plural: str, ns: str | None, query: dict[str, list[str]]
+    ) -> tuple[int, dict | bytes]:
         if plural in self.forbidden:
             scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
             group = GROUPS[plural][2].split("/")[0] if "/" in GROUPS[plural][2] else ""
@@ -179,12 +182,18 @@ class FakeKube:
             meta["continue"] = base64.b64encode(json.dumps(token).encode()).decode()
             meta["remainingItemCount"] = len(items) - end
         _, kind, api_version = GROUPS[plural]
-        return 200, {
-            "kind": kind,
-            "apiVersion": api_version,
-            "metadata": meta,
-            "items": items[start:end],
-        }
+        head = json.dumps({"kind": kind, "apiVersion": api_version, "metadata": meta})
+        # Each object is encoded once (objects are not changed once added): a page costs a
+        # join, so a bench measures the client, not this server's json.dumps.
+        page = b",".join(self._encoded(o) for o in items[start:end])
+        return 200, head[:-1].encode() + b',"items":[' + page + b"]}"
+
+    def _encoded(self, obj: dict) -> bytes:
+        key = id(obj)
+        found = self._encoding.get(key)
+        if found is None or found[0] is not obj:
+            found = self._encoding[key] = (obj, json.dumps(obj, separators=(",", ":")).encode())
+        return found[1]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -195,8 +204,8 @@ class FakeKube:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body, separators=(",", ":")).encode()
+            def _send(self, code: int, body: dict | bytes) -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
