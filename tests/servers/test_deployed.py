@@ -236,3 +236,42 @@ def test_lock_deployed_locks_every_digest_in_use_on_acr(fake_acr, make_acr, kube
     assert [not manifests[d].delete_enabled for d in digests] == [True, True, True, False]
     audited = [e.target for e in bot.ctx.audit.entries() if e.action == "lock.deployed"]
     assert audited == [f"prod/payments/api@{d}" for d in digests[:3]]
+
+
+def test_doctor_checks_each_source_and_each_kind(kube, tmp_path):
+    from bot import doctor
+
+    kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")
+    (tmp_path / "acrbot.toml").write_text(
+        f"""
+[[registry]]
+name = "demo"
+type = "oci-layout"
+path = "registry"
+
+[[deployed]]
+name = "aks-prod"
+type = "kubernetes"
+kubeconfig = "{kubeconfig}"
+
+[[deployed]]
+name = "gone"
+type = "kubernetes"
+kubeconfig = "{tmp_path / "missing"}"
+"""
+    )
+    kube.forbidden.add("cronjobs")
+    rows = {
+        c.name: c for c in doctor.run(tmp_path / "acrbot.toml") if c.name.startswith("deployed")
+    }
+    assert rows["deployed aks-prod cronjobs"].failed
+    assert rows["deployed aks-prod cronjobs"].fix == (
+        "RBAC: list cronjobs at cluster scope (deploy/kubernetes/rbac.yaml)"
+    )
+    assert rows["deployed gone"].failed and "deployed.kubeconfig" in rows["deployed gone"].fix
+    kube.forbidden.clear()
+    rows = {
+        c.name: c for c in doctor.run(tmp_path / "acrbot.toml") if c.name.startswith("deployed")
+    }
+    assert not rows["deployed aks-prod"].failed
+    assert rows["deployed aks-prod"].detail.startswith("kubernetes: may list pods, replicasets")

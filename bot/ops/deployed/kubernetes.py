@@ -124,7 +124,9 @@ class KubernetesSource:
         return uses_of(self.name, lists)
 
     def check(self) -> list[tuple[str, str | None]]:
-        """(kind, None if it may be listed, else why not): for `acrbot doctor`."""
+        """(kind, None if it may be listed, else why not): for `acrbot doctor`. Credentials
+        that cannot be loaded raise SourceUnreadable (one row, not one per kind)."""
+        self._api()
         found = []
         for plural, _, _ in KINDS:
             try:
