@@ -275,3 +275,60 @@ kubeconfig = "{tmp_path / "missing"}"
     }
     assert not rows["deployed aks-prod"].failed
     assert rows["deployed aks-prod"].detail.startswith("kubernetes: may list pods, replicasets")
+
+
+def test_container_apps_active_revisions_and_jobs_count_inactive_ones_do_not(
+    distribution, tmp_path
+):
+    from bot.ops.deployed.reader import DeployedReader, build_source
+    from tests.support.fake_acr import StaticCredential
+    from tests.support.fake_container_apps import SUB, App, FakeContainerApps, Job
+
+    arm = FakeContainerApps().start()
+    try:
+        ca = arm.write_ca(tmp_path / "arm-ca.pem")
+        host = urlsplit(distribution.url).netloc
+        repo = f"apps{next(_names)}/web"
+        d = {t: distribution.push(repo, t, label=t) for t in ("live", "retired", "job", "free")}
+        arm.apps = [
+            App(
+                "web",
+                "rg-apps",
+                [
+                    ("web--1", False, [f"{host}/{repo}@{d['retired']}"], []),
+                    ("web--2", True, [f"{host}/{repo}:live"], []),
+                ],
+            )
+        ]
+        arm.jobs = [
+            Job("nightly", "rg-apps", ["mcr.microsoft.com/x:1"], init=[f"{host}/{repo}:job"])
+        ]
+        config = make_config(
+            tmp_path,
+            registry=[{"name": "dist", "type": "oci", "url": distribution.url}],
+            deployed=[{"name": "apps", "type": "containerapps", "subscription_id": SUB}],
+        )
+        bot = build_dispatcher(config)
+        bot.ctx.roles.grant(Grant("alice", Role.CONTRIBUTOR), by="t", at=bot.ctx.clock())
+        source = build_source(
+            config.deployed[0],
+            credential=StaticCredential(),
+            base_url=arm.url,
+            connection_verify=ca,
+            retry_total=0,
+        )
+        bot.ctx.deployed = DeployedReader(config, sources=[source], now=bot.ctx.clock)
+        live = bot.handle(f"delete {repo}:live --manifest --reason x", user="alice")
+        assert "in use: apps/rg-apps Container App web (revision web--2)" in live.text
+        job = bot.handle(f"delete {repo}:job --manifest --reason x", user="alice")
+        assert "in use: apps/rg-apps Container Apps job nightly" in job.text
+        assert bot.handle(f"delete {repo}:retired --manifest --reason x", user="alice").ok
+        arm.forbidden.add("subscription")
+        refused = bot.handle(f"delete {repo}:free --manifest --reason x", user="alice")
+        assert refused.text == (
+            "deployed source apps could not be read (403 listing container apps): give the "
+            "bot's identity Reader on the subscription (or the resource group); nothing was "
+            "requested"
+        )
+    finally:
+        arm.stop()
