@@ -80,3 +80,23 @@ def test_fake_kube_serves_namespaced_lists_and_apps_kinds(kube, tmp_path):
     with httpx.Client(verify=str(ca), headers=headers) as http:
         assert http.delete(f"{kube.url}/api/v1/pods").status_code == 405
         assert http.get(f"{kube.url}/api/v1/secrets").status_code == 404
+
+
+def test_the_bots_source_restarts_a_list_on_410_and_gives_up_naming_it(kube, tmp_path):
+    from bot.core.config import DeployedConfig
+    from bot.ops.deployed import kubernetes as source_module
+    from bot.ops.deployed.errors import SourceUnreadable
+
+    kube.add("pods", *[pod(f"q{i:04}", "ns", [f"r.io/app:{i}"]) for i in range(1200)])
+    config = DeployedConfig(
+        name="aks", type="kubernetes", kubeconfig=kube.kubeconfig(tmp_path / "kc"), context="test"
+    )
+    source = source_module.KubernetesSource(config)
+    kube.expire_next = 1
+    kube.requests.clear()
+    pods = source.list_kind("pods")
+    assert len(pods) == 1225 and len({p["metadata"]["name"] for p in pods}) == 1225
+    assert len([r for r in kube.requests if r[0] == "/api/v1/pods"]) == 2 + 3  # 410, then 3 pages
+    kube.continue_ttl = 0  # every continue expires: a source that cannot be read, never "empty"
+    with pytest.raises(SourceUnreadable, match="kept expiring"):
+        source.list_kind("pods")

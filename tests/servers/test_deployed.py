@@ -332,3 +332,75 @@ def test_container_apps_active_revisions_and_jobs_count_inactive_ones_do_not(
         )
     finally:
         arm.stop()
+
+
+def test_an_index_whose_child_runs_is_refused_with_manifest(distribution, kube, tmp_path):
+    repo, d = cluster(distribution, kube)
+    index = distribution.push_index(repo, "multi", [d["old"]])
+    bot = make_bot(distribution, kube, tmp_path)
+    reply = bot.handle(f"delete {repo}:multi --manifest --reason old", user="alice")
+    assert not reply.ok
+    assert reply.text == (
+        f"dist/{repo}@{index[:19]} is in use: aks-prod/payments ReplicaSet api-5d1a (rollback) "
+        f"(a child of the index, {d['old'][:19]}); nothing was requested"
+    )
+
+
+def test_scheduled_retention_the_console_and_notebooks_take_the_same_checks(
+    distribution, kube, tmp_path, capsys
+):
+    from bot.cli import main as acrbot
+    from bot.core.config import load
+    from bot.notebook import Acr
+    from bot.retention import run_due
+
+    repo, d = cluster(distribution, kube)
+    kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")
+    text = f"""
+database = "acrbot.db"
+
+[[registry]]
+name = "dist"
+type = "oci"
+url = "{distribution.url}"
+
+[[deployed]]
+name = "aks-prod"
+type = "kubernetes"
+kubeconfig = "{kubeconfig}"
+
+[protect]
+tags = ["^latest$"]
+
+[[retention]]
+name = "tidy"
+schedule = "* * * * *"
+filter = "{repo}:.*"
+channel = "C0123456789"
+"""
+    (tmp_path / "acrbot.toml").write_text(text)
+    bot = make_bot(distribution, kube, tmp_path)  # the same database: roles for alice and bob
+    bot.ctx.config = load(tmp_path / "acrbot.toml")
+    assert run_due(bot.ctx) == ["tidy: request #1"]
+    shown = bot.handle("request 1", user="bob")
+    assert "in use: aks-prod/batch CronJob nightly" in str(shown.table)
+    assert "protected: latest matches ^latest$" in str(shown.table)
+    reasons = {s.item.split(" (")[1][:-1]: s.reason for s in bot.ctx.purges.planning_skips(1)}
+    assert set(reasons) == {"run", "old", "cron", "bytag", "latest"}  # kept in purge_skips
+    code = acrbot(
+        [
+            "run",
+            "--config",
+            str(tmp_path / "acrbot.toml"),
+            "--user",
+            "alice",
+            f"delete {repo}:cron --manifest --reason x",
+        ]
+    )
+    assert code != 0
+    assert "in use: aks-prod/batch CronJob nightly" in capsys.readouterr().out
+    notebook = Acr(tmp_path / "acrbot.toml", user="alice")
+    result = notebook(f"delete {repo}@{d['old']} --manifest --reason x")
+    assert (
+        not result.ok and "in use: aks-prod/payments ReplicaSet api-5d1a (rollback)" in result.text
+    )

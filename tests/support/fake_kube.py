@@ -70,6 +70,7 @@ class FakeKube:
         self.objects: dict[str, list[dict]] = {k: [] for k in GROUPS}
         self.forbidden: set[str] = set()
         self.continue_ttl = 300.0
+        self.expire_next = 0  # the next N requests carrying a continue token answer 410
         self.requests: list[tuple[str, str]] = []  # (path, query)
         self.resource_version = 1
         self._epoch = 0  # tokens issued before expire() are 410
@@ -167,6 +168,9 @@ class FakeKube:
                     epoch, issued, start, rv = token["e"], token["t"], token["o"], token["rv"]
                 except Exception:
                     return 400, _status(400, "BadRequest", "continue key is not valid")
+                if self.expire_next > 0:
+                    self.expire_next -= 1
+                    return 410, _status(410, "Expired", EXPIRED)
                 if epoch != self._epoch or time.monotonic() - issued > self.continue_ttl:
                     return 410, _status(410, "Expired", EXPIRED)
             items = [

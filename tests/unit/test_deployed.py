@@ -132,3 +132,46 @@ def test_the_shipped_cluster_role_lists_exactly_the_kinds_read():
     granted = {r for rule in role["rules"] for r in rule["resources"]}
     assert granted == {plural for plural, _, _ in KINDS}
     assert {v for rule in role["rules"] for v in rule["verbs"]} == {"list"}
+
+
+def _calls(tree, names):
+    """(enclosing top-level function, called attribute) for each call of one of ``names``."""
+    import ast
+
+    found = []
+    for top in tree.body:
+        if isinstance(top, ast.FunctionDef):
+            for node in ast.walk(top):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in names
+                ):
+                    found.append((top.name, node.func.attr))
+    return found
+
+
+def test_no_path_deletes_without_the_in_use_check():
+    """Every DELETE the bot sends outside the backends sits in delete.py's execute_delete or
+    purge_run.py's per-item step, and both run the in-use hook first (execute_purge computes
+    the skips before any item): the doors, retention and recovery all reach them."""
+    import ast
+
+    deleting = {}
+    for path in sorted([*(ROOT / "handlers").rglob("*.py"), *(ROOT / "bot").rglob("*.py")]):
+        if "registries" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for function, _ in _calls(tree, {"delete_manifest", "untag", "delete_tag"}):
+            deleting.setdefault(str(path.relative_to(ROOT)), set()).add(function)
+        if path.name in ("delete.py", "purge_run.py") and path.parent.name == "requests":
+            hooks = {f: a for f, a in _calls(tree, {"check_delete", "execution_skips"})}
+            if path.name == "delete.py":
+                assert hooks.get("execute_delete") == "check_delete"
+                assert hooks.get("delete") == "check_delete"
+            else:
+                assert hooks.get("execute_purge") == "execution_skips"
+    assert deleting == {
+        "handlers/requests/delete.py": {"execute_delete"},
+        "handlers/requests/purge_run.py": {"_one"},
+    }
