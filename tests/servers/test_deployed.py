@@ -161,6 +161,13 @@ def test_api_server_down_refuses_naming_it_and_warn_mode_proceeds_saying_so(
     assert done.ok and "proceeding without it" in done.text
     unread = [e for e in warn.ctx.audit.entries() if e.action == "deployed.unread"]
     assert len(unread) == 2 and unread[0].outcome == "warn"
+    said = [
+        refused.text,
+        made.text,
+        done.text,
+        *(str(e.as_dict()) for e in warn.ctx.audit.entries()),
+    ]
+    assert not any(kube.token in text for text in said)  # the kubeconfig's token stays secret
 
 
 def test_rbac_refusal_names_the_kind_and_the_fix(distribution, kube, tmp_path):

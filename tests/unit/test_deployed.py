@@ -175,3 +175,46 @@ def test_no_path_deletes_without_the_in_use_check():
         "handlers/requests/delete.py": {"execute_delete"},
         "handlers/requests/purge_run.py": {"_one"},
     }
+
+
+def test_sources_are_read_concurrently_once_and_cached_for_listings_only(tmp_path):
+    import threading
+    from datetime import UTC, datetime
+
+    from bot.ops.deployed.reader import DeployedReader
+
+    barrier = threading.Barrier(2, timeout=5)  # both sources must be in flight at once
+
+    class Source:
+        def __init__(self, name):
+            self.name, self.reads = name, 0
+
+        def read(self):
+            self.reads += 1
+            barrier.wait()
+            return [Use(self.name, "ns", "Pod", "p", f"demo.registry.local/app@{D}")]
+
+    config = make_config(
+        tmp_path,
+        deployed=[
+            {"name": "a", "type": "kubernetes", "cache_seconds": 5},
+            {"name": "b", "type": "kubernetes", "cache_seconds": 5},
+        ],
+    )
+    now = [100.0]
+    sources = [Source("a"), Source("b")]
+    reader = DeployedReader(
+        config, sources=sources, now=lambda: datetime.now(UTC), monotonic=lambda: now[0]
+    )
+
+    class Demo:
+        name = "demo"
+
+    first = reader.in_use([Demo()], fresh=False)
+    assert {u.source for u in first.of("demo", "app", D)} == {"a", "b"}
+    reader.in_use([Demo()], fresh=False)  # a listing within cache_seconds: no new read
+    assert [s.reads for s in sources] == [1, 1]
+    reader.in_use([Demo()], fresh=True)  # a request or an execution: always afresh
+    now[0] += 6
+    reader.in_use([Demo()], fresh=False)  # the cache is past cache_seconds
+    assert [s.reads for s in sources] == [3, 3]
