@@ -10,6 +10,7 @@ in use; ACR has no batch call for manifest attributes (one PATCH per manifest,
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from bot.core import formatting as fmt
 from bot.core.commands import OWN
@@ -104,11 +105,22 @@ def where(call: Call, *, ctx: Context) -> Reply:
     )
 
 
-def lock_deployed(call: Call, *, ctx: Context) -> Reply:
-    """Lock (deleteEnabled=false) every digest the sources show in use, read afresh."""
-    registry = call.registry
-    assert registry is not None
-    require(call.grants, OWN, Scope.REGISTRY, action="lock --deployed", registry=registry.name)
+@dataclass(frozen=True)
+class Locked:
+    """What one `lock --deployed` did: the digests locked, those that could not be, and the
+    sources that could not be read (their images were not locked)."""
+
+    registry: str
+    locked: tuple[tuple[str, str], ...]
+    failed: tuple[str, ...]
+    failures: tuple[str, ...]
+    freshness: str
+
+
+def lock_in_use(ctx: Context, registry: Registry, *, actor: str) -> Locked:
+    """Lock against deletion every digest in use on ``registry`` (read afresh); one audit
+    row per digest locked, as `lock` writes one per image. Used by the command and by each
+    `[[deployed]] lock_schedule` slot (bot/deployed_locks.py)."""
     if not registry.can_lock:
         raise Unsupported(f"{registry.name} has no locks: `lock --deployed` needs an acr registry")
     in_use = _reader(ctx).in_use([registry], fresh=True)
@@ -127,30 +139,45 @@ def lock_deployed(call: Call, *, ctx: Context) -> Reply:
         return target
 
     with ThreadPoolExecutor(max_workers=LOCK_CONCURRENCY) as pool:
-        locked = [t for t in pool.map(one, targets) if t is not None]
+        locked = tuple(t for t in pool.map(one, targets) if t is not None)
     at = ctx.clock()
     with ctx.store.transaction():
         for repo, digest in locked:
             ctx.audit.append(
-                actor=call.user,
+                actor=actor,
                 action="lock.deployed",
                 target=f"{registry.name}/{repo}@{digest}",
                 outcome="ok",
                 at=at,
             )
-    failures = in_use.failures_for(registry.name)
-    notes = tuple(f.line + ": its images were not locked" for f in failures) + tuple(failed[:10])
+    return Locked(
+        registry=registry.name,
+        locked=locked,
+        failed=tuple(failed),
+        failures=tuple(f.line for f in in_use.failures_for(registry.name)),
+        freshness=_freshness(ctx, in_use),
+    )
+
+
+def lock_deployed(call: Call, *, ctx: Context) -> Reply:
+    """Lock (deleteEnabled=false) every digest the sources show in use, read afresh."""
+    registry = call.registry
+    assert registry is not None
+    require(call.grants, OWN, Scope.REGISTRY, action="lock --deployed", registry=registry.name)
+    done = lock_in_use(ctx, registry, actor=call.user)
+    n = len(done.locked)
+    notes = tuple(f + ": its images were not locked" for f in done.failures) + done.failed[:10]
     return Reply(
-        text=f"Locked {len(locked):,} digest{'' if len(locked) == 1 else 's'} in use on "
-        f"{registry.name} against deletion ({_freshness(ctx, in_use)}).",
-        table=Table(("repository", "digest"), tuple((r, d) for r, d in locked[:50])),
+        text=f"Locked {n:,} digest{'' if n == 1 else 's'} in use on {registry.name} against "
+        f"deletion ({done.freshness}).",
+        table=Table(("repository", "digest"), tuple((r, d) for r, d in done.locked[:50])),
         notes=notes,
-        ok=not failures and not failed,
+        ok=not done.failures and not done.failed,
         data={
             "registry": registry.name,
-            "locked": [f"{r}@{d}" for r, d in locked],
-            "failed": failed,
-            "failures": [f.line for f in failures],
+            "locked": [f"{r}@{d}" for r, d in done.locked],
+            "failed": list(done.failed),
+            "failures": list(done.failures),
         },
     )
 

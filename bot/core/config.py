@@ -140,6 +140,7 @@ class DeployedConfig:
     registries: tuple[str, ...] = ()
     cache_seconds: float = 10.0  # listings (`where`, dry runs) only; never an execution
     timeout: float = 10.0
+    lock_schedule: str | None = None  # cron (UTC): `lock --deployed` on the covered ACRs
 
     def covers(self, registry: str) -> bool:
         return not self.registries or registry in self.registries
@@ -767,7 +768,7 @@ DEPLOYED_KEYS = {
     "kubernetes": {"kubeconfig", "context"},
     "containerapps": {"subscription_id", "resource_group"},
 }
-DEPLOYED_COMMON = {"name", "type", "registries", "cache_seconds", "timeout"}
+DEPLOYED_COMMON = {"name", "type", "registries", "cache_seconds", "timeout", "lock_schedule"}
 MAX_DEPLOYED_CACHE = 300.0  # seconds: an in-use answer older than this is not "fresh"
 
 
@@ -817,6 +818,15 @@ def _deployed(
                 raise ConfigError(f"{key}.{opt}: expected a non-empty string")
         if kind == "containerapps" and not table.get("subscription_id"):
             raise ConfigError(f"{key}.subscription_id: required for type containerapps")
+        lock_schedule = table.get("lock_schedule")
+        if lock_schedule is not None:
+            from croniter import croniter  # only with a lock_schedule
+
+            if not isinstance(lock_schedule, str) or not croniter.is_valid(lock_schedule):
+                raise ConfigError(
+                    f'{key}.lock_schedule: expected a cron schedule such as "*/30 * * * *" '
+                    f"(UTC), got {lock_schedule!r}"
+                )
         kubeconfig = table.get("kubeconfig")
         found.append(
             DeployedConfig(
@@ -829,6 +839,7 @@ def _deployed(
                 registries=tuple(covered),
                 cache_seconds=numbers["cache_seconds"],
                 timeout=numbers["timeout"],
+                lock_schedule=lock_schedule,
             )
         )
     return tuple(found)

@@ -227,6 +227,7 @@ def test_lock_deployed_locks_every_digest_in_use_on_acr(fake_acr, make_acr, kube
                 "name": "aks-prod",
                 "type": "kubernetes",
                 "kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")),
+                "lock_schedule": "*/30 * * * *",
             }
         ],
     )
@@ -243,6 +244,17 @@ def test_lock_deployed_locks_every_digest_in_use_on_acr(fake_acr, make_acr, kube
     assert [not manifests[d].delete_enabled for d in digests] == [True, True, True, False]
     audited = [e.target for e in bot.ctx.audit.entries() if e.action == "lock.deployed"]
     assert audited == [f"prod/payments/api@{d}" for d in digests[:3]]
+    # the schedule: unlocked outside the bot, locked again at the next slot, once a slot
+    from bot import deployed_locks
+
+    deployed_locks._TAKEN.clear()
+    for d in digests[:3]:
+        manifests[d].delete_enabled = True
+    assert deployed_locks.run_due_locks(bot.ctx) == ["aks-prod prod: 3 locked"]
+    assert [not manifests[d].delete_enabled for d in digests] == [True, True, True, False]
+    assert deployed_locks.run_due_locks(bot.ctx) == []
+    runs = [e for e in bot.ctx.audit.entries() if e.action == "lock.deployed.schedule"]
+    assert [(e.actor, e.outcome) for e in runs] == [("deployed:aks-prod", "ok")]
 
 
 def test_doctor_checks_each_source_and_each_kind(kube, tmp_path):
