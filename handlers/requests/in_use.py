@@ -50,7 +50,7 @@ def read(
         if refusing is None:
             return in_use, f"{lines}: a deletion would be refused"
         raise Conflict(f"{lines}; {refusing}")
-    warning = f'warning: {lines}; proceeding without it (`[protect] on_source_error = "warn"`)'
+    warning = _warning(lines)
     if refusing is not None:
         for failure in failures:
             ctx.audit.append(
@@ -62,6 +62,25 @@ def read(
                 at=ctx.clock(),
             )
     return in_use, warning
+
+
+def last_warning(ctx: Context, registry: Registry) -> str | None:
+    """The warn-mode warning of the read this command just made (no new read)."""
+    if ctx.deployed is None or ctx.config.protect.on_source_error != "warn":
+        return None
+    covers = {d.name: d for d in ctx.config.deployed}
+    failures = [
+        f
+        for f in ctx.deployed.last_failures()
+        if f.source not in covers or covers[f.source].covers(registry.name)
+    ]
+    if not failures:
+        return None
+    return _warning("; ".join(f.line for f in failures))
+
+
+def _warning(lines: str) -> str:
+    return f'warning: {lines}; proceeding without it (`[protect] on_source_error = "warn"`)'
 
 
 def _children(

@@ -181,7 +181,7 @@ def purge(call: Call, *, ctx: Context) -> Reply:
     )
     need = request.required
     who = "an owner" if need == 1 else "owners"
-    _, warning = in_use.read(ctx, registry, fresh=False, refusing=None)  # the read just made
+    warning = in_use.last_warning(ctx, registry)  # of the read just made
     return request_reply(
         f"Purge request #{request.id} created: {totals_text(request.spec)} pinned; "
         f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you)."

@@ -159,8 +159,12 @@ def test_api_server_down_refuses_naming_it_and_warn_mode_proceeds_saying_so(
     assert made.ok and "warning: deployed source aks-prod could not be read" in made.text
     done = warn.handle("approve 1", user="bob")
     assert done.ok and "proceeding without it" in done.text
+    reads = warn.ctx.deployed.reads
+    purge = warn.handle(f"purge --filter '{repo}:run' --reason x", user="alice")
+    assert purge.ok and "warning: deployed source aks-prod could not be read" in purge.text
+    assert warn.ctx.deployed.reads == reads + 1  # the reply's warning is of that one read
     unread = [e for e in warn.ctx.audit.entries() if e.action == "deployed.unread"]
-    assert len(unread) == 2 and unread[0].outcome == "warn"
+    assert len(unread) == 3 and unread[0].outcome == "warn"
     said = [
         refused.text,
         made.text,

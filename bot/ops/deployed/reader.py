@@ -115,6 +115,12 @@ class DeployedReader:
             self._cache = (self._monotonic(), at, uses, failures)
         return at, uses, failures
 
+    def last_failures(self) -> list[SourceFailure]:
+        """The failed sources of the latest read, without reading again (what a reply says
+        about the read its command just made)."""
+        with self._lock:
+            return list(self._cache[3]) if self._cache is not None else []
+
     def in_use(self, registries: Iterable[Registry], *, fresh: bool) -> InUse:
         """The in-use set for ``registries``: digests as written, tags resolved now."""
         at, uses, failures = self.raw(fresh=fresh)
