@@ -1,6 +1,8 @@
 """The fake Microsoft.App provider through the real azure-mgmt-appcontainers client: pages by
 nextLink, refuses without a token or api-version, 403 for a scope the identity may not read."""
 
+import ssl
+
 import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -51,7 +53,7 @@ def test_fake_container_apps_refuses_like_arm(arm):
     with pytest.raises(HttpResponseError) as caught:
         list(client(arm).container_apps.list_by_resource_group("rg-a"))
     assert caught.value.status_code == 403 and caught.value.error.code == "AuthorizationFailed"
-    with httpx.Client(verify=arm.ca_path) as http:
+    with httpx.Client(verify=ssl.create_default_context(cafile=arm.ca_path)) as http:
         url = f"{arm.url}/subscriptions/{SUB}/providers/Microsoft.App/jobs"
         assert http.get(url, params={"api-version": "2026-07-01"}).status_code == 401
         missing = http.get(url, headers={"Authorization": f"Bearer {ARM_TOKEN}"})

@@ -2,6 +2,7 @@
 through the real `kubernetes` client and a kubeconfig file."""
 
 import json
+import ssl
 
 import httpx
 import pytest
@@ -77,7 +78,7 @@ def test_fake_kube_serves_namespaced_lists_and_apps_kinds(kube, tmp_path):
     ca = tmp_path / "ca.pem"
     kube.ca.cert_pem.write_to_path(str(ca))
     headers = {"Authorization": f"Bearer {kube.token}"}
-    with httpx.Client(verify=str(ca), headers=headers) as http:
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), headers=headers) as http:
         assert http.delete(f"{kube.url}/api/v1/pods").status_code == 405
         assert http.get(f"{kube.url}/api/v1/secrets").status_code == 404
 
