@@ -101,3 +101,12 @@ def test_the_bots_source_restarts_a_list_on_410_and_gives_up_naming_it(kube, tmp
     kube.continue_ttl = 0  # every continue expires: a source that cannot be read, never "empty"
     with pytest.raises(SourceUnreadable, match="kept expiring"):
         source.list_kind("pods")
+
+
+def test_a_stopped_fake_kube_cuts_kept_alive_connections_too(kube, tmp_path):
+    core = api(kube, tmp_path)
+    assert len(core.list_pod_for_all_namespaces().items) == 25  # a pooled connection now
+    kube.stop()
+    with pytest.raises(Exception) as caught:
+        core.list_pod_for_all_namespaces(_request_timeout=2)
+    assert not isinstance(caught.value, ApiException)  # no answer at all, as a dead server

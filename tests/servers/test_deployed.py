@@ -427,3 +427,17 @@ channel = "C0123456789"
     assert (
         not result.ok and "in use: aks-prod/payments ReplicaSet api-5d1a (rollback)" in result.text
     )
+
+
+def test_a_purge_whose_source_is_down_at_execution_deletes_nothing_and_says_why(
+    distribution, kube, tmp_path
+):
+    repo, d = cluster(distribution, kube)
+    bot = make_bot(distribution, kube, tmp_path)
+    assert bot.handle(f"purge --filter '{repo}:free' --reason tidy", user="alice").ok
+    kube.stop()
+    done = bot.handle("approve 1", user="bob")
+    assert not done.ok
+    assert "deployed source aks-prod could not be read" in done.text
+    assert "nothing was deleted" in done.text
+    assert bot.ctx.registries.default.image(repo, d["free"]).digest == d["free"]

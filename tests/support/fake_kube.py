@@ -21,7 +21,9 @@ shapes the API server sends; `kubeconfig()` writes a kubeconfig file for the rea
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import ssl
 import threading
 import time
@@ -75,6 +77,7 @@ class FakeKube:
         self.resource_version = 1
         self._epoch = 0  # tokens issued before expire() are 410
         self._encoding: dict[int, tuple[dict, bytes]] = {}
+        self._connections: set[Any] = set()
         self._lock = threading.Lock()
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
@@ -98,8 +101,16 @@ class FakeKube:
         return self
 
     def stop(self) -> None:
+        """Down as a dead API server is: no listener, and every kept-alive connection cut
+        (a client's pool would otherwise keep talking to the handler threads)."""
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                    conn.close()
+            self._connections.clear()
 
     def add(self, plural: str, *objs: dict) -> None:
         with self._lock:
@@ -207,6 +218,17 @@ class FakeKube:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
 
             def _send(self, code: int, body: dict | bytes) -> None:
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
