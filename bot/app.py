@@ -100,6 +100,9 @@ def build_context(
             store, container_client(config.archive), prefix=config.archive.prefix
         )
     requests = Requests(store, audit, clock=clock)
+    deployed = DeployedReader(config, now=clock) if config.deployed else None
+    if deployed is not None and not defer:  # `acrbot serve`: build the clients meanwhile
+        deployed.warm_up()
     outbox = Outbox(store)
     # Every change of a request with a chat channel queues what to announce, in the same
     # transaction (the card, thread lines, the outcome); `acrbot serve` delivers it.
@@ -120,7 +123,7 @@ def build_context(
         outbox=outbox,
         purges=PurgeItems(store, audit, clock=clock),
         archive=archive,
-        deployed=DeployedReader(config, now=clock) if config.deployed else None,
+        deployed=deployed,
     )
 
 

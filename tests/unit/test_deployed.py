@@ -218,3 +218,29 @@ def test_sources_are_read_concurrently_once_and_cached_for_listings_only(tmp_pat
     now[0] += 6
     reader.in_use([Demo()], fresh=False)  # the cache is past cache_seconds
     assert [s.reads for s in sources] == [3, 3]
+
+
+def test_warm_up_builds_each_sources_client_in_the_background_and_never_raises(tmp_path):
+    import threading
+    from datetime import UTC, datetime
+
+    from bot.ops.deployed.reader import DeployedReader
+
+    warmed = threading.Event()
+
+    class Good:
+        name = "good"
+
+        def warm(self):
+            warmed.set()
+
+    class Broken:
+        name = "broken"
+
+        def warm(self):
+            raise RuntimeError("no kubeconfig")  # the first read will say so, failing closed
+
+    config = make_config(tmp_path, deployed=[{"name": "good", "type": "kubernetes"}])
+    reader = DeployedReader(config, sources=[Broken(), Good()], now=lambda: datetime.now(UTC))
+    reader.warm_up()
+    assert warmed.wait(5)

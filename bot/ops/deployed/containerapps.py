@@ -8,6 +8,7 @@ list of jobs: the round trips grow with apps, never with replicas.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,24 +36,27 @@ class ContainerAppsSource:
         self.config, self.name = config, config.name
         self._credential, self._base_url, self._options = credential, base_url, client_options
         self._client: Any = None
+        self._building = threading.Lock()
 
     def _api(self) -> Any:
-        if self._client is None:
-            from azure.mgmt.appcontainers import ContainerAppsAPIClient
+        """The SDK client, built once (a warm-up thread and the first read may race)."""
+        with self._building:
+            if self._client is None:
+                from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-            credential = self._credential
-            if credential is None:
-                from azure.identity import DefaultAzureCredential
+                credential = self._credential
+                if credential is None:
+                    from azure.identity import DefaultAzureCredential
 
-                credential = DefaultAzureCredential()
-            options = {"retry_total": 1, **self._options}
-            if self._base_url:
-                options["base_url"] = self._base_url
-                options["credential_scopes"] = [f"{self._base_url.rstrip('/')}/.default"]
-            assert self.config.subscription_id is not None
-            self._client = ContainerAppsAPIClient(
-                credential, self.config.subscription_id, **options
-            )
+                    credential = DefaultAzureCredential()
+                options = {"retry_total": 1, **self._options}
+                if self._base_url:
+                    options["base_url"] = self._base_url
+                    options["credential_scopes"] = [f"{self._base_url.rstrip('/')}/.default"]
+                assert self.config.subscription_id is not None
+                self._client = ContainerAppsAPIClient(
+                    credential, self.config.subscription_id, **options
+                )
         return self._client
 
     def _call(self, what: str, fn: Any) -> Any:
@@ -110,6 +114,10 @@ class ContainerAppsSource:
                     )
                 )
         return uses
+
+    def warm(self) -> None:
+        """Build the client now (the import and set-up cost), without reading."""
+        self._api()
 
     def read(self) -> list[Use]:
         apps = self._apps()

@@ -9,6 +9,7 @@ cost ~10x the parse for thousands of pods, and only images and owners are needed
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,31 +50,34 @@ class KubernetesSource:
     def __init__(self, config: DeployedConfig, *, api_client: Any = None) -> None:
         self.config, self.name = config, config.name
         self._client = api_client
+        self._building = threading.Lock()
 
     def _api(self) -> Any:
-        if self._client is None:
-            from kubernetes import client
-            from kubernetes import config as kube_config
+        """The SDK client, built once (a warm-up thread and the first read may race)."""
+        with self._building:
+            if self._client is None:
+                from kubernetes import client
+                from kubernetes import config as kube_config
 
-            configuration = client.Configuration()
-            try:
-                if self.config.kubeconfig is None:
-                    kube_config.load_incluster_config(client_configuration=configuration)
-                else:
-                    kube_config.load_kube_config(
-                        config_file=str(self.config.kubeconfig),
-                        context=self.config.context,
-                        client_configuration=configuration,
-                    )
-            except Exception as exc:  # the loaders raise ConfigException, OSError, yaml errors
-                raise SourceUnreadable(
-                    f"cannot load its credentials: {str(exc)[:200]}",
-                    fix="check deployed.kubeconfig and deployed.context (or run in a pod "
-                    "with a service account)",
-                ) from None
-            configuration.retries = 1
-            configuration.connection_pool_maxsize = len(KINDS) + 1
-            self._client = client.ApiClient(configuration)
+                configuration = client.Configuration()
+                try:
+                    if self.config.kubeconfig is None:
+                        kube_config.load_incluster_config(client_configuration=configuration)
+                    else:
+                        kube_config.load_kube_config(
+                            config_file=str(self.config.kubeconfig),
+                            context=self.config.context,
+                            client_configuration=configuration,
+                        )
+                except Exception as exc:  # the loaders raise ConfigException, OSError, yaml errors
+                    raise SourceUnreadable(
+                        f"cannot load its credentials: {str(exc)[:200]}",
+                        fix="check deployed.kubeconfig and deployed.context (or run in a pod "
+                        "with a service account)",
+                    ) from None
+                configuration.retries = 1
+                configuration.connection_pool_maxsize = len(KINDS) + 1
+                self._client = client.ApiClient(configuration)
         return self._client
 
     def list_kind(self, plural: str) -> list[dict]:
@@ -115,6 +119,10 @@ class KubernetesSource:
             f"the {plural} list kept expiring (410 Gone {RESTARTS + 1} times)",
             fix="retry; a very busy cluster may need a larger page",
         )
+
+    def warm(self) -> None:
+        """Build the client now (the import and set-up cost), without reading."""
+        self._api()
 
     def read(self) -> list[Use]:
         """Every image the cluster runs, will run, or would run on a rollback."""

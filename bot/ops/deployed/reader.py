@@ -39,7 +39,16 @@ class Source(Protocol):
 
     def read(self) -> list[Use]: ...
 
+    def warm(self) -> None: ...
+
     def check(self) -> list[tuple[str, str | None]]: ...
+
+
+def _quietly(source: Source) -> None:
+    try:
+        source.warm()
+    except Exception:  # the first read says what is wrong, failing closed
+        log.debug("warming deployed source %s failed", source.name, exc_info=True)
 
 
 def build_source(config: DeployedConfig, **options: Any) -> Source:
@@ -76,6 +85,13 @@ class DeployedReader:
         self._cache: tuple[float, datetime, list[Use], list[SourceFailure]] | None = None
         self._lock = threading.Lock()
         self.reads = 0  # source reads made (tests count them)
+
+    def warm_up(self) -> None:
+        """Build the sources' SDK clients in the background: the kubernetes client's import
+        and ApiClient cost ~3 s once (measured in bench/deployed.py), which the first
+        deletion of a long-running bot should not wait for."""
+        for source in self.sources:
+            threading.Thread(target=_quietly, args=(source,), daemon=True).start()
 
     @property
     def configured(self) -> bool:
