@@ -14,6 +14,7 @@ from bot.core.request_types import Clock
 from bot.kernel.context import Context, Registries
 from bot.kernel.dispatch import CONSOLE, Dispatcher
 from bot.ops import logs, observe
+from bot.ops.deployed.reader import DeployedReader
 from bot.state.announce import Announcer
 from bot.state.audit import Audit
 from bot.state.facts import FactCache, SqliteFacts
@@ -99,6 +100,9 @@ def build_context(
             store, container_client(config.archive), prefix=config.archive.prefix
         )
     requests = Requests(store, audit, clock=clock)
+    deployed = DeployedReader(config, now=clock) if config.deployed else None
+    if deployed is not None and not defer:  # `acrbot serve`: build the clients meanwhile
+        deployed.warm_up()
     outbox = Outbox(store)
     # Every change of a request with a chat channel queues what to announce, in the same
     # transaction (the card, thread lines, the outcome); `acrbot serve` delivers it.
@@ -119,6 +123,7 @@ def build_context(
         outbox=outbox,
         purges=PurgeItems(store, audit, clock=clock),
         archive=archive,
+        deployed=deployed,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from bot.core.config import Config, RegistryConfig, config_arg, find_config, load
 from bot.core.errors import BotError, ConfigError, NotFound, OutcomeUnknown
 from bot.core.redaction import redact_urls
+from bot.doctor_deployed import deployed_rows
 from bot.state.store import SCHEMA_VERSION
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -84,6 +85,10 @@ def run(
     exists = not isinstance(config.database, Path) or config.database.exists()
     usable = exists and not any(c.failed for c in database)
     checks += archive_checks(config, database_ok=usable)
+    checks += [  # [[deployed]] sources: reachable, may list each kind
+        passed(name, detail) if fix is None else failed(name, detail, fix)
+        for name, detail, fix in deployed_rows(config)
+    ]
     for more in extra:
         checks += more(config)
     return checks

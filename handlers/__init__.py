@@ -10,7 +10,7 @@ May import: bot.core, bot.state, bot.ops, bot.kernel, and handlers.registries. N
 from __future__ import annotations
 
 from bot.kernel.dispatch import Handler
-from handlers import access, audit_log, browse, credentials, locks, meta
+from handlers import access, audit_log, browse, credentials, deployed, locks, meta
 from handlers.requests import decide, delete, purge, show
 
 HANDLERS: dict[str, Handler] = {
@@ -23,6 +23,7 @@ HANDLERS: dict[str, Handler] = {
     "delete": delete.delete,
     "purge": purge.purge,
     "lock": locks.lock,
+    "where": deployed.where,
     "unlock": locks.unlock,
     "request": show.show_request,
     "requests": show.list_requests,

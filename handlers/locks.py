@@ -3,8 +3,10 @@ manifest locks do (`deleteEnabled`/`writeEnabled`). `delete` and `purge` skip lo
 
 from __future__ import annotations
 
+from bot.core.errors import UsageError
 from bot.core.replies import Reply
 from bot.kernel.context import Call, Context
+from handlers import deployed
 
 
 def _set(call: Call, ctx: Context, *, locked: bool) -> Reply:
@@ -34,6 +36,10 @@ def _set(call: Call, ctx: Context, *, locked: bool) -> Reply:
 
 def lock(call: Call, *, ctx: Context) -> Reply:
     """Lock a tag (or, by digest, a manifest) against deletion and/or overwrite."""
+    if call.args.get("deployed"):
+        return deployed.lock_deployed(call, ctx=ctx)
+    if call.args.get("image") is None:
+        raise UsageError("`lock` needs an IMAGE, or --deployed to lock every digest in use")
     return _set(call, ctx, locked=True)
 
 

@@ -19,6 +19,8 @@ def may_run_somewhere(call: Call, name: str, ctx: Context) -> bool:
     spec = COMMANDS[name]
     if name in ADMIN_COMMANDS and not any(getattr(r, "has_admin", False) for r in ctx.registries):
         return False
+    if name == "where" and ctx.deployed is None:  # no [[deployed]] source: nothing to ask
+        return False
     where = scope(spec)
     if where is Scope.NONE:
         return True

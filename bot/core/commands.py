@@ -167,6 +167,14 @@ def purge_filter(value: str) -> object:
     return parse_filter(value)
 
 
+def any_image(value: str) -> object:
+    """A repository, or an image by tag or digest (`where`)."""
+    from dataclasses import replace
+
+    ref = parse_image(value, default_tag="")
+    return replace(ref, tag=None) if ref.tag == "" else ref
+
+
 def count(value: str, *, limit: int = 1000) -> int:
     if not value.isdigit() or not 1 <= int(value) <= limit:
         raise UsageError(f"`{shorten(value, 30)}` is not a number from 1 to {limit}")
@@ -412,13 +420,39 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
     ),
     _spec(
         "lock",
-        "lock an image against deletion (--delete) or overwrite (--write); both by default",
+        "lock an image against deletion (--delete) or overwrite (--write); both by default; "
+        "--deployed: every digest the [[deployed]] sources show in use",
         "lock baseimages/fedora:24 --delete",
         OWN,
         Scope.REPOSITORY,
-        Param("image", "IMAGE", "repo:tag, or repo@sha256:… for the manifest", parse_image),
+        Param(
+            "image",
+            "IMAGE",
+            "repo:tag, or repo@sha256:… for the manifest",
+            parse_image,
+            required=False,
+        ),
         Param("delete", "", "against deletion", flag="--delete", takes_value=False, required=False),
         Param("write", "", "against overwrite", flag="--write", takes_value=False, required=False),
+        Param(
+            "deployed",
+            "",
+            "lock against deletion every digest in use (owner of the whole registry)",
+            flag="--deployed",
+            takes_value=False,
+            required=False,
+        ),
+        REGISTRY_OPT,
+        exclusive=(("image", "deployed"),),
+    ),
+    _spec(
+        "where",
+        "where an image runs (a tag, a digest, or every digest of a repository), from every "
+        "[[deployed]] source, and how fresh that answer is",
+        "where payments/api:v1.4.2",
+        READ,
+        Scope.REPOSITORY,
+        Param("image", "IMAGE", "repo, repo:tag or repo@sha256:…", any_image),
         REGISTRY_OPT,
     ),
     _spec(

@@ -127,6 +127,27 @@ PROTECT_KEYS = {"tags", "on_source_error", "immutable"}
 
 
 @dataclass(frozen=True)
+class DeployedConfig:
+    """`[[deployed]]`: where images run (a Kubernetes cluster, Container Apps in a
+    subscription); deletions and purges spare what a source shows in use (bot/core/deployed.py).
+    ``registries`` empty: the source covers every configured registry."""
+
+    name: str
+    type: str  # kubernetes | containerapps
+    kubeconfig: Path | None = None  # kubernetes; None: the in-cluster service account
+    context: str | None = None
+    subscription_id: str | None = None  # containerapps
+    resource_group: str | None = None
+    registries: tuple[str, ...] = ()
+    cache_seconds: float = 10.0  # listings (`where`, dry runs) only; never an execution
+    timeout: float = 10.0
+    lock_schedule: str | None = None  # cron (UTC): `lock --deployed` on the covered ACRs
+
+    def covers(self, registry: str) -> bool:
+        return not self.registries or registry in self.registries
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path | ServerDatabase  # a SQLite file, or a PostgreSQL server (bot/core/database.py)
     registries: tuple[RegistryConfig, ...]
@@ -142,6 +163,7 @@ class Config:
     notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
     protect: ProtectConfig = ProtectConfig()
     security_channel: str | None = None  # [slack] security_channel: break-glass, drift alerts
+    deployed: tuple[DeployedConfig, ...] = ()  # [[deployed]]: where images run
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -358,6 +380,7 @@ def from_mapping(
         "notebook",
         "plain_http_hosts",
         "protect",
+        "deployed",
     }
     for key in data:
         if key not in known:
@@ -386,6 +409,7 @@ def from_mapping(
         requests_channel=_slack(data.get("slack", {}), "requests_channel"),
         security_channel=_slack(data.get("slack", {}), "security_channel"),
         protect=_protect(data.get("protect", {})),
+        deployed=_deployed(data.get("deployed", []), base=base, registries=registries),
         retention=_retention(data.get("retention", []), registries=registries),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
@@ -752,6 +776,87 @@ def _protect(table: Any) -> ProtectConfig:
     return ProtectConfig(
         tags=patterns["tags"], on_source_error=on_error, immutable=patterns["immutable"]
     )
+
+
+DEPLOYED_KEYS = {
+    "kubernetes": {"kubeconfig", "context"},
+    "containerapps": {"subscription_id", "resource_group"},
+}
+DEPLOYED_COMMON = {"name", "type", "registries", "cache_seconds", "timeout", "lock_schedule"}
+MAX_DEPLOYED_CACHE = 300.0  # seconds: an in-use answer older than this is not "fresh"
+
+
+def _deployed(
+    tables: Any, *, base: Path, registries: tuple[RegistryConfig, ...]
+) -> tuple[DeployedConfig, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError("deployed: expected [[deployed]] tables")
+    found, names = [], set()
+    known_registries = {r.name for r in registries}
+    for i, table in enumerate(tables):
+        key = f"deployed[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table")
+        kind = table.get("type")
+        if kind not in DEPLOYED_KEYS:
+            raise ConfigError(f'{key}.type: expected "kubernetes" or "containerapps"')
+        allowed = DEPLOYED_COMMON | DEPLOYED_KEYS[kind]
+        for opt in table:
+            if opt not in allowed:
+                raise ConfigError(unknown_key(f"{key}.{opt}", opt, allowed))
+        name = table.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name in names:
+            raise ConfigError(f"{key}.name: expected a unique name of letters, digits, . _ -")
+        names.add(name)
+        covered = table.get("registries", [])
+        if not isinstance(covered, list) or not all(isinstance(r, str) for r in covered):
+            raise ConfigError(f'{key}.registries: expected a list of registry names, e.g. ["prod"]')
+        for r in covered:
+            if r not in known_registries:
+                raise ConfigError(f"{key}.registries: no [[registry]] named {r!r}")
+        numbers = {}
+        for opt, default, top in (
+            ("cache_seconds", 10.0, MAX_DEPLOYED_CACHE),
+            ("timeout", 10.0, 120.0),
+        ):
+            value = table.get(opt, default)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= top
+            ):
+                raise ConfigError(f"{key}.{opt}: expected seconds from 0 to {top:g}")
+            numbers[opt] = float(value)
+        for opt in ("context", "subscription_id", "resource_group", "kubeconfig"):
+            if opt in table and (not isinstance(table[opt], str) or not table[opt]):
+                raise ConfigError(f"{key}.{opt}: expected a non-empty string")
+        if kind == "containerapps" and not table.get("subscription_id"):
+            raise ConfigError(f"{key}.subscription_id: required for type containerapps")
+        lock_schedule = table.get("lock_schedule")
+        if lock_schedule is not None:
+            from croniter import croniter  # only with a lock_schedule
+
+            if not isinstance(lock_schedule, str) or not croniter.is_valid(lock_schedule):
+                raise ConfigError(
+                    f'{key}.lock_schedule: expected a cron schedule such as "*/30 * * * *" '
+                    f"(UTC), got {lock_schedule!r}"
+                )
+        kubeconfig = table.get("kubeconfig")
+        found.append(
+            DeployedConfig(
+                name=name,
+                type=kind,
+                kubeconfig=(base / kubeconfig).resolve() if kubeconfig else None,
+                context=table.get("context"),
+                subscription_id=table.get("subscription_id"),
+                resource_group=table.get("resource_group"),
+                registries=tuple(covered),
+                cache_seconds=numbers["cache_seconds"],
+                timeout=numbers["timeout"],
+                lock_schedule=lock_schedule,
+            )
+        )
+    return tuple(found)
 
 
 RETENTION_KEYS = {

@@ -14,6 +14,7 @@ from bot.core.references import ImageRef
 from bot.core.registry import Progress, Registry, no_progress
 from bot.core.request_types import Clock
 from bot.ops.archive import AuditArchive
+from bot.ops.deployed.reader import DeployedReader
 from bot.state.audit import Audit
 from bot.state.outbox import Outbox
 from bot.state.purges import PurgeItems
@@ -72,6 +73,7 @@ class Context:
     outbox: Outbox
     purges: PurgeItems
     archive: AuditArchive | None = None  # when [audit.blob] is configured
+    deployed: DeployedReader | None = None  # when [[deployed]] sources are configured
 
 
 @dataclass(frozen=True)

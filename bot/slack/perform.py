@@ -510,6 +510,10 @@ class SlackWork:
             from bot.retention import run_due
 
             run_due(self.ctx)
+        if any(d.lock_schedule for d in self.ctx.config.deployed):
+            from bot.deployed_locks import run_due_locks  # [[deployed]] lock_schedule
+
+            run_due_locks(self.ctx)
         self.queue.prune()
         self.outbox.prune()
 

@@ -29,6 +29,7 @@ from bot.core.registry import (
 from bot.core.replies import Reply
 from bot.core.request_types import DeletionRequest
 from bot.kernel.context import Call, Context
+from handlers.requests import in_use
 from handlers.requests.reply import request_reply
 
 
@@ -69,6 +70,15 @@ def delete(call: Call, *, ctx: Context) -> Reply:
             f"{registry.name}/{ref.repository}: {', '.join(locked)} "
             f"{'is' if len(locked) == 1 else 'are'} locked; nothing was requested"
         )
+    warning = in_use.check_delete(  # [protect] tags and [[deployed]]: refuses naming where
+        ctx,
+        registry,
+        repository=ref.repository,
+        digest=digest,
+        tags=going,
+        manifest=manifest,
+        refusing=in_use.REQUESTED,
+    )
     duplicate = ctx.requests.pending_like(
         registry=registry.name,
         repository=ref.repository,
@@ -98,7 +108,8 @@ def delete(call: Call, *, ctx: Context) -> Reply:
     need = request.required
     return request_reply(
         f"Request #{request.id} created: waiting for {need} approval"
-        f"{'' if need == 1 else 's'} from {'an owner' if need == 1 else 'owners'} (not you).",
+        f"{'' if need == 1 else 's'} from {'an owner' if need == 1 else 'owners'} (not you)."
+        + (f" ({warning})" if warning else ""),
         request,
     )
 
@@ -149,17 +160,43 @@ def execute_delete(
             raise Conflict(f"tag(s) {', '.join(locked)} are locked; nothing was deleted")
         if info.manifest_locked:
             raise Conflict(f"the manifest {request.digest} is locked; nothing was deleted")
+        warning = in_use.check_delete(  # again, read fresh: deployed since the request?
+            ctx,
+            registry,
+            repository=repo,
+            digest=request.digest,
+            tags=request.tags,
+            manifest=True,
+            refusing=in_use.DELETED,
+        )
         if _wait_for_another(ctx, request, registry):
             return execute_delete(ctx, ctx.requests.get(request.id), progress)
-        return _unless_gone(
-            request, lambda: registry.delete_manifest(repo, request.digest), registry
+        return _noted(
+            _unless_gone(request, lambda: registry.delete_manifest(repo, request.digest), registry),
+            warning,
         )
     assert request.tag is not None and tag is not None
     if tag.locked:
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
+    warning = in_use.check_delete(  # again, read fresh: deployed since the request?
+        ctx,
+        registry,
+        repository=repo,
+        digest=request.digest,
+        tags=(request.tag,),
+        manifest=False,
+        refusing=in_use.DELETED,
+    )
     if _wait_for_another(ctx, request, registry):
         return execute_delete(ctx, ctx.requests.get(request.id), progress)
-    return _unless_gone(request, lambda: registry.untag(repo, request.tag), registry)
+    return _noted(
+        _unless_gone(request, lambda: registry.untag(repo, request.tag), registry), warning
+    )
+
+
+def _noted(note: str | None, warning: str | None) -> str | None:
+    """The outcome's note with the warn-mode warning (a source that could not be read)."""
+    return "; ".join(n for n in (note, warning) if n) or None
 
 
 WAIT_STEP = 0.2  # seconds between two looks at another request's DELETE of the same image

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from bot.core import formatting as fmt
@@ -46,6 +47,7 @@ from bot.core.registry import (
 from bot.core.replies import Reply, Table
 from bot.core.request_types import DeletionRequest, PurgePace, PurgeRequestSpec
 from bot.kernel.context import Call, Context
+from handlers.requests import in_use
 from handlers.requests.reply import request_reply
 
 log = logging.getLogger(__name__)
@@ -162,8 +164,10 @@ def purge(call: Call, *, ctx: Context) -> Reply:
             now=ctx.clock(),
             progress=call.progress,
         )
+        note = in_use.apply_to_plan(ctx, registry, result, fresh=False, refusing=None)  # hook
         pace = write_pace(ctx, registry) if result.items else None
-        return _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag, pace=pace)
+        reply = _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag, pace=pace)
+        return replace(reply, notes=(*reply.notes, note)) if note else reply
     if not call.args["reason"]:
         raise UserError("a purge needs --reason (a dry run does not)")
     request = plan_and_request(
@@ -177,9 +181,11 @@ def purge(call: Call, *, ctx: Context) -> Reply:
     )
     need = request.required
     who = "an owner" if need == 1 else "owners"
+    warning = in_use.last_warning(ctx, registry)  # of the read just made
     return request_reply(
         f"Purge request #{request.id} created: {totals_text(request.spec)} pinned; "
-        f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you).",
+        f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you)."
+        + (f" ({warning})" if warning else ""),
         request,
     )
 
@@ -213,6 +219,7 @@ def plan_and_request(
         now=ctx.clock(),
         progress=progress,
     )
+    warning = in_use.apply_to_plan(ctx, registry, result, fresh=True, refusing=in_use.REQUESTED)
     if not result.items:
         raise Conflict(
             f"nothing to purge on {registry.name} with {spec.describe()}"
@@ -240,7 +247,7 @@ def plan_and_request(
                 "--filter."
             )
     counts = result.counts()
-    return ctx.requests.create_purge(
+    request = ctx.requests.create_purge(
         registry=registry.name,
         items=[_item_dict(i) for i in result.items],
         spec=PurgeRequestSpec(
@@ -267,6 +274,9 @@ def plan_and_request(
         channel=channel,
         skipped=[(s.what, s.reason) for s in result.skipped],
     )
+    if warning:
+        log.warning("purge request #%s: %s", request.id, warning)
+    return request
 
 
 def _item_dict(item: Item) -> dict:

@@ -45,6 +45,7 @@ from bot.core.request_types import DeletionRequest
 from bot.kernel import shutdown
 from bot.kernel.context import Context
 from bot.state.purges import DELETED, FAILED, GONE, PENDING, SENDING, SKIPPED, PurgeItem, PurgeItems
+from handlers.requests import in_use
 from handlers.requests.purge import write_pace
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,17 @@ def execute_purge(
             done += 1
             reporter.report(done)
 
+    # [protect] tags and [[deployed]], read fresh: an item deployed since the request stays
+    blocked, warning = in_use.execution_skips(
+        ctx, registry, [i for i in items if i.state == PENDING]
+    )
+    for item in items:
+        if item.seq in blocked:
+            settle(item, SKIPPED, blocked[item.seq])
     for repository in sorted(by_repo):
-        todo = [i for i in by_repo[repository] if i.state in (PENDING, SENDING)]
+        todo = [
+            i for i in by_repo[repository] if i.state in (PENDING, SENDING) and i.seq not in blocked
+        ]
         if not todo:
             continue
         view = _RepoView(registry, repository, by_repo[repository], purges)
@@ -130,7 +140,7 @@ def execute_purge(
             "the registry again shortly and resumes",
             grace=max(registry.write_grace, 5.0),
         )
-    return summary(ctx, request.id)
+    return summary(ctx, request.id) + (f"; {warning}" if warning else "")
 
 
 def summary(ctx: Context, request_id: int) -> str:

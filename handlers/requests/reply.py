@@ -93,7 +93,8 @@ def _purge_totals(spec: PurgeRequestSpec, request_id: int) -> str:
             if spec.skips_listed
             else "a dry run with the same options lists them"
         )
-        text += f"; {spec.skipped:,} skipped at planning (locked, kept or shared: {where})"
+        why = "locked, kept, shared, in use or protected"
+        text += f"; {spec.skipped:,} skipped at planning ({why}: {where})"
     return text
 
 

@@ -48,7 +48,8 @@ def test_request_lists_the_skipped_items_with_their_reasons(bot):
         "Skipped at planning (not pinned, left as they are): 8 — 7 kept (--keep 1), 1 locked."
     )
     assert dict(reply.fields)["deletes"] == (
-        "2 tags in 2 repositories; 8 skipped at planning (locked, kept or shared: "
+        "2 tags in 2 repositories; 8 skipped at planning "
+        "(locked, kept, shared, in use or protected: "
         "`request 1` lists each with its reason)"
     )
 
@@ -94,6 +95,7 @@ def test_a_request_from_before_skips_were_kept_does_not_claim_a_list(bot):
     reply = bot.say("bob", "request 1")
     assert reply.data["skipped"] == []
     assert dict(reply.fields)["deletes"] == (
-        "2 tags in 2 repositories; 8 skipped at planning (locked, kept or shared: "
+        "2 tags in 2 repositories; 8 skipped at planning "
+        "(locked, kept, shared, in use or protected: "
         "a dry run with the same options lists them)"
     )

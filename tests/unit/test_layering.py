@@ -28,6 +28,7 @@ ONLY_IN = {
     "slack_bolt": "bot.slack",
     "slack_sdk": "bot.slack",
     "IPython": "bot.notebook",
+    "kubernetes": "bot.ops.deployed",
 }
 NEVER_IN_CORE = ("slack_bolt", "slack_sdk", "IPython", "psycopg", "azure")
 

@@ -83,6 +83,14 @@ MATRIX = {
         "owner": OK,
         "oncall": "`lock` needs owner",
     },
+    # allowed, then refused for want of a [[deployed]] source (tests/servers/test_deployed.py)
+    "where baseimages/fedora": {
+        "none": "`where` needs reader",
+        "reader": "no [[deployed]] source is configured",
+        "contributor": "no [[deployed]] source is configured",
+        "owner": "no [[deployed]] source is configured",
+        "oncall": "no [[deployed]] source is configured",
+    },
     "unlock baseimages/fedora:latest": {
         "none": "`unlock` needs owner",
         "reader": "`unlock` needs owner",
@@ -213,7 +221,8 @@ def test_help_lists_only_what_the_caller_may_run(bot):
     assert commands("alice") == commands("carol") | {"delete", "cancel"}
     # No configured registry has an admin user (oci-layout): rotate and admin are not offered.
     assert commands("dave") == commands("carol")
-    assert commands("bob") == {line.split()[0] for line in MATRIX} - {"rotate", "admin"}
+    # Nor `where` without a [[deployed]] source.
+    assert commands("bob") == {line.split()[0] for line in MATRIX} - {"rotate", "admin", "where"}
 
 
 def test_help_hides_registry_wide_commands_from_repository_scoped_owners(make_bot):
