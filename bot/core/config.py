@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.errors import ConfigError, UsageError
+from bot.core.event_rules import EventsConfig, WatchRule, events_config, watch_rules
 from bot.core.patterns import compile_user_regex
 from bot.core.references import shorten
 
@@ -141,6 +142,8 @@ class Config:
     notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
     protect: ProtectConfig = ProtectConfig()
     security_channel: str | None = None  # [slack] security_channel: break-glass, drift alerts
+    events: EventsConfig | None = None  # [events]: the registry-event receiver (issue 24)
+    watches: tuple[WatchRule, ...] = ()  # [[watch]]: registry events posted to channels
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -355,6 +358,8 @@ def from_mapping(
         "notebook",
         "plain_http_hosts",
         "protect",
+        "events",
+        "watch",
     }
     for key in data:
         if key not in known:
@@ -385,6 +390,8 @@ def from_mapping(
         requests_channel=_slack(data.get("slack", {}), "requests_channel"),
         security_channel=_slack(data.get("slack", {}), "security_channel"),
         protect=_protect(data.get("protect", {})),
+        events=events_config(data.get("events"), environ=environ),
+        watches=watch_rules(data.get("watch", []), registries=tuple(r.name for r in registries)),
         retention=_retention(data.get("retention", []), registries=registries),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
