@@ -62,14 +62,14 @@ class EventProcessor:
         self.index = TagIndex(ctx.store, clock=ctx.clock)
 
     def registry_for(self, event: RegistryEvent) -> Registry | None:
-        """The configured registry the event's host names (the only one when it names none)."""
+        """The configured registry whose login server the event's host is; with one registry
+        configured, that one (a registry behind a proxy or a load balancer hears another
+        host name than the one in its `url`)."""
         registries = list(self.ctx.registries)
-        if event.host:
-            host = event.host.lower()
-            for registry in registries:
-                if registry.login_server and registry.login_server.lower() == host:
-                    return registry
-            return None
+        host = (event.host or "").lower()
+        for registry in registries:
+            if registry.login_server and registry.login_server.lower() == host:
+                return registry
         return registries[0] if len(registries) == 1 else None
 
     def run_once(self, *, limit: int = 200) -> int:

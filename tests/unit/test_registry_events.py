@@ -134,7 +134,11 @@ def test_config_events_and_watch(tmp_path):
         ({"events": {"secret_env": "EV"}}, {}, "events.secret_env: \\$EV must hold a secret"),
         ({"events": {"secret_env": "EV", "x": 1}}, {"EV": SECRET}, "events.x: unknown key"),
         ({"watch": [{"channel": "#ops"}]}, {}, "watch\\[0\\].channel: expected a Slack channel"),
-        ({"watch": [{"channel": "C1W", "registry": "x"}]}, {}, "watch\\[0\\].registry: no registry"),
+        (
+            {"watch": [{"channel": "C1W", "registry": "x"}]},
+            {},
+            "watch\\[0\\].registry: no registry",
+        ),
         ({"watch": [{"channel": "C1W", "actions": ["pull"]}]}, {}, "watch\\[0\\].actions"),
         (
             {"watch": [{"channel": "C1W", "tags": "(a)\\1"}]},
