@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.event_rules import EventsConfig
+from bot.core.event_rules import EventsConfig, require_secret
 from bot.core.registry_events import EventFormatError, Parsed, parse
 from bot.state.dbhealth import HEALTH
 from bot.state.registry_events import EventLog
@@ -107,7 +107,7 @@ class Receiver:
     """The ASGI side: authenticate, bound, hand the body to the writer, answer."""
 
     def __init__(self, config: EventsConfig, writer: EventWriter) -> None:
-        self._secret = f"Bearer {config.secret}".encode()
+        self._secret = f"Bearer {require_secret(config)}".encode()
         self.max_body = config.max_body
         self.writer = writer
 

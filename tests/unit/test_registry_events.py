@@ -8,6 +8,7 @@ import pytest
 
 from bot.core.config import from_mapping
 from bot.core.errors import ConfigError
+from bot.core.event_rules import require_secret
 from bot.core.registry_events import Action, EventFormatError, Source, parse
 from tests.support.registry_payloads import (
     DIGEST,
@@ -128,10 +129,16 @@ def test_config_events_and_watch(tmp_path):
     assert not rule.matches(other, "prod")
 
 
+def test_the_receiver_refuses_to_start_without_its_secret(tmp_path):
+    for environ in ({}, {"EV": "short"}):
+        config = _config(tmp_path, {"events": {"secret_env": "EV"}}, environ)
+        with pytest.raises(ConfigError, match=r"events.secret_env: \$EV must hold a secret"):
+            require_secret(config.events)
+
+
 @pytest.mark.parametrize(
     ("data", "environ", "message"),
     [
-        ({"events": {"secret_env": "EV"}}, {}, "events.secret_env: \\$EV must hold a secret"),
         ({"events": {"secret_env": "EV", "x": 1}}, {"EV": SECRET}, "events.x: unknown key"),
         ({"watch": [{"channel": "#ops"}]}, {}, "watch\\[0\\].channel: expected a Slack channel"),
         (
