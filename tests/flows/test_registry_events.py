@@ -178,3 +178,55 @@ def test_show_reads_the_index_and_says_how_fresh_it_is(nolock_bot):
     assert dict(reply.fields)["tags"] == "alias, latest"
     assert reply.notes[-1].startswith("Tags from the live tag index: read in full 2026-11-27")
     assert reply.data["tags_from"] == "index"
+
+
+def test_a_write_once_tag_is_locked_on_the_fake_acr(make_bot, acr, fake_acr):
+    from tests.support.registry_payloads import acr_webhook
+
+    bot = make_bot(backend=acr, **CONFIG)
+    fake_acr.push("team/api", "v2.0.0", DIGEST)
+    fake_acr.push("team/api", "v2.0.0-rc1", DIGEST)
+    for tag in ("v2.0.0", "v2.0.0-rc1"):
+        webhook = acr_webhook(id=f"acr-{tag}", repository="team/api", tag=tag)
+        webhook["request"]["host"] = fake_acr.login_server
+        webhook["timestamp"] = bot.ctx.clock().isoformat()
+        EventLog(bot.ctx.store).record(parse(json.dumps(webhook).encode()).events)
+    EventProcessor(bot.ctx).run_once()
+    tags = fake_acr.state.repositories["team/api"]
+    assert tags["v2.0.0"].write_enabled is False and tags["v2.0.0"].delete_enabled is True
+    assert tags["v2.0.0-rc1"].write_enabled is True
+    assert acr.tag_locked("team/api", "v2.0.0")
+    assert ("events.lock", "ok") in audit_actions(bot)
+    reply = bot.say("carol", "events team/api --registry prod")
+    assert [row[-1] for row in reply.table.rows] == ["in a summary", "locked (write-once), posted"]
+
+
+def test_an_event_claimed_by_a_worker_killed_mid_way_is_processed_once(events_bot, tmp_path):
+    """A process claims the event and is SIGKILLed before it finishes: the event is `running`
+    under a dead owner; the next worker's start puts it back, and it is processed once."""
+    import subprocess
+    import sys
+
+    bot = events_bot
+    EventLog(bot.ctx.store).record(
+        parse(envelope(ev(id="k1", repository="team/api", tag="v7"))).events
+    )
+    script = (
+        "import os, signal, sys\n"
+        "from bot.state.store import Store\n"
+        "from bot.state.registry_events import EventLog\n"
+        "claimed = EventLog(Store(sys.argv[1])).claim()\n"
+        "assert len(claimed) == 1, claimed\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(bot.ctx.config.database)])
+    assert done.returncode == -9
+    assert bot.ctx.store.db.execute("select state from registry_events").fetchall() == [
+        ("running",)
+    ]
+    assert EventProcessor(bot.ctx).run_once() == 0  # not ours to take while `running`
+    assert EventLog(bot.ctx.store).requeue_orphans() == 1
+    EventProcessor(bot.ctx).run_once()
+    EventProcessor(bot.ctx).run_once()
+    assert len(posts(bot, WATCH)) == 1
+    assert [a for a in audit_actions(bot) if a[0] == "registry.push"] == [("registry.push", "seen")]
