@@ -57,6 +57,7 @@ class Source(StrEnum):
     DISTRIBUTION = "distribution"
     ACR = "acr"
     EVENTGRID = "eventgrid"
+    RECONCILE = "reconcile"  # found by re-reading the registry: no event told of it
 
 
 class Action(StrEnum):
@@ -89,6 +90,7 @@ class RegistryEvent:
     actor: str | None = None  # who (a user name, a token name) where the event says
     addr: str | None = None  # from where (an IP address, host:port)
     user_agent: str | None = None
+    since: datetime | None = None  # RECONCILE: it happened between this time and ``at``
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +107,7 @@ class RegistryEvent:
             "actor": self.actor,
             "addr": self.addr,
             "user_agent": self.user_agent,
+            "since": self.since.isoformat() if self.since else None,
         }
 
     @classmethod
@@ -123,6 +126,7 @@ class RegistryEvent:
             actor=data.get("actor"),
             addr=data.get("addr"),
             user_agent=data.get("user_agent"),
+            since=datetime.fromisoformat(data["since"]) if data.get("since") else None,
         )
 
     @property

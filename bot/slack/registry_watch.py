@@ -18,6 +18,7 @@ from bot.state.dbhealth import HEALTH
 from bot.state.registry_events import EventLog
 from bot.state.tag_index import TagIndex
 from handlers.events.process import EventProcessor
+from handlers.events.reconcile import reconcile_repository
 
 log = logging.getLogger(__name__)
 POLL = 0.5
@@ -88,10 +89,9 @@ class RegistryWatch:
                 if self._stopping.is_set():
                     return rebuilt
                 try:
-                    tags = registry.all_tags(repository)
+                    reconcile_repository(self.ctx, self.processor, registry, repository)
                 except Exception as exc:  # the old entries stay, labelled with their age
                     log.warning("tag index: cannot read %s/%s: %s", registry.name, repository, exc)
                     continue
-                self.index.rebuild(registry.name, repository, ((t.name, t.digest) for t in tags))
                 rebuilt += 1
         return rebuilt

@@ -30,9 +30,11 @@ def bot_deleted(
     digest: str | None,
     tag: str | None,
     at: datetime,
+    since: datetime | None = None,
 ) -> bool:
     """Whether the bot deleted ``digest`` (or untagged ``tag``) in ``repository`` around
-    ``at``. Reads rows, compares times in Python (stored formats differ by table)."""
+    ``at`` (or, found by a reconcile, at any time from ``since`` to ``at``). Reads rows,
+    compares times in Python (stored formats differ by table)."""
     db = store.db
     rows = db.execute(
         "select digest, tag, tags, exec_started_at, finished_at from requests "
@@ -43,7 +45,7 @@ def bot_deleted(
     for row_digest, row_tag, tags, started, finished in rows:
         if not _same(digest, tag, row_digest, row_tag, tags):
             continue
-        if _near(at, started, finished):
+        if _near(at, started, finished, since):
             return True
     items = db.execute(
         "select p.digest, p.tag, p.tags, p.updated_at from purge_items p "
@@ -52,7 +54,7 @@ def bot_deleted(
         [registry, repository, *_ITEM_SENT, digest or "", tag or "", _json_member(tag)],
     ).fetchall()
     return any(
-        _same(digest, tag, d, t, tags) and _near(at, updated, updated)
+        _same(digest, tag, d, t, tags) and _near(at, updated, updated, since)
         for d, t, tags, updated in items
     )
 
@@ -77,7 +79,7 @@ def _same(
     return tag == row_tag or tag in carried
 
 
-def _near(at: datetime, start: str | None, end: str | None) -> bool:
+def _near(at: datetime, start: str | None, end: str | None, since: datetime | None = None) -> bool:
     if start is None:
         return False
     begin = datetime.fromisoformat(start)
@@ -86,4 +88,4 @@ def _near(at: datetime, start: str | None, end: str | None) -> bool:
         return False
     if at < begin - WINDOW:
         return False
-    return finish is None or at <= finish + WINDOW
+    return finish is None or (since or at) <= finish + WINDOW

@@ -54,6 +54,17 @@ class TagIndex:
             ).fetchall()
         ]
 
+    def entries(self, registry: str, repository: str) -> dict[str, tuple[str, datetime]]:
+        """tag → (digest, when the entry was last written) for one repository."""
+        return {
+            tag: (digest, datetime.fromisoformat(updated))
+            for tag, digest, updated in self._store.db.execute(
+                "select tag, digest, updated_at from tag_index where registry = ? and "
+                "repository = ?",
+                [registry, repository],
+            ).fetchall()
+        }
+
     def indexed(self, registry: str, repository: str) -> Freshness | None:
         row = self._store.db.execute(
             "select rebuilt_at, event_at from tag_index_repos where registry = ? and "

@@ -7,7 +7,7 @@ on the way out, so a hostile tag or actor name cannot mention a channel.
 from __future__ import annotations
 
 from bot.core import formatting as fmt
-from bot.core.registry_events import Action, RegistryEvent
+from bot.core.registry_events import Action, RegistryEvent, Source
 
 VERBS = {
     Action.PUSH: "pushed",
@@ -19,6 +19,8 @@ VERBS = {
 
 def who(event: RegistryEvent) -> str:
     """`by alice from 10.0.0.7`, as far as the event says."""
+    if event.source is Source.RECONCILE:
+        return "(found when the bot re-read the registry: no event told of it)"
     parts = [f"by {event.actor}" if event.actor else "by an unnamed client"]
     if event.addr:
         parts.append(f"from {event.addr}")
@@ -82,4 +84,6 @@ def drift_alert(registry: str, event: RegistryEvent, *, kind: str, old: str | No
             f"write-once tag `{event.repository}:{event.tag}` could not be locked "
             f"against overwrite: {old}."
         )
+    if event.source is Source.RECONCILE:
+        return f"{head}: {body} ({fmt.when(event.since)} – {fmt.when(event.at)})"
     return f"{head}: {body} ({event.source.value} event, {fmt.when(event.at)})"

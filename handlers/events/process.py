@@ -73,11 +73,12 @@ class EventProcessor:
         return registries[0] if len(registries) == 1 else None
 
     def run_once(self, *, limit: int = 200) -> int:
-        """Claim and process up to ``limit`` events, then close the folds that are due."""
+        """Close the folds that are due (so an event after a quiet minute opens a new one and
+        is posted at once), then claim and process up to ``limit`` events."""
+        self.close_folds()
         claimed = self.log.claim(limit)
         for stored in claimed:
             self.process(stored)
-        self.close_folds()
         return len(claimed)
 
     def process(self, stored: StoredEvent) -> Outcome:
@@ -161,6 +162,7 @@ class EventProcessor:
                 digest=digest,
                 tag=event.tag,
                 at=event.at,
+                since=event.since,
             )
             for digest in candidates
         )

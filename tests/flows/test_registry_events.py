@@ -230,3 +230,37 @@ def test_an_event_claimed_by_a_worker_killed_mid_way_is_processed_once(events_bo
     EventProcessor(bot.ctx).run_once()
     assert len(posts(bot, WATCH)) == 1
     assert [a for a in audit_actions(bot) if a[0] == "registry.push"] == [("registry.push", "seen")]
+
+
+def test_a_reconcile_reports_what_changed_without_an_event(nolock_bot, clock):
+    """ACR sends no webhook for an untag; a bot that was down heard nothing: the periodic
+    re-read of the registry finds the tag gone, or a protected tag moved, and alerts — unless
+    the bot's own deletion in that interval explains it."""
+    from handlers.events.reconcile import reconcile_repository
+
+    bot = nolock_bot
+    layout = bot.registry.inner
+    processor = EventProcessor(bot.ctx)
+
+    def reconcile():
+        clock.advance(minutes=30)
+        return reconcile_repository(bot.ctx, processor, bot.registry, "baseimages/fedora")
+
+    assert reconcile() == 0  # the first read: nothing to compare with
+    layout.untag("baseimages/fedora", "24")
+    assert reconcile() == 1
+    (alert,) = posts(bot, SECURITY)
+    assert "tag `baseimages/fedora:24` disappeared outside the bot (found when the bot re-read" in (
+        alert
+    )
+    assert reconcile() == 0  # told once
+    layout.push("baseimages/fedora", "latest", config={"os": "moved"}, layers=[])
+    assert reconcile() == 1
+    assert "protected tag `baseimages/fedora:latest` was moved" in posts(bot, SECURITY)[-1]
+    layout.push("baseimages/fedora", "old", config={"os": "old"}, layers=[])
+    reconcile()
+    assert bot.say("alice", "delete baseimages/fedora:old --reason EOL").ok
+    assert "done" in bot.say("bob", "approve 1").text
+    assert reconcile() == 1  # seen, and explained by the bot's own deletion
+    assert len(posts(bot, SECURITY)) == 2
+    assert ("registry.untag", "bot's own deletion") in audit_actions(bot)
