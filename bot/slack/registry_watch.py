@@ -72,6 +72,11 @@ class RegistryWatch:
         while not self._stopping.is_set():
             started = time.monotonic()
             self.reconcile()
+            try:
+                self.log.prune()  # events older than bot/state/registry_events.py KEEP
+            except Exception as exc:
+                if not HEALTH.guard(exc, doing="prune registry events"):
+                    log.exception("could not prune registry events")
             wait = max(1.0, self._reconcile_every - (time.monotonic() - started))
             if self._stopping.wait(wait):
                 return

@@ -376,8 +376,9 @@ def registry_receiver(config: Config, store: Store, *, ring: Callable[[], None])
     return Receiver(config.events, EventWriter(EventLog(store), ring=ring))
 
 
-def serve_events(receiver: Receiver, *, host: str, port: int) -> threading.Thread:
-    """Socket Mode's `--events-port`: uvicorn serving only the registry-event receiver."""
+def serve_events(receiver: Receiver, *, host: str, port: int) -> Any:
+    """Socket Mode's `--events-port`: uvicorn serving only the registry-event receiver, from
+    a daemon thread; returns the uvicorn server (``should_exit = True`` stops it)."""
     import uvicorn
 
     server = uvicorn.Server(
@@ -397,7 +398,7 @@ def serve_events(receiver: Receiver, *, host: str, port: int) -> threading.Threa
     thread = threading.Thread(target=server.run, name="acr-events-http", daemon=True)
     thread.start()
     log.warning("acr-chatops: registry events on http://%s:%s%s", host, port, REGISTRY_EVENTS_PATH)
-    return thread
+    return server
 
 
 def run_socket_mode(

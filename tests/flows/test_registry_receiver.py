@@ -82,3 +82,27 @@ def test_the_events_port_serves_nothing_else(receiver):
     assert call(receiver, "POST", "/slack/events", headers=AUTH).status_code == 404
     assert call(receiver, "GET", "/registry/events", headers=AUTH).status_code == 405
     assert json.loads(call(receiver, "GET", "/metrics").text) == {"error": "not found"}
+
+
+def test_socket_mode_serves_the_receiver_on_its_events_port(receiver):
+    from bot.slack.service import serve_events
+    from tests.support.helpers import free_port, wait_until
+
+    port = free_port()
+    server = serve_events(receiver, host="127.0.0.1", port=port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _up(f"{url}/healthz"), 10, what="the events port")
+        body = envelope(distribution_event(id="sm"))
+        answer = httpx.post(f"{url}/registry/events", content=body, headers=AUTH)
+        assert answer.json()["stored"] == 1
+        assert httpx.post(f"{url}/registry/events", content=body).status_code == 401
+    finally:
+        server.should_exit = True
+
+
+def _up(url):
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

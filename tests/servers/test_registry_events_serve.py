@@ -217,6 +217,8 @@ def test_a_wrong_secret_is_401_and_changes_nothing(served):
     assert post(bot, body, secret=None, headers={"Authorization": SECRET})[0] == 401
     assert stored(bot) == before
     assert SECRET not in bot.log
+    for path in bot.database.parent.glob(bot.database.name + "*"):  # the database, its WAL
+        assert SECRET.encode() not in path.read_bytes(), path
 
 
 def test_an_oversize_body_is_413_and_a_malformed_one_400(served):
