@@ -128,6 +128,17 @@ class EventLog:
             )
             return cursor.rowcount == 1
 
+    def release(self, event_ids: list[str]) -> None:
+        """Put events this process claimed back in the queue (processing them failed: the
+        database was locked or full); the next pass takes them again."""
+        with self._store.transaction() as db:
+            for event_id in event_ids:
+                db.execute(
+                    "update registry_events set state = 'queued', owner = null "
+                    "where id = ? and state = 'running'",
+                    [event_id],
+                )
+
     def requeue_orphans(self) -> int:
         """Put back the events whose worker died while processing them."""
         now = self._clock()

@@ -77,8 +77,12 @@ class EventProcessor:
         is posted at once), then claim and process up to ``limit`` events."""
         self.close_folds()
         claimed = self.log.claim(limit)
-        for stored in claimed:
-            self.process(stored)
+        for done, stored in enumerate(claimed):
+            try:
+                self.process(stored)
+            except Exception:  # a locked or full database: nothing of it was kept
+                self.log.release([s.event.id for s in claimed[done:]])
+                raise
         return len(claimed)
 
     def process(self, stored: StoredEvent) -> Outcome:

@@ -264,3 +264,24 @@ def test_a_reconcile_reports_what_changed_without_an_event(nolock_bot, clock):
     assert reconcile() == 1  # seen, and explained by the bot's own deletion
     assert len(posts(bot, SECURITY)) == 2
     assert ("registry.untag", "bot's own deletion") in audit_actions(bot)
+
+
+def test_an_event_whose_processing_fails_goes_back_to_the_queue(events_bot):
+    """The database refuses the write half-way (a trigger raising, as a full disk would):
+    nothing of the event is kept, it is queued again, and the next pass does it once."""
+    import sqlite3
+
+    bot = events_bot
+    EventLog(bot.ctx.store).record(parse(envelope(ev(id="f1", repository="team/api"))).events)
+    db = bot.ctx.store.db
+    db.execute(
+        "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="disk is full"):
+        EventProcessor(bot.ctx).run_once()
+    assert db.execute("select state from registry_events").fetchall() == [("queued",)]
+    assert [a for a in audit_actions(bot) if a[0].startswith("registry.")] == []
+    db.execute("DROP TRIGGER refuse_outbox")
+    assert EventProcessor(bot.ctx).run_once() == 1
+    assert len(posts(bot, WATCH)) == 1
