@@ -25,6 +25,7 @@ from typing import Any
 
 from bot.app import register_secrets
 from bot.core.config import Config, SlackSettings
+from bot.core.event_rules import require_secret
 from bot.ops import metrics, observe
 from bot.slack import startup
 from bot.slack.ack_watch import ObservedApp, ObservedSink
@@ -308,6 +309,8 @@ def serve(
     with one line (bot/slack/startup.py). `/metrics` is served only on ``metrics_port``, at
     ``metrics_host`` (default: ``host``), never on the port Slack reaches."""
     register_secrets(config, settings)  # before anything can log a request
+    if config.events is not None:
+        require_secret(config.events)  # a missing receiver secret stops here, in one line
     startup.verify_bot_token(settings, within=startup_wait)
     worker = WorkerProcess(config, settings).start()
     # SIGTERM in Socket Mode stops like Ctrl-C; in HTTP mode uvicorn's handler takes it

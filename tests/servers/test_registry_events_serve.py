@@ -268,3 +268,33 @@ def test_show_answers_from_the_index(served):
     messages = wait_until(lambda: fake.response_messages(sent.name), 15, what="the answer")
     shown = json.dumps(messages)
     assert "(301 in all)" in shown and "Tags from the live tag index" in shown
+
+
+def test_serve_without_the_receivers_secret_stops_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "acrbot.toml"
+    config.write_text(
+        f'database = "{tmp_path / "a.db"}"\n'
+        '[[registry]]\nname = "demo"\ntype = "oci-layout"\npath = "registry"\n'
+        '[events]\nsecret_env = "ACRBOT_EVENTS_SECRET"\n'
+    )
+    env = {
+        **os.environ,
+        "ACRBOT_CONFIG": str(config),
+        "SLACK_BOT_TOKEN": "xoxb-never-used",
+        "SLACK_SIGNING_SECRET": "s",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",  # never asked: the check comes first
+    }
+    env.pop("ACRBOT_EVENTS_SECRET", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "events.secret_env: $ACRBOT_EVENTS_SECRET must hold a secret" in done.stderr
+    assert "Traceback" not in done.stderr
