@@ -102,6 +102,13 @@ def test_a_push_is_posted_in_the_watch_channel(served):
     assert bot.query("select action, outcome from audit where action = 'registry.push'")
 
 
+def test_metrics_show_the_events_backlog(served):
+    bot, _, _ = served
+    status, text = bot.get("/metrics")
+    assert status == 200
+    assert "acrbot_registry_events_pending 0.0" in text
+
+
 def test_a_deletion_through_the_registry_api_is_a_drift_alert(served):
     bot, registry, fake = served
     digest = registry.push("team/gone", "v1", label="gone")
