@@ -344,6 +344,13 @@ def serve(
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
             if receiver is not None and events_port is not None:
                 serve_events(receiver, host=host, port=events_port)
+            elif receiver is not None:
+                log.warning(
+                    "acr-chatops: [events] is configured but Socket Mode has no HTTP port: "
+                    "pass --events-port PORT to receive registry events"
+                )
+            elif events_port is not None:
+                log.warning("acr-chatops: --events-port ignored: no [events] in the config")
             run_socket_mode(front, settings, startup_wait=startup_wait, exposition=exposition)
         else:
             server = HttpServer(
