@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.core.redaction import REDACTOR
 from bot.core.registry import Registry
 from bot.core.registry_events import Action, RegistryEvent
 from bot.kernel.context import Context
@@ -28,6 +29,12 @@ from bot.state.tag_index import TagIndex
 from handlers.events import messages
 
 log = logging.getLogger(__name__)
+
+
+class _AlreadyDone(Exception):
+    """The event was finished by another worker while this one processed it."""
+
+
 POST = "post"  # outbox kind: payload {channel, text} (bot/slack/delivery.py posts it)
 FOLD_WINDOW = timedelta(minutes=1)
 BOT = "acrbot"
@@ -99,6 +106,22 @@ class EventProcessor:
             and registry.can_lock
         ):
             locked, lock_error = self._lock(registry, event)
+        try:
+            return self._record(stored, registry, name, locked=locked, lock_error=lock_error)
+        except _AlreadyDone:
+            return Outcome()
+
+    def _record(
+        self,
+        stored: StoredEvent,
+        registry: Registry | None,
+        name: str,
+        *,
+        locked: bool,
+        lock_error: str | None,
+    ) -> Outcome:
+        """Everything the event changes in the database, in one transaction."""
+        event = stored.event
         with self.ctx.store.transaction():
             old = self.index.digest_of(name, event.repository, event.tag) if event.tag else None
             drift, own = self._drift(name, registry, event, old)
@@ -128,7 +151,8 @@ class EventProcessor:
                 locked=locked,
                 lock_error=lock_error,
             )
-            self.log.finish(event.id, registry=name, outcome=outcome.as_dict())
+            if not self.log.finish(event.id, registry=name, outcome=outcome.as_dict()):
+                raise _AlreadyDone  # another worker did it all: roll this copy back
         return outcome
 
     def _lock(self, registry: Registry, event: RegistryEvent) -> tuple[bool, str | None]:
@@ -137,7 +161,7 @@ class EventProcessor:
             registry.set_lock(event.repository, event.tag, delete=None, write=True)
         except Exception as exc:  # the alert says it could not be locked, and why
             log.warning("could not lock %s/%s: %s", registry.name, event.image, exc)
-            return False, str(exc) or type(exc).__name__
+            return False, REDACTOR.redact(str(exc)) or type(exc).__name__
         return True, None
 
     def _drift(

@@ -285,3 +285,16 @@ def test_an_event_whose_processing_fails_goes_back_to_the_queue(events_bot):
     db.execute("DROP TRIGGER refuse_outbox")
     assert EventProcessor(bot.ctx).run_once() == 1
     assert len(posts(bot, WATCH)) == 1
+
+
+def test_an_event_another_worker_finished_meanwhile_leaves_no_second_copy(events_bot):
+    """A worker on another host took the event over after its lease (the first one was only
+    slow): whichever finishes second rolls its copy back — one message, one audit row."""
+    bot = events_bot
+    EventLog(bot.ctx.store).record(parse(envelope(ev(id="twice", repository="team/api"))).events)
+    (stored,) = EventLog(bot.ctx.store).claim()
+    first, second = EventProcessor(bot.ctx), EventProcessor(bot.ctx)
+    assert first.process(stored).posted == (WATCH,)
+    assert second.process(stored).posted == ()
+    assert len(posts(bot, WATCH)) == 1
+    assert [a for a in audit_actions(bot) if a[0] == "registry.push"] == [("registry.push", "seen")]
