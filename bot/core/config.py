@@ -390,7 +390,7 @@ def from_mapping(
         requests_channel=_slack(data.get("slack", {}), "requests_channel"),
         security_channel=_slack(data.get("slack", {}), "security_channel"),
         protect=_protect(data.get("protect", {})),
-        events=events_config(data.get("events"), environ=environ),
+        events=events_config(data.get("events"), environ=environ, duration=parse_duration),
         watches=watch_rules(data.get("watch", []), registries=tuple(r.name for r in registries)),
         retention=_retention(data.get("retention", []), registries=registries),
         users=users,

@@ -15,8 +15,9 @@ channel), read from the configuration and matched against events. Pure: no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -24,7 +25,7 @@ from bot.core.errors import ConfigError, UsageError
 from bot.core.patterns import compile_user_regex
 from bot.core.registry_events import Action, RegistryEvent
 
-EVENTS_KEYS = {"secret_env", "max_body"}
+EVENTS_KEYS = {"secret_env", "max_body", "reconcile_every"}
 WATCH_KEYS = {"registry", "repos", "actions", "tags", "channel"}
 DEFAULT_MAX_BODY = 1024 * 1024  # a distribution envelope of ~1,000 events is ~700 KB
 MAX_MAX_BODY = 16 * 1024 * 1024
@@ -41,6 +42,9 @@ class EventsConfig:
     secret_env: str
     secret: str = field(repr=False, default="")
     max_body: int = DEFAULT_MAX_BODY
+    # How often the worker re-reads every repository's tags (the index, unseen changes): on
+    # a distribution registry a HEAD per tag, so large registries may want it rarer.
+    reconcile_every: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,10 @@ class WatchRule:
         return True
 
 
-def events_config(table: Any, *, environ: Mapping[str, str]) -> EventsConfig | None:
+def events_config(
+    table: Any, *, environ: Mapping[str, str], duration: Callable[..., timedelta]
+) -> EventsConfig | None:
+    """``duration`` is config.parse_duration (passed in: config imports this module)."""
     if table is None:
         return None
     if not isinstance(table, dict):
@@ -89,7 +96,16 @@ def events_config(table: Any, *, environ: Mapping[str, str]) -> EventsConfig | N
         or not 1024 <= max_body <= MAX_MAX_BODY
     ):
         raise ConfigError(f"events.max_body: expected bytes from 1024 to {MAX_MAX_BODY}")
-    return EventsConfig(secret_env=name, secret=secret, max_body=max_body)
+    reconcile_every = duration(
+        table.get("reconcile_every", "1h"),
+        key="events.reconcile_every",
+        minimum=timedelta(minutes=5),
+        maximum=timedelta(days=7),
+        bounds="from 5m to 7d",
+    )
+    return EventsConfig(
+        secret_env=name, secret=secret, max_body=max_body, reconcile_every=reconcile_every
+    )
 
 
 def require_secret(config: EventsConfig) -> str:

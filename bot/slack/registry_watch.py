@@ -1,6 +1,6 @@
 """The worker's side of registry events: process what the receiver stored, close folds, and
-keep the tag index (rebuilt at start and every RECONCILE_EVERY, and for a repository an event
-names that was never read in full).
+keep the tag index (rebuilt, and compared with what the registry now holds, at start and every
+`[events] reconcile_every`: handlers/events/reconcile.py).
 
 Runs in the worker process beside the job loop. Woken by the receiver's ring (the same pipe
 the jobs use), else it polls every POLL seconds: an event is in chat within a second or two of
@@ -22,16 +22,21 @@ from handlers.events.reconcile import reconcile_repository
 
 log = logging.getLogger(__name__)
 POLL = 0.5
-RECONCILE_EVERY = 3600.0  # seconds between two full rebuilds of the tag index
+RECONCILE_EVERY = 3600.0  # seconds between two full rebuilds (`[events] reconcile_every`)
 MAX_REPOSITORIES = 2000  # repositories a reconcile reads per registry (the rest on demand)
 
 
 class RegistryWatch:
-    def __init__(self, ctx: Context, *, reconcile_every: float = RECONCILE_EVERY) -> None:
+    def __init__(self, ctx: Context, *, reconcile_every: float | None = None) -> None:
         self.ctx = ctx
         self.processor = EventProcessor(ctx)
         self.log = EventLog(ctx.store, clock=ctx.clock)
         self.index = TagIndex(ctx.store, clock=ctx.clock)
+        events = ctx.config.events
+        if reconcile_every is None:
+            reconcile_every = (
+                events.reconcile_every.total_seconds() if events is not None else RECONCILE_EVERY
+            )
         self._reconcile_every = reconcile_every
         self._wake = threading.Event()
         self._stopping = threading.Event()

@@ -140,6 +140,11 @@ def test_the_receiver_refuses_to_start_without_its_secret(tmp_path):
     ("data", "environ", "message"),
     [
         ({"events": {"secret_env": "EV", "x": 1}}, {"EV": SECRET}, "events.x: unknown key"),
+        (
+            {"events": {"secret_env": "EV", "reconcile_every": "1m"}},
+            {},
+            "events.reconcile_every: 1m is out of bounds: from 5m to 7d",
+        ),
         ({"watch": [{"channel": "#ops"}]}, {}, "watch\\[0\\].channel: expected a Slack channel"),
         (
             {"watch": [{"channel": "C1W", "registry": "x"}]},
