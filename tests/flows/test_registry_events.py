@@ -298,3 +298,27 @@ def test_an_event_another_worker_finished_meanwhile_leaves_no_second_copy(events
     assert second.process(stored).posted == ()
     assert len(posts(bot, WATCH)) == 1
     assert [a for a in audit_actions(bot) if a[0] == "registry.push"] == [("registry.push", "seen")]
+
+
+def test_a_purge_the_bot_executed_never_alerts(events_bot):
+    bot = events_bot
+    assert bot.say("alice", "purge --filter 'testimages/*:.*' --keep 1 --reason x").ok
+    assert "done" in bot.say("bob", "approve 1").text
+    items = bot.ctx.store.db.execute(
+        "select repository, kind, tag, digest from purge_items where state = 'deleted'"
+    ).fetchall()
+    assert items
+    events = []
+    for i, (repository, kind, tag, digest) in enumerate(items):
+        if kind == "tag":
+            events.append(
+                ev(id=f"p{i}", action="delete", repository=repository, tag=tag, digest=None)
+            )
+        else:
+            events.append(
+                ev(id=f"p{i}", action="delete", repository=repository, tag=None, digest=digest)
+            )
+    feed(bot, *events)
+    assert posts(bot, SECURITY) == []
+    outcomes = {a for a in audit_actions(bot) if a[0].startswith(("registry.", "external."))}
+    assert outcomes and all(o == "bot's own deletion" for _, o in outcomes)
