@@ -138,6 +138,7 @@ def register_secrets(config: Config | None = None, settings: SlackSettings | Non
     if config is not None:
         secrets += [v for r in config.registries for v in r.secrets.values()]
         secrets.append(config.audit_key)
+        secrets.append(config.events.secret if config.events else None)
         connection = config.archive.connection_string if config.archive else None
         if connection:
             secrets.append(connection)

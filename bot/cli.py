@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the address of --metrics-port (default: --host; e.g. 127.0.0.1 for a local agent)",
     )
     serve.add_argument(
+        "--events-port",
+        type=int,
+        metavar="PORT",
+        help="Socket Mode: serve POST /registry/events on this port (HTTP mode serves it on "
+        "--port); needs [events] in the config",
+    )
+    serve.add_argument(
         "--startup-wait",
         type=_startup_wait,
         default=30.0,
@@ -236,6 +243,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        events_port=args.events_port,
         startup_wait=args.startup_wait,
     )
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bot.kernel.dispatch import Handler
 from handlers import access, audit_log, browse, credentials, deployed, locks, meta
+from handlers.events import listing as events_listing
 from handlers.requests import decide, delete, purge, show
 
 HANDLERS: dict[str, Handler] = {
@@ -36,4 +37,5 @@ HANDLERS: dict[str, Handler] = {
     "grant": access.grant,
     "revoke": access.revoke,
     "audit": audit_log.audit,
+    "events": events_listing.events,
 }

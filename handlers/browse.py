@@ -16,6 +16,7 @@ from bot.core.policy import visible
 from bot.core.registry import Order, TagInfo, TagPage, natural_key
 from bot.core.replies import Paging, Reply, Table
 from bot.kernel.context import Call, Context
+from handlers.events.index import freshness_note, shared_tags
 
 DEFAULT_TOP = 25
 
@@ -174,7 +175,11 @@ def show(call: Call, *, ctx: Context) -> Reply:
     registry, ref = call.registry, call.args["image"]
     assert registry is not None
     info = registry.image(ref.repository, ref.digest or ref.tag)
-    on = registry.tags_on(ref.repository, info.digest, progress=call.progress)
+    indexed = shared_tags(ctx, registry, ref.repository, info.digest)  # issue 24: the index
+    if indexed is not None:
+        on: tuple[TagInfo, ...] = tuple(TagInfo(name=n, digest=info.digest) for n in indexed.tags)
+    else:
+        on = registry.tags_on(ref.repository, info.digest, progress=call.progress)
     names = [t.name for t in sorted(on, key=lambda t: natural_key(t.name))]
     locked = [t.name for t in on if t.locked]
     locks = ", ".join(locked) or ("manifest locked" if info.manifest_locked else "none")
@@ -196,6 +201,8 @@ def show(call: Call, *, ctx: Context) -> Reply:
         rest = _command("tags", ref.repository, digest=info.digest, registry=call.args["registry"])
         notes = (f"{len(names) - SHOW_TAGS:,} more tags share this digest: `{rest}` lists them.",)
     fields += [("tags", listed), ("locked", locks)]
+    if indexed is not None:
+        notes = (*notes, freshness_note(indexed.freshness))
     return Reply(
         text=f"{registry.name}/{ref}",
         fields=tuple(fields),
@@ -211,5 +218,6 @@ def show(call: Call, *, ctx: Context) -> Reply:
             "tags": names,
             "locked_tags": locked,
             "manifest_locked": info.manifest_locked,
+            "tags_from": "index" if indexed is not None else "registry",
         },
     )

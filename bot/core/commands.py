@@ -608,6 +608,16 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             "database is"
         },
     ),
+    _spec(
+        "events",
+        "list recent registry events (pushes, deletions, drift) the bot was told of",
+        "events team/api --last 20",
+        READ,
+        Scope.SOME_REPOSITORY,
+        Param("repository", "REPO", "only this repository", validate_repository, required=False),
+        REGISTRY_OPT,
+        Param("last", "N", "the last N events (default 20)", count, flag="--last", required=False),
+    ),
 )
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in COMMAND_LIST}
@@ -651,6 +661,7 @@ LISTINGS = frozenset(
         "requests",
         "roles",
         "audit",
+        "events",
     }
 )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.core.database import ServerDatabase, Target, is_server_url, server_database, sqlite_only
 from bot.core.errors import ConfigError, UsageError
+from bot.core.event_rules import EventsConfig, WatchRule, events_config, watch_rules
 from bot.core.patterns import compile_user_regex
 from bot.core.references import shorten
 
@@ -164,6 +165,8 @@ class Config:
     protect: ProtectConfig = ProtectConfig()
     security_channel: str | None = None  # [slack] security_channel: break-glass, drift alerts
     deployed: tuple[DeployedConfig, ...] = ()  # [[deployed]]: where images run
+    events: EventsConfig | None = None  # [events]: the registry-event receiver (issue 24)
+    watches: tuple[WatchRule, ...] = ()  # [[watch]]: registry events posted to channels
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -381,6 +384,8 @@ def from_mapping(
         "plain_http_hosts",
         "protect",
         "deployed",
+        "events",
+        "watch",
     }
     for key in data:
         if key not in known:
@@ -410,6 +415,8 @@ def from_mapping(
         security_channel=_slack(data.get("slack", {}), "security_channel"),
         protect=_protect(data.get("protect", {})),
         deployed=_deployed(data.get("deployed", []), base=base, registries=registries),
+        events=events_config(data.get("events"), environ=environ, duration=parse_duration),
+        watches=watch_rules(data.get("watch", []), registries=tuple(r.name for r in registries)),
         retention=_retention(data.get("retention", []), registries=registries),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),

@@ -159,6 +159,7 @@ def readers(
     ``worker``, the WorkerProcess this process restarts)."""
     from bot.state.jobqueue import JobQueue
     from bot.state.outbox import Outbox
+    from bot.state.registry_events import EventLog
 
     queue, outbox = JobQueue(store), Outbox(store)
     archive = None
@@ -193,6 +194,14 @@ def readers(
                 (({}, 0.0 if outbox.held() else 1.0),),
             ),
         ]
+        if config.events is not None:
+            found.append(
+                metrics.Reading(
+                    "acrbot_registry_events_pending",
+                    "Registry events stored and not processed yet (the worker's backlog).",
+                    (({}, float(EventLog(store).depth())),),
+                )
+            )
         if archive is not None:
             found.append(
                 metrics.Reading(

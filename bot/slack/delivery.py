@@ -32,6 +32,7 @@ from bot.state import announce
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH
 from bot.state.outbox import Item, Outbox
+from handlers.events.process import POST
 
 log = logging.getLogger(__name__)
 RESPOND = "respond"  # payload: url, message (text, blocks, response_type, replace_original)
@@ -120,6 +121,7 @@ class SlackDelivery:
             RESPOND: self._respond,
             EPHEMERAL: self._ephemeral,
             DM: self._dm,
+            POST: self._post,
         }
 
     # -- running ---------------------------------------------------------------------------
@@ -383,6 +385,15 @@ class SlackDelivery:
 
     def _ephemeral(self, payload: dict[str, Any]) -> None:
         self._call(self.client.chat_postEphemeral, **payload)
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        """A line for a channel (registry events: watch lines, summaries, drift alerts)."""
+        self._call(
+            self.client.chat_postMessage,
+            channel=payload["channel"],
+            text=blocks.escape(payload["text"]),
+            unfurl_links=False,
+        )
 
     def _dm(self, payload: dict[str, Any]) -> None:
         if _is_slack_user(payload["user"]):

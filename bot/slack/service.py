@@ -25,6 +25,7 @@ from typing import Any
 
 from bot.app import register_secrets
 from bot.core.config import Config, SlackSettings
+from bot.core.event_rules import require_secret
 from bot.ops import metrics, observe
 from bot.slack import startup
 from bot.slack.ack_watch import ObservedApp, ObservedSink
@@ -32,9 +33,12 @@ from bot.slack.handoff import DurableSink, JobSink
 from bot.slack.listeners import AUTH_FAILING, Listeners
 from bot.slack.manifest import EVENTS_PATH
 from bot.slack.readiness import Readiness
+from bot.slack.registry_receiver import EVENTS_PATH as REGISTRY_EVENTS_PATH
+from bot.slack.registry_receiver import EventWriter, Receiver, events_only_app
 from bot.slack.socket_mode import SocketModeHandler, SocketModeLink
 from bot.slack.worker import WorkerProcess, prestart
 from bot.state.jobqueue import JobQueue
+from bot.state.registry_events import EventLog
 from bot.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,7 @@ def asgi_app(
     healthy: Callable[[], bool] = lambda: True,
     readiness: Readiness | None = None,
     max_body: int = MAX_BODY,
+    events: Receiver | None = None,
 ) -> Any:
     """`POST /slack/events` for Slack (commands, interactivity, events); `GET /healthz`
     (liveness: 503 while the worker is down; it never touches the database); `GET /readyz`
@@ -151,6 +156,8 @@ def asgi_app(
             else:
                 lines = "".join(f"degraded: {d}\n" for d in degraded)
                 await text(send, 200, "ready\n" + lines)
+        elif path == REGISTRY_EVENTS_PATH and events is not None:
+            await events(scope, receive, send)  # registry notifications (issue 24)
         elif path == EVENTS_PATH and method == "POST":
             body = await read_body(scope, receive)
             if body is None:
@@ -206,6 +213,7 @@ class HttpServer:
         readiness: Readiness | None = None,
         on_term: Callable[[], None] | None = None,
         listen_after_term: float = LISTEN_AFTER_TERM,
+        events: Receiver | None = None,
     ) -> None:
         import uvicorn
 
@@ -216,7 +224,7 @@ class HttpServer:
         self._listen_after_term = listen_after_term
         self.terminated_at: float | None = None
         config = uvicorn.Config(
-            asgi_app(front, healthy=healthy, readiness=readiness),
+            asgi_app(front, healthy=healthy, readiness=readiness, events=events),
             loop="uvloop",
             http="httptools",
             lifespan="off",
@@ -297,6 +305,7 @@ def serve(
     port: int,
     metrics_port: int | None = None,
     metrics_host: str | None = None,
+    events_port: int | None = None,
     startup_wait: float = startup.STARTUP_WAIT,
 ) -> None:
     """Run until interrupted: Socket Mode if an app token is set, else HTTP. Slack is checked
@@ -304,6 +313,8 @@ def serve(
     with one line (bot/slack/startup.py). `/metrics` is served only on ``metrics_port``, at
     ``metrics_host`` (default: ``host``), never on the port Slack reaches."""
     register_secrets(config, settings)  # before anything can log a request
+    if config.events is not None:
+        require_secret(config.events)  # a missing receiver secret stops here, in one line
     startup.verify_bot_token(settings, within=startup_wait)
     worker = WorkerProcess(config, settings).start()
     # SIGTERM in Socket Mode stops like Ctrl-C; in HTTP mode uvicorn's handler takes it
@@ -316,6 +327,7 @@ def serve(
     sink = DurableSink(JobQueue(store), worker.ring)
     readiness = Readiness(store).start()
     stopping: list[threading.Thread] = []
+    receiver = registry_receiver(config, store, ring=worker.ring)
 
     def stop_worker() -> None:
         thread = threading.Thread(
@@ -334,6 +346,15 @@ def serve(
             log.warning("acr-chatops: metrics on http://%s:%s/metrics", where, scrape.server_port)
         if settings.socket_mode:
             log.warning("acr-chatops: Socket Mode (no public URL needed)")
+            if receiver is not None and events_port is not None:
+                serve_events(receiver, host=host, port=events_port)
+            elif receiver is not None:
+                log.warning(
+                    "acr-chatops: [events] is configured but Socket Mode has no HTTP port: "
+                    "pass --events-port PORT to receive registry events"
+                )
+            elif events_port is not None:
+                log.warning("acr-chatops: --events-port ignored: no [events] in the config")
             run_socket_mode(front, settings, startup_wait=startup_wait, exposition=exposition)
         else:
             server = HttpServer(
@@ -343,6 +364,7 @@ def serve(
                 healthy=worker.is_alive,
                 readiness=readiness,
                 on_term=stop_worker,
+                events=receiver,
             )
             log.warning("acr-chatops: HTTP on http://%s:%s%s", host, server.port, EVENTS_PATH)
             server.run()
@@ -357,6 +379,40 @@ def serve(
             worker.stop(timeout=WORKER_STOP)
         readiness.close()
         sink.stop()
+        if receiver is not None:
+            receiver.writer.stop()
+
+
+def registry_receiver(config: Config, store: Store, *, ring: Callable[[], None]) -> Receiver | None:
+    """`POST /registry/events` when `[events]` is configured (bot/slack/registry_receiver.py)."""
+    if config.events is None:
+        return None
+    return Receiver(config.events, EventWriter(EventLog(store), ring=ring))
+
+
+def serve_events(receiver: Receiver, *, host: str, port: int) -> Any:
+    """Socket Mode's `--events-port`: uvicorn serving only the registry-event receiver, from
+    a daemon thread; returns the uvicorn server (``should_exit = True`` stops it)."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            events_only_app(receiver),
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            log_config=None,
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, name="acr-events-http", daemon=True)
+    thread.start()
+    log.warning("acr-chatops: registry events on http://%s:%s%s", host, port, REGISTRY_EVENTS_PATH)
+    return server
 
 
 def run_socket_mode(

@@ -41,6 +41,7 @@ from bot.ops.archive import Shipper
 from bot.slack.groups import SlackGroups, is_usergroup
 from bot.slack.handoff import DurableSink, Job
 from bot.slack.perform import SlackWork
+from bot.slack.registry_watch import RegistryWatch
 from bot.state.dbhealth import HEALTH, DatabaseUnavailable
 from bot.state.jobqueue import QueuedJob
 
@@ -94,6 +95,8 @@ class SlackWorker:
         self._shipper: Shipper | None = None
         self._threads: list[threading.Thread] = []
         self.sink = DurableSink(self.queue, self._wake.set)
+        # Registry events (issue 24): processed here when the receiver is configured.
+        self.watch = RegistryWatch(dispatcher.ctx) if config.events is not None else None
 
     def submit(self, job: Job) -> str:
         """Record a job and wake the loop (the acking side, when both live in one process)."""
@@ -101,6 +104,8 @@ class SlackWorker:
 
     def wake(self) -> None:
         self._wake.set()
+        if self.watch is not None:
+            self.watch.wake()
 
     def start_background(self) -> None:
         """Requeue the jobs a dead worker held, then run jobs, deliver the outbox, sweep
@@ -113,6 +118,8 @@ class SlackWorker:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.watch is not None:
+            self.watch.start()
         ctx = self.work.ctx
         if ctx.archive is not None:
             self._shipper = Shipper(ctx.archive).start()
@@ -206,6 +213,8 @@ class SlackWorker:
         self._stopping.set()
         self._wake.set()
         self.sink.stop()
+        if self.watch is not None:
+            self.watch.stop()
         for thread in self._threads:
             thread.join(10)
         if self._shipper is not None:

@@ -303,6 +303,61 @@ def _v7(db: Any) -> None:
     )
 
 
+def _v8(db: Any) -> None:
+    """Registry events (issue 24): each stored before the sender gets its 2xx, once per id,
+    then processed by the worker; the live tag index they keep; the watch messages a burst
+    folds into one summary per repository and channel."""
+    _script(
+        db,
+        """
+        CREATE TABLE registry_events (
+            id TEXT PRIMARY KEY,            -- source:sender's id (a retry has the same)
+            pos INTEGER NOT NULL,           -- its place in the body it came in
+            host TEXT,
+            repository TEXT NOT NULL,
+            action TEXT NOT NULL,           -- push, delete, untag, repo_delete
+            tag TEXT,
+            digest TEXT,
+            at TEXT NOT NULL,               -- when it happened, by the sender's clock
+            received_at TEXT NOT NULL,
+            event TEXT NOT NULL,            -- JSON: the whole RegistryEvent
+            state TEXT NOT NULL,            -- queued, running, done
+            owner TEXT,
+            started_at TEXT,
+            registry TEXT,                  -- the configured registry it was matched to
+            outcome TEXT                    -- what processing made of it (JSON)
+        );
+        CREATE INDEX registry_events_state ON registry_events (state, received_at, pos);
+        CREATE INDEX registry_events_repo ON registry_events (repository, received_at);
+        CREATE TABLE tag_index (
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (registry, repository, tag)
+        );
+        CREATE INDEX tag_index_digest ON tag_index (registry, repository, digest);
+        CREATE TABLE tag_index_repos (
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            rebuilt_at TEXT NOT NULL,       -- the last full read of the registry
+            event_at TEXT,                  -- the last event applied since
+            PRIMARY KEY (registry, repository)
+        );
+        CREATE TABLE watch_folds (
+            channel TEXT NOT NULL,
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            opened_at TEXT NOT NULL,        -- when its first event was posted
+            folded INTEGER NOT NULL,        -- events folded since, not yet summarised
+            lines TEXT NOT NULL,            -- JSON: the first few of them, for the summary
+            PRIMARY KEY (channel, registry, repository)
+        )
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v1,
@@ -312,6 +367,7 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v5,
     _v6,
     _v7,
+    _v8,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -78,12 +78,15 @@ class Distribution:
         users: dict[str, str] | None = None,
         delete: bool = True,
         in_memory: bool = False,
+        notify: tuple[str, str] | None = None,
     ) -> None:
+        """``notify``: (url, bearer secret) of a notifications endpoint (registry events)."""
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.users = users or {}
         self.delete = delete
+        self.notify = notify
         self.proc: subprocess.Popen | None = None
         self.data = root / "data"
         if in_memory and os.path.isdir("/dev/shm"):
@@ -105,7 +108,9 @@ class Distribution:
             "log: {level: error, accesslog: {disabled: true}}\n"
             f"storage:\n  filesystem: {{rootdirectory: {self.data}}}\n"
             f"  delete: {{enabled: {'true' if self.delete else 'false'}}}\n"
-            f"http: {{addr: '127.0.0.1:{self.port}', secret: test-only}}\n" + auth
+            f"http: {{addr: '127.0.0.1:{self.port}', secret: test-only}}\n"
+            + auth
+            + self._notifications()
         )
         # Its log goes to a file: it logs every 4xx at level error (~600 bytes each), and a
         # pipe nobody reads fills after ~100 of them and stalls every request from then on.
@@ -128,6 +133,17 @@ class Distribution:
 
     def stop(self) -> None:
         stop_by_pid(self.proc, timeout=5)
+
+    def _notifications(self) -> str:
+        if self.notify is None:
+            return ""
+        url, secret = self.notify
+        return (
+            "notifications:\n  endpoints:\n    - name: acrbot\n"
+            f"      url: {url}\n"
+            f'      headers: {{Authorization: ["Bearer {secret}"]}}\n'
+            "      timeout: 3s\n      threshold: 3\n      backoff: 1s\n"
+        )
 
     # -- pushing ---------------------------------------------------------------------------
 

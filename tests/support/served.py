@@ -65,7 +65,11 @@ class ServedBot:
         timeout: float = 2.0,
         channel: str = CHANNEL,
         database: Path | None = None,
+        extra_config: str = "",
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        """``extra_config`` is appended to the file after `[slack]`'s own line: its lines
+        before any table header are `[slack]` keys. ``extra_env`` joins the service's env."""
         self.root, self.fake, self.channel = root, fake, channel
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = root / "acrbot.toml"
@@ -78,8 +82,9 @@ class ServedBot:
             f'url = "{registry_url}"\n'
             f"timeout = {timeout}\n"
             "[slack]\n"
-            f'requests_channel = "{channel}"\n'
+            f'requests_channel = "{channel}"\n' + extra_config
         )
+        self.extra_env = extra_env or {}
         from bot.state.store import Store
 
         Store(self.database, create=True).close()  # `acrbot init`, as a deployment runs it
@@ -102,6 +107,7 @@ class ServedBot:
             "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": self.fake.api_url,
             "ACRBOT_CONFIG": str(self.config),
+            **self.extra_env,
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),

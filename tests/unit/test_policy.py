@@ -168,6 +168,13 @@ MATRIX = {
         "owner": OK,
         "oncall": "`audit` needs owner",
     },
+    "events baseimages/fedora": {
+        "none": "`events` needs reader",
+        "reader": OK,
+        "contributor": OK,
+        "owner": OK,
+        "oncall": OK,
+    },
 }
 
 
@@ -217,6 +224,7 @@ def test_help_lists_only_what_the_caller_may_run(bot):
         "purge",
         "request",
         "requests",
+        "events",
     }
     assert commands("alice") == commands("carol") | {"delete", "cancel"}
     # No configured registry has an admin user (oci-layout): rotate and admin are not offered.
