@@ -10,7 +10,7 @@ May import: bot.core, bot.state, bot.ops, bot.kernel, and handlers.registries. N
 from __future__ import annotations
 
 from bot.kernel.dispatch import Handler
-from handlers import access, audit_log, browse, credentials, locks, meta
+from handlers import access, audit_log, browse, credentials, locks, meta, report
 from handlers.requests import decide, delete, purge, show
 
 HANDLERS: dict[str, Handler] = {
@@ -20,6 +20,7 @@ HANDLERS: dict[str, Handler] = {
     "repos": browse.repos,
     "tags": browse.tags,
     "show": browse.show,
+    "report": report.report,
     "delete": delete.delete,
     "purge": purge.purge,
     "lock": locks.lock,

@@ -219,6 +219,11 @@ def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
                 f"`{escape(request.registry)}` {escape(spec.describe)}"[:FIELD_MAX],
             ),
             ("Will delete", escape(totals_text(spec))),
+            *(
+                [("Frees", f"{fmt.size(spec.freed_bytes)} (unique blobs only it holds)")]
+                if spec.freed_bytes is not None
+                else []
+            ),
             (
                 "Pinned",
                 f"{spec.items:,} items, every one listed by `/acr request {request.id}`"

@@ -29,6 +29,24 @@ class DigestFacts:
     created: datetime | None = None
     platforms: tuple[str, ...] = ()
     references: tuple[str, ...] = ()  # the manifests an image index points at
+    # The blobs the manifest itself holds as (digest, size): its own body, its config and
+    # layers (an index: its body only; its children have facts of their own). None: read
+    # before the bot kept them (`report` reads the manifest once more and fills them in).
+    blobs: tuple[tuple[str, int], ...] | None = None
+
+
+def merged(known: DigestFacts, more: DigestFacts) -> DigestFacts:
+    """Facts only accumulate: what was known stays, what was not is filled in (a size read
+    by one path, the blobs by another)."""
+    return DigestFacts(
+        digest=known.digest,
+        media_type=known.media_type or more.media_type,
+        size=known.size if known.size is not None else more.size,
+        created=known.created or more.created,
+        platforms=known.platforms or more.platforms,
+        references=known.references or more.references,
+        blobs=known.blobs if known.blobs is not None else more.blobs,
+    )
 
 
 class FactCache(Protocol):
@@ -52,7 +70,8 @@ class MemoryFacts:
 
     def put(self, registry: str, facts: DigestFacts) -> None:
         with self._lock:
-            self._facts[(registry, facts.digest)] = facts
+            known = self._facts.get((registry, facts.digest))
+            self._facts[(registry, facts.digest)] = facts if known is None else merged(known, facts)
 
 
 class SqliteFacts:
@@ -68,11 +87,11 @@ class SqliteFacts:
             chunk = wanted[i : i + 500]
             marks = ", ".join("?" for _ in chunk)
             rows = self._store.db.execute(
-                "select digest, media_type, size, created, platforms, refs from digest_facts "
-                f"where registry = ? and digest in ({marks})",
+                "select digest, media_type, size, created, platforms, refs, blobs "
+                f"from digest_facts where registry = ? and digest in ({marks})",
                 [registry, *chunk],
             ).fetchall()
-            for digest, media_type, size, created, platforms, refs in rows:
+            for digest, media_type, size, created, platforms, refs, blobs in rows:
                 found[digest] = DigestFacts(
                     digest=digest,
                     media_type=media_type,
@@ -80,15 +99,21 @@ class SqliteFacts:
                     created=datetime.fromisoformat(created) if created else None,
                     platforms=tuple(json.loads(platforms or "[]")),
                     references=tuple(json.loads(refs or "[]")),
+                    blobs=None if blobs is None else tuple((d, n) for d, n in json.loads(blobs)),
                 )
         return found
 
     def put(self, registry: str, facts: DigestFacts) -> None:
+        """Insert, or fill in what the row did not know yet (see :func:`merged`)."""
         with self._store.transaction() as db:
             db.execute(
-                "insert or ignore into digest_facts "
-                "(registry, digest, media_type, size, created, platforms, refs) "
-                "values (?, ?, ?, ?, ?, ?, ?)",
+                "insert into digest_facts "
+                "(registry, digest, media_type, size, created, platforms, refs, blobs) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (registry, digest) do update "
+                "set media_type = coalesce(digest_facts.media_type, excluded.media_type), "
+                "size = coalesce(digest_facts.size, excluded.size), "
+                "created = coalesce(digest_facts.created, excluded.created), "
+                "blobs = coalesce(digest_facts.blobs, excluded.blobs)",
                 [
                     registry,
                     facts.digest,
@@ -97,5 +122,6 @@ class SqliteFacts:
                     facts.created.isoformat() if facts.created else None,
                     json.dumps(list(facts.platforms)),
                     json.dumps(list(facts.references)),
+                    None if facts.blobs is None else json.dumps([list(b) for b in facts.blobs]),
                 ],
             )

@@ -283,6 +283,12 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v8_report(db: sqlite_utils.Database) -> None:
+    """`report`: the blobs each manifest holds (digest and size, JSON), so that storage is
+    counted once per unique blob from the facts cache (bot/state/facts.py)."""
+    _script(db, "ALTER TABLE digest_facts ADD COLUMN blobs TEXT")
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1,
@@ -292,6 +298,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v5,
     _v6,
     _v7,
+    _v8_report,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

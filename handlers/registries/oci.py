@@ -31,7 +31,9 @@ from bot.core.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.core.redaction import has_userinfo, redact_urls
 from bot.core.references import DIGEST_RE
 from bot.core.registry import (
+    READING_MANIFESTS,
     RESOLVING_TAGS,
+    Contents,
     ImageInfo,
     NoAdminUser,
     NoLocks,
@@ -39,6 +41,7 @@ from bot.core.registry import (
     Progress,
     TagInfo,
     TagPage,
+    held_blobs,
     natural_key,
     no_progress,
     page_of,
@@ -457,6 +460,35 @@ class OciRegistry(NoLocks, NoAdminUser):
                 known[facts.digest] = facts
         return known
 
+    def contents(
+        self, repository: str, digests: list[str], *, progress: Progress = no_progress
+    ) -> dict[str, Contents]:
+        """From the facts cache, else each manifest is read (concurrently) and cached; one
+        cached before blobs were recorded is read again. A manifest gone since the listing
+        (404) is left out; any other failure is an error, never "holds nothing"."""
+        known = {
+            d: f for d, f in self._facts.get_many(self.name, digests).items() if f.blobs is not None
+        }
+        missing = sorted(set(digests) - set(known))
+
+        def read(digest: str) -> DigestFacts | None:
+            try:
+                return self._read_facts(repository, digest)
+            except NotFound:
+                return None
+
+        for start in range(0, len(missing), BATCH):
+            batch = missing[start : start + BATCH]
+            for facts in self._pool.map(read, batch):
+                if facts is not None:
+                    self._facts.put(self.name, facts)
+                    known[facts.digest] = facts
+            progress(min(start + BATCH, len(missing)), len(missing), READING_MANIFESTS)
+        return {
+            d: Contents(digest=d, blobs=f.blobs or (), references=f.references)
+            for d, f in known.items()
+        }
+
     def _read_facts(self, repository: str, digest: str) -> DigestFacts:
         """What the manifest ``digest`` is, from its body: checked against the digest (sha256
         of the content, Docker-Content-Digest) and parsed, or RegistryError. An index whose
@@ -491,6 +523,7 @@ class OciRegistry(NoLocks, NoAdminUser):
             for m in children
             if isinstance(p := m.get("platform"), dict)
         )
+        blobs = ((digest, len(body)), *held_blobs([manifest.get("config"), *parts[1:]]))
         return DigestFacts(
             digest=digest,
             media_type=media_type,
@@ -498,6 +531,7 @@ class OciRegistry(NoLocks, NoAdminUser):
             created=self._created(repository, manifest),
             platforms=platforms,
             references=references,
+            blobs=blobs if not is_index else ((digest, len(body)),),
         )
 
     def _created(self, repository: str, manifest: dict[str, Any]) -> datetime | None:

@@ -27,6 +27,7 @@ from typing import Any
 from bot.core.errors import Conflict, NotFound, UsageError
 from bot.core.references import DIGEST_RE, REPOSITORY_RE, shorten
 from bot.core.registry import (
+    Contents,
     ImageInfo,
     ManifestInfo,
     NoAdminUser,
@@ -34,6 +35,7 @@ from bot.core.registry import (
     Progress,
     TagInfo,
     TagPage,
+    held_blobs,
     natural_key,
     no_progress,
     page_of,
@@ -279,6 +281,19 @@ class OciLayoutRegistry(NoAdminUser):
             children = _children(self._manifest_body(repository, digest))
             if children:
                 found[digest] = children
+        return found
+
+    def contents(
+        self, repository: str, digests: list[str], *, progress: Progress = no_progress
+    ) -> dict[str, Contents]:
+        """Read from the layout's blobs (checked against their digests)."""
+        found = {}
+        for digest in dict.fromkeys(digests):
+            body = self._manifest_body(repository, digest)
+            own = self._blob_path(repository, digest).stat().st_size
+            parts = [] if "manifests" in body else [body.get("config"), *(body.get("layers") or [])]
+            blobs = ((digest, own), *held_blobs(parts))
+            found[digest] = Contents(digest=digest, blobs=tuple(blobs), references=_children(body))
         return found
 
     def referrers(self, repository: str, digest: str) -> tuple[str, ...]:
