@@ -234,3 +234,32 @@ def freed_bytes(
     for digest in going:
         freed.update((b, n) for b, n in held[digest].items() if b not in kept)
     return sum(freed.values())
+
+
+CHART_BARS = 20  # repositories drawn; the rest are one bar, "N others"
+
+
+def chart_rows(report: UsageReport, *, bars: int = CHART_BARS) -> list[dict[str, object]]:
+    """The chart's data, biggest first: one row per repository (tagged, stale, untagged
+    bytes), the rest summed into one. Small (JSON-ready): it is what the Slack outbox keeps,
+    the PNG is drawn from it when it is sent."""
+    rows: list[dict[str, object]] = [
+        {
+            "repository": r.repository,
+            "tagged": r.tagged_bytes,
+            "stale": r.stale_bytes,
+            "untagged": r.untagged_bytes,
+        }
+        for r in report.repositories[:bars]
+    ]
+    rest = report.repositories[bars:]
+    if rest:
+        rows.append(
+            {
+                "repository": f"{len(rest):,} others",
+                "tagged": sum(r.tagged_bytes for r in rest),
+                "stale": sum(r.stale_bytes for r in rest),
+                "untagged": sum(r.untagged_bytes for r in rest),
+            }
+        )
+    return rows

@@ -1,0 +1,52 @@
+"""`report` in Slack: the numbers as text, and with `--public` a PNG chart uploaded through
+files_upload_v2 (the strict fake refuses the retired files.upload) after the reply."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+
+
+def wait(predicate, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the PNG's IHDR chunk, after checking its signature."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_a_public_report_uploads_a_chart_beside_its_numbers(slack):
+    reply = slack.say("UCAROL", "report --public")
+    assert "(each blob counted once)" in reply["text"]
+    shared = wait(slack.fake.shared_files)
+    assert len(shared) == 1
+    chart = shared[0]
+    width, height = png_size(chart.data)
+    assert width == 1000 and 250 <= height <= 1200
+    from PIL import Image  # matplotlib's own dependency: decode it in full
+
+    image = Image.open(io.BytesIO(chart.data))
+    image.load()
+    assert image.size == (width, height)
+    assert chart.channel == "C0CHAN" and chart.title == "demo: storage by repository"
+    assert chart.comment.startswith("demo: ") and "each blob counted once" in chart.comment
+    assert "baseimages/" in chart.alt_txt
+    assert slack.fake.calls_to("files.upload", refused=True) == []
+    slack.fake.assert_nothing_rejected()
+
+
+def test_a_private_report_shares_no_file_in_the_channel(slack):
+    reply = slack.say("UCAROL", "report")
+    assert "(each blob counted once)" in reply["text"]
+    time.sleep(0.5)
+    assert slack.fake.shared_files() == []
