@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.state.store import Store
 
@@ -54,6 +54,8 @@ class FactCache(Protocol):
 
     def put(self, registry: str, facts: DigestFacts) -> None: ...
 
+    def put_many(self, registry: str, facts: Iterable[DigestFacts]) -> None: ...
+
 
 class MemoryFacts:
     """The cache for a backend built without a database (tests, one-off scripts)."""
@@ -67,6 +69,10 @@ class MemoryFacts:
             return {
                 d: self._facts[(registry, d)] for d in set(digests) if (registry, d) in self._facts
             }
+
+    def put_many(self, registry: str, facts: Iterable[DigestFacts]) -> None:
+        for one in facts:
+            self.put(registry, one)
 
     def put(self, registry: str, facts: DigestFacts) -> None:
         with self._lock:
@@ -104,24 +110,33 @@ class SqliteFacts:
         return found
 
     def put(self, registry: str, facts: DigestFacts) -> None:
-        """Insert, or fill in what the row did not know yet (see :func:`merged`)."""
+        self.put_many(registry, [facts])
+
+    def put_many(self, registry: str, facts: Iterable[DigestFacts]) -> None:
+        """Insert, or fill in what a row did not know yet (see :func:`merged`): a batch in one
+        transaction (a commit each cost a 2,000-tag report ~20 s of fsyncs)."""
         with self._store.transaction() as db:
-            db.execute(
-                "insert into digest_facts "
-                "(registry, digest, media_type, size, created, platforms, refs, blobs) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (registry, digest) do update "
-                "set media_type = coalesce(digest_facts.media_type, excluded.media_type), "
-                "size = coalesce(digest_facts.size, excluded.size), "
-                "created = coalesce(digest_facts.created, excluded.created), "
-                "blobs = coalesce(digest_facts.blobs, excluded.blobs)",
-                [
-                    registry,
-                    facts.digest,
-                    facts.media_type,
-                    facts.size,
-                    facts.created.isoformat() if facts.created else None,
-                    json.dumps(list(facts.platforms)),
-                    json.dumps(list(facts.references)),
-                    None if facts.blobs is None else json.dumps([list(b) for b in facts.blobs]),
-                ],
-            )
+            for one in facts:
+                self._put(db, registry, one)
+
+    @staticmethod
+    def _put(db: Any, registry: str, facts: DigestFacts) -> None:
+        db.execute(
+            "insert into digest_facts "
+            "(registry, digest, media_type, size, created, platforms, refs, blobs) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (registry, digest) do update "
+            "set media_type = coalesce(digest_facts.media_type, excluded.media_type), "
+            "size = coalesce(digest_facts.size, excluded.size), "
+            "created = coalesce(digest_facts.created, excluded.created), "
+            "blobs = coalesce(digest_facts.blobs, excluded.blobs)",
+            [
+                registry,
+                facts.digest,
+                facts.media_type,
+                facts.size,
+                facts.created.isoformat() if facts.created else None,
+                json.dumps(list(facts.platforms)),
+                json.dumps(list(facts.references)),
+                None if facts.blobs is None else json.dumps([list(b) for b in facts.blobs]),
+            ],
+        )

@@ -455,9 +455,9 @@ class OciRegistry(NoLocks, NoAdminUser):
         missing = sorted(set(digests) - set(known))
         for start in range(0, len(missing), BATCH):
             batch = missing[start : start + BATCH]
-            for facts in self._pool.map(lambda d: self._read_facts(repository, d), batch):
-                self._facts.put(self.name, facts)
-                known[facts.digest] = facts
+            read = list(self._pool.map(lambda d: self._read_facts(repository, d), batch))
+            self._facts.put_many(self.name, read)  # one transaction a batch, not one a digest
+            known.update((facts.digest, facts) for facts in read)
         return known
 
     def contents(
@@ -479,10 +479,9 @@ class OciRegistry(NoLocks, NoAdminUser):
 
         for start in range(0, len(missing), BATCH):
             batch = missing[start : start + BATCH]
-            for facts in self._pool.map(read, batch):
-                if facts is not None:
-                    self._facts.put(self.name, facts)
-                    known[facts.digest] = facts
+            found = [f for f in self._pool.map(read, batch) if f is not None]
+            self._facts.put_many(self.name, found)
+            known.update((facts.digest, facts) for facts in found)
             progress(min(start + BATCH, len(missing)), len(missing), READING_MANIFESTS)
         return {
             d: Contents(digest=d, blobs=f.blobs or (), references=f.references)
