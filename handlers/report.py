@@ -97,8 +97,8 @@ def measure(
             )
         except UserError as exc:
             accounts.skip(repository, str(exc))
-    quota = registry.storage_quota() if hasattr(registry, "storage_quota") else None
-    return accounts.report(quota=quota)
+    quota = registry.storage_quota()
+    return accounts.report(quota=quota, quota_unknown=quota is None and registry.kind == "acr")
 
 
 def report(call: Call, *, ctx: Context) -> Reply:
@@ -213,6 +213,16 @@ def notes(result: UsageReport, *, shown: int, after: str | None) -> Iterator[str
             "counted (run the registry's garbage collector to reclaim it); times are the "
             "images' build times (the API has no push dates)."
         )
+    if result.unread:
+        yield (
+            f"{result.unread:,} manifests were listed but gone when read (deleted meanwhile): "
+            "not counted."
+        )
+    if result.quota_unknown:
+        yield (
+            "The plan's included storage could not be read from ARM (listUsages): give the "
+            "bot's identity the Reader role on the registry resource."
+        )
     for repository, why in result.skipped[:10]:
         yield f"Not measured: {repository}: {why}"
     if len(result.skipped) > 10:
@@ -239,6 +249,7 @@ def as_data(result: UsageReport, *, shown: list[RepoUsage], stale_text: str) -> 
             else None
         ),
         "skipped": [{"repository": r, "why": w} for r, w in result.skipped],
+        "unread": result.unread,
         "repositories": [
             {
                 "repository": r.repository,

@@ -177,6 +177,18 @@ class Contents:
     references: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Quota:
+    """What a registry's plan includes and uses (ACR: ARM's listUsages, `Size`, in bytes)."""
+
+    used: int
+    included: int
+
+    @property
+    def share(self) -> float:
+        return self.used / self.included if self.included else 0.0
+
+
 def held_blobs(parts: list[object]) -> tuple[tuple[str, int], ...]:
     """(digest, size) of each well-formed descriptor among a manifest's config and layers; a
     foreign layer without a digest or a size is not held by this registry."""
@@ -330,6 +342,11 @@ class Registry(Protocol):
     ) -> None:
         """Lock (True) or unlock (False) a tag or, for a digest, a manifest; None: unchanged.
         Unsupported where the registry has no locks."""
+        ...
+
+    def storage_quota(self) -> Quota | None:
+        """The plan's included storage and its use (ACR), for `report`; None where the
+        registry has no plan to compare with (distribution, layouts) or it cannot be read."""
         ...
 
     def limits(self) -> Limits | None:

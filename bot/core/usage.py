@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 
-from bot.core.registry import Contents
+from bot.core.registry import Contents, Quota
 
 
 class Kind(IntEnum):
@@ -66,18 +66,6 @@ class RepoUsage:
 
 
 @dataclass(frozen=True)
-class Quota:
-    """What the registry's plan includes and uses (ACR: ARM's listUsages, `Size`)."""
-
-    used: int
-    included: int
-
-    @property
-    def share(self) -> float:
-        return self.used / self.included if self.included else 0.0
-
-
-@dataclass(frozen=True)
 class UsageReport:
     registry: str
     stale_days: int
@@ -90,6 +78,8 @@ class UsageReport:
     untagged_listed: bool  # False: the registry cannot list manifests without tags
     quota: Quota | None = None
     skipped: tuple[tuple[str, str], ...] = ()  # (repository, why it was not measured)
+    unread: int = 0  # manifests listed but gone when read (deleted meanwhile): not counted
+    quota_unknown: bool = False  # the registry has a plan (ACR) whose usage could not be read
 
     @property
     def shared_bytes(self) -> int:
@@ -142,12 +132,14 @@ class Accounts:
     _rows: list[RepoUsage] = field(default_factory=list)
     _blobs: dict[str, tuple[int, Kind]] = field(default_factory=dict)
     _skipped: list[tuple[str, str]] = field(default_factory=list)
+    _unread: int = 0
 
     def add(
         self, repository: str, held: Iterable[Held], contents: Mapping[str, Contents]
     ) -> RepoUsage:
         """Account for one repository: its manifests (``held``) and what each holds."""
         images = list(held)
+        self._unread += sum(1 for h in images if h.digest not in contents)
         closure = closures(images, contents)
         used = {child for c in contents.values() for child in c.references}
         # A referrer's blobs (a signature, an SBOM) go with the image it is about.
@@ -201,7 +193,7 @@ class Accounts:
         """A repository that could not be measured: the report names it, never drops it."""
         self._skipped.append((repository, why))
 
-    def report(self, *, quota: Quota | None = None) -> UsageReport:
+    def report(self, *, quota: Quota | None = None, quota_unknown: bool = False) -> UsageReport:
         shares = {k: 0 for k in Kind}
         for size, kind in self._blobs.values():
             shares[kind] += size
@@ -217,6 +209,8 @@ class Accounts:
             untagged_listed=self.untagged_listed,
             quota=quota,
             skipped=tuple(self._skipped),
+            unread=self._unread,
+            quota_unknown=quota_unknown,
         )
 
 

@@ -62,6 +62,7 @@ from bot.core.registry import (
     NewPassword,
     Order,
     Progress,
+    Quota,
     TagInfo,
     TagPage,
     held_blobs,
@@ -538,6 +539,24 @@ class AcrRegistry:
             ):
                 self._limits, self._limits_at = self._read_limits(), time.monotonic()
             return self._limits
+
+    def storage_quota(self) -> Quota | None:
+        """The SKU's included storage and what the registry uses, from ARM's listUsages
+        (`Size`, in bytes); None when ARM cannot be read (no Reader role on the resource):
+        `report` says so rather than guess a plan."""
+        try:
+            result = self._call(
+                lambda: self._arm.registries.list_usages(self._rg, self._registry_name),
+                what="the registry's usage (listUsages)",
+                missing="no such registry resource",
+            )
+        except UserError as exc:
+            log.warning("%s: listUsages not read: %s", self.name, exc)
+            return None
+        for usage in result.value or []:
+            if usage.name == "Size" and usage.limit is not None:
+                return Quota(used=usage.current_value or 0, included=usage.limit)
+        return None
 
     def _read_limits(self) -> Limits:
         try:

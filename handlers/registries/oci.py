@@ -331,6 +331,9 @@ class OciRegistry(NoLocks, NoAdminUser):
     def tag_locked(self, repository: str, tag: str) -> bool:
         return False  # the distribution API has no locks
 
+    def storage_quota(self) -> None:
+        return None  # no plan: the registry's storage is its operators' disk
+
     def limits(self) -> None:
         return None  # the distribution API documents no request limits
 

@@ -158,6 +158,9 @@ class OciLayoutRegistry(NoAdminUser):
     def tag_locked(self, repository: str, tag: str) -> bool:
         return self.tag(repository, tag).locked
 
+    def storage_quota(self) -> None:
+        return None  # no plan: the registry's storage is its operators' disk
+
     def limits(self) -> None:
         return None  # files on disk: nothing to pace
 
