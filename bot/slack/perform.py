@@ -513,6 +513,10 @@ class SlackWork:
             from bot.retention import run_due
 
             run_due(self.ctx)
+        if self.ctx.config.reports:
+            from bot.report_schedule import run_due as post_reports
+
+            post_reports(self.ctx)
         self.queue.prune()
         self.outbox.prune()
 

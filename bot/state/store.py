@@ -285,8 +285,22 @@ def _v7(db: sqlite_utils.Database) -> None:
 
 def _v8_report(db: sqlite_utils.Database) -> None:
     """`report`: the blobs each manifest holds (digest and size, JSON), so that storage is
-    counted once per unique blob from the facts cache (bot/state/facts.py)."""
-    _script(db, "ALTER TABLE digest_facts ADD COLUMN blobs TEXT")
+    counted once per unique blob from the facts cache (bot/state/facts.py). `[[report]]`
+    slots taken, with the registry's size then (the next report says how much it grew)."""
+    _script(
+        db,
+        """
+        ALTER TABLE digest_facts ADD COLUMN blobs TEXT;
+        CREATE TABLE report_runs (
+            name TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            registry TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            taken_at TEXT NOT NULL,
+            PRIMARY KEY (name, slot)
+        )
+        """,
+    )
 
 
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.

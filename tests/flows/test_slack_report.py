@@ -50,3 +50,27 @@ def test_a_private_report_shares_no_file_in_the_channel(slack):
     assert "(each blob counted once)" in reply["text"]
     time.sleep(0.5)
     assert slack.fake.shared_files() == []
+
+
+def test_a_report_rule_posts_once_per_slot_and_says_how_much_it_grew(make_slack, clock):
+    from bot.report_schedule import run_due
+
+    slack = make_slack(
+        report=[{"name": "weekly", "schedule": "0 6 * * *", "channel": "C0REPORTS", "growth": 5}]
+    )
+    first = run_due(slack.ctx)
+    assert len(first) == 1 and first[0].startswith("weekly: ")
+    assert run_due(slack.ctx) == []  # the slot is taken once
+    posted = wait(lambda: [f for f in slack.fake.shared_files() if f.channel == "C0REPORTS"])
+    assert posted[0].comment.startswith("*Storage report `weekly`*\ndemo: ")
+    assert "since the last report" not in posted[0].comment
+    # The registry grows by more than 5 % before the next day's slot.
+    registry = slack.ctx.registries.default
+    registry.push("grown/app", "1", config={"n": 1}, layers=[b"x" * 400_000])
+    clock.advance(days=1)
+    second = run_due(slack.ctx)
+    assert "Grew 391.0 KiB" in second[0] and "more than the 5% this report watches for" in second[0]
+    shared = wait(lambda: [f for f in slack.fake.shared_files() if f.channel == "C0REPORTS"][1:])
+    assert "*Grew 391.0 KiB" in shared[0].comment
+    png_size(shared[0].data)
+    slack.fake.assert_nothing_rejected()
