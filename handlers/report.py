@@ -12,7 +12,9 @@ answer) is named in the report with the reason, never dropped silently.
 from __future__ import annotations
 
 import shlex
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
@@ -28,6 +30,7 @@ from handlers.browse import DEFAULT_TOP
 
 DEFAULT_STALE = "90d"
 DEFAULT_SHOWN = DEFAULT_TOP
+REPOSITORIES_AHEAD = 4  # repositories read at once
 MAX_DEPTH = 4  # index → manifest → … : how deep references are followed
 
 
@@ -73,6 +76,13 @@ def contents_of(
     return found
 
 
+def _read_repository(
+    registry: Registry, repository: str, call: Call | None
+) -> tuple[list[Held], dict[str, Contents]]:
+    held = held_in(registry, repository)
+    return held, contents_of(registry, repository, [h.digest for h in held], call=call)
+
+
 def measure(
     registry: Registry,
     names: list[str],
@@ -82,21 +92,33 @@ def measure(
     now: datetime,
     call: Call | None = None,
 ) -> UsageReport:
-    """The report over ``names`` (repositories), one at a time."""
+    """The report over ``names`` (repositories), accounted one at a time in order."""
     accounts = Accounts(
         registry=registry.name,
         stale_before=now - stale,
         stale_days=stale_days,
         untagged_listed=registry.can_list_manifests,
     )
-    for repository in names:
-        try:
-            held = held_in(registry, repository)
-            accounts.add(
-                repository, held, contents_of(registry, repository, [h.digest for h in held])
-            )
-        except UserError as exc:
-            accounts.skip(repository, str(exc))
+    # A few repositories are read at once (each already sends its requests 16 at a time):
+    # the registry's pool stays busy across one repository's end and the next one's tag
+    # listing. Results are accounted in order, at most REPOSITORIES_AHEAD held at a time.
+    with ThreadPoolExecutor(REPOSITORIES_AHEAD, thread_name_prefix="report") as pool:
+        window: deque[tuple[str, Future]] = deque()
+
+        def account(repository: str, future: Future) -> None:
+            try:
+                held, contents = future.result()
+            except UserError as exc:
+                accounts.skip(repository, str(exc))
+                return
+            accounts.add(repository, held, contents)
+
+        for repository in names:
+            window.append((repository, pool.submit(_read_repository, registry, repository, call)))
+            if len(window) >= REPOSITORIES_AHEAD:
+                account(*window.popleft())
+        while window:
+            account(*window.popleft())
     quota = registry.storage_quota()
     return accounts.report(quota=quota, quota_unknown=quota is None and registry.kind == "acr")
 
