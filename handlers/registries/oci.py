@@ -441,6 +441,42 @@ class OciRegistry(NoLocks, NoAdminUser):
             return digest
         return None  # resolve() asks again and says what is wrong
 
+    def _fetch(
+        self, path: str, *, what: str, missing: str, limit: int, headers: dict[str, str]
+    ) -> tuple[Any, bytes]:
+        """GET ``path`` through the bulk pool when the plain case holds (200, a body within
+        ``limit``), else through httpx's :meth:`_request` (retries, errors, messages): the
+        facts a cold report or listing reads are one manifest and one config per image, and
+        httpx costs ~0.5 ms more CPU a request (see :meth:`_fast_resolve`). Either way the
+        caller checks the body against its digest."""
+        if self._bulk is not None:
+            sent = {**headers, "User-Agent": "acr-chatops"}
+            auth = (
+                self._auth.header_for("GET", path) if isinstance(self._auth, RegistryAuth) else None
+            )
+            if auth:
+                sent["Authorization"] = auth
+            try:
+                response = self._bulk.request(
+                    "GET", path, headers=sent, retries=False, preload_content=False
+                )
+            except urllib3.exceptions.HTTPError:
+                response = None
+            if response is not None:
+                try:
+                    if response.status == 200:
+                        body = read_limited(
+                            response.stream(65536),
+                            declared=response.headers.get("Content-Length"),
+                            limit=limit,
+                        )
+                        return response, body
+                except (TooLarge, urllib3.exceptions.HTTPError):
+                    response.close()  # not reused half-read; httpx asks again and says why
+                finally:
+                    response.release_conn()
+        return self._request("GET", path, headers=headers, what=what, missing=missing, limit=limit)
+
     def _with_facts(
         self, repository: str, names: list[str], *, progress: Progress = no_progress
     ) -> list[TagInfo]:
@@ -496,8 +532,7 @@ class OciRegistry(NoLocks, NoAdminUser):
         of the content, Docker-Content-Digest) and parsed, or RegistryError. An index whose
         children cannot be read is an error, never an index without children."""
         what = f"the manifest {repository}@{digest}"
-        response, body = self._request(
-            "GET",
+        response, body = self._fetch(
             f"/v2/{repository}/manifests/{digest}",
             headers={"Accept": ACCEPT},
             what=what,
@@ -557,9 +592,9 @@ class OciRegistry(NoLocks, NoAdminUser):
             )
         what = f"the config {repository}@{digest}"
         try:
-            response, body = self._request(
-                "GET",
+            response, body = self._fetch(
                 f"/v2/{repository}/blobs/{digest}",
+                headers={},
                 what=what,
                 missing="no config blob",
                 limit=MAX_JSON_BYTES,
