@@ -331,8 +331,9 @@ def _dry_run_reply(
     touched = len([c for c in counts.values() if c["tags"] or c["manifests"]])
     return Reply(
         text=f"Dry run on {registry}: {what}{age} would be deleted from "
-        f"{plural(touched, 'repository', 'repositories')}, freeing {fmt.size(freed)}; "
-        "nothing was changed.",
+        f"{plural(touched, 'repository', 'repositories')}"
+        + (f", freeing {fmt.size(freed)}" if result.items else "")
+        + "; nothing was changed.",
         fields=fields,
         table=Table(("item", "digest", "time", "outcome"), tuple(rows)),
         notes=tuple(notes),
