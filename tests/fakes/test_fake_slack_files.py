@@ -73,3 +73,11 @@ def test_a_file_is_shared_only_where_the_bot_is_a_member(fake, client):
     with pytest.raises(SlackApiError) as caught:
         client.files_upload_v2(channel="C9", file=b"x", filename="a.png")
     assert caught.value.response["error"] == "not_in_channel"
+
+
+def test_uploads_need_the_files_write_scope(fake, client):
+    fake.scopes.discard("files:write")
+    with pytest.raises(SlackApiError) as caught:
+        client.files_upload_v2(channel="C1", file=b"x", filename="a.png")
+    assert caught.value.response["error"] == "missing_scope"
+    assert fake.shared_files() == []

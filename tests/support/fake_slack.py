@@ -748,6 +748,8 @@ class FakeSlack:
             return {"ok": True, "messages": messages, "has_more": False}
         if method == "files.upload":
             return {"ok": False, "error": "method_deprecated"}  # retired: files_upload_v2
+        if method.startswith("files.") and "files:write" not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "files:write"}
         if method == "files.getUploadURLExternal":
             return self._upload_url(params)
         if method == "files.completeUploadExternal":
