@@ -74,3 +74,18 @@ def test_a_report_rule_posts_once_per_slot_and_says_how_much_it_grew(make_slack,
     assert "*Grew 391.0 KiB" in shared[0].comment
     png_size(shared[0].data)
     slack.fake.assert_nothing_rejected()
+
+
+def test_the_chart_survives_slack_failing_and_the_outbox_keeps_no_png(slack):
+    slack.fake.fail("files.completeUploadExternal", status=500, retry_after=None)
+    slack.fake.fail("files.getUploadURLExternal", status=429, retry_after=0)
+    slack.say("UCAROL", "report --public")
+    shared = wait(slack.fake.shared_files, timeout=30)
+    assert len(shared) == 1
+    png_size(shared[0].data)
+    time.sleep(0.3)
+    assert len(slack.fake.shared_files()) == 1  # once, though two attempts failed
+    (payload,) = slack.ctx.store.db.execute(
+        "select payload from outbox where kind = 'chart'"
+    ).fetchone()
+    assert len(payload) < 4000 and "PNG" not in payload  # the rows, not the picture
