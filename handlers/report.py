@@ -22,7 +22,7 @@ from bot.core import formatting as fmt
 from bot.core.errors import UserError
 from bot.core.policy import visible
 from bot.core.purge_spec import parse_ago
-from bot.core.registry import Contents, Registry
+from bot.core.registry import Activity, Contents, Progress, Registry, no_progress
 from bot.core.replies import Paging, Reply, Table
 from bot.core.usage import Accounts, Held, RepoUsage, UsageReport
 from bot.kernel.context import Call, Context
@@ -32,6 +32,7 @@ DEFAULT_STALE = "90d"
 DEFAULT_SHOWN = DEFAULT_TOP
 REPOSITORIES_AHEAD = 4  # repositories read at once
 MAX_DEPTH = 4  # index → manifest → … : how deep references are followed
+MEASURING = Activity("measuring", "repositories")
 
 
 def _command(*words: str | None, **options: object) -> str:
@@ -59,28 +60,22 @@ def held_in(registry: Registry, repository: str) -> list[Held]:
 
 
 def contents_of(
-    registry: Registry, repository: str, digests: list[str], *, call: Call | None = None
+    registry: Registry, repository: str, digests: list[str], *, progress: Progress = no_progress
 ) -> dict[str, Contents]:
     """What each manifest holds, with the manifests an index references (read as well)."""
-    progress = call.progress if call is not None else None
     found: dict[str, Contents] = {}
     wanted = list(dict.fromkeys(digests))
     for _ in range(MAX_DEPTH):
         if not wanted:
             break
-        if progress is not None:
-            found.update(registry.contents(repository, wanted, progress=progress))
-        else:
-            found.update(registry.contents(repository, wanted))
+        found.update(registry.contents(repository, wanted, progress=progress))
         wanted = sorted({r for d in wanted if d in found for r in found[d].references} - set(found))
     return found
 
 
-def _read_repository(
-    registry: Registry, repository: str, call: Call | None
-) -> tuple[list[Held], dict[str, Contents]]:
+def _read_repository(registry: Registry, repository: str) -> tuple[list[Held], dict[str, Contents]]:
     held = held_in(registry, repository)
-    return held, contents_of(registry, repository, [h.digest for h in held], call=call)
+    return held, contents_of(registry, repository, [h.digest for h in held])
 
 
 def measure(
@@ -104,6 +99,7 @@ def measure(
     # listing. Results are accounted in order, at most REPOSITORIES_AHEAD held at a time.
     with ThreadPoolExecutor(REPOSITORIES_AHEAD, thread_name_prefix="report") as pool:
         window: deque[tuple[str, Future]] = deque()
+        done = [0]
 
         def account(repository: str, future: Future) -> None:
             try:
@@ -112,9 +108,12 @@ def measure(
                 accounts.skip(repository, str(exc))
                 return
             accounts.add(repository, held, contents)
+            done[0] += 1
+            if call is not None:
+                call.progress(done[0], len(names), MEASURING)
 
         for repository in names:
-            window.append((repository, pool.submit(_read_repository, registry, repository, call)))
+            window.append((repository, pool.submit(_read_repository, registry, repository)))
             if len(window) >= REPOSITORIES_AHEAD:
                 account(*window.popleft())
         while window:
