@@ -168,7 +168,8 @@ def report(call: Call, *, ctx: Context) -> Reply:
     )
 
 
-COLUMNS = ("repository", "tags", "manifests", "untagged", "size", "stale", "newest", "oldest")
+# Newest push only: the table fits 80 columns; `data` (and a notebook's to_df()) has both.
+COLUMNS = ("repository", "tags", "manifests", "untagged", "size", "stale", "last push")
 
 
 def row_cells(r: RepoUsage) -> tuple[str, ...]:
@@ -180,7 +181,6 @@ def row_cells(r: RepoUsage) -> tuple[str, ...]:
         fmt.size(r.bytes),
         fmt.size(r.stale_bytes),
         _day(r.newest),
-        _day(r.oldest),
     )
 
 
