@@ -82,3 +82,15 @@ def test_a_purge_request_and_its_card_state_what_it_frees(bot, clock):
     assert "*Frees*" in card and "(unique blobs only it holds)" in card
     shown = bot.say("bob", f"request {request.id}")
     assert any(f"freeing {fmt.size(freed)}" in v for _, v in shown.fields), shown.fields
+
+
+def test_report_counts_only_what_the_caller_may_read(bot):
+    bot.grant("zoe", "reader", repositories="baseimages/*")
+    reply = bot.say("zoe", "report")
+    assert reply.ok, reply.text
+    assert {r["repository"] for r in reply.data["repositories"]} == {
+        "baseimages/alpine",
+        "baseimages/fedora",
+    }
+    everything = bot.say("carol", "report").data
+    assert reply.data["bytes"] < everything["bytes"]
