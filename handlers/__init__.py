@@ -10,7 +10,7 @@ May import: bot.core, bot.state, bot.ops, bot.kernel, and handlers.registries. N
 from __future__ import annotations
 
 from bot.kernel.dispatch import Handler
-from handlers import access, audit_log, browse, credentials, deployed, locks, meta
+from handlers import access, audit_log, browse, credentials, deployed, locks, meta, report
 from handlers.events import listing as events_listing
 from handlers.requests import decide, delete, purge, show
 
@@ -21,6 +21,7 @@ HANDLERS: dict[str, Handler] = {
     "repos": browse.repos,
     "tags": browse.tags,
     "show": browse.show,
+    "report": report.report,
     "delete": delete.delete,
     "purge": purge.purge,
     "lock": locks.lock,

@@ -161,6 +161,13 @@ def ago_text(value: str) -> str:
     return value.strip()
 
 
+def stale_text(value: str) -> str:
+    from bot.core.purge_spec import parse_ago
+
+    parse_ago(value, option="--stale")
+    return value.strip()
+
+
 def purge_filter(value: str) -> object:
     from bot.core.purge_spec import parse_filter
 
@@ -342,6 +349,32 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             partial(parse_image, default_tag="latest"),
         ),
         REGISTRY_OPT,
+    ),
+    _spec(
+        "report",
+        "storage by repository: tags, manifests, untagged, bytes (shared layers once), stale",
+        "report --repo 'team/*' --stale 90d",
+        READ,
+        Scope.SOME_REPOSITORY,
+        Param("registry", "REGISTRY", "registry name", registry_name, required=False),
+        Param(
+            "repo",
+            "GLOB",
+            "only repositories matching GLOB",
+            repo_glob,
+            flag="--repo",
+            required=False,
+        ),
+        Param(
+            "stale",
+            "DURATION",
+            "stale = no push in this long (default 90d; e.g. 30d, 2d12h)",
+            stale_text,
+            flag="--stale",
+            required=False,
+        ),
+        TOP_OPT,
+        AFTER_OPT,
     ),
     _spec(
         "delete",
@@ -657,6 +690,7 @@ LISTINGS = frozenset(
         "repos",
         "tags",
         "show",
+        "report",
         "request",
         "requests",
         "roles",

@@ -21,6 +21,7 @@ from bot.core.errors import ConfigError, UsageError
 from bot.core.event_rules import EventsConfig, WatchRule, events_config, watch_rules
 from bot.core.patterns import compile_user_regex
 from bot.core.references import shorten
+from bot.core.report_rules import ReportRule, parse_reports
 
 CONFIG_ENV = "ACRBOT_CONFIG"
 # type -> required keys. Optional keys of `oci`: username, password_env, token_env,
@@ -158,6 +159,7 @@ class Config:
     source: str = "<defaults>"
     requests_channel: str | None = None  # [slack] requests_channel: cards of non-Slack requests
     retention: tuple[RetentionConfig, ...] = ()
+    reports: tuple[ReportRule, ...] = ()  # [[report]] (bot/core/report_rules.py)
     audit_key: str | None = field(default=None, repr=False)  # a secret: never logged
     audit_keyed_from: int = 1  # [audit] keyed_from: the first audit row the key applies to
     users: Mapping[str, str] = field(default_factory=dict)  # [users]: login name -> user id
@@ -379,6 +381,7 @@ def from_mapping(
         "audit",
         "slack",
         "retention",
+        "report",
         "users",
         "notebook",
         "plain_http_hosts",
@@ -418,6 +421,7 @@ def from_mapping(
         events=events_config(data.get("events"), environ=environ, duration=parse_duration),
         watches=watch_rules(data.get("watch", []), registries=tuple(r.name for r in registries)),
         retention=_retention(data.get("retention", []), registries=registries),
+        reports=parse_reports(data.get("report", []), registries={r.name for r in registries}),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
     )

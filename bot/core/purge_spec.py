@@ -182,6 +182,9 @@ class Plan:
     items: list[Item] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     repositories: list[str] = field(default_factory=list)
+    # Per repository: the digests its tags point at (what stays unless it goes): what a
+    # purge frees is counted against them (handlers/requests/freed.py).
+    digests: dict[str, set[str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per repository: tags that go, manifests without a tag that go, and skips. (On a

@@ -37,6 +37,7 @@ class Activity:
 
 
 RESOLVING_TAGS = Activity("resolving", "tags")  # distribution: one HEAD per tag
+READING_MANIFESTS = Activity("reading", "manifests")  # `report`: what each image holds
 DELETING = Activity("deleting", "tags and manifests")  # a purge being carried out
 WORKING = Activity("working through", "items")  # a reporter that did not say
 
@@ -165,6 +166,45 @@ class ManifestInfo:
     subject: str | None = None  # a referrer's subject (signature, SBOM): never purged
 
 
+@dataclass(frozen=True)
+class Contents:
+    """What one manifest holds in the registry's storage: ``blobs`` are (digest, size) of
+    its own body, its config and its layers (an index: its body only); ``references`` the
+    manifests an index points at, which hold their own."""
+
+    digest: str
+    blobs: tuple[tuple[str, int], ...]
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What a registry's plan includes and uses (ACR: ARM's listUsages, `Size`, in bytes)."""
+
+    used: int
+    included: int
+
+    @property
+    def share(self) -> float:
+        return self.used / self.included if self.included else 0.0
+
+
+def held_blobs(parts: list[object]) -> tuple[tuple[str, int], ...]:
+    """(digest, size) of each well-formed descriptor among a manifest's config and layers; a
+    foreign layer without a digest or a size is not held by this registry."""
+    from bot.core.references import DIGEST_RE
+
+    return tuple(
+        (p["digest"], p["size"])
+        for p in parts
+        if isinstance(p, dict)
+        and isinstance(p.get("digest"), str)
+        and DIGEST_RE.fullmatch(p["digest"])
+        and isinstance(p.get("size"), int)
+        and p["size"] >= 0
+    )
+
+
 INDEX_TYPES = frozenset(
     {
         "application/vnd.oci.image.index.v1+json",
@@ -280,6 +320,14 @@ class Registry(Protocol):
         """For each of ``digests`` that is an image index: the manifests it references."""
         ...
 
+    def contents(
+        self, repository: str, digests: list[str], *, progress: Progress = no_progress
+    ) -> dict[str, Contents]:
+        """What each manifest holds, for `report` and what a purge frees: from the digest
+        facts cache where known (a manifest's content never changes), else read once.
+        A digest gone since it was listed is left out."""
+        ...
+
     def referrers(self, repository: str, digest: str) -> tuple[str, ...]:
         """Artifacts attached to ``digest`` (signatures, SBOMs: the OCI 1.1 referrers API),
         where the registry can tell; () where it cannot."""
@@ -294,6 +342,11 @@ class Registry(Protocol):
     ) -> None:
         """Lock (True) or unlock (False) a tag or, for a digest, a manifest; None: unchanged.
         Unsupported where the registry has no locks."""
+        ...
+
+    def storage_quota(self) -> Quota | None:
+        """The plan's included storage and its use (ACR), for `report`; None where the
+        registry has no plan to compare with (distribution, layouts) or it cannot be read."""
         ...
 
     def limits(self) -> Limits | None:

@@ -61,6 +61,9 @@ class Reply:
     # would otherwise read as bold). Plain text ignores both.
     people: tuple[str, ...] = ()
     spans: tuple[str, ...] = ()
+    # Data a door may draw as a picture (`report`: a bot.core.usage.UsageReport; Slack
+    # uploads it as a PNG, notebooks plot it); the text and table say the same in words.
+    chart: Any = None
 
     def as_json(self) -> dict[str, Any]:
         """The reply for scripts: never includes ``secret`` unless asked by the renderer."""

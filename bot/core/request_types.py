@@ -99,6 +99,7 @@ class PurgeRequestSpec:
     first: tuple[str, ...]  # the first items' labels, for the card
     skips_listed: bool = False  # the skips are kept (`request N` lists them); False before v6
     pace: PurgePace | None = None  # None: planned before purges were paced
+    freed_bytes: int | None = None  # unique blobs only what goes holds; None: not counted
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (JSON-ready data), key for key as requests have always held it."""
@@ -120,6 +121,8 @@ class PurgeRequestSpec:
         data["first"] = list(self.first)
         if self.pace is not None:
             data["pace"] = self.pace.to_json()
+        if self.freed_bytes is not None:
+            data["freed_bytes"] = self.freed_bytes
         return data
 
     @classmethod
@@ -142,6 +145,7 @@ class PurgeRequestSpec:
             skips_listed=bool(data.get("skips_listed", False)),
             first=tuple(data["first"]),
             pace=None if pace is None else PurgePace.from_json(pace),
+            freed_bytes=data.get("freed_bytes"),
         )
 
 

@@ -22,7 +22,7 @@ from bot.core.request_types import DeletionRequest
 from bot.notebook import html as draw
 
 # Columns of the data that hold times, turned into timezone-aware datetimes by to_df().
-TIME_COLUMNS = ("created", "updated", "when", "expires_at", "ts")
+TIME_COLUMNS = ("created", "updated", "when", "expires_at", "ts", "newest", "oldest")
 # Keys of a listing's data that say where its rows come from: repeated on every row.
 CONTEXT_KEYS = ("registry", "repository")
 
@@ -134,6 +134,15 @@ class Result:
                 frame[column] = pandas.to_datetime(frame[column], utc=True, format="ISO8601")
         return frame
 
+    def plot(self) -> Any:
+        """`report`'s chart (storage by repository, stacked tagged / stale / untagged), the
+        one Slack gets as a PNG, drawn inline; ValueError for a reply without one."""
+        if not self.ok or self.reply.chart is None:
+            raise ValueError(f"`{self.command}` has no chart to draw (`report` has one)")
+        from bot.notebook.chart import Chart
+
+        return Chart(self.reply.chart)
+
 
 class Results(list[Result]):
     """The results of a `%%acr` cell, one per command line, drawn one after another.
@@ -176,6 +185,9 @@ def records(reply: Reply) -> tuple[list[dict[str, Any]], list[str] | None]:
         return [d if isinstance(d, dict) else {"value": d} for d in data], None
     if isinstance(data, dict):
         context = {k: data[k] for k in CONTEXT_KEYS if isinstance(data.get(k), str)}
+        listed = data.get("repositories")
+        if isinstance(listed, list) and listed and isinstance(listed[0], dict):  # `report`
+            return [{**context, **row} for row in listed], None
         if isinstance(data.get("repositories"), list):
             return [{**context, "repository": name} for name in data["repositories"]], [
                 *context,

@@ -219,6 +219,7 @@ def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
                 f"`{escape(request.registry)}` {escape(spec.describe)}"[:FIELD_MAX],
             ),
             ("Will delete", escape(totals_text(spec))),
+            *([("Frees", _frees(spec.freed_bytes))] if spec.freed_bytes is not None else []),
             (
                 "Pinned",
                 f"{spec.items:,} items, every one listed by `/acr request {request.id}`"
@@ -275,6 +276,12 @@ def state_line(request: DeletionRequest) -> str:
     if request.error:
         line += f": {escape(request.error)}"
     return line
+
+
+def _frees(freed: int) -> str:
+    if freed:
+        return f"{fmt.size(freed)} (unique blobs only it holds)"
+    return "nothing by itself: untagged images stay until a purge with `--untagged`"
 
 
 def request_card(request: DeletionRequest) -> Message:

@@ -39,6 +39,11 @@ RESPOND = "respond"  # payload: url, message (text, blocks, response_type, repla
 PROGRESS = "progress"  # payload: request (a purge): one thread message, edited in place
 EPHEMERAL = "ephemeral"  # payload: channel, user, text, thread_ts
 DM = "dm"  # payload: user, text
+# payload: channel, thread_ts, title, comment, rows (bot/core/usage.py chart_rows). The PNG is
+# drawn from the rows when the row is sent, not stored: a chart is ~40 KB of PNG against
+# ~2 KB of rows, and the outbox keeps sent rows a week (drawing again on a retry costs
+# ~0.1 s of the worker's CPU, never the acking process's).
+CHART = "chart"
 PERMANENT = frozenset(
     {
         "invalid_blocks",
@@ -122,6 +127,7 @@ class SlackDelivery:
             EPHEMERAL: self._ephemeral,
             DM: self._dm,
             POST: self._post,
+            CHART: self._chart,
         }
 
     # -- running ---------------------------------------------------------------------------
@@ -398,6 +404,31 @@ class SlackDelivery:
     def _dm(self, payload: dict[str, Any]) -> None:
         if _is_slack_user(payload["user"]):
             self._call(self.client.chat_postMessage, channel=payload["user"], text=payload["text"])
+
+    def _chart(self, payload: dict[str, Any]) -> None:
+        """`report`'s chart, uploaded with files_upload_v2 (files.getUploadURLExternal, the
+        bytes, files.completeUploadExternal; `files.upload` is retired), its numbers in the
+        comment beside it and in its alt text for screen readers. A failure of the bytes'
+        POST (slack_sdk's SlackRequestError) is retried like a network error: the file was
+        not shared, and a new upload starts over."""
+        from slack_sdk.errors import SlackRequestError
+
+        from bot import usage_chart
+
+        rows, title = payload["rows"], payload["title"]
+        try:
+            self._call(
+                self.client.files_upload_v2,
+                channel=payload["channel"],
+                thread_ts=payload.get("thread_ts"),
+                file=usage_chart.png(rows, title=title),
+                filename="registry-report.png",
+                title=title,
+                alt_txt=usage_chart.alt_text(rows, title=title),
+                initial_comment=payload["comment"],
+            )
+        except SlackRequestError as exc:
+            raise Retry(None, f"upload: {str(exc)[:120]}") from None
 
     def _homes(self, payload: dict[str, Any]) -> None:
         """Redraw the App Home of every owner who can act on the request (and who has looked

@@ -20,6 +20,7 @@ from bot.core.errors import ConfigError
 SCOPES = (
     "commands",
     "chat:write",
+    "files:write",  # `report`'s chart: files_upload_v2 (files.getUploadURLExternal, …)
     "app_mentions:read",
     "usergroups:read",
     "channels:read",  # acrbot doctor: is the bot a member of the requests channel

@@ -30,6 +30,7 @@ from bot.core.replies import Reply, Table
 from bot.core.request_types import State
 from bot.kernel.dispatch import Dispatcher
 from bot.slack import blocks, handoff
+from bot.slack.charts import put_chart
 from bot.slack.delivery import DM, EPHEMERAL, RESPOND, SlackDelivery
 from bot.slack.paging import PageState, neighbours
 from bot.slack.still_working import StillWorking
@@ -177,6 +178,8 @@ class SlackWork:
             message = self._message(reply, public=public and reply.ok, command=text)
             message["replace_original"] = replace
             self._put_reply(job, message)
+            if reply.ok and reply.chart is not None:
+                put_chart(self.outbox, job.key, reply, channel=channel, public=public)
             self.queue.finish(job.key)
 
         try:
@@ -514,6 +517,10 @@ class SlackWork:
             from bot.deployed_locks import run_due_locks  # [[deployed]] lock_schedule
 
             run_due_locks(self.ctx)
+        if self.ctx.config.reports:
+            from bot.report_schedule import run_due as post_reports
+
+            post_reports(self.ctx)
         self.queue.prune()
         self.outbox.prune()
 

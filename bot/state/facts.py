@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.state.store import Store
 
@@ -29,12 +29,32 @@ class DigestFacts:
     created: datetime | None = None
     platforms: tuple[str, ...] = ()
     references: tuple[str, ...] = ()  # the manifests an image index points at
+    # The blobs the manifest itself holds as (digest, size): its own body, its config and
+    # layers (an index: its body only; its children have facts of their own). None: read
+    # before the bot kept them (`report` reads the manifest once more and fills them in).
+    blobs: tuple[tuple[str, int], ...] | None = None
+
+
+def merged(known: DigestFacts, more: DigestFacts) -> DigestFacts:
+    """Facts only accumulate: what was known stays, what was not is filled in (a size read
+    by one path, the blobs by another)."""
+    return DigestFacts(
+        digest=known.digest,
+        media_type=known.media_type or more.media_type,
+        size=known.size if known.size is not None else more.size,
+        created=known.created or more.created,
+        platforms=known.platforms or more.platforms,
+        references=known.references or more.references,
+        blobs=known.blobs if known.blobs is not None else more.blobs,
+    )
 
 
 class FactCache(Protocol):
     def get_many(self, registry: str, digests: Iterable[str]) -> dict[str, DigestFacts]: ...
 
     def put(self, registry: str, facts: DigestFacts) -> None: ...
+
+    def put_many(self, registry: str, facts: Iterable[DigestFacts]) -> None: ...
 
 
 class MemoryFacts:
@@ -50,9 +70,14 @@ class MemoryFacts:
                 d: self._facts[(registry, d)] for d in set(digests) if (registry, d) in self._facts
             }
 
+    def put_many(self, registry: str, facts: Iterable[DigestFacts]) -> None:
+        for one in facts:
+            self.put(registry, one)
+
     def put(self, registry: str, facts: DigestFacts) -> None:
         with self._lock:
-            self._facts[(registry, facts.digest)] = facts
+            known = self._facts.get((registry, facts.digest))
+            self._facts[(registry, facts.digest)] = facts if known is None else merged(known, facts)
 
 
 class SqliteFacts:
@@ -68,11 +93,11 @@ class SqliteFacts:
             chunk = wanted[i : i + 500]
             marks = ", ".join("?" for _ in chunk)
             rows = self._store.db.execute(
-                "select digest, media_type, size, created, platforms, refs from digest_facts "
-                f"where registry = ? and digest in ({marks})",
+                "select digest, media_type, size, created, platforms, refs, blobs "
+                f"from digest_facts where registry = ? and digest in ({marks})",
                 [registry, *chunk],
             ).fetchall()
-            for digest, media_type, size, created, platforms, refs in rows:
+            for digest, media_type, size, created, platforms, refs, blobs in rows:
                 found[digest] = DigestFacts(
                     digest=digest,
                     media_type=media_type,
@@ -80,22 +105,38 @@ class SqliteFacts:
                     created=datetime.fromisoformat(created) if created else None,
                     platforms=tuple(json.loads(platforms or "[]")),
                     references=tuple(json.loads(refs or "[]")),
+                    blobs=None if blobs is None else tuple((d, n) for d, n in json.loads(blobs)),
                 )
         return found
 
     def put(self, registry: str, facts: DigestFacts) -> None:
+        self.put_many(registry, [facts])
+
+    def put_many(self, registry: str, facts: Iterable[DigestFacts]) -> None:
+        """Insert, or fill in what a row did not know yet (see :func:`merged`): a batch in one
+        transaction (a commit each cost a 2,000-tag report ~20 s of fsyncs)."""
         with self._store.transaction() as db:
-            db.execute(
-                "insert into digest_facts "
-                "(registry, digest, media_type, size, created, platforms, refs) "
-                "values (?, ?, ?, ?, ?, ?, ?) on conflict (registry, digest) do nothing",
-                [
-                    registry,
-                    facts.digest,
-                    facts.media_type,
-                    facts.size,
-                    facts.created.isoformat() if facts.created else None,
-                    json.dumps(list(facts.platforms)),
-                    json.dumps(list(facts.references)),
-                ],
-            )
+            for one in facts:
+                self._put(db, registry, one)
+
+    @staticmethod
+    def _put(db: Any, registry: str, facts: DigestFacts) -> None:
+        db.execute(
+            "insert into digest_facts "
+            "(registry, digest, media_type, size, created, platforms, refs, blobs) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (registry, digest) do update "
+            "set media_type = coalesce(digest_facts.media_type, excluded.media_type), "
+            "size = coalesce(digest_facts.size, excluded.size), "
+            "created = coalesce(digest_facts.created, excluded.created), "
+            "blobs = coalesce(digest_facts.blobs, excluded.blobs)",
+            [
+                registry,
+                facts.digest,
+                facts.media_type,
+                facts.size,
+                facts.created.isoformat() if facts.created else None,
+                json.dumps(list(facts.platforms)),
+                json.dumps(list(facts.references)),
+                None if facts.blobs is None else json.dumps([list(b) for b in facts.blobs]),
+            ],
+        )

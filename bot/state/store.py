@@ -358,6 +358,26 @@ def _v8(db: Any) -> None:
     )
 
 
+def _v9(db: Any) -> None:
+    """`report`: the blobs each manifest holds (digest and size, JSON), so that storage is
+    counted once per unique blob from the facts cache (bot/state/facts.py). `[[report]]`
+    slots taken, with the registry's size then (the next report says how much it grew)."""
+    _script(
+        db,
+        """
+        ALTER TABLE digest_facts ADD COLUMN blobs TEXT;
+        CREATE TABLE report_runs (
+            name TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            registry TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            taken_at TEXT NOT NULL,
+            PRIMARY KEY (name, slot)
+        )
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v1,
@@ -368,6 +388,7 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v6,
     _v7,
     _v8,
+    _v9,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

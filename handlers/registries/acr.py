@@ -15,6 +15,7 @@ and `limits()` reads the SKU from ARM once for the pace of a purge's DELETEs.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -52,15 +53,19 @@ from bot.core.errors import (
 from bot.core.redaction import REDACTOR
 from bot.core.references import DIGEST_RE
 from bot.core.registry import (
+    READING_MANIFESTS,
     AdminStatus,
+    Contents,
     ImageInfo,
     Limits,
     ManifestInfo,
     NewPassword,
     Order,
     Progress,
+    Quota,
     TagInfo,
     TagPage,
+    held_blobs,
     natural_key,
     no_progress,
 )
@@ -316,7 +321,9 @@ class AcrRegistry:
         """Sizes from the digest facts cache; a page's unknown digests are read once, then
         cached (ACR's tag listing carries no size)."""
         digests = {t.digest for t in tags}
-        known = self._facts.get_many(self.name, digests)
+        known = {
+            d: f for d, f in self._facts.get_many(self.name, digests).items() if f.size is not None
+        }
         for digest in sorted(digests - set(known)):
             props = self._data.get_manifest_properties(repository, digest)
             facts = DigestFacts(
@@ -425,6 +432,63 @@ class AcrRegistry:
                 found[digest] = info.references
         return found
 
+    def contents(
+        self, repository: str, digests: list[str], *, progress: Progress = no_progress
+    ) -> dict[str, Contents]:
+        """From the facts cache, else one `get_manifest` each (the SDK checks the body against
+        its digest), cached. The manifest's own size is that of its canonical JSON: the SDK
+        hands back the parsed body; manifests are a few KB against layers of MB."""
+        known = {
+            d: f for d, f in self._facts.get_many(self.name, digests).items() if f.blobs is not None
+        }
+        missing = sorted(set(digests) - set(known))
+        for done, digest in enumerate(missing, 1):
+            facts = self._call(
+                lambda d=digest: self._read_contents(repository, d),
+                what=f"{repository}@{digest}",
+            )
+            if facts is not None:
+                self._facts.put(self.name, facts)
+                known[digest] = facts
+            progress(done, len(missing), READING_MANIFESTS)
+        return {
+            d: Contents(digest=d, blobs=f.blobs or (), references=f.references)
+            for d, f in known.items()
+        }
+
+    def _read_contents(self, repository: str, digest: str) -> DigestFacts | None:
+        what = f"the manifest {repository}@{digest}"
+        try:
+            result = self._data.get_manifest(repository, digest)
+        except ResourceNotFoundError:
+            return None  # gone since it was listed
+        except ValueError as exc:  # DigestValidationError, JSONDecodeError, too large
+            raise self._malformed(what, str(exc).strip().splitlines()[0]) from None
+        body = result.manifest
+        if not isinstance(body, dict):
+            raise self._malformed(what, "not a JSON object")
+        entries = body.get("manifests")
+        references = tuple(
+            m["digest"]
+            for m in entries or []
+            if isinstance(m, dict)
+            and isinstance(m.get("digest"), str)
+            and DIGEST_RE.fullmatch(m["digest"])
+        )
+        if entries is not None and (
+            not isinstance(entries, list) or len(references) != len(entries)
+        ):
+            raise self._malformed(what, "its `manifests` is not a list of descriptors")
+        parts = [] if entries is not None else [body.get("config"), *(body.get("layers") or [])]
+        own = len(json.dumps(body, separators=(",", ":")).encode())
+        blobs = ((digest, own), *held_blobs(parts))
+        return DigestFacts(
+            digest=digest,
+            media_type=result.media_type or body.get("mediaType"),
+            references=references,
+            blobs=blobs,
+        )
+
     def referrers(self, repository: str, digest: str) -> tuple[str, ...]:
         return tuple(m.digest for m in self.manifests(repository) if m.subject == digest)
 
@@ -475,6 +539,24 @@ class AcrRegistry:
             ):
                 self._limits, self._limits_at = self._read_limits(), time.monotonic()
             return self._limits
+
+    def storage_quota(self) -> Quota | None:
+        """The SKU's included storage and what the registry uses, from ARM's listUsages
+        (`Size`, in bytes); None when ARM cannot be read (no Reader role on the resource):
+        `report` says so rather than guess a plan."""
+        try:
+            result = self._call(
+                lambda: self._arm.registries.list_usages(self._rg, self._registry_name),
+                what="the registry's usage (listUsages)",
+                missing="no such registry resource",
+            )
+        except UserError as exc:
+            log.warning("%s: listUsages not read: %s", self.name, exc)
+            return None
+        for usage in result.value or []:
+            if usage.name == "Size" and usage.limit is not None:
+                return Quota(used=usage.current_value or 0, included=usage.limit)
+        return None
 
     def _read_limits(self) -> Limits:
         try:

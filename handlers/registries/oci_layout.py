@@ -27,6 +27,7 @@ from typing import Any
 from bot.core.errors import Conflict, NotFound, UsageError
 from bot.core.references import DIGEST_RE, REPOSITORY_RE, shorten
 from bot.core.registry import (
+    Contents,
     ImageInfo,
     ManifestInfo,
     NoAdminUser,
@@ -34,6 +35,7 @@ from bot.core.registry import (
     Progress,
     TagInfo,
     TagPage,
+    held_blobs,
     natural_key,
     no_progress,
     page_of,
@@ -155,6 +157,9 @@ class OciLayoutRegistry(NoAdminUser):
 
     def tag_locked(self, repository: str, tag: str) -> bool:
         return self.tag(repository, tag).locked
+
+    def storage_quota(self) -> None:
+        return None  # no plan: the registry's storage is its operators' disk
 
     def limits(self) -> None:
         return None  # files on disk: nothing to pace
@@ -279,6 +284,19 @@ class OciLayoutRegistry(NoAdminUser):
             children = _children(self._manifest_body(repository, digest))
             if children:
                 found[digest] = children
+        return found
+
+    def contents(
+        self, repository: str, digests: list[str], *, progress: Progress = no_progress
+    ) -> dict[str, Contents]:
+        """Read from the layout's blobs (checked against their digests)."""
+        found = {}
+        for digest in dict.fromkeys(digests):
+            body = self._manifest_body(repository, digest)
+            own = self._blob_path(repository, digest).stat().st_size
+            parts = [] if "manifests" in body else [body.get("config"), *(body.get("layers") or [])]
+            blobs = ((digest, own), *held_blobs(parts))
+            found[digest] = Contents(digest=digest, blobs=tuple(blobs), references=_children(body))
         return found
 
     def referrers(self, repository: str, digest: str) -> tuple[str, ...]:

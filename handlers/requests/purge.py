@@ -48,6 +48,7 @@ from bot.core.replies import Reply, Table
 from bot.core.request_types import DeletionRequest, PurgePace, PurgeRequestSpec
 from bot.kernel.context import Call, Context
 from handlers.requests import in_use
+from handlers.requests.freed import FREED_NOTE, freed_by
 from handlers.requests.reply import request_reply
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def plan(
             tags = registry.all_tags(repository, progress=progress)
         except NotFound:
             continue  # listed by the catalog, but gone (or empty) now
+        result.digests[repository] = {t.digest for t in tags}
         chosen, skipped = select_tags(spec, repository, tags, now=now)
         items, more = plan_tags(repository, chosen, tags, can_untag=registry.can_untag)
         if not registry.can_untag:  # these items delete manifests: keep what an index uses
@@ -166,7 +168,10 @@ def purge(call: Call, *, ctx: Context) -> Reply:
         )
         note = in_use.apply_to_plan(ctx, registry, result, fresh=False, refusing=None)  # hook
         pace = write_pace(ctx, registry) if result.items else None
-        reply = _dry_run_reply(registry.name, spec, result, can_untag=registry.can_untag, pace=pace)
+        freed = freed_by(registry, result, progress=call.progress) if result.items else 0
+        reply = _dry_run_reply(
+            registry.name, spec, result, can_untag=registry.can_untag, pace=pace, freed=freed
+        )
         return replace(reply, notes=(*reply.notes, note)) if note else reply
     if not call.args["reason"]:
         raise UserError("a purge needs --reason (a dry run does not)")
@@ -265,6 +270,7 @@ def plan_and_request(
             first=tuple(i.label for i in result.items[:SHOWN]),
             skips_listed=True,  # kept in purge_skips: `request N` lists them
             pace=write_pace(ctx, registry),
+            freed_bytes=freed_by(registry, result, progress=progress),
         ),
         requester=requester,
         reason=args["reason"],
@@ -297,6 +303,7 @@ def _dry_run_reply(
     *,
     can_untag: bool,
     pace: PurgePace | None = None,
+    freed: int = 0,
 ) -> Reply:
     counts = result.counts()
     tags = sum(c["tags"] for c in counts.values())
@@ -329,16 +336,21 @@ def _dry_run_reply(
     paced = pace_text(len(result.items), pace)
     if paced:
         notes.append(f"Once approved: {paced}.")
+    if result.items:
+        notes.append(FREED_NOTE)
     touched = len([c for c in counts.values() if c["tags"] or c["manifests"]])
     return Reply(
         text=f"Dry run on {registry}: {what}{age} would be deleted from "
-        f"{plural(touched, 'repository', 'repositories')}; nothing was changed.",
+        f"{plural(touched, 'repository', 'repositories')}"
+        + (f", freeing {fmt.size(freed)}" if result.items else "")
+        + "; nothing was changed.",
         fields=fields,
         table=Table(("item", "digest", "time", "outcome"), tuple(rows)),
         notes=tuple(notes),
         data={
             "dry_run": True,
             "registry": registry,
+            "freed_bytes": freed,
             "spec": spec.as_dict(),
             "counts": counts,
             "items": [_item_dict(i) for i in result.items],

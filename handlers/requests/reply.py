@@ -86,6 +86,8 @@ def _first(names: tuple[str, ...], shown: int = 20) -> str:
 
 def _purge_totals(spec: PurgeRequestSpec, request_id: int) -> str:
     text = totals_text(spec)
+    if spec.freed_bytes:  # 0 (untagging only) is on the card, where it is explained
+        text += f", freeing {fmt.size(spec.freed_bytes)} (unique blobs only it holds)"
     if spec.skipped:
         # Requests made before the skips were kept (schema v6) have only their number.
         where = (

@@ -83,7 +83,7 @@ def test_doctor_passes_a_healthy_demo(demo, slack_env):
         ),
         "audit archive": ("–", "no [audit.blob] table: the audit stays in SQLite", None),
         "slack token": ("✓", "auth.test: bot acrbot (UBOT) in T (T0001)", None),
-        "slack scopes": ("✓", "the token has all 6 scopes the bot uses", None),
+        "slack scopes": ("✓", "the token has all 7 scopes the bot uses", None),
         "slack requests channel": ("✓", f"the bot is a member of #platform ({CHANNEL})", None),
         "slack outbox": ("✓", "delivering: 0 waiting, 0 given up in the last week", None),
     }

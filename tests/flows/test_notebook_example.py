@@ -141,3 +141,19 @@ def test_the_dry_run_keeps_alpine_latest_with_its_image(executed):
         "baseimages/alpine:3.20": "skipped: kept (--keep 1)",
         "baseimages/alpine:latest": "skipped: kept (--keep 1)",
     }
+
+
+def test_the_report_cell_tabulates_and_plots_the_storage(executed):
+    table = shown(executed, "usage = acr.report(")
+    printed = "".join(o.get("text", "") for o in outputs(executed, "usage = acr.report("))
+    assert "demo holds" in printed and "(each blob counted once)" in printed
+    assert "<table" in table and "stale_bytes" in table and "baseimages/fedora" in table
+    chart = outputs(executed, "usage.plot()")
+    png = next(o["data"]["image/png"] for o in chart if "image/png" in o.get("data", {}))
+    import base64
+    import struct
+
+    data = base64.b64decode(png)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width == 1000 and 250 <= height <= 1200

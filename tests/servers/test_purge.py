@@ -16,6 +16,7 @@ import pytest
 
 from bot.app import build_dispatcher
 from bot.cli import main as acrbot
+from bot.core import formatting as fmt
 from bot.core.errors import UsageError
 from bot.core.policy import Grant, Role
 from bot.core.purge_spec import parse_ago, parse_filter
@@ -73,9 +74,10 @@ def test_ago_and_keep_select_like_acr_purge(oci_bot, clock):
     assert [s["item"] for s in reply.data["skipped"]] == [f"{repo}:b5", f"{repo}:b6"]
     assert reply.data["skipped"][0]["reason"] == "kept (--keep 2)"
     assert reply.text == (
-        "Dry run on dist: 5 tags older than 5d would be deleted from 1 repository; "
-        "nothing was changed."
+        "Dry run on dist: 5 tags older than 5d would be deleted from 1 repository, freeing "
+        f"{fmt.size(reply.data['freed_bytes'])}; nothing was changed."
     )
+    assert reply.data["freed_bytes"] > 0  # their own configs, layers and manifests
 
 
 def test_the_regex_is_searched_unanchored(oci_bot, clock):

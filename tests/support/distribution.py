@@ -158,8 +158,11 @@ class Distribution:
         *,
         label: str | None = None,
         created: str = "2024-01-01T00:00:00Z",
+        layers: Sequence[bytes] | None = None,
     ) -> str:
-        """Push a tiny image; the same ``label`` gives the same digest. Returns the digest."""
+        """Push a tiny image; the same ``label`` gives the same digest. Returns the digest.
+        ``layers``: its layers (default: one made of its label), e.g. a base shared by
+        several images and repositories."""
         config = json.dumps(
             {
                 "architecture": "amd64",
@@ -170,13 +173,13 @@ class Distribution:
             },
             sort_keys=True,
         ).encode()
-        layer = f"layer of {label or tag}".encode()
+        blobs = layers if layers is not None else [f"layer of {label or tag}".encode()]
         with self.client() as http:
             descriptors = [
                 self._blob(http, repository, data, media)
                 for data, media in (
                     (config, "application/vnd.oci.image.config.v1+json"),
-                    (layer, "application/vnd.oci.image.layer.v1.tar"),
+                    *((layer, "application/vnd.oci.image.layer.v1.tar") for layer in blobs),
                 )
             ]
             manifest = json.dumps(

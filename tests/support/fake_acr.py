@@ -250,6 +250,11 @@ class FakeAcr:
         resource_group: str = "rg-test",
     ) -> None:
         self.state = FakeAcrState()
+        # ARM's listUsages answer (`report`): the SKU's included storage and what is used.
+        self.usages: list[dict[str, Any]] = [
+            {"name": "Size", "limit": 10 * 1024**3, "currentValue": 0, "unit": "Bytes"},
+            {"name": "Webhooks", "limit": 2, "currentValue": 0, "unit": "Count"},
+        ]
         self.registry_name, self.subscription = registry_name, subscription
         self.resource_group = resource_group
         self.ca = trustme.CA()
@@ -1134,6 +1139,8 @@ class FakeAcr:
                     updating = fake._registry_body()
                     updating["properties"]["provisioningState"] = "Updating"
                     return self._send(201, updating, headers={"Azure-AsyncOperation": operation})
+                if rest == "/listUsages" and method == "GET":
+                    return self._send(200, {"value": fake.usages})
                 if rest.startswith("/operationStatuses/"):
                     return self._send(200, {"status": "Succeeded"})
                 if rest == "/listCredentials" and method == "POST":

@@ -362,9 +362,26 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+MAX_FILE_BYTES = 1024**3  # Slack's limit for one file
+
+
+@dataclass
+class _File:
+    filename: str
+    length: int
+    alt_txt: str | None = None
+    data: bytes | None = None  # what the upload POST brought (None: nothing, or short)
+    completed: bool = False
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    comment: str | None = None
+
+
 class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
+        self.files: dict[str, _File] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.errors: dict[str, str] = {}  # method -> Slack error code to answer with
         # The bot token's scopes (x-oauth-scopes): what installing the app's manifest grants.
@@ -729,6 +746,14 @@ class FakeSlack:
                 if c.method == "chat.postMessage" and c.ok and c.params.get("thread_ts") == thread
             ]
             return {"ok": True, "messages": messages, "has_more": False}
+        if method == "files.upload":
+            return {"ok": False, "error": "method_deprecated"}  # retired: files_upload_v2
+        if method.startswith("files.") and "files:write" not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "files:write"}
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(params)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(params)
         if method == "apps.connections.open":
             url = self.socket_url() if callable(self.socket_url) else self.socket_url
             return {"ok": True, "url": url}
@@ -740,6 +765,67 @@ class FakeSlack:
                 "channel": {"id": channel, "name": "platform", "is_member": self._member(channel)},
             }
         return {"ok": False, "error": "unknown_method"}
+
+    # -- files (files.getUploadURLExternal, the upload POST, files.completeUploadExternal) --
+
+    def _upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 1: `filename` and `length` (bytes, an integer) are required."""
+        filename, length = params.get("filename"), str(params.get("length", ""))
+        if not filename or not length.isdigit() or int(length) < 1:
+            return {"ok": False, "error": "invalid_arguments"}
+        if int(length) > MAX_FILE_BYTES:
+            return {"ok": False, "error": "file_too_large"}
+        file_id = f"F{next(self._ts):08d}"
+        self.files[file_id] = _File(filename, int(length), params.get("alt_txt"))
+        url = f"http://127.0.0.1:{self.port}/upload/v1/{file_id}"
+        return {"ok": True, "upload_url": url, "file_id": file_id}
+
+    def _receive(self, file_id: str, data: bytes) -> tuple[int, bytes]:
+        """Step 2; the caller holds the lock. Slack answers 200 `OK - <length>`."""
+        self._attempts["upload"] += 1
+        known = self.files.get(file_id)
+        if known is None or known.completed:
+            return 404, b"file not found"
+        if len(data) != known.length:  # Slack keeps what it got; completing it then fails
+            known.data = None
+            return 200, f"OK - {len(data)}".encode()
+        known.data = data
+        return 200, f"OK - {len(data)}".encode()
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 3: every file uploaded in full, then shared in `channel_id` (a thread with
+        `thread_ts`), with `initial_comment`."""
+        try:
+            files = json.loads(params.get("files") or "")
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = params.get("channel_id")
+        if channel is not None and not self._member(channel):
+            return {"ok": False, "error": "not_in_channel"}
+        done = []
+        for entry in files:
+            known = self.files.get(entry.get("id")) if isinstance(entry, dict) else None
+            if known is None or known.data is None or known.completed:
+                return {
+                    "ok": False,
+                    "error": "file_upload_not_found" if known else "file_not_found",
+                }
+            done.append((entry["id"], known, entry.get("title")))
+        for _, known, title in done:
+            known.completed = True
+            known.title = title or known.filename
+            known.channel, known.thread_ts = channel, params.get("thread_ts")
+            known.comment = params.get("initial_comment")
+        return {
+            "ok": True,
+            "files": [{"id": file_id, "title": known.title} for file_id, known, _ in done],
+        }
+
+    def shared_files(self) -> list[_File]:
+        """Files uploaded in full and completed (shared where their `channel` says)."""
+        return [f for f in self.files.values() if f.completed]
 
     def _respond(self, name: str, params: dict[str, Any]) -> _Answer:
         """A post to response_url ``name``; the caller holds the lock."""
@@ -791,6 +877,8 @@ class FakeSlack:
                 pass
 
             def do_POST(self) -> None:
+                if self.path.startswith("/upload/v1/"):
+                    return self._upload()
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     params = json.loads(raw or "{}")
@@ -799,6 +887,10 @@ class FakeSlack:
                     for key in ("blocks", "view", "users", "attachments"):
                         if isinstance(params.get(key), str) and params[key][:1] in "[{":
                             params[key] = json.loads(params[key])
+                if "?" in self.path:  # slack_sdk sends some methods' params in the query
+                    params.update(
+                        {k: v[0] for k, v in parse_qs(self.path.split("?", 1)[1]).items()}
+                    )
                 with fake._lock:
                     if self.path.startswith("/api/"):
                         method = self.path[len("/api/") :].split("?")[0]
@@ -829,5 +921,17 @@ class FakeSlack:
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
                 self.wfile.write(answer.body)
+
+            def _upload(self) -> None:
+                """Step 2 of an upload: the file's bytes POSTed to the URL step 1 gave."""
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                file_id = self.path.rsplit("/", 1)[-1]
+                with fake._lock:
+                    status, body = fake._receive(file_id, data)
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         return Handler

@@ -97,8 +97,9 @@ def config_keys() -> set[str]:
     blob = {"registry": [_REGISTRY], "audit": {"blob": unknown}}
     keys |= {f"audit.blob.{k}" for k in _known(blob)}
     keys |= {f"retention.{k}" for k in _known({"registry": [_REGISTRY], "retention": [unknown]})}
+    keys |= {f"report.{k}" for k in _known({"registry": [_REGISTRY], "report": [unknown]})}
     # a table is documented by its keys; groups and users are maps of names, rows of their own
-    return keys - {"approvals", "registry", "audit", "slack", "notebook", "retention"}
+    return keys - {"approvals", "registry", "audit", "slack", "notebook", "retention", "report"}
 
 
 def test_config_keys_are_read_from_the_loader():

@@ -48,6 +48,13 @@ MATRIX = {
         "owner": OK,
         "oncall": OK,
     },
+    "report --repo 'baseimages/*'": {
+        "none": "`report` needs reader",
+        "reader": OK,
+        "contributor": OK,
+        "owner": OK,
+        "oncall": OK,
+    },
     "requests": {
         "none": "`requests` needs reader",
         "reader": OK,
@@ -221,6 +228,7 @@ def test_help_lists_only_what_the_caller_may_run(bot):
         "repos",
         "tags",
         "show",
+        "report",
         "purge",
         "request",
         "requests",

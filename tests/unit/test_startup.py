@@ -29,6 +29,7 @@ HEAVY = (
     "urllib3",
     "prometheus_client",
     "croniter",
+    "matplotlib",
 )
 
 PROBE = """
@@ -66,6 +67,20 @@ def test_startup_heavy_packages_are_installed():
 
 def test_startup_import_cli_pulls_no_heavy_package():
     assert loaded_after("import bot.cli") == []
+
+
+def test_startup_slack_and_notebook_doors_import_no_matplotlib(tmp_path):
+    """The chart's library (~0.3 s) is imported where a chart is drawn, never by the acking
+    process, the worker's start, a notebook's import or a console `report`."""
+    demo.prepare(tmp_path / "demo", fresh=True)
+    doors = "import bot.slack.service, bot.slack.worker, bot.slack.perform, bot.notebook\n"
+    report = (
+        "from bot.cli import main\n"
+        f"code = main(['run', '--config', {str(tmp_path / 'demo' / 'acrbot.toml')!r}, "
+        "'--user', 'alice', 'report'])\n"
+        "assert code == 0, code"
+    )
+    assert "matplotlib" not in loaded_after(doors + report, cwd=tmp_path)
 
 
 def test_startup_run_help_pulls_no_heavy_package(tmp_path):
