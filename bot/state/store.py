@@ -283,6 +283,21 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v8_leases(db: sqlite_utils.Database) -> None:
+    """Singletons under a lease, for two replicas on one database (bot/state/leases.py)."""
+    _script(
+        db,
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,            -- bot/state/liveness.py's host:pid:start
+            expires_at TEXT NOT NULL,       -- ISO-8601 UTC, the holder's clock
+            taken_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1,
@@ -292,6 +307,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v5,
     _v6,
     _v7,
+    _v8_leases,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
