@@ -333,3 +333,14 @@ def dry(bot, user, line):
     reply = bot.handle(line + " --dry-run", user=user)
     assert reply.ok, reply.text
     return reply
+
+
+# -- two replicas on one database (tests/servers/test_replicas.py, bench/ha.py) -------------
+
+
+@pytest.fixture
+def replica_database(tmp_path: Path) -> str:
+    """The `database = …` value every replica of a multi-replica test shares: one SQLite file
+    in WAL mode (two `acrbot serve` on one host). The ONE place to parametrize the engine: a
+    PostgreSQL URL here runs every multi-replica test on PostgreSQL unchanged."""
+    return str(tmp_path / "replicas.db")
