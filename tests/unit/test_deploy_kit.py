@@ -1153,3 +1153,75 @@ def test_healthcheck_reads_the_socket_mode_status(tmp_path, monkeypatch):
     assert status(written_wall=now - 60) == (
         "no connection: the Socket Mode status was last written 60 s ago"
     )
+
+
+# -- Azure Container Apps on PostgreSQL (two replicas) -----------------------------------------
+
+
+ARM_PG = DEPLOY / "azure" / "containerapp-postgresql.json"
+PG_TEMPLATE = json.loads(ARM_PG.read_text())
+
+
+def pg_app(socket_mode: bool = False) -> dict[str, Any]:
+    app = arm_resource("Microsoft.App/containerApps", PG_TEMPLATE)
+    return resolve(app, socket_mode=socket_mode, variables=PG_TEMPLATE["variables"])
+
+
+@pytest.mark.parametrize("socket_mode", [False, True], ids=["http", "socket"])
+def test_arm_postgresql_app_matches_the_container_apps_models(socket_mode):
+    assert model_problems(pg_app(socket_mode), "ContainerApp") == []
+    environment = arm_resource("Microsoft.App/managedEnvironments", PG_TEMPLATE)
+    assert model_problems(environment, "ManagedEnvironment") == []
+
+
+def test_arm_postgresql_two_replicas_entra_only_no_file_share():
+    """containerapp-postgresql.json: two replicas, no Azure Files, a flexible server that takes
+    Entra tokens only, whose administrator is the identity the app runs as (and that holds the
+    registry roles), and a config that signs in with that identity's token."""
+    from bot.slack import service
+
+    app = pg_app()
+    template = app["properties"]["template"]
+    assert template["scale"] == {"minReplicas": 2, "maxReplicas": 2}
+    assert template["terminationGracePeriodSeconds"] > service.STOP_WITHIN
+    assert not [v for v in template["volumes"] if v["storageType"] == "AzureFile"]
+    kinds = {r["type"] for r in arm_resources(PG_TEMPLATE)}
+    assert not {k for k in kinds if "Storage" in k}
+    identity = (
+        "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', "
+        "parameters('identityName'))]"
+    )
+    assert app["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}}
+    server = arm_resource("Microsoft.DBforPostgreSQL/flexibleServers", PG_TEMPLATE)
+    assert server["properties"]["authConfig"]["passwordAuth"] == "Disabled"
+    assert server["properties"]["authConfig"]["activeDirectoryAuth"] == "Enabled"
+    admin = arm_resource("Microsoft.DBforPostgreSQL/flexibleServers/administrators", PG_TEMPLATE)
+    principal = PG_TEMPLATE["outputs"]["principalId"]["value"]
+    assert principal.removeprefix("[").removesuffix("]") in admin["name"]
+    assert admin["properties"]["principalName"] == "[parameters('identityName')]"
+    roles = arm_resource("Microsoft.Resources/deployments", PG_TEMPLATE)
+    assert roles["properties"]["parameters"]["principalId"]["value"] == principal
+    # DefaultAzureCredential picks the user-assigned identity by its client id, in both
+    for c in (*template["initContainers"], *template["containers"]):
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert (
+            "userAssignedIdentities" in env["AZURE_CLIENT_ID"]
+            and "clientId" in env["AZURE_CLIENT_ID"]
+        )
+        assert not [m for m in c["volumeMounts"] if m["volumeName"] == "data"]
+    # the generated acrbot.toml: the server's database, the identity's token, no password
+    toml = PG_TEMPLATE["variables"]["generatedToml"]
+    assert '\ndatabase = "postgresql://{4}@{5}:5432/{6}?sslmode=require"\n' in toml
+    assert '\ndatabase_auth = "azure"\n' in toml
+    assert not {n for n in PG_TEMPLATE["parameters"] if re.search("password", n, re.I)}
+    readiness = next(
+        p
+        for p in pg_app()["properties"]["template"]["containers"][0]["probes"]
+        if p["type"] == "Readiness"
+    )
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] < service.LISTEN_AFTER_TERM
+
+
+def test_arm_sqlite_template_no_longer_recommended_for_production():
+    description = TEMPLATE["metadata"]["description"]
+    assert "Not for production" in description and "containerapp-postgresql.json" in description
