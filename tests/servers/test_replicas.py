@@ -254,6 +254,21 @@ def test_a_lease_is_taken_over_when_its_holder_is_killed_and_handed_over_on_sigt
     assert time.monotonic() - began < STOP_WITHIN + RENEW_EVERY + 3
 
 
+def slash(fake, name: str) -> dict:
+    """A slash command's payload as Socket Mode carries it (`tags sm/web` by a reader)."""
+    return {
+        "token": "legacy",
+        "team_id": "T0001",
+        "channel_id": "C0CHAN",
+        "user_id": "UCAROL",
+        "command": "/acr",
+        "text": "tags sm/web",
+        "api_app_id": "A0001",
+        "response_url": fake.response_url(name),
+        "trigger_id": f"trigger-{name}",
+    }
+
+
 def test_socket_mode_two_replicas_each_event_goes_to_one_connection_and_is_answered_once(
     tmp_path, fake_slack, proxy, distribution, replica_database
 ):
@@ -283,20 +298,7 @@ def test_socket_mode_two_replicas_each_event_goes_to_one_connection_and_is_answe
         envelopes = {}
         for n in range(20):
             name = f"smcmd{n}"
-            envelopes[name] = ws.send(
-                "slash_commands",
-                {
-                    "token": "legacy",
-                    "team_id": "T0001",
-                    "channel_id": "C0CHAN",
-                    "user_id": "UCAROL",
-                    "command": "/acr",
-                    "text": "tags sm/web",
-                    "api_app_id": "A0001",
-                    "response_url": fake_slack.response_url(name),
-                    "trigger_id": f"smtrig{n}",
-                },
-            )
+            envelopes[name] = ws.send("slash_commands", slash(fake_slack, name))
         for envelope in envelopes.values():
             ws.wait_ack(envelope, timeout=10)
         delivered = Counter(ws.delivered_to[e] for e in envelopes.values())
@@ -308,6 +310,20 @@ def test_socket_mode_two_replicas_each_event_goes_to_one_connection_and_is_answe
             envelopes, 1
         )
         assert ws.connections == 2  # still one per replica (Slack allows 10 per app)
+        # A deploy: SIGTERM one replica. It closes its connection and exits 0 within 25 s;
+        # from then on Slack delivers to the other, which answers everything.
+        began = time.monotonic()
+        assert bots[0].stop(timeout=STOP_WITHIN + 5) == 0, bots[0].log
+        assert time.monotonic() - began < STOP_WITHIN
+        closed = [c for c in ws.history if c.closed_at is not None]
+        assert [c.closed_by for c in closed] == ["client"] and len(ws.deliverable()) == 1
+        later = {}
+        for n in range(5):
+            name = f"smlate{n}"
+            later[name] = ws.send("slash_commands", slash(fake_slack, name))
+        for name, envelope in later.items():
+            ws.wait_ack(envelope, timeout=10)
+            wait_until(lambda name=name: answers(fake_slack, name), timeout=30, what=name)
     finally:
         for bot in bots:
             bot.close()
