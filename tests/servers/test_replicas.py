@@ -328,3 +328,21 @@ def test_socket_mode_two_replicas_each_event_goes_to_one_connection_and_is_answe
         for bot in bots:
             bot.close()
         ws.stop()
+
+
+def test_chaos_with_two_replicas_keeps_every_promise(
+    tmp_path, fake_slack, distribution, replica_database
+):
+    """The chaos run (tests/support/chaos.py) on two replicas: commands, clicks and replays
+    spread over both, SIGKILLs of either's worker or whole service, Slack and registry
+    faults; every acked command answered once, each approved DELETE sent once, replays on the
+    other replica without effect, the audit chain intact."""
+    from tests.support.chaos import Chaos, ChaosOptions
+
+    options = ChaosOptions(duration=30, seed=20, replicas=2, database=replica_database)
+    counts = Chaos(tmp_path, fake_slack, distribution, options).run()
+    print("\n".join(counts.lines()))
+    assert counts.problems() == []
+    assert counts.worker_kills >= 2 and counts.service_kills >= 1
+    assert counts.acked >= 50 and counts.states.get("done", 0) >= 3
+    assert counts.replays >= 20 and counts.verify_runs >= 5
