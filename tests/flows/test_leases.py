@@ -166,3 +166,28 @@ def test_give_back_requeues_only_this_owners_jobs_and_requests(tmp_path, clock):
     states = dict(store.db.execute("select key, state from jobs").fetchall())
     assert states == {"mine": "queued", "theirs": "running"}
     assert not handover.give_back(store, owner=me)
+
+
+def test_a_job_held_by_a_replica_on_another_host_is_requeued_once_its_heartbeat_expires(
+    tmp_path, clock
+):
+    from bot.state.jobqueue import FOREIGN_LEASE, JobQueue
+
+    store = _store(tmp_path)
+    queue = JobQueue(store, clock=clock)
+    assert Leases(store, owner=lambda: OTHER_HOST, clock=clock).take(
+        leases.process_lease(OTHER_HOST)
+    )
+    with store.transaction() as db:
+        db.execute(
+            "insert into jobs (key, kind, payload, state, created_at, started_at, owner) "
+            "values ('far', 'command', '{}', 'running', ?, ?, ?)",
+            [clock().isoformat(), clock().isoformat(), OTHER_HOST],
+        )
+    assert queue.requeue_orphans() == 0  # alive: its heartbeat is fresh
+    assert not handover.waiting(store, now=clock())
+    clock.advance(seconds=leases.TTL.total_seconds() + 1)
+    assert leases.TTL.total_seconds() + 1 < FOREIGN_LEASE.total_seconds()
+    assert handover.waiting(store, now=clock())  # the sweep's holder sweeps now
+    assert queue.requeue_orphans() == 1  # gone: not after FOREIGN_LEASE (10 min), now
+    assert not handover.waiting(store, now=clock())  # nothing left for a taker

@@ -146,3 +146,21 @@ def test_the_archive_shipper_ships_only_while_allowed():
         assert Archive.shipped >= 1
     finally:
         shipper.stop()
+
+
+def test_a_claim_by_a_replica_on_another_host_whose_heartbeat_expired_is_taken_over(
+    tmp_path, clock
+):
+    """A replica lost with a message on its way: once its heartbeat lease has expired (20 s),
+    the other replica takes the row over, without waiting out the claim's 60 s."""
+    from bot.state.leases import TTL, Leases, process_lease
+
+    first, second = _outboxes(tmp_path, clock)
+    Leases(first._store, owner=lambda: OTHER_HOST, clock=clock).take(process_lease(OTHER_HOST))
+    first.put("dm:lost", DM, {"user": "UA", "text": "c"})
+    assert first.claim(first.due()[0])
+    assert second.due() == []  # its heartbeat is fresh: it may be sending it now
+    clock.advance(seconds=TTL.total_seconds() + 1)
+    assert TTL.total_seconds() + 1 < CLAIM_LEASE.total_seconds()
+    [taken] = second.due()
+    assert taken.key == "dm:lost" and second.claim(taken)
