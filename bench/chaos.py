@@ -7,6 +7,7 @@ each means). docs/benchmarks.md quotes them. Exit status 1 if a promise broke.
     .venv/bin/python bench/chaos.py [--duration 120] [--seed 1] [--delete-faults]
     .venv/bin/python bench/chaos.py --socket-mode [--duration 120] [--seed 1]
     .venv/bin/python bench/chaos.py --duration 120 [--db-locks] [--token-revoked]
+    .venv/bin/python bench/chaos.py --duration 120 --replicas 2
 
 --delete-faults adds faults inside the DELETE itself (held before the registry, its answer
 held back, held past the client's timeout), so that kills land where the outcome is unknown;
@@ -18,6 +19,9 @@ server, with a stream of slash commands while Slack recycles the connection ever
 (refresh_requested, warning, too_many_websockets, dropped); tests/support/chaos_socket.py says
 what it counts: every envelope acked within 3 s, every command answered once, no gap over 1 s
 after a refresh.
+
+--replicas 2 runs two `acrbot serve` on one database (SQLite in WAL): commands, clicks and
+replays spread over both, kills of either; the same counts must hold.
 
 --db-locks takes the database's write lock from another process for 5 s every 12–20 s (acks
 must still come within 3 s: "busy, try again", nothing recorded); --token-revoked makes Slack
@@ -63,6 +67,9 @@ def main() -> int:
     parser.add_argument(
         "--socket-mode", action="store_true", help="Socket Mode refreshes instead (see above)"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="acrbot serve replicas on one database"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.socket_mode:
@@ -75,6 +82,7 @@ def main() -> int:
         lock_database=args.db_locks,
         revoke_token=args.token_revoked,
         settle=args.settle if args.settle is not None else (120.0 if args.delete_faults else 60),
+        replicas=args.replicas,
     )
     with tempfile.TemporaryDirectory(prefix="acrbot-chaos-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)

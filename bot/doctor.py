@@ -19,6 +19,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,8 @@ def run(
         passed(name, detail) if fix is None else failed(name, detail, fix)
         for name, detail, fix in deployed_rows(config)
     ]
+    if usable:
+        checks += lease_checks(config)
     for more in extra:
         checks += more(config)
     return checks
@@ -447,6 +450,33 @@ def archive_checks(config: Config, *, database_ok: bool) -> list[Check]:
             ),
         ]
     return [*checks, passed("audit backlog", f"{backlog} audit rows not archived yet")]
+
+
+def lease_checks(config: Config, *, now: datetime | None = None) -> list[Check]:
+    """Who runs each singleton (sweep, archive, ordered delivery) now: with two replicas,
+    one holds each lease (bot/state/leases.py). Informational: a lease held by nobody just
+    means no `acrbot serve` runs (or one is taking it over)."""
+    from bot.state.leases import SINGLETONS, Leases
+    from bot.state.store import Store
+
+    store = Store(config.database)
+    try:
+        rows = {lease.name: lease for lease in Leases(store).holders()}
+    finally:
+        store.close()
+    now = now or datetime.now(UTC)
+    parts = []
+    for name in SINGLETONS:
+        lease = rows.get(name)
+        if lease is None:
+            parts.append(f"{name}: free")
+        elif lease.expires_at > now:
+            left = (lease.expires_at - now).total_seconds()
+            parts.append(f"{name}: {lease.owner} (for {left:.0f} s more unless renewed)")
+        else:
+            ago = (now - lease.expires_at).total_seconds()
+            parts.append(f"{name}: expired {ago:.0f} s ago ({lease.owner}, gone)")
+    return [passed("leases", "; ".join(parts))]
 
 
 # -- output -----------------------------------------------------------------------------

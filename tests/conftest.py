@@ -34,7 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         ):
             item.add_marker(pytest.mark.server)
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("engine") == "postgresql"
+        on_postgres = callspec is not None and "postgresql" in (
+            callspec.params.get("engine"),
+            callspec.params.get("replica_database"),
+        )
         if on_postgres or POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
             item.add_marker(pytest.mark.server)

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -241,10 +241,21 @@ def verify_rows(
 
 
 class Shipper:
-    """Ships in the background: soon after each nudge, and every ``interval`` seconds."""
+    """Ships in the background: soon after each nudge, and every ``interval`` seconds.
 
-    def __init__(self, archive: AuditArchive, *, interval: float = 30.0) -> None:
+    ``allowed``: whether this process ships now. With two replicas only the holder of the
+    `archive` lease does (bot/state/leases.py): the conditional appends would keep a second
+    shipper from writing a row twice, but it would spend every round losing that race."""
+
+    def __init__(
+        self,
+        archive: AuditArchive,
+        *,
+        interval: float = 30.0,
+        allowed: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.archive = archive
+        self.allowed = allowed
         self._interval = interval
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -265,7 +276,8 @@ class Shipper:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.archive.ship()
+                if self.allowed():
+                    self.archive.ship()
             except ArchiveUnavailable as exc:
                 log.warning("%s", exc)
             except Exception:

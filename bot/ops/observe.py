@@ -150,6 +150,15 @@ def delivered(key: str, kind: str) -> None:
 # -- what /metrics reads when scraped ----------------------------------------------------
 
 
+def _ours(lease: Any, worker: Any) -> bool:
+    """Whether ``lease`` is held by ``worker`` (a WorkerProcess of this replica)."""
+    from bot.state import liveness
+
+    if lease is None or worker is None or worker.pid is None:
+        return False
+    return liveness.on_this_host(lease.owner) and lease.owner.rsplit(":", 2)[1] == str(worker.pid)
+
+
 def readers(
     store: Store, config: Config, *, worker: Any = None
 ) -> tuple[Callable[[], list[metrics.Reading]], ...]:
@@ -158,10 +167,11 @@ def readers(
     right whichever process changed them), and the worker's restarts and liveness (from
     ``worker``, the WorkerProcess this process restarts)."""
     from bot.state.jobqueue import JobQueue
+    from bot.state.leases import SINGLETONS, Leases
     from bot.state.outbox import Outbox
     from bot.state.registry_events import EventLog
 
-    queue, outbox = JobQueue(store), Outbox(store)
+    queue, outbox, leases = JobQueue(store), Outbox(store), Leases(store)
     archive = None
     if config.archive is not None:
         from bot.ops.archive import AuditArchive
@@ -202,6 +212,28 @@ def readers(
                     (({}, float(EventLog(store).depth())),),
                 )
             )
+        live = leases.live()
+        found += [
+            metrics.Reading(
+                "acrbot_lease_holder",
+                "1 for the process (host:pid:start) that holds each singleton's lease now "
+                "(sweep, archive, delivery): one replica runs each at a time.",
+                tuple(
+                    ({"lease": name, "owner": lease.owner}, 1.0)
+                    for name, lease in sorted(live.items())
+                    if name in SINGLETONS
+                ),
+            ),
+            metrics.Reading(
+                "acrbot_lease_held",
+                "1 if this replica's worker holds the lease, else 0 (another replica, or "
+                "nobody for a moment after a holder died).",
+                tuple(
+                    ({"lease": name}, 1.0 if _ours(live.get(name), worker) else 0.0)
+                    for name in SINGLETONS
+                ),
+            ),
+        ]
         if archive is not None:
             found.append(
                 metrics.Reading(

@@ -70,6 +70,13 @@ AUTH_REFUSED = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
 AUTH_FIRST_CHECK, AUTH_MAX_CHECK = 1.0, 30.0  # seconds between two auth.test while held
+# What any replica may deliver without the `delivery` lease (bot/state/leases.py): each row is
+# the only message to its destination (a command's reply to its own response_url, a refusal,
+# an apology), so no other row can overtake it. A request's card, the lines in its thread and
+# App Home views are ordered (a line waits for its card through `after`, but two lines of one
+# thread, or two redraws of one Home, would race between two deliverers): the lease holder
+# alone sends those, in id order, one at a time.
+UNORDERED = (RESPOND, EPHEMERAL, DM)
 MAX_AGE = timedelta(hours=24)  # give up on a row after this long (replies: 30 min)
 REPLY_AGE = timedelta(minutes=30)
 
@@ -115,6 +122,9 @@ class SlackDelivery:
         self.held: str | None = None  # Slack's error while it refuses the token
         self._check_every = AUTH_FIRST_CHECK
         self._next_check = 0.0
+        # Whether this process may send the ordered rows (the `delivery` lease); a single
+        # process (the console, tests) always may.
+        self.ordered: Callable[[], bool] = lambda: True
         outbox.on_put = self._wake.set
         self._senders: dict[str, Callable[[dict[str, Any]], None]] = {
             announce.CARD: self._card,
@@ -157,6 +167,9 @@ class SlackDelivery:
         self._thread.start()
         return self
 
+    def wake(self) -> None:
+        self._wake.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop, then deliver once more what is due (what the last jobs queued)."""
         self._stopping.set()
@@ -172,12 +185,17 @@ class SlackDelivery:
         """Send every due row once; return how many were handled (sent or given up)."""
         with self._lock:
             handled = 0
-            # While Slack refuses the token only response_url posts (they carry no token) go.
-            for item in self.outbox.due(kinds=(RESPOND,) if self.held else None):
+            # While Slack refuses the token only response_url posts (they carry no token) go;
+            # without the delivery lease, only the rows whose order does not matter.
+            ordered = self.ordered()
+            kinds = (RESPOND,) if self.held else None if ordered else UNORDERED
+            for item in self.outbox.due(kinds=kinds):
                 if self._stopping.is_set() and not draining:
                     break
                 if self.held is not None and item.kind != RESPOND:
                     continue  # held since this pass began
+                if item.kind not in UNORDERED and not self.ordered():
+                    break  # the lease was lost during this pass
                 handled += self._deliver(item)
             return handled
 

@@ -19,8 +19,9 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -42,6 +43,7 @@ from bot.slack.groups import SlackGroups, is_usergroup
 from bot.slack.handoff import DurableSink, Job
 from bot.slack.perform import SlackWork
 from bot.slack.registry_watch import RegistryWatch
+from bot.state import handover, leases, liveness
 from bot.state.dbhealth import HEALTH, DatabaseUnavailable
 from bot.state.jobqueue import QueuedJob
 
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 
 
 FIRST_SWEEP_WAIT = 10.0  # seconds new jobs wait at start for the crash-recovery sweep
+KEEP_HEARTBEATS = timedelta(days=1)  # a gone worker's heartbeat row is dropped after this
+HANDOVER_POLL = 2.0  # seconds between two looks for work another replica gave back or left
 
 
 class SlackWorker:
@@ -92,6 +96,11 @@ class SlackWorker:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._swept = threading.Event()  # the first sweep (crash recovery) has run
+        self._sweep_now = threading.Event()
+        # The singletons (sweep, archive, ordered delivery) run under leases, so that two
+        # replicas on one database run each in one place (bot/state/leases.py).
+        self.keeper = leases.Keeper(leases.Leases(dispatcher.ctx.store), on_gain=self._gained)
+        self.work.delivery.ordered = lambda: self.keeper.holds(leases.DELIVERY)
         self._shipper: Shipper | None = None
         self._threads: list[threading.Thread] = []
         self.sink = DurableSink(self.queue, self._wake.set)
@@ -113,6 +122,7 @@ class SlackWorker:
         requeued = self.queue.requeue_orphans()
         if requeued:
             log.warning("%s job(s) interrupted by a restart will run again", requeued)
+        self.keeper.start()
         self.work.delivery.start()
         for target, name in ((self._jobs_loop, "acr-jobs"), (self._sweep_loop, "acr-sweep")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -122,7 +132,9 @@ class SlackWorker:
             self.watch.start()
         ctx = self.work.ctx
         if ctx.archive is not None:
-            self._shipper = Shipper(ctx.archive).start()
+            self._shipper = Shipper(
+                ctx.archive, allowed=lambda: self.keeper.holds(leases.ARCHIVE)
+            ).start()
             ctx.audit.on_append = self._shipper.nudge
 
     def _jobs_loop(self) -> None:
@@ -177,16 +189,62 @@ class SlackWorker:
             self._slots.release()
             self._wake.set()  # a thread is free: look for more
 
+    def _gained(self, name: str) -> None:
+        """A lease was taken (at start, or over from a replica that stopped or died): do
+        its work now rather than at the next interval."""
+        if name == leases.SWEEP:
+            self._sweep_now.set()
+        elif name == leases.DELIVERY:
+            self.work.delivery.wake()
+        elif name == leases.ARCHIVE and self._shipper is not None:
+            self._shipper.nudge()
+
+    def sweep(self) -> bool:
+        """One sweep if this process holds the sweep lease: requeue the jobs of workers that
+        are gone, then expiry, recovery, retention, pruning. False if another replica has it."""
+        if not self.keeper.holds(leases.SWEEP):
+            return False
+        requeued = self.queue.requeue_orphans()
+        if requeued:
+            log.warning("%s job(s) left by a worker that is gone will run again", requeued)
+            self._wake.set()
+        self.work.sweep()
+        leases.forget_heartbeats(self.work.ctx.store, before=datetime.now(UTC) - KEEP_HEARTBEATS)
+        return True
+
     def _sweep_loop(self) -> None:
         while True:
+            self._sweep_now.clear()
             try:
-                self.work.sweep()
+                self.sweep()
             except Exception as exc:
                 if not HEALTH.guard(exc, doing="sweep"):
                     log.exception("sweep failed; retrying in %ss", self._sweep_interval)
             self._swept.set()
-            if self._stopping.wait(self.next_sweep_in()):
+            if self._wait_for_sweep():
                 return
+
+    def _wait_for_sweep(self) -> bool:
+        """Until the next sweep is due: its interval, a lease just taken, or (while holding
+        the sweep lease) work a stopped or dead replica left. True when stopping."""
+        wait = self.next_sweep_in()
+        started = time.monotonic()
+        while True:
+            left = wait - (time.monotonic() - started)
+            if left <= 0:
+                return self._stopping.is_set()
+            if self._sweep_now.wait(min(left, HANDOVER_POLL)):
+                self._sweep_now.clear()
+                return self._stopping.is_set()
+            if self._stopping.is_set():
+                return True
+            try:
+                if self.keeper.holds(leases.SWEEP) and handover.waiting(
+                    self.work.ctx.store, now=self.work.ctx.clock()
+                ):
+                    return False
+            except Exception as exc:  # the database: the next sweep says so
+                log.debug("could not look for work left over: %s", type(exc).__name__)
 
     def next_sweep_in(self) -> float:
         """Seconds until the next sweep: the interval, or sooner when a request whose DELETE
@@ -212,6 +270,7 @@ class SlackWorker:
         purge stops at its next item boundary first: worker_main sets shutdown.STOPPING.)"""
         self._stopping.set()
         self._wake.set()
+        self._sweep_now.set()
         self.sink.stop()
         if self.watch is not None:
             self.watch.stop()
@@ -219,8 +278,22 @@ class SlackWorker:
             thread.join(10)
         if self._shipper is not None:
             self._shipper.stop()
+        # The sweep and the archive stopped here: another replica may take them at once.
+        self.keeper.stop(release=(leases.SWEEP, leases.ARCHIVE))
         self.pool.shutdown(wait=True, cancel_futures=False)
-        self.work.delivery.stop()
+        self.work.delivery.stop()  # the last messages, the ordered ones if the lease is held
+        self.keeper.release_all()
+        try:  # nothing runs here any more: what is left goes to another replica now
+            given = handover.give_back(self.work.ctx.store, owner=liveness.this_process())
+            if given:
+                log.warning(
+                    "gave back %s unfinished job(s) and %s executing request(s) for another "
+                    "replica or the next start",
+                    given.jobs,
+                    given.requests,
+                )
+        except Exception as exc:  # the next process (or another replica) finds them anyway
+            log.warning("could not give back unfinished work: %s", type(exc).__name__)
         self.work.ctx.store.close()
 
 

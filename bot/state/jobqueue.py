@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.state import liveness
+from bot.state import leases, liveness
 from bot.state.store import Store
 
 KEEP_DONE = timedelta(days=1)
@@ -138,8 +138,12 @@ class JobQueue:
                     dead = True
                 elif liveness.on_this_host(owner):
                     dead = not liveness.alive(owner)
-                else:
-                    dead = started is None or datetime.fromisoformat(started) + FOREIGN_LEASE < now
+                else:  # another host: its heartbeat expired, or the job is very old
+                    dead = (
+                        started is None
+                        or datetime.fromisoformat(started) + FOREIGN_LEASE < now
+                        or leases.owner_gone(self._store, owner, now=now)
+                    )
                 if dead:
                     db.execute(
                         "update jobs set state = 'queued', owner = null where key = ? "

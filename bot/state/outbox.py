@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.state import liveness
+from bot.state import leases, liveness
 from bot.state.store import Store
 
 KEEP_SENT = timedelta(days=7)
@@ -130,11 +130,12 @@ class Outbox:
             if row[8] is None or self._abandoned(row[8], row[9], now)
         ]
 
-    @staticmethod
-    def _abandoned(owner: str, claimed_at: str | None, now: datetime) -> bool:
+    def _abandoned(self, owner: str, claimed_at: str | None, now: datetime) -> bool:
+        """Its claim has outlived CLAIM_LEASE, or its owner is gone: dead on this host, or on
+        another whose heartbeat lease expired (a replica lost: taken over in 20 s, not 60)."""
         if claimed_at is None or datetime.fromisoformat(claimed_at) + CLAIM_LEASE < now:
             return True
-        return liveness.on_this_host(owner) and not liveness.alive(owner)
+        return leases.owner_gone(self._store, owner, now=now)
 
     def state_of(self, key: str) -> str | None:
         row = self._store.db.execute("select state from outbox where key = ?", [key]).fetchone()

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot.core.request_types import Clock, DeletionRequest, State
-from bot.state import liveness
+from bot.state import leases, liveness
 from bot.state.audit import Audit
 from bot.state.store import Store, from_iso, iso
 
@@ -99,8 +99,12 @@ class Recovery:
                 due = not in_doubt
             elif liveness.on_this_host(owner):
                 due = not liveness.alive(owner)
-            else:
-                due = started is None or from_iso(started) + FOREIGN_LEASE <= now
+            else:  # another host: its heartbeat expired, or the work is very old
+                due = (
+                    started is None
+                    or from_iso(started) + FOREIGN_LEASE <= now
+                    or leases.owner_gone(self._store, owner, now=now)
+                )
             if due:
                 found.append((self.get(request_id), owner, in_doubt))
         return found

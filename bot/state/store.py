@@ -378,6 +378,21 @@ def _v9(db: Any) -> None:
     )
 
 
+def _v10(db: Any) -> None:
+    """Singletons under a lease, for two replicas on one database (bot/state/leases.py)."""
+    _script(
+        db,
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,            -- bot/state/liveness.py's host:pid:start
+            expires_at TEXT NOT NULL,       -- ISO-8601 UTC, the holder's clock
+            taken_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v1,
@@ -389,6 +404,7 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v7,
     _v8,
     _v9,
+    _v10,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

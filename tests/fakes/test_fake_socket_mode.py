@@ -114,3 +114,26 @@ def test_fake_socket_mode_link_disabled_closes_all_and_refuses_new(server):
             client.recv(timeout=5)
     with pytest.raises(InvalidStatus):
         connect(server.issue_url())
+
+
+def test_fake_socket_mode_spread_hands_each_envelope_to_one_connection_at_random():
+    """With several connections (two replicas), Slack gives each envelope to one of them at
+    random: with ``spread`` the fake does too; each envelope reaches exactly one."""
+    server = FakeSocketMode(spread=True).start()
+    try:
+        with connect(server.issue_url()) as a, connect(server.issue_url()) as b:
+            hello(a)
+            hello(b)
+            until(lambda: len(server.deliverable()) == 2)
+            sent = [server.send("events_api", {"n": n}) for n in range(40)]
+            got: dict[str, list[str]] = {"a": [], "b": []}
+            deadline = time.monotonic() + 10
+            while sum(map(len, got.values())) < 40 and time.monotonic() < deadline:
+                for name, client in (("a", a), ("b", b)):
+                    with contextlib.suppress(TimeoutError):
+                        envelope = json.loads(client.recv(timeout=0.01))
+                        got[name].append(envelope["envelope_id"])
+            assert sorted(got["a"] + got["b"]) == sorted(sent)  # each once, none lost
+            assert got["a"] and got["b"], {k: len(v) for k, v in got.items()}
+    finally:
+        server.stop()

@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import stat
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -82,13 +83,14 @@ def test_doctor_passes_a_healthy_demo(demo, slack_env):
             None,
         ),
         "audit archive": ("–", "no [audit.blob] table: the audit stays in SQLite", None),
+        "leases": ("✓", "sweep: free; archive: free; delivery: free", None),
         "slack token": ("✓", "auth.test: bot acrbot (UBOT) in T (T0001)", None),
         "slack scopes": ("✓", "the token has all 7 scopes the bot uses", None),
         "slack requests channel": ("✓", f"the bot is a member of #platform ({CHANNEL})", None),
         "slack outbox": ("✓", "delivering: 0 waiting, 0 given up in the last week", None),
     }
     assert output.splitlines()[0] == f"acrbot doctor: {demo}"
-    assert output.splitlines()[-1] == "All 10 checks passed."
+    assert output.splitlines()[-1] == "All 11 checks passed."
 
 
 def test_doctor_with_a_bad_token_says_invalid_auth_and_where_to_find_the_token(demo, slack_env):
@@ -101,7 +103,7 @@ def test_doctor_with_a_bad_token_says_invalid_auth_and_where_to_find_the_token(d
         "check SLACK_BOT_TOKEN: the Bot User OAuth Token (xoxb-…) on the app's OAuth & "
         "Permissions page",
     )
-    assert output.splitlines()[-1] == "1 of 8 checks failed."  # the outbox row too
+    assert output.splitlines()[-1] == "1 of 9 checks failed."  # the outbox row too
 
 
 def test_doctor_names_missing_scopes_and_a_channel_the_bot_is_not_in(demo, slack_env):
@@ -421,3 +423,25 @@ def test_doctor_fix_reads_the_status_the_registry_answered_not_its_wording():
     )
     refused = RegistryError("dist refused the credentials", status=401)
     assert doctor.registry_fix(cfg, 0, refused).startswith("the registry refused the credentials")
+
+
+def test_doctor_says_who_holds_each_lease(tmp_path, clock):
+    """With two replicas, doctor names the process running each singleton, and one whose
+    holder stopped renewing."""
+    from bot.doctor import lease_checks
+    from bot.state.leases import ARCHIVE, SWEEP, TTL, Leases
+    from bot.state.store import Store
+    from tests.support.fixtures import make_config
+
+    config = make_config(tmp_path)
+    store = Store(config.database)
+    Leases(store, owner=lambda: "pod-a:7:1", clock=clock).take(SWEEP)
+    Leases(store, owner=lambda: "pod-b:9:1", clock=clock).take(ARCHIVE)
+    store.close()
+    [check] = lease_checks(config, now=clock() + timedelta(seconds=5))
+    assert check.detail == (
+        "sweep: pod-a:7:1 (for 15 s more unless renewed); "
+        "archive: pod-b:9:1 (for 15 s more unless renewed); delivery: free"
+    )
+    [check] = lease_checks(config, now=clock() + TTL + timedelta(seconds=40))
+    assert check.detail.startswith("sweep: expired 40 s ago (pod-a:7:1, gone)")

@@ -99,3 +99,78 @@ def test_two_deliverers_racing_over_one_outbox_post_each_message_once(
     texts = [c["text"] for c in fake_slack.calls_to("chat.postMessage")]
     assert sorted(texts) == sorted(f"message {n}" for n in range(150))
     assert ctx.outbox.pending() == 0
+
+
+def test_without_the_delivery_lease_only_unordered_rows_are_delivered(tmp_path, fake_slack):
+    """Two replicas: the one not holding the `delivery` lease sends command replies, refusals
+    and DMs (each the only message to its destination) at once, and leaves a request's card,
+    its thread lines and App Home redraws to the holder, which sends them in order."""
+    from bot.slack.delivery import RESPOND
+    from bot.state import announce
+
+    config = make_config(tmp_path)
+    ctx = build_context(config)
+    published: list[str] = []
+    delivery = SlackDelivery(
+        ctx,
+        WebClient(token="xoxb-test", base_url=fake_slack.api_url),
+        Outbox(Store(config.database)),
+        publish_home=published.append,
+    )
+    delivery.ordered = lambda: False
+    ctx.outbox.put("home:1", announce.HOME, {"user": "UALICE"})
+    ctx.outbox.put("dm:1", DM, {"user": "UALICE", "text": "hello"})
+    url = fake_slack.response_url("r1")
+    ctx.outbox.put("reply:1", RESPOND, {"url": url, "message": {"text": "done"}})
+    assert delivery.deliver_due() == 2
+    assert [c["text"] for c in fake_slack.calls_to("chat.postMessage")] == ["hello"]
+    assert [c["text"] for c in fake_slack.calls_to("response_url:r1")] == ["done"]
+    assert published == [] and ctx.outbox.state_of("home:1") == "pending"
+    attempts = ctx.store.db.execute("select attempts from outbox where key = 'home:1'").fetchone()
+    assert attempts == (0,)  # not even claimed
+    delivery.ordered = lambda: True  # the lease was taken over
+    assert delivery.deliver_due() == 1
+    assert published == ["UALICE"] and ctx.outbox.state_of("home:1") == "sent"
+
+
+def test_the_archive_shipper_ships_only_while_allowed():
+    from bot.ops.archive import Shipper
+
+    class Archive:
+        shipped = 0
+
+        def ship(self) -> None:
+            Archive.shipped += 1
+
+    allowed = threading.Event()
+    shipper = Shipper(Archive(), interval=0.02, allowed=allowed.is_set).start()
+    try:
+        threading.Event().wait(0.2)
+        assert Archive.shipped == 0  # another replica holds the archive lease
+        allowed.set()
+        deadline = threading.Event()
+        for _ in range(100):
+            if Archive.shipped:
+                break
+            deadline.wait(0.02)
+        assert Archive.shipped >= 1
+    finally:
+        shipper.stop()
+
+
+def test_a_claim_by_a_replica_on_another_host_whose_heartbeat_expired_is_taken_over(
+    tmp_path, clock
+):
+    """A replica lost with a message on its way: once its heartbeat lease has expired (20 s),
+    the other replica takes the row over, without waiting out the claim's 60 s."""
+    from bot.state.leases import TTL, Leases, process_lease
+
+    first, second = _outboxes(tmp_path, clock)
+    Leases(first._store, owner=lambda: OTHER_HOST, clock=clock).take(process_lease(OTHER_HOST))
+    first.put("dm:lost", DM, {"user": "UA", "text": "c"})
+    assert first.claim(first.due()[0])
+    assert second.due() == []  # its heartbeat is fresh: it may be sending it now
+    clock.advance(seconds=TTL.total_seconds() + 1)
+    assert TTL.total_seconds() + 1 < CLAIM_LEASE.total_seconds()
+    [taken] = second.due()
+    assert taken.key == "dm:lost" and second.claim(taken)

@@ -20,6 +20,10 @@ What is counted, after the faults stop and the bot has settled:
   no second answer, no job, no role given back after its revoke;
 - `acrbot audit verify` run every few seconds while the faults go on, and at the end, is clean.
 
+With ``replicas=2`` (issue 20) two `acrbot serve` share one database: each command, click and
+replay goes to a random replica that is up, each kill to a random replica, and the same counts
+must hold across them (a replay on the other replica included).
+
 Two longer faults can be added (issue 18): the database locked by another process for 5 s
 (`BEGIN IMMEDIATE`, as an operator's sqlite3 or a VACUUM would), and Slack refusing the bot
 token for 30 s (`token_revoked` on every Web API method). Then also:
@@ -62,8 +66,6 @@ USERS = {
 REQUESTERS = ("UALICE", "UDAN")
 APPROVERS = ("UBOB", "UERIN")
 NOTE = ":hourglass_flowing_sand:"
-
-
 IN_FLIGHT = 1.0  # seconds: a request sent before a SIGKILL may reach the fake this much later
 
 
@@ -89,6 +91,11 @@ class ChaosOptions:
     lock_every: tuple[float, float] = (12.0, 20.0)
     revoke_token: bool = False
     revoke_seconds: float = 30.0
+    # Issue 20: that many `acrbot serve` replicas on one database (``database``: its config
+    # value; default a SQLite file in WAL). Commands, clicks and replays go to a random replica
+    # that is up; the kills pick a random replica. With 1, the run is as before.
+    replicas: int = 1
+    database: str | None = None
 
 
 @dataclass
@@ -251,9 +258,20 @@ class Chaos:
         self.root, self.fake, self.distribution, self.options = root, fake, distribution, options
         self.random = random.Random(options.seed)
         self.proxy = FaultProxy(distribution.url).start()
-        self.bot = ServedBot(
-            root / "bot", fake, registry_url=self.proxy.url, users=USERS, timeout=options.timeout
-        )
+        self.bots = [
+            ServedBot(
+                root / ("bot" if n == 0 else f"bot{n}"),
+                fake,
+                registry_url=self.proxy.url,
+                users=USERS if n == 0 else {},  # one database: granted once
+                timeout=options.timeout,
+                database=options.database or (root / "bot" / "acrbot.db"),
+                name="" if n == 0 else f"r{n}",
+            )
+            for n in range(options.replicas)
+        ]
+        self.bot = self.bots[0]  # reads the shared database, runs `audit verify`
+        self._down: set[int] = set()  # replicas being restarted
         self.counts = Counts()
         self.commands: list[Command] = []
         self.replayed: list[tuple[Command, float]] = []
@@ -272,7 +290,8 @@ class Chaos:
     def run(self) -> Counts:
         try:
             self._seed()
-            self.bot.start()
+            for bot in self.bots:
+                bot.start()
             started = time.monotonic()
             threads = [
                 threading.Thread(target=target, name=name, daemon=True)
@@ -299,7 +318,8 @@ class Chaos:
             self._count()
             return self.counts
         finally:
-            self.bot.close()
+            for bot in self.bots:
+                bot.close()
             self.proxy.stop()
 
     def _seed(self) -> None:
@@ -313,8 +333,21 @@ class Chaos:
 
     # -- the users ---------------------------------------------------------------------------
 
+    def _pick(self) -> ServedBot:
+        """Where Slack's next request goes: the one replica, or a random one that is up (as
+        a load balancer routes; during a restart, to the other)."""
+        if len(self.bots) == 1:
+            return self.bot
+        with self._lock:
+            up = [bot for n, bot in enumerate(self.bots) if n not in self._down]
+        return self.random.choice(up or self.bots)
+
+    def _victim(self) -> tuple[int, ServedBot]:
+        n = 0 if len(self.bots) == 1 else self.random.randrange(len(self.bots))
+        return n, self.bots[n]
+
     def _send(self, kind: str, user: str, text: str, **extra: Any) -> Command:
-        sent = self.bot.command(user, text)
+        sent = self._pick().command(user, text)
         if sent.status is None:  # the service is down: Slack told them; they wait a moment
             self._stop.wait(0.5)
         command = Command(kind, user, text, sent, time.monotonic(), ack=sent.status, **extra)
@@ -378,7 +411,7 @@ class Chaos:
         if not cards:
             return
         request, ts = self.random.choice(cards)
-        sent = self.bot.click(
+        sent = self._pick().click(
             self.random.choice(APPROVERS), "acr_approve", str(request), message_ts=ts
         )
         with self._lock:
@@ -425,7 +458,7 @@ class Chaos:
         ]
         if done:
             command = self.random.choice(done)
-            if self.bot.replay(command.sent) == 200:
+            if self._pick().replay(command.sent) == 200:
                 with self._lock:
                     self.replayed.append((command, time.monotonic()))
 
@@ -438,7 +471,7 @@ class Chaos:
     def _kill_workers(self) -> None:
         while self._pause(self.options.worker_kill_every):
             with self._service, contextlib.suppress(AssertionError):
-                self.bot.kill_worker()
+                self._victim()[1].kill_worker()
                 self.kills.append(time.perf_counter())
                 self.counts.worker_kills += 1
 
@@ -447,11 +480,16 @@ class Chaos:
             if self._token_refused.is_set():
                 continue  # it would not start again until the token works
             with self._service:
-                self.bot.kill()
+                n, bot = self._victim()
+                with self._lock:
+                    self._down.add(n)
+                bot.kill()
                 self.kills.append(time.perf_counter())
                 self.counts.service_kills += 1
                 self._stop.wait(self.random.uniform(0.2, 1.5))  # down for a moment
-                self.bot.start()
+                bot.start()
+                with self._lock:
+                    self._down.discard(n)
 
     def _faults(self) -> None:
         slack = (
@@ -531,8 +569,9 @@ class Chaos:
         self.proxy.clear()
         self.fake.clear_faults()
         self.fake.restore()
-        if self.bot.proc is None or self.bot.proc.poll() is not None:
-            self.bot.start()
+        for bot in self.bots:
+            if bot.proc is None or bot.proc.poll() is not None:
+                bot.start()
 
     def _settle(self) -> None:
         """Until every job ran, every message went out and no request is executing."""
@@ -551,13 +590,15 @@ class Chaos:
 
     def _replay_all(self) -> None:
         """After the last restart, replay every delivered body that changed something."""
-        self.bot.kill()
+        for bot in self.bots:
+            bot.kill()
         self.kills.append(time.perf_counter())
-        self.bot.start()
+        for bot in self.bots:
+            bot.start()
         for command in self._snapshot():
             if command.ack != 200 or command.kind == "lookup" or command.refused:
                 continue
-            if self.bot.replay(command.sent) == 200:
+            if self._pick().replay(command.sent) == 200:
                 self.replayed.append((command, time.monotonic()))
         wait_until(
             lambda: self.bot.query("select count(*) from jobs where state != 'done'")[0][0] == 0,
@@ -588,9 +629,10 @@ class Chaos:
         right after Slack took the previous copy (and before the bot could record it).
 
         A copy already on its way when the kill fell reaches the fake a moment *after* it
-        (its handler thread records it when it runs: seen in the same 10 ms as the kill), so a
-        kill up to IN_FLIGHT before the first copy explains it too. A dead process sends
-        nothing, so such a copy left before the kill."""
+        (its handler thread stamps it once it has read and parsed it: seen in the same 10 ms
+        as the kill, and 0.3 s after it with two replicas on a loaded machine), so a kill up
+        to IN_FLIGHT before the first copy explains it too. A dead process sends nothing, so
+        such a copy left before the kill."""
         for first, second in itertools.pairwise(calls):
             if not any(
                 first.at - IN_FLIGHT <= k <= second.at and k - first.at <= 2.0 for k in self.kills

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import threading
 import time
 import uuid
@@ -63,7 +64,13 @@ class FakeSocketMode:
         ping_timeout: float = 3.0,
         close_after: float = 3.0,
         app_id: str = "A0001",
+        spread: bool = False,
     ) -> None:
+        # ``spread``: hand each envelope to one of the deliverable connections at random, as
+        # Slack does with several (two replicas); without it the first connection to look
+        # takes whatever is queued (enough with one client, and the timing older tests know).
+        self.spread = spread
+        self._random = random.Random(20)
         self.close_after = close_after
         self.app_id = app_id
         self.acks: dict[str, tuple[dict[str, Any], float]] = {}
@@ -304,10 +311,18 @@ class FakeSocketMode:
                 self._live.pop(conn.id, None)
                 self._lock.notify_all()
 
+    def _mine(self, conn: Connection) -> bool:
+        """Whether ``conn`` takes the next envelope: one deliverable connection in N, at
+        random (the caller holds the lock)."""
+        others = sum(1 for c in self.history if c.deliverable and c is not conn)
+        return self._random.random() < 1 / (others + 1)
+
     def _serve(self, ws: ServerConnection, conn: Connection) -> None:
         while True:
             with self._lock:
                 while conn.deliverable and self._outbox:
+                    if self.spread and not self._mine(conn):
+                        break  # another connection's turn: it looks again within 5 ms
                     message = self._outbox.pop(0)
                     envelope_id = message["envelope_id"]
                     self.sent_at[envelope_id] = time.perf_counter()

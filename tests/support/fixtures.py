@@ -477,3 +477,16 @@ def store_options(request) -> dict[str, Any]:
     if os.environ.get("ACRBOT_TEST_ENGINE") == "postgresql":
         return pg_options(request.getfixturevalue("pg_url"))
     return {}
+
+
+# -- two replicas on one database (tests/servers/test_replicas.py, bench/ha.py) -------------
+
+
+@pytest.fixture(params=ENGINES)
+def replica_database(request, tmp_path: Path) -> str:
+    """The `database = …` value every replica of a multi-replica test shares: one SQLite file
+    in WAL mode (two `acrbot serve` on one host), or a fresh PostgreSQL database (ServedBot
+    adds the password's variable): every multi-replica test runs on both engines."""
+    if request.param == "sqlite":
+        return str(tmp_path / "replicas.db")
+    return request.getfixturevalue("pg_url")

@@ -9,6 +9,13 @@ SIGKILL of its worker or of the whole service, then a restart on the same databa
     bot.kill()                                                # the service and its worker
     bot.start()
 
+Two replicas on one database (tests/servers/test_replicas.py, bench/ha.py) are two ServedBots
+given the same ``database`` (the `database = …` config value: a SQLite path today, a
+PostgreSQL URL too) and a ``name`` each (their response_url names and trigger ids differ):
+
+    a = ServedBot(tmp_path / "a", fake, registry_url=url, users=USERS, database=db, name="a")
+    b = ServedBot(tmp_path / "b", fake, registry_url=url, users={}, database=db, name="b")
+
 Used by tests/servers/test_reliability.py, tests/servers/test_chaos.py and bench/chaos.py. The
 service runs in a session of its own, so `kill()` takes its worker down with it (a pod killed,
 an OOM kill), and its output goes to ``serve.log`` in the root (read it when a test fails).
@@ -28,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
@@ -64,18 +72,32 @@ class ServedBot:
         users: dict[str, str],
         timeout: float = 2.0,
         channel: str = CHANNEL,
-        database: Path | None = None,
+        database: str | Path | None = None,
+        name: str = "",
+        socket_mode: bool = False,
         extra_config: str = "",
         extra_env: dict[str, str] | None = None,
     ) -> None:
         """``extra_config`` is appended to the file after `[slack]`'s own line: its lines
         before any table header are `[slack]` keys. ``extra_env`` joins the service's env."""
-        self.root, self.fake, self.channel = root, fake, channel
+        self.root, self.fake, self.channel, self.name = root, fake, channel, name
+        self.socket_mode = socket_mode  # Slack reaches it through the fake's Socket Mode
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = root / "acrbot.toml"
-        self.database = database or root / "acrbot.db"
+        # The config value: a file path (SQLite), or a postgresql:// URL once the store has
+        # that engine (issue 20); a path stays a Path, as before.
+        self.database = database if _is_url(database) else Path(database or root / "acrbot.db")
+        self.extra_env = extra_env or {}
+        on_server = ""
+        if _is_url(self.database):  # the test cluster's role logs in with a password
+            from tests.support.fixtures import PG_PASSWORD_ENV
+            from tests.support.postgres import PASSWORD
+
+            on_server = f'database_password_env = "{PG_PASSWORD_ENV}"\n'
+            self.extra_env = {PG_PASSWORD_ENV: PASSWORD, **self.extra_env}
         self.config.write_text(
             f'database = "{self.database}"\n'
+            + on_server
             "[[registry]]\n"
             'name = "dist"\n'
             'type = "oci"\n'
@@ -84,10 +106,9 @@ class ServedBot:
             "[slack]\n"
             f'requests_channel = "{channel}"\n' + extra_config
         )
-        self.extra_env = extra_env or {}
         from bot.state.store import Store
 
-        Store(self.database, create=True).close()  # `acrbot init`, as a deployment runs it
+        Store(self._target(), create=True).close()  # `acrbot init`, as a deployment runs it
         self.port = free_port()
         self.metrics_port = free_port()  # /metrics is never on the port Slack reaches
         self.proc: subprocess.Popen | None = None
@@ -113,6 +134,9 @@ class ServedBot:
             ),
         }
         env.pop("SLACK_APP_TOKEN", None)
+        if self.socket_mode:  # the fake Slack must have a FakeSocketMode attached
+            env.update({"SLACK_APP_TOKEN": "xapp-test", "HTTPS_PROXY": ""})
+            env.pop("SLACK_SIGNING_SECRET")
         return env
 
     def start(self, timeout: float = 30.0) -> ServedBot:
@@ -132,10 +156,14 @@ class ServedBot:
         return self
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until /healthz answers 200 (in Socket Mode, which has no HTTP listener: until
+        /metrics does, which is served once the worker is up)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"acrbot serve exited with {self.proc.returncode}: {self.log}")
+            if self.socket_mode and self.get("/metrics")[0] == 200:
+                return
             if self.health() == 200:
                 return
             time.sleep(0.05)
@@ -175,6 +203,15 @@ class ServedBot:
                     return pid
             time.sleep(0.05)
         raise AssertionError(f"no worker under acrbot serve {self.proc.pid}")
+
+    def owns(self, owner: str | None) -> bool:
+        """Whether ``owner`` (a `host:pid:start` from the database) is this bot's worker."""
+        if owner is None or self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            return owner.rsplit(":", 2)[1] == str(self.worker_pid(timeout=1))
+        except AssertionError:
+            return False
 
     def kill_worker(self) -> int:
         """SIGKILL the worker; `acrbot serve` starts another. Returns the killed pid."""
@@ -222,10 +259,30 @@ class ServedBot:
         self.kill()
         self._log.close()
 
+    def ready(self) -> bool:
+        """What a load balancer asks before sending traffic here (readiness)."""
+        return self.get("/readyz", timeout=1)[0] == 200
+
     # -- the database, read as an operator would ---------------------------------------------
 
+    def _target(self) -> Any:
+        """What `Store(...)` takes for this bot's database."""
+        if _is_url(self.database):
+            from tests.support.fixtures import pg_target
+
+            return pg_target(str(self.database))
+        return self.database
+
     def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
-        """Read the bot's database from a connection of our own (WAL: never blocks it)."""
+        """Read the bot's database from a connection of our own (WAL: never blocks it).
+        ``?`` placeholders on either engine."""
+        if _is_url(self.database):
+            import psycopg
+
+            from tests.support.postgres import PASSWORD
+
+            with psycopg.connect(str(self.database), password=PASSWORD, autocommit=True) as conn:
+                return conn.execute(sql.replace("?", "%s"), list(params)).fetchall()
         conn = sqlite3.connect(self.database, timeout=30)
         try:
             return conn.execute(sql, params).fetchall()
@@ -262,7 +319,7 @@ class ServedBot:
     def command(self, user: str, text: str, *, channel: str | None = None) -> Sent:
         """Send a signed `/acr text` with a response_url of its own."""
         n = next(self._ids)
-        name = f"s{self.starts}c{n}"
+        name = f"{self.name}s{self.starts}c{n}"
         body = urlencode(
             {
                 "token": "legacy",
@@ -284,7 +341,7 @@ class ServedBot:
     def click(self, user: str, action_id: str, value: str, *, message_ts: str) -> Sent:
         """A button on a message in the requests channel (Approve on a card)."""
         n = next(self._ids)
-        name = f"s{self.starts}k{n}"
+        name = f"{self.name}s{self.starts}k{n}"
         payload = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
@@ -350,6 +407,10 @@ class ServedBot:
             return response.status, answer
         except OSError:
             return None, ""
+
+
+def _is_url(database: object) -> bool:
+    return isinstance(database, str) and "://" in database
 
 
 def _children(pid: int) -> list[int]:

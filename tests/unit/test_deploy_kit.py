@@ -51,6 +51,7 @@ ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 K8S_SOCKET = DEPLOY / "kubernetes-socket-mode"
+K8S_HA = DEPLOY / "kubernetes-ha"
 ARM = DEPLOY / "azure" / "containerapp.json"
 ARM_PARAMETERS = DEPLOY / "azure" / "containerapp.parameters.example.json"
 HEALTHCHECK = DEPLOY / "healthcheck.py"
@@ -160,11 +161,12 @@ def container_port(c: dict[str, Any], port: int | str) -> int:
 
 HTTP = build(K8S)
 SOCKET = build(K8S_SOCKET)
+HA = build(K8S_HA)
 SECRET_TEMPLATE = one(yaml_docs(K8S / "slack-secret.template.yaml"), "Secret")
 
 
 def manifest_files() -> list[Path]:
-    return sorted(p for d in (K8S, K8S_SOCKET) for p in d.glob("*.yaml"))
+    return sorted(p for d in (K8S, K8S_SOCKET, K8S_HA) for p in d.glob("*.yaml"))
 
 
 def kubernetes_objects() -> list[tuple[str, dict[str, Any]]]:
@@ -178,6 +180,7 @@ def kubernetes_objects() -> list[tuple[str, dict[str, Any]]]:
                 objects.append((str(path.relative_to(ROOT)), doc))
     objects += [(f"kustomize build {K8S.name}", d) for d in HTTP]
     objects += [(f"kustomize build {K8S_SOCKET.name}", d) for d in SOCKET]
+    objects += [(f"kustomize build {K8S_HA.name}", d) for d in HA]
     return objects
 
 
@@ -207,6 +210,7 @@ def test_every_kubernetes_object_validates_strictly_offline(version, no_network)
         "ConfigMap",
         "PersistentVolumeClaim",
         "Secret",
+        "PodDisruptionBudget",
     } <= kinds
     for where, doc in objects:
         try:
@@ -223,7 +227,7 @@ def test_strict_validation_refuses_an_unknown_field(no_network):
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-@pytest.mark.parametrize("directory", [K8S, K8S_SOCKET], ids=lambda d: d.name)
+@pytest.mark.parametrize("directory", [K8S, K8S_SOCKET, K8S_HA], ids=lambda d: d.name)
 def test_kubectl_kustomize_builds_the_same(directory):
     out = subprocess.run(
         ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60
@@ -240,6 +244,46 @@ def test_one_replica_recreated_never_rolled():
         assert spec["strategy"] == {"type": "Recreate"}
     text = (K8S / "deployment.yaml").read_text()
     assert "SQLite" in text and "one writer" in text
+
+
+def test_ha_two_replicas_rolled_one_at_a_time_on_postgresql():
+    """deploy/kubernetes-ha: two replicas, never fewer than two ready during a rollout, one
+    at most evicted by a drain, spread over nodes, readiness failing at the SIGTERM, a grace
+    covering the drain, no volume, and the database in PostgreSQL with no password."""
+    from bot.slack import service
+
+    deployment = one(HA, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    labels = spec["template"]["metadata"]["labels"]
+    pdb = one(HA, "PodDisruptionBudget")["spec"]
+    assert pdb["minAvailable"] == 1
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    pod = pod_spec(deployment)
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    assert pod["terminationGracePeriodSeconds"] >= 30 > service.STOP_WITHIN
+    readiness = container(HA)["readinessProbe"]
+    assert readiness["httpGet"]["path"] == "/readyz"
+    # dropped from the endpoints well before the listener closes (LISTEN_AFTER_TERM)
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] < service.LISTEN_AFTER_TERM
+    assert not [d for d in HA if d["kind"] in ("PersistentVolumeClaim", "Secret")]
+    assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    (text,) = one(HA, "ConfigMap")["data"].values()
+    toml = tomllib.loads(text)
+    assert toml["database"].startswith("postgresql://") and "sslmode=require" in toml["database"]
+    assert toml["database_auth"] == "azure"
+    assert ":" not in toml["database"].split("://", 1)[1].split("@", 1)[0]  # no password
+    assert "database-secret.template.yaml" not in kustomization(K8S_HA)["resources"]
+    # everything else is the single-replica kit's, unchanged
+    assert container(HA)["command"] == container(HTTP)["command"]
+    assert container(HA)["args"] == container(HTTP)["args"]
 
 
 PROBE_PATHS = {
@@ -341,7 +385,7 @@ def test_secret_key_refs_are_the_keys_of_the_secret_template():
     assert slack_settings(values).socket_mode is False
     # applying the kustomization never overwrites the real Secret with the template
     assert "slack-secret.template.yaml" not in kustomization(K8S)["resources"]
-    assert not [d for d in HTTP + SOCKET if d["kind"] == "Secret"]
+    assert not [d for d in HTTP + SOCKET + HA if d["kind"] == "Secret"]
 
 
 def configmap_toml() -> str:
@@ -1109,3 +1153,75 @@ def test_healthcheck_reads_the_socket_mode_status(tmp_path, monkeypatch):
     assert status(written_wall=now - 60) == (
         "no connection: the Socket Mode status was last written 60 s ago"
     )
+
+
+# -- Azure Container Apps on PostgreSQL (two replicas) -----------------------------------------
+
+
+ARM_PG = DEPLOY / "azure" / "containerapp-postgresql.json"
+PG_TEMPLATE = json.loads(ARM_PG.read_text())
+
+
+def pg_app(socket_mode: bool = False) -> dict[str, Any]:
+    app = arm_resource("Microsoft.App/containerApps", PG_TEMPLATE)
+    return resolve(app, socket_mode=socket_mode, variables=PG_TEMPLATE["variables"])
+
+
+@pytest.mark.parametrize("socket_mode", [False, True], ids=["http", "socket"])
+def test_arm_postgresql_app_matches_the_container_apps_models(socket_mode):
+    assert model_problems(pg_app(socket_mode), "ContainerApp") == []
+    environment = arm_resource("Microsoft.App/managedEnvironments", PG_TEMPLATE)
+    assert model_problems(environment, "ManagedEnvironment") == []
+
+
+def test_arm_postgresql_two_replicas_entra_only_no_file_share():
+    """containerapp-postgresql.json: two replicas, no Azure Files, a flexible server that takes
+    Entra tokens only, whose administrator is the identity the app runs as (and that holds the
+    registry roles), and a config that signs in with that identity's token."""
+    from bot.slack import service
+
+    app = pg_app()
+    template = app["properties"]["template"]
+    assert template["scale"] == {"minReplicas": 2, "maxReplicas": 2}
+    assert template["terminationGracePeriodSeconds"] > service.STOP_WITHIN
+    assert not [v for v in template["volumes"] if v["storageType"] == "AzureFile"]
+    kinds = {r["type"] for r in arm_resources(PG_TEMPLATE)}
+    assert not {k for k in kinds if "Storage" in k}
+    identity = (
+        "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', "
+        "parameters('identityName'))]"
+    )
+    assert app["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}}
+    server = arm_resource("Microsoft.DBforPostgreSQL/flexibleServers", PG_TEMPLATE)
+    assert server["properties"]["authConfig"]["passwordAuth"] == "Disabled"
+    assert server["properties"]["authConfig"]["activeDirectoryAuth"] == "Enabled"
+    admin = arm_resource("Microsoft.DBforPostgreSQL/flexibleServers/administrators", PG_TEMPLATE)
+    principal = PG_TEMPLATE["outputs"]["principalId"]["value"]
+    assert principal.removeprefix("[").removesuffix("]") in admin["name"]
+    assert admin["properties"]["principalName"] == "[parameters('identityName')]"
+    roles = arm_resource("Microsoft.Resources/deployments", PG_TEMPLATE)
+    assert roles["properties"]["parameters"]["principalId"]["value"] == principal
+    # DefaultAzureCredential picks the user-assigned identity by its client id, in both
+    for c in (*template["initContainers"], *template["containers"]):
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert (
+            "userAssignedIdentities" in env["AZURE_CLIENT_ID"]
+            and "clientId" in env["AZURE_CLIENT_ID"]
+        )
+        assert not [m for m in c["volumeMounts"] if m["volumeName"] == "data"]
+    # the generated acrbot.toml: the server's database, the identity's token, no password
+    toml = PG_TEMPLATE["variables"]["generatedToml"]
+    assert '\ndatabase = "postgresql://{4}@{5}:5432/{6}?sslmode=require"\n' in toml
+    assert '\ndatabase_auth = "azure"\n' in toml
+    assert not {n for n in PG_TEMPLATE["parameters"] if re.search("password", n, re.I)}
+    readiness = next(
+        p
+        for p in pg_app()["properties"]["template"]["containers"][0]["probes"]
+        if p["type"] == "Readiness"
+    )
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] < service.LISTEN_AFTER_TERM
+
+
+def test_arm_sqlite_template_no_longer_recommended_for_production():
+    description = TEMPLATE["metadata"]["description"]
+    assert "Not for production" in description and "containerapp-postgresql.json" in description
