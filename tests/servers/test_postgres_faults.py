@@ -75,6 +75,9 @@ def test_acrbot_init_on_postgres_and_its_errors_exit_2(pg_url, tmp_path, monkeyp
     assert f"(schema {SCHEMA_VERSION})" in capsys.readouterr().out
     assert cli.main(["init", "--config", str(config)]) == 0
     assert f"is ready (schema {SCHEMA_VERSION})" in capsys.readouterr().out
+    assert cli.main(["roles", "grant", "alice", "owner", "--config", str(config)]) == 0
+    assert cli.main(["audit", "verify", "--config", str(config)]) == 0
+    assert "audit chain intact: 1 entries verified" in capsys.readouterr().out
     monkeypatch.setenv(PG_PASSWORD_ENV, "wrong-pw")
     assert cli.main(["init", "--config", str(config)]) == 2
     err = capsys.readouterr().err
