@@ -37,7 +37,7 @@ SAYS = {
 
 def problem_of(exc: BaseException) -> str | None:
     """LOCKED, FULL or UNREACHABLE when ``exc`` is the database saying so, else None."""
-    if type(exc).__module__.startswith(("psycopg.", "psycopg_pool")):
+    if type(exc).__module__.split(".")[0] in ("psycopg", "psycopg_pool"):
         return _pg_problem(exc)
     if not isinstance(exc, sqlite3.OperationalError):
         return None
@@ -61,7 +61,12 @@ def _pg_problem(exc: BaseException) -> str | None:
     import psycopg
     import psycopg_pool
 
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
+    # A row lock waited on past lock_timeout; a deadlock or serialization failure (the
+    # server rolled one side back): another writer was in the way, as SQLITE_BUSY says.
+    rolled_back = ("40001", "40P01")  # serialization_failure, deadlock_detected
+    if isinstance(exc, psycopg.errors.LockNotAvailable) or (
+        isinstance(exc, psycopg.Error) and exc.sqlstate in rolled_back
+    ):
         return LOCKED
     if isinstance(exc, psycopg.errors.DiskFull):
         return FULL

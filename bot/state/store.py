@@ -468,7 +468,13 @@ class Store:
             target = ServerDatabase(url=target)
         if isinstance(target, ServerDatabase):
             self.engine, self.target, self.path = "postgresql", target, None
-            self._open_server(target, readonly=readonly, credential=credential)
+            self._open_server(
+                target,
+                create=create,
+                readonly=readonly,
+                credential=credential,
+                config_arg=config_arg,
+            )
             return
         self.engine = "sqlite"
         self.path = Path(target)
@@ -501,8 +507,17 @@ class Store:
             raise ConfigError(f"database {self.path}: {reason}") from None
 
     def _open_server(
-        self, target: ServerDatabase, *, readonly: bool, credential: TokenCredential | None
+        self,
+        target: ServerDatabase,
+        *,
+        create: bool,
+        readonly: bool,
+        credential: TokenCredential | None,
+        config_arg: str,
     ) -> None:
+        """Connect; then, as for a file, the schema is created only when asked (`acrbot
+        init`): `serve` pointed at the wrong (empty) database must not start with nobody
+        holding a role. An existing schema is migrated (a rolling upgrade)."""
         from bot.state.engine_pg import PgEngine, connect_error
 
         self._pg = PgEngine(
@@ -511,6 +526,11 @@ class Store:
         if readonly:
             return
         try:
+            if not create and self.schema_version() is None:
+                raise ConfigError(
+                    f"database {target.where}: no acrbot schema in it; check the `database` "
+                    f"URL, or create it with `acrbot init {config_arg}`"
+                )
             self.migrated_from = self.migrate()
         except ConfigError:
             self._pg.close()

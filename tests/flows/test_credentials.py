@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from tests.support.fixtures import AdminRegistry
+from tests.support.helpers import stored_bytes
 
 
 @pytest.fixture
@@ -31,9 +32,7 @@ def test_rotate_gives_the_secret_only_to_the_caller(admin_bot, caplog):
     public = json.dumps(reply.as_json()) + reply.text + "".join(reply.notes) + repr(reply)
     assert secret not in public
     assert secret not in caplog.text
-    admin_bot.ctx.store.close()
-    database = b"".join(p.read_bytes() for p in admin_bot.ctx.store.path.parent.glob("acrbot.db*"))
-    assert secret.encode() not in database
+    assert secret.encode() not in stored_bytes(admin_bot.ctx.store)
     entry = admin_bot.ctx.audit.entries(last=1)[0]
     assert (entry.actor, entry.action, entry.target, entry.outcome) == (
         "dave",

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def config(tmp_path, registry):
-    config = make_config(tmp_path)
+def config(tmp_path, registry, store_options):
+    config = make_config(tmp_path, **store_options)
     ctx = build_context(config)
     ctx.roles.grant(Grant("UCAROL", Role.READER), by="test", at=ctx.clock())
     ctx.store.close()

@@ -48,7 +48,8 @@ def test_store_connects_with_the_token_as_password(pg_cluster, pg_url, caplog):
     pg_cluster.sql(f"ALTER ROLE acrbot PASSWORD '{token}'")
     try:
         credential = Credential([token, token])
-        store = Store(ServerDatabase(url=pg_url, auth="azure"), credential=credential)
+        target = ServerDatabase(url=pg_url, auth="azure")
+        store = Store(target, create=True, credential=credential)
         assert store.db.execute("select current_user").fetchone() == ("acrbot",)
         assert credential.scopes and set(credential.scopes) == {(AZURE_SCOPE,)}
         store.close()

@@ -54,8 +54,19 @@ def test_postgres_refused_password_missing_database_and_no_server_are_one_line(p
     assert "cannot reach the server" in _error(replace(target, url=dead))
 
 
+def test_postgres_empty_database_is_created_only_by_init(pg_url):
+    with pytest.raises(ConfigError) as raised:
+        Store(pg_target(pg_url))
+    assert str(raised.value).endswith(
+        "no acrbot schema in it; check the `database` URL, or create it with "
+        "`acrbot init --config FILE`"
+    )
+    assert Store(pg_target(pg_url), create=True).migrated_from == 0
+    assert Store(pg_target(pg_url)).migrated_from == SCHEMA_VERSION
+
+
 def test_postgres_schema_from_another_release(pg_url):
-    store = Store(pg_target(pg_url))
+    store = Store(pg_target(pg_url), create=True)
     store.db.execute("update acrbot_schema set version = ?", [SCHEMA_VERSION + 1])
     store.close()
     assert _error(pg_target(pg_url)).endswith(
@@ -75,6 +86,9 @@ def test_acrbot_init_on_postgres_and_its_errors_exit_2(pg_url, tmp_path, monkeyp
     assert f"(schema {SCHEMA_VERSION})" in capsys.readouterr().out
     assert cli.main(["init", "--config", str(config)]) == 0
     assert f"is ready (schema {SCHEMA_VERSION})" in capsys.readouterr().out
+    assert cli.main(["roles", "grant", "alice", "owner", "--config", str(config)]) == 0
+    assert cli.main(["audit", "verify", "--config", str(config)]) == 0
+    assert "audit chain intact: 1 entries verified" in capsys.readouterr().out
     monkeypatch.setenv(PG_PASSWORD_ENV, "wrong-pw")
     assert cli.main(["init", "--config", str(config)]) == 2
     err = capsys.readouterr().err
@@ -87,7 +101,7 @@ def test_acrbot_init_on_postgres_and_its_errors_exit_2(pg_url, tmp_path, monkeyp
 def test_postgres_restarting_answers_busy_in_the_ack_budget_then_reconnects(own_cluster, caplog):
     caplog.set_level(logging.DEBUG)
     name = own_cluster.new_database()
-    store = Store(pg_target(own_cluster.url(name)))
+    store = Store(pg_target(own_cluster.url(name)), create=True)
     store.busy_timeout = 2.0  # the acking process's budget (bot/slack/service.py)
     health = DatabaseHealth()
     sink = DurableSink(JobQueue(store), lambda: None, health=health, refresh=3600)

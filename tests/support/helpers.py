@@ -140,3 +140,23 @@ def worker_of(pid: int) -> int:
         if f"\nPPid:\t{pid}\n" in status and "spawn_main" in cmdline:
             return int(entry.name)
     raise AssertionError(f"no worker process under {pid}")
+
+
+def stored_bytes(store: Any) -> bytes:
+    """Everything the database holds, to scan for a secret: a SQLite file's bytes (and its
+    -wal/-shm, free pages included), or every row of every table on PostgreSQL (a store's
+    connection is closed after: call it at the end of a test)."""
+    if store.engine == "sqlite":
+        store.close()
+        return b"".join(p.read_bytes() for p in store.path.parent.glob(store.path.name + "*"))
+    from bot.state.store import Store
+
+    reader = Store(store.target, readonly=True)  # ``store`` may be closed already
+    try:
+        tables = reader.db.execute(
+            "select table_name from information_schema.tables where table_schema = current_schema()"
+        ).fetchall()
+        rows = [reader.db.execute(f"select * from {name}").fetchall() for (name,) in tables]
+    finally:
+        reader.close()
+    return repr(rows).encode()
