@@ -96,9 +96,7 @@ class ServedBot:
             on_server = f'database_password_env = "{PG_PASSWORD_ENV}"\n'
             self.extra_env = {PG_PASSWORD_ENV: PASSWORD, **self.extra_env}
         self.config.write_text(
-            f'database = "{self.database}"\n'
-            + on_server
-            "[[registry]]\n"
+            f'database = "{self.database}"\n' + on_server + "[[registry]]\n"
             'name = "dist"\n'
             'type = "oci"\n'
             f'url = "{registry_url}"\n'
