@@ -159,13 +159,13 @@ def test_the_archive_shipper_ships_only_while_allowed():
 
 
 def test_a_claim_by_a_replica_on_another_host_whose_heartbeat_expired_is_taken_over(
-    tmp_path, clock
+    tmp_path, clock, store_options
 ):
     """A replica lost with a message on its way: once its heartbeat lease has expired (20 s),
     the other replica takes the row over, without waiting out the claim's 60 s."""
     from bot.state.leases import TTL, Leases, process_lease
 
-    first, second = _outboxes(tmp_path, clock)
+    first, second = _outboxes(tmp_path, clock, store_options)
     Leases(first._store, owner=lambda: OTHER_HOST, clock=clock).take(process_lease(OTHER_HOST))
     first.put("dm:lost", DM, {"user": "UA", "text": "c"})
     assert first.claim(first.due()[0])
