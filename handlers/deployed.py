@@ -120,7 +120,7 @@ class Locked:
 def lock_in_use(ctx: Context, registry: Registry, *, actor: str) -> Locked:
     """Lock against deletion every digest in use on ``registry`` (read afresh); one audit
     row per digest locked, as `lock` writes one per image. Used by the command and by each
-    `[[deployed]] lock_schedule` slot (bot/deployed_locks.py)."""
+    `[[deployed]] lock_schedule` slot (bot/schedules/deployed_locks.py)."""
     if not registry.can_lock:
         raise Unsupported(f"{registry.name} has no locks: `lock --deployed` needs an acr registry")
     in_use = _reader(ctx).in_use([registry], fresh=True)

@@ -510,15 +510,15 @@ class SlackWork:
         if self.dispatcher.recover is not None:
             self.dispatcher.recover()
         if self.ctx.config.retention:
-            from bot.retention import run_due
+            from bot.schedules.retention import run_due
 
             run_due(self.ctx)
         if any(d.lock_schedule for d in self.ctx.config.deployed):
-            from bot.deployed_locks import run_due_locks  # [[deployed]] lock_schedule
+            from bot.schedules.deployed_locks import run_due_locks  # [[deployed]] lock_schedule
 
             run_due_locks(self.ctx)
         if self.ctx.config.reports:
-            from bot.report_schedule import run_due as post_reports
+            from bot.schedules.reports import run_due as post_reports
 
             post_reports(self.ctx)
         self.queue.prune()

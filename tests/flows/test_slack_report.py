@@ -53,7 +53,7 @@ def test_a_private_report_shares_no_file_in_the_channel(slack):
 
 
 def test_a_report_rule_posts_once_per_slot_and_says_how_much_it_grew(make_slack, clock):
-    from bot.report_schedule import run_due
+    from bot.schedules.reports import run_due
 
     slack = make_slack(
         report=[{"name": "weekly", "schedule": "0 6 * * *", "channel": "C0REPORTS", "growth": 5}]

@@ -375,7 +375,7 @@ def test_scheduled_retention_the_console_and_notebooks_take_the_same_checks(
     from bot.cli import main as acrbot
     from bot.core.config import load
     from bot.notebook import Acr
-    from bot.retention import run_due
+    from bot.schedules.retention import run_due
 
     repo, d = cluster(distribution, kube)
     kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")

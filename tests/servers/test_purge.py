@@ -337,7 +337,7 @@ def test_an_acr_purge_rides_out_a_429_burst_with_no_failure(make_acr, fake_acr, 
 
 
 def test_retention_opens_one_request_per_slot_and_never_runs_it(make_bot, clock):
-    from bot.retention import run_due
+    from bot.schedules.retention import run_due
 
     bot = make_bot(
         retention=[

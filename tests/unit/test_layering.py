@@ -1,6 +1,7 @@
 """The layers of the house, enforced: each imports only the layers below it (docs/architecture.md).
 
-    doors     bot/*.py (app, cli, console, doctor, demo, retention, ...), bot/notebook/, bot/slack/
+    doors     bot/*.py (app, cli, console, demo, ...), bot/doctor/, bot/schedules/,
+              bot/notebook/, bot/slack/
     handlers  handlers/ (handlers/registries/: core and state only)
     kernel    bot/kernel/
     ops       bot/ops/

@@ -26,7 +26,7 @@ from typing import Any
 from bot.core.config import Config, RegistryConfig, config_arg, find_config, load
 from bot.core.errors import BotError, ConfigError, NotFound, OutcomeUnknown
 from bot.core.redaction import redact_urls
-from bot.doctor_deployed import deployed_rows
+from bot.doctor.deployed import deployed_rows
 from bot.state.store import SCHEMA_VERSION
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -76,7 +76,7 @@ def run(
     if isinstance(config.database, Path):
         database = database_checks(config.database, config_arg=config_arg(config.source))
     else:  # PostgreSQL
-        from bot.doctor_server import server_database_checks
+        from bot.doctor.server import server_database_checks
 
         found = server_database_checks(config.database, config_arg=config_arg(config.source))
         database = [Check(*finding) for finding in found]

@@ -2,7 +2,7 @@
 version, and the rights acrbot needs (create tables for a migration; read and write its own).
 
 Nothing is changed: the probe table is created inside a transaction that is rolled back.
-Each check is a `Finding` (bot/doctor.py turns it into its report's row; this module does not
+Each check is a `Finding` (the doctor package turns it into its report's row; this module does not
 import it, so that it can import this one).
 """
 
@@ -16,7 +16,7 @@ from bot.state.store import SCHEMA_VERSION
 
 
 class Finding(NamedTuple):
-    """One row of the doctor's report: status "ok", "fail" or "skip" (bot/doctor.py's)."""
+    """One row of the doctor's report: status "ok", "fail" or "skip" (bot/doctor/__init__.py's)."""
 
     name: str
     status: str
