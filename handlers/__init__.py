@@ -10,8 +10,8 @@ May import: bot.core, bot.state, bot.ops, bot.kernel, and handlers.registries. N
 from __future__ import annotations
 
 from bot.kernel.dispatch import Handler
-from handlers import access, audit_log, browse, credentials, locks, meta
-from handlers.requests import decide, delete, purge, show
+from handlers import access, audit_log, browse, credentials, locks, meta, policy_rules
+from handlers.requests import break_glass, decide, show
 
 HANDLERS: dict[str, Handler] = {
     "help": meta.help_command,
@@ -20,8 +20,8 @@ HANDLERS: dict[str, Handler] = {
     "repos": browse.repos,
     "tags": browse.tags,
     "show": browse.show,
-    "delete": delete.delete,
-    "purge": purge.purge,
+    "delete": break_glass.delete,  # a request; --break-glass runs it now
+    "purge": break_glass.purge,
     "lock": locks.lock,
     "unlock": locks.unlock,
     "request": show.show_request,
@@ -29,6 +29,8 @@ HANDLERS: dict[str, Handler] = {
     "approve": decide.approve,
     "deny": decide.deny,
     "cancel": decide.cancel,
+    "review": break_glass.review,
+    "policy": policy_rules.policy,
     "rotate": credentials.rotate,
     "admin": credentials.admin,
     "roles": access.roles,

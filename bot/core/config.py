@@ -19,6 +19,7 @@ from typing import Any
 from bot.core.errors import ConfigError, UsageError
 from bot.core.patterns import compile_user_regex
 from bot.core.references import shorten
+from bot.core.rules import PolicyRule, parse_rules
 
 CONFIG_ENV = "ACRBOT_CONFIG"
 # type -> required keys. Optional keys of `oci`: username, password_env, token_env,
@@ -141,6 +142,7 @@ class Config:
     notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
     protect: ProtectConfig = ProtectConfig()
     security_channel: str | None = None  # [slack] security_channel: break-glass, drift alerts
+    rules: tuple[PolicyRule, ...] = ()  # [[policy]]: per-repository rules (bot/core/rules.py)
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -355,6 +357,7 @@ def from_mapping(
         "notebook",
         "plain_http_hosts",
         "protect",
+        "policy",
     }
     for key in data:
         if key not in known:
@@ -388,6 +391,14 @@ def from_mapping(
         retention=_retention(data.get("retention", []), registries=registries),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
+        rules=parse_rules(
+            data.get("policy", []),
+            registries=[r.name for r in registries],
+            groups=groups,
+            users=users,
+            duration=parse_duration,
+            max_ttl=MAX_TTL,
+        ),
     )
 
 

@@ -277,8 +277,10 @@ def state_line(request: DeletionRequest) -> str:
     return line
 
 
-def request_card(request: DeletionRequest) -> Message:
-    """The card posted in the channel; buttons only while the request can be decided."""
+def request_card(request: DeletionRequest, *, policy: str | None = None) -> Message:
+    """The card posted in the channel; buttons only while the request can be decided.
+    ``policy``: the rule that governs it and what it still needs (handlers/requests/
+    rules_gate.py), drawn under the facts."""
     title = "Purge request" if request.is_purge else "Deletion request"
     blocks: list[Block] = [
         HeaderBlock(text=f"{title} #{request.id}"),
@@ -287,6 +289,8 @@ def request_card(request: DeletionRequest) -> Message:
         ),
         ContextBlock(elements=[MarkdownTextObject(text=state_line(request))]),
     ]
+    if policy:
+        blocks.insert(2, ContextBlock(elements=[MarkdownTextObject(text=escape(policy)[:2000])]))
     if request.state is State.PENDING:
         what = (
             totals_text(request.spec)

@@ -32,12 +32,14 @@ from bot.state import announce
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH
 from bot.state.outbox import Item, Outbox
+from handlers.requests import rules_gate
 
 log = logging.getLogger(__name__)
 RESPOND = "respond"  # payload: url, message (text, blocks, response_type, replace_original)
 PROGRESS = "progress"  # payload: request (a purge): one thread message, edited in place
 EPHEMERAL = "ephemeral"  # payload: channel, user, text, thread_ts
 DM = "dm"  # payload: user, text
+POST = "post"  # payload: channel, text (a break-glass to the security channel)
 PERMANENT = frozenset(
     {
         "invalid_blocks",
@@ -120,6 +122,9 @@ class SlackDelivery:
             RESPOND: self._respond,
             EPHEMERAL: self._ephemeral,
             DM: self._dm,
+            POST: lambda p: self._call(
+                self.client.chat_postMessage, channel=p["channel"], text=blocks.escape(p["text"])
+            ),
         }
 
     # -- running ---------------------------------------------------------------------------
@@ -286,7 +291,7 @@ class SlackDelivery:
 
     def _card(self, payload: dict[str, Any]) -> None:
         request = self.ctx.requests.get(payload["request"])
-        drawn = blocks.request_card(request)
+        drawn = blocks.request_card(request, policy=rules_gate.policy_field(self.ctx, request)[1])
         card = self.cards.get(request.id)
         if card is None:
             posted = self._call(

@@ -37,6 +37,7 @@ from bot.state.announce import HOME
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH, DatabaseUnavailable, problem_of
 from bot.state.jobqueue import JobQueue, QueuedJob
+from handlers.requests.break_glass import sweep_policy
 
 log = logging.getLogger(__name__)
 PUBLIC_FLAG = "--public"
@@ -506,6 +507,7 @@ class SlackWork:
         self.ctx.requests.expire_due()
         if self.dispatcher.recover is not None:
             self.dispatcher.recover()
+        sweep_policy(self.ctx)  # [[policy]]: held by a freeze; break-glass reviews
         if self.ctx.config.retention:
             from bot.retention import run_due
 

@@ -283,6 +283,35 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v8_policy(db: sqlite_utils.Database) -> None:
+    """Issue 23: break-glass deletions and their reviews (bot/state/reviews.py). One review
+    per break-glass request, written in the transaction that starts it; `bg_day` counts an
+    actor's break-glass uses of a UTC day (`break_glass_per_day`)."""
+    _script(
+        db,
+        """
+        CREATE TABLE reviews (
+            request_id INTEGER PRIMARY KEY REFERENCES requests(id),
+            actor TEXT NOT NULL,            -- who broke the glass
+            registry TEXT NOT NULL,
+            repositories TEXT NOT NULL,     -- JSON list: whose owners may review
+            rule TEXT NOT NULL,             -- the rule(s) that allowed it
+            bg_day TEXT NOT NULL,           -- YYYY-MM-DD (UTC) of the break-glass
+            created_at TEXT NOT NULL,
+            due_at TEXT NOT NULL,           -- review_within after created_at
+            state TEXT NOT NULL,            -- open | ok | concern
+            reviewer TEXT,
+            note TEXT,
+            reviewed_at TEXT,
+            reminded INTEGER NOT NULL DEFAULT 0,
+            escalated INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX reviews_actor_day ON reviews (actor, bg_day);
+        CREATE INDEX reviews_state ON reviews (state, due_at)
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1,
@@ -292,6 +321,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v5,
     _v6,
     _v7,
+    _v8_policy,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -46,6 +46,7 @@ from bot.core.registry import (
 from bot.core.replies import Reply, Table
 from bot.core.request_types import DeletionRequest, PurgePace, PurgeRequestSpec
 from bot.kernel.context import Call, Context
+from handlers.requests import rules_gate
 from handlers.requests.reply import request_reply
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,8 @@ def purge(call: Call, *, ctx: Context) -> Reply:
     who = "an owner" if need == 1 else "owners"
     return request_reply(
         f"Purge request #{request.id} created: {totals_text(request.spec)} pinned; "
-        f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you).",
+        f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you)."
+        + rules_gate.created_note(rules_gate.terms_of(ctx, request)),
         request,
     )
 
@@ -240,6 +242,16 @@ def plan_and_request(
                 "--filter."
             )
     counts = result.counts()
+    terms = rules_gate.at_request(  # [[policy]]: reason, freeze, break-glass; approvals, ttl
+        ctx,
+        args,
+        user=requester,
+        grants=grants,
+        registry=registry.name,
+        repositories=sorted({i.repository for i in result.items}),
+        action="purge",
+        items=len(result.items),
+    )
     return ctx.requests.create_purge(
         registry=registry.name,
         items=[_item_dict(i) for i in result.items],
@@ -261,8 +273,8 @@ def plan_and_request(
         ),
         requester=requester,
         reason=args["reason"],
-        ttl=ctx.config.approvals.ttl,
-        required=ctx.config.approvals.required_for("purge"),
+        ttl=terms.ttl,
+        required=terms.required,
         origin=origin,
         channel=channel,
         skipped=[(s.what, s.reason) for s in result.skipped],
