@@ -291,7 +291,11 @@ class SlackDelivery:
 
     def _card(self, payload: dict[str, Any]) -> None:
         request = self.ctx.requests.get(payload["request"])
-        drawn = blocks.request_card(request, policy=rules_gate.policy_field(self.ctx, request)[1])
+        drawn = blocks.request_card(
+            request,
+            policy=rules_gate.policy_field(self.ctx, request)[1],
+            typed=rules_gate.terms_of(self.ctx, request).confirm,
+        )
         card = self.cards.get(request.id)
         if card is None:
             posted = self._call(

@@ -37,6 +37,7 @@ from bot.state.announce import HOME
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH, DatabaseUnavailable, problem_of
 from bot.state.jobqueue import JobQueue, QueuedJob
+from handlers.requests import rules_gate
 from handlers.requests.break_glass import sweep_policy
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class SlackWork:
             handoff.COMMAND: self._command,
             handoff.DECIDE: self._decide_job,
             handoff.OPEN_DENY: self._open_deny_modal,
+            handoff.OPEN_CONFIRM: self._open_confirm_modal,
             handoff.PAGE: self._page,
             handoff.MORE: self._more,
             handoff.THREAD_REPLY: self._thread_reply,
@@ -327,6 +329,22 @@ class SlackWork:
                     ],
                 },
             )
+        finally:
+            self.queue.finish(job.key)
+
+    def _open_confirm_modal(self, job: QueuedJob) -> None:
+        """confirm = "type": the modal asking for the repository name (a trigger_id lives 3
+        seconds: a re-run after a crash cannot open it)."""
+        data = job.payload
+        if job.attempts > 1:
+            self.queue.finish(job.key, "trigger expired")
+            return
+        request = self.ctx.requests.get(data["request"])
+        view = blocks.confirm_view(
+            request, word=rules_gate.expected_word(request), channel=data.get("channel")
+        )
+        try:
+            self.client.views_open(trigger_id=data["trigger_id"], view=view)
         finally:
             self.queue.finish(job.key)
 
