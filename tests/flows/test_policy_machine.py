@@ -301,12 +301,28 @@ class PolicyMachine(RuleBasedStateMachine):
     def request(self, user: str, image: tuple[str, str], why: str) -> None:
         self.bot.handle(f"delete {image[0]}:{image[1]} --reason '{why}'", user=user)
 
+    @rule(
+        user=st.sampled_from(USERS),
+        image=st.sampled_from(IMAGES),
+        why=st.sampled_from(REASONS),
+        approvers=st.lists(st.sampled_from(APPROVERS), min_size=1, max_size=3),
+        typed=st.booleans(),
+    )
+    def request_then_approvals(
+        self, user: str, image: tuple[str, str], why: str, approvers: list[str], typed: bool
+    ) -> None:
+        """A request and its approvals in a row: the path to an execution is long for a
+        random walk, and the executions are what the invariant is about."""
+        self.request(user, image, why)
+        for approver in approvers:
+            self.approve(approver, 1, typed)
+
     @rule(user=st.sampled_from(ONCALL), image=st.sampled_from(IMAGES), why=st.sampled_from(REASONS))
     def break_the_glass(self, user: str, image: tuple[str, str], why: str) -> None:
         self.bot.handle(f"delete {image[0]}:{image[1]} --reason '{why}' --break-glass", user=user)
 
     @precondition(lambda self: self.pending())
-    @rule(user=st.sampled_from(APPROVERS), n=st.integers(0, 3), typed=st.booleans())
+    @rule(user=st.sampled_from(APPROVERS), n=st.integers(1, 4), typed=st.booleans())
     def approve(self, user: str, n: int, typed: bool) -> None:
         n = self.recent(n)
         line = f"approve {n}"
@@ -316,19 +332,19 @@ class PolicyMachine(RuleBasedStateMachine):
         self.bot.handle(line, user=user)
 
     @precondition(lambda self: self.pending())
-    @rule(user=st.sampled_from(APPROVERS), n=st.integers(0, 3), typed=st.booleans())
+    @rule(user=st.sampled_from(APPROVERS), n=st.integers(1, 4), typed=st.booleans())
     def approve_another(self, user: str, n: int, typed: bool) -> None:
         """Approvals are most of what happens to requests: a second rule doubles their odds."""
         self.approve(user, n, typed)
 
     @precondition(lambda self: self.pending())
-    @rule(user=st.sampled_from(USERS), n=st.integers(0, 6))
+    @rule(user=st.sampled_from(USERS), n=st.integers(1, 4))
     def deny(self, user: str, n: int) -> None:
         n = self.recent(n)
         self.bot.handle(f"deny {n} --reason no", user=user)
 
     @precondition(lambda self: self.pending())
-    @rule(user=st.sampled_from(USERS), n=st.integers(0, 6))
+    @rule(user=st.sampled_from(USERS), n=st.integers(1, 4))
     def cancel(self, user: str, n: int) -> None:
         n = self.recent(n)
         self.bot.handle(f"cancel {n}", user=user)
@@ -341,9 +357,9 @@ class PolicyMachine(RuleBasedStateMachine):
         return row is not None
 
     def recent(self, back: int) -> int:
-        """The id of the ``back``-th latest request (0: one past the last, no such request)."""
-        row = self.bot.ctx.store.db.execute("select max(id) from requests").fetchone()
-        return max(1, (row[0] or 0) - back + 1)
+        """The id of the ``back``-th latest request (4: one past the last, no such request)."""
+        last = self.bot.ctx.store.db.execute("select max(id) from requests").fetchone()[0] or 0
+        return last + 1 if back == 4 else max(1, last - back + 1)
 
     @rule(minutes=st.sampled_from((1, 17, 45, 90, 240, 1440)))
     def wait(self, minutes: int) -> None:
@@ -352,6 +368,18 @@ class PolicyMachine(RuleBasedStateMachine):
     @rule()
     def step(self) -> None:
         self.TOTALS["steps"] += 1
+
+    @precondition(lambda self: any(r["freeze"] for r in self.rules))
+    @rule(data=st.data())
+    def into_a_freeze(self, data: st.DataObject) -> None:
+        """Move the clock to a minute after one of the freezes opens (a random walk of
+        minutes and hours reaches them, but seldom with approvals waiting)."""
+        hour, _minutes = data.draw(st.sampled_from([w for r in self.rules for w in r["freeze"]]))
+        now = self.clock()
+        start = now.replace(hour=hour, minute=1, second=0, microsecond=0)
+        if start <= now:
+            start += timedelta(days=1)
+        self.clock.advance(seconds=(start - now).total_seconds())
 
     @rule()
     def sweep(self) -> None:

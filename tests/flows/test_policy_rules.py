@@ -265,3 +265,31 @@ def test_policy_command_lists_rules_and_explains_one(prod, clock):
         "`0 16 * * FRI` for 64h (rule prod); now frozen until 2026-11-30 08:00 UTC"
     )
     assert one["break-glass"].startswith("allowed (oncall or owner; 3 a day each")
+
+
+def test_break_glass_purge_runs_every_pinned_item_now(make_bot):
+    bot = make_bot(policy=[PROD], groups=GROUPS)
+    reply = bot.say(
+        "dave",
+        "purge --filter 'baseimages/alpine:^3\\.19$' --ago 0d --reason 'incident 99 disk full' "
+        "--break-glass",
+    )
+    assert reply.text.startswith("Break-glass: Purge request #1 done"), reply.text
+    assert "3.19" not in tags_of(bot, "baseimages/alpine")
+    assert Reviews(bot.ctx.store, bot.ctx.audit).get(1).actor == "dave"
+
+
+def test_break_glass_purge_needs_the_role_on_every_repository(make_bot):
+    bot = make_bot(policy=[PROD, {**SANDBOX, "break_glass": True}], groups=GROUPS, users={})
+    bot.grant("dave", "oncall", repositories="baseimages/*")
+    bot.grant("dave", "reader")
+    reply = bot.say(
+        "dave",
+        "purge --filter 'baseimages/alpine:^3\\.19$' --filter 'testimages/nginx:^1' --ago 0d "
+        "--reason 'incident 99 disk full' --break-glass",
+    )
+    assert reply.text == (
+        "--break-glass needs oncall or owner on every repository it deletes from; you lack it "
+        "on demo/testimages/nginx; nothing was deleted"
+    )
+    assert bot.ctx.requests.list() == []
