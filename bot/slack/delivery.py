@@ -291,9 +291,10 @@ class SlackDelivery:
 
     def _card(self, payload: dict[str, Any]) -> None:
         request = self.ctx.requests.get(payload["request"])
+        policy = rules_gate.policy_field(self.ctx, request)
         drawn = blocks.request_card(
             request,
-            policy=rules_gate.policy_field(self.ctx, request)[1],
+            policy=policy[1] if policy else None,
             typed=rules_gate.terms_of(self.ctx, request).confirm,
         )
         card = self.cards.get(request.id)

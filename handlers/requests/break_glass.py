@@ -92,7 +92,8 @@ def _break_glass(call: Call, ctx: Context, reply: Reply) -> Reply:
 
 
 def _done_text(ctx: Context, request: DeletionRequest) -> str:
-    text = "Break-glass: " + approval_text(request).replace(" approved and ", " ")
+    said = approval_text(request).replace(" approved and ", " ").replace(" approved but ", " ")
+    text = "Break-glass: " + said.replace(" approved, but ", ": ")
     review = Reviews(ctx.store, ctx.audit).get(request.id)
     if review is not None and review.state == OPEN:
         text += (
@@ -134,6 +135,12 @@ def _announce(ctx: Context, request: DeletionRequest, *, actor: str, due: dateti
 def review(call: Call, *, ctx: Context) -> Reply:
     """Record the review of a break-glass: an owner of its repositories, not its actor."""
     request = visible_request(call, ctx, call.args["id"])
+    reviews = Reviews(ctx.store, ctx.audit)
+    found = reviews.get(request.id)
+    if found is not None and found.actor == call.user:
+        raise PermissionDenied(
+            f"you broke the glass on request #{request.id}: an owner other than you reviews it"
+        )
     for repository in request.repositories:  # re-read: a role revoked a second ago counts
         require(
             ctx.roles.grants_for(call.user),
@@ -143,14 +150,8 @@ def review(call: Call, *, ctx: Context) -> Reply:
             registry=request.registry,
             repository=repository,
         )
-    reviews = Reviews(ctx.store, ctx.audit)
-    found = reviews.get(request.id)
     if found is None:
         raise NotFound(f"request #{request.id} was not a break-glass: there is nothing to review")
-    if found.actor == call.user:
-        raise PermissionDenied(
-            f"you broke the glass on request #{request.id}: an owner other than you reviews it"
-        )
     ok, concern = bool(call.args.get("ok")), call.args.get("concern")
     if not ok and not concern:
         raise UsageError("say what you found: `review ID --ok` or `review ID --concern TEXT`")

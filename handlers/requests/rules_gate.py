@@ -252,8 +252,11 @@ def pending_text(ctx: Context, request: DeletionRequest) -> str:
     return text
 
 
-def policy_field(ctx: Context, request: DeletionRequest) -> tuple[str, str]:
-    """The `policy` line of `request ID` and the card: the rule, and what is still needed."""
+def policy_field(ctx: Context, request: DeletionRequest) -> tuple[str, str] | None:
+    """The `policy` line of `request ID` and the card: the rule, and what is still needed
+    (None without `[[policy]]` rules: `[approvals]` alone reads as it always has)."""
+    if not ctx.config.rules:
+        return None
     if request.state is State.PENDING:
         return ("policy", pending_text(ctx, request))
     return ("policy", f"rule {terms_of(ctx, request).rule}")

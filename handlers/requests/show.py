@@ -53,7 +53,8 @@ def show_request(call: Call, *, ctx: Context) -> Reply:
     reply = request_reply(
         f"Request #{request.id} ({request.action}): {request.state.value}", request
     )
-    reply = replace(reply, fields=(*reply.fields, rules_gate.policy_field(ctx, request)))
+    if (policy := rules_gate.policy_field(ctx, request)) is not None:
+        reply = replace(reply, fields=(*reply.fields, policy))
     if not request.is_purge:
         return reply
     top = call.args["top"] or 25

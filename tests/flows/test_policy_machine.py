@@ -363,7 +363,9 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule(minutes=st.sampled_from((1, 17, 45, 90, 240, 1440)))
     def wait(self, minutes: int) -> None:
+        """Time passes, and the worker sweeps as it does every minute."""
         self.clock.advance(minutes=minutes)
+        self.sweep()
 
     @rule()
     def step(self) -> None:
