@@ -201,6 +201,21 @@ def _say_held(ctx: Context, request: DeletionRequest, rule: str, end: datetime) 
     )
 
 
+def _say_released(ctx: Context, request: DeletionRequest) -> None:
+    """In the claim's transaction: the thread is told the held request runs now."""
+    if request.channel is not None:
+        ctx.outbox.put(
+            f"line:{request.id}:released",
+            LINE,
+            {
+                "request": request.id,
+                "line": "text",
+                "text": "The freeze is over: the approved request runs now.",
+            },
+            after=f"card:{request.id}",
+        )
+
+
 def still_owner(ctx: Context, request: DeletionRequest, approver: str) -> bool:
     grants = ctx.roles.grants_for(approver)
     return all(
@@ -234,6 +249,7 @@ def release_held(ctx: Context, execute: Executor) -> list[DeletionRequest]:
             request.id,
             execute=execute,
             ready=now_ready,
+            before=lambda current: _say_released(ctx, current),
             audit=("acrbot", "request.release", "the freeze is over"),
         )
         if ran is not None:

@@ -116,6 +116,23 @@ def test_policy_approved_then_frozen_waits_and_runs_after_the_window(make_bot, c
     assert rules_gate.release_held(bot.ctx, _runner(bot)) == []  # exactly once
 
 
+def test_policy_held_request_says_so_in_its_thread_then_runs(make_bot, clock):
+    rule = {**PROD, "ttl": "4d", "approvers": []}
+    bot = make_bot(policy=[rule], groups=GROUPS, slack={"requests_channel": "C0REQUESTS"})
+    bot.say("alice", FEDORA)
+    bot.say("bob", "approve 1")
+    clock.advance(hours=7, minutes=30)
+    bot.say("erin", "approve 1")
+    clock.advance(days=3)
+    rules_gate.release_held(bot.ctx, _runner(bot))
+    lines = {row[0]: row[1] for row in bot.ctx.store.db.execute("select key, payload from outbox")}
+    assert (
+        "until 2026-11-30 08:00 UTC: it runs then" in lines["line:1:held:2026-11-30T08:00:00+00:00"]
+    )
+    assert "The freeze is over" in lines["line:1:released"]
+    assert "outcome:1:done:thread" in lines
+
+
 def test_policy_held_request_that_expires_in_the_freeze_never_runs(make_bot, clock):
     bot = make_bot(policy=[{**PROD, "approvers": [], "ttl": "8h"}], groups=GROUPS)
     bot.say("alice", FEDORA)
