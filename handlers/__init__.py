@@ -10,9 +10,19 @@ May import: bot.core, bot.state, bot.ops, bot.kernel, and handlers.registries. N
 from __future__ import annotations
 
 from bot.kernel.dispatch import Handler
-from handlers import access, audit_log, browse, credentials, deployed, locks, meta, report
+from handlers import (
+    access,
+    audit_log,
+    browse,
+    credentials,
+    deployed,
+    locks,
+    meta,
+    policy_rules,
+    report,
+)
 from handlers.events import listing as events_listing
-from handlers.requests import decide, delete, purge, show
+from handlers.requests import break_glass, decide, show
 
 HANDLERS: dict[str, Handler] = {
     "help": meta.help_command,
@@ -22,8 +32,8 @@ HANDLERS: dict[str, Handler] = {
     "tags": browse.tags,
     "show": browse.show,
     "report": report.report,
-    "delete": delete.delete,
-    "purge": purge.purge,
+    "delete": break_glass.delete,  # a request; --break-glass runs it now
+    "purge": break_glass.purge,
     "lock": locks.lock,
     "where": deployed.where,
     "unlock": locks.unlock,
@@ -32,6 +42,8 @@ HANDLERS: dict[str, Handler] = {
     "approve": decide.approve,
     "deny": decide.deny,
     "cancel": decide.cancel,
+    "review": break_glass.review,
+    "policy": policy_rules.policy,
     "rotate": credentials.rotate,
     "admin": credentials.admin,
     "roles": access.roles,

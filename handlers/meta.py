@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.core.commands import COMMAND_LIST, COMMANDS, any_needs, scope
+from bot.core.commands import COMMAND_LIST, COMMANDS, any_needs, needs_when, scope
 from bot.core.errors import UsageError
 from bot.core.grammar import CommandSpec, unknown_command_message
 from bot.core.policy import Scope, allows
@@ -57,9 +57,7 @@ def help_command(call: Call, *, ctx: Context) -> Reply:
 def needs_text(spec: CommandSpec) -> str:
     """`contributor; reader with --dry-run`: the roles, and where an argument changes them."""
     text = " or ".join(sorted(spec.meta["needs"])) or "anyone"
-    when = spec.meta["needs_when"]
-    if when is not None:
-        name, by_value = when
+    for name, by_value in needs_when(spec):
         param = next(p for p in spec.params if p.name == name)
         for value, roles in by_value.items():
             where = param.flag if value is True else f"`{spec.name} {value}`"

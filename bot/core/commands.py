@@ -147,6 +147,14 @@ def reason(value: str) -> str:
     return value
 
 
+def confirm_word(value: str) -> str:
+    """What an approver typed to confirm (compared with the repository name by the handler)."""
+    value = value.strip()
+    if not value or len(value) > 255:
+        raise UsageError("--confirm: type the repository name (e.g. prod/payments)")
+    return value
+
+
 def keep_count(value: str) -> int:
     if not value.isdigit() or int(value) > 10_000:
         raise UsageError(f"`{shorten(value, 30)}` is not a number from 0 to 10000")
@@ -240,6 +248,15 @@ REPO_GLOB_OPT = Param(
     required=False,
 )
 REQUEST_ARG = Param("id", "ID", "request id, e.g. 12 or #12", request_id)
+BREAK_GLASS_OPT = Param(
+    "break_glass",
+    "",
+    "oncall or owner, where the rule allows: run now, without approvals, loudly; reviewed "
+    "afterwards (`review ID`)",
+    flag="--break-glass",
+    takes_value=False,
+    required=False,
+)
 
 
 def _spec(
@@ -250,7 +267,7 @@ def _spec(
     scope: Scope,
     *params: Param,
     exclusive: tuple[tuple[str, ...], ...] = (),
-    needs_when: tuple[str, dict[object, frozenset[Role]]] | None = None,
+    needs_when: tuple | None = None,
     elsewhere: dict[str, str] | None = None,
 ) -> CommandSpec:
     """``needs_when`` lowers or raises the role for one value of an argument (`admin status`)."""
@@ -393,6 +410,8 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             required=False,
         ),
         REGISTRY_OPT,
+        BREAK_GLASS_OPT,
+        needs_when=("break_glass", {True: ROTATE}),
     ),
     _spec(
         "purge",
@@ -449,7 +468,9 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             flag="--reason",
             required=False,
         ),
-        needs_when=("dry_run", {True: READ}),
+        BREAK_GLASS_OPT,
+        needs_when=(("dry_run", {True: READ}), ("break_glass", {True: ROTATE})),
+        exclusive=(("dry_run", "break_glass"),),
     ),
     _spec(
         "lock",
@@ -544,6 +565,14 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
         Scope.REQUEST,
         REQUEST_ARG,
         Param("reason", "TEXT", "optional note", reason, flag="--reason", required=False),
+        Param(
+            "confirm",
+            "REPO",
+            'the repository name, where a rule has confirm = "type"',
+            confirm_word,
+            flag="--confirm",
+            required=False,
+        ),
     ),
     _spec(
         "deny",
@@ -561,6 +590,40 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
         CONTRIBUTE,
         Scope.REQUEST,
         REQUEST_ARG,
+    ),
+    _spec(
+        "review",
+        "review a break-glass deletion afterwards: --ok or --concern TEXT (an owner, not the "
+        "actor)",
+        "review 12 --ok",
+        OWN,
+        Scope.REQUEST,
+        REQUEST_ARG,
+        Param("ok", "", "it was justified", flag="--ok", takes_value=False, required=False),
+        Param("concern", "TEXT", "what was wrong", reason, flag="--concern", required=False),
+        exclusive=(("ok", "concern"),),
+    ),
+    _spec(
+        "policy",
+        "list the [[policy]] rules, or show which applies to an image and what it requires",
+        "policy prod/payments:1.2 purge",
+        READ,
+        Scope.ANYWHERE,
+        Param(
+            "image",
+            "IMAGE",
+            "repo, repo:tag or loginserver/repo:tag",
+            partial(parse_image, default_tag="latest"),
+            required=False,
+        ),
+        Param(
+            "action",
+            "ACTION",
+            "delete, delete_manifest or purge (default: delete)",
+            choice("delete", "delete_manifest", "purge"),
+            required=False,
+        ),
+        REGISTRY_OPT,
     ),
     _spec(
         "rotate",
@@ -658,12 +721,20 @@ COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in COMMAND_LIST}
 
 def needs(spec: CommandSpec, args: dict | None = None) -> frozenset[Role]:
     """The roles that may run ``spec`` (with these ``args``, when the role depends on them)."""
-    when = spec.meta["needs_when"]
-    if when is not None and args is not None:
-        name, by_value = when
-        if args.get(name) in by_value:
-            return by_value[args[name]]
+    if args is not None:
+        for name, by_value in needs_when(spec):
+            if args.get(name) in by_value:
+                return by_value[args[name]]
     return spec.meta["needs"]
+
+
+def needs_when(spec: CommandSpec) -> tuple[tuple[str, dict[object, frozenset[Role]]], ...]:
+    """The (argument, {value: roles}) pairs that change the role ``spec`` needs: one pair,
+    or several (`purge`: --dry-run lowers it, --break-glass changes it)."""
+    when = spec.meta["needs_when"]
+    if when is None:
+        return ()
+    return (when,) if isinstance(when[0], str) else tuple(when)
 
 
 def scope(spec: CommandSpec) -> Scope:
@@ -673,8 +744,8 @@ def scope(spec: CommandSpec) -> Scope:
 def any_needs(spec: CommandSpec) -> frozenset[Role]:
     """Every role that can run ``spec`` in some form (used by `help`)."""
     roles = set(spec.meta["needs"])
-    if spec.meta["needs_when"] is not None:
-        for extra in spec.meta["needs_when"][1].values():
+    for _name, by_value in needs_when(spec):
+        for extra in by_value.values():
             roles |= extra
     return frozenset(roles)
 
@@ -696,6 +767,7 @@ LISTINGS = frozenset(
         "roles",
         "audit",
         "events",
+        "policy",
     }
 )
 

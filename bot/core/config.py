@@ -22,6 +22,7 @@ from bot.core.event_rules import EventsConfig, WatchRule, events_config, watch_r
 from bot.core.patterns import compile_user_regex
 from bot.core.references import shorten
 from bot.core.report_rules import ReportRule, parse_reports
+from bot.core.rules import PolicyRule, parse_rules
 
 CONFIG_ENV = "ACRBOT_CONFIG"
 # type -> required keys. Optional keys of `oci`: username, password_env, token_env,
@@ -169,6 +170,7 @@ class Config:
     deployed: tuple[DeployedConfig, ...] = ()  # [[deployed]]: where images run
     events: EventsConfig | None = None  # [events]: the registry-event receiver (issue 24)
     watches: tuple[WatchRule, ...] = ()  # [[watch]]: registry events posted to channels
+    rules: tuple[PolicyRule, ...] = ()  # [[policy]]: per-repository rules (bot/core/rules.py)
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -389,6 +391,7 @@ def from_mapping(
         "deployed",
         "events",
         "watch",
+        "policy",
     }
     for key in data:
         if key not in known:
@@ -424,6 +427,14 @@ def from_mapping(
         reports=parse_reports(data.get("report", []), registries={r.name for r in registries}),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
+        rules=parse_rules(
+            data.get("policy", []),
+            registries=[r.name for r in registries],
+            groups=groups,
+            users=users,
+            duration=parse_duration,
+            max_ttl=MAX_TTL,
+        ),
     )
 
 

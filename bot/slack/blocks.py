@@ -8,6 +8,7 @@ part and says so: nothing is ever cut silently.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,8 @@ PAGE_PREVIOUS, PAGE_NEXT = "acr_page_previous", "acr_page_next"
 MORE = "acr_more"  # the "More" button of earlier releases; a click says to run it again
 SECTIONS_PER_MESSAGE = 10  # ~29k characters: a reply longer than this is cut, with a note
 DENY_VIEW = "acr_deny_modal"  # the modal that asks why a request is denied
+# [[policy]] confirm = "type": Approve opens a modal asking for the repository name.
+APPROVE_TYPED, CONFIRM_VIEW = "acr_approve_typed", "acr_confirm_modal"
 
 _STATE_EMOJI = {
     State.PENDING: ":hourglass_flowing_sand:",
@@ -284,8 +287,13 @@ def _frees(freed: int) -> str:
     return "nothing by itself: untagged images stay until a purge with `--untagged`"
 
 
-def request_card(request: DeletionRequest) -> Message:
-    """The card posted in the channel; buttons only while the request can be decided."""
+def request_card(
+    request: DeletionRequest, *, policy: str | None = None, typed: bool = False
+) -> Message:
+    """The card posted in the channel; buttons only while the request can be decided.
+    ``policy``: the rule that governs it and what it still needs (handlers/requests/
+    rules_gate.py), drawn under the facts; ``typed``: Approve opens the modal that asks for
+    the repository name (confirm = "type") instead of a confirmation dialog."""
     title = "Purge request" if request.is_purge else "Deletion request"
     blocks: list[Block] = [
         HeaderBlock(text=f"{title} #{request.id}"),
@@ -294,6 +302,8 @@ def request_card(request: DeletionRequest) -> Message:
         ),
         ContextBlock(elements=[MarkdownTextObject(text=state_line(request))]),
     ]
+    if policy:
+        blocks.insert(2, ContextBlock(elements=[MarkdownTextObject(text=escape(policy)[:2000])]))
     if request.state is State.PENDING:
         what = (
             totals_text(request.spec)
@@ -314,10 +324,10 @@ def request_card(request: DeletionRequest) -> Message:
                 elements=[
                     ButtonElement(
                         text="Approve",
-                        action_id=APPROVE,
+                        action_id=APPROVE_TYPED if typed else APPROVE,
                         value=str(request.id),
                         style="primary",
-                        confirm=confirm,
+                        confirm=None if typed else confirm,
                     ),
                     ButtonElement(
                         text="Deny", action_id=DENY, value=str(request.id), style="danger"
@@ -414,3 +424,32 @@ def home_view(
             for r in mine[:10]
         )
     return {"type": "home", "blocks": blocks[:100]}
+
+
+def confirm_view(request: DeletionRequest, *, word: str, channel: str | None) -> dict[str, Any]:
+    """The modal of confirm = "type": the approver types ``word`` (the repository name);
+    what they typed goes to `approve ID --confirm …`, which approves only on an exact match."""
+    return {
+        "type": "modal",
+        "callback_id": CONFIRM_VIEW,
+        "private_metadata": json.dumps({"request": request.id, "channel": channel}),
+        "title": {"type": "plain_text", "text": f"Approve #{request.id}"[:24]},
+        "submit": {"type": "plain_text", "text": "Approve"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(
+                f"Approving may run it now: it deletes from *{escape(request.target)}*. "
+                f"Type *{escape(word)}* to confirm."[:MAX_TEXT]
+            ),
+            {
+                "type": "input",
+                "block_id": "confirm",
+                "label": {"type": "plain_text", "text": "Repository name"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "confirm",
+                    "max_length": 255,
+                },
+            },
+        ],
+    }

@@ -32,7 +32,7 @@ from bot.state import announce
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH
 from bot.state.outbox import Item, Outbox
-from handlers.events.process import POST
+from handlers.requests import rules_gate
 
 log = logging.getLogger(__name__)
 RESPOND = "respond"  # payload: url, message (text, blocks, response_type, replace_original)
@@ -136,7 +136,7 @@ class SlackDelivery:
             RESPOND: self._respond,
             EPHEMERAL: self._ephemeral,
             DM: self._dm,
-            POST: self._post,
+            announce.POST: self._post,
             CHART: self._chart,
         }
 
@@ -312,7 +312,12 @@ class SlackDelivery:
 
     def _card(self, payload: dict[str, Any]) -> None:
         request = self.ctx.requests.get(payload["request"])
-        drawn = blocks.request_card(request)
+        policy = rules_gate.policy_field(self.ctx, request)
+        drawn = blocks.request_card(
+            request,
+            policy=policy[1] if policy else None,
+            typed=rules_gate.terms_of(self.ctx, request).confirm,
+        )
         card = self.cards.get(request.id)
         if card is None:
             posted = self._call(

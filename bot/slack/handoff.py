@@ -20,11 +20,12 @@ from bot.state.jobqueue import JobQueue
 COMMAND = "command"  # /acr …; data: the command payload
 DECIDE = "decide"  # approve/deny as a user; data: user, channel, command
 OPEN_DENY = "open_deny"  # open the deny modal; data: trigger_id, request, channel
+OPEN_CONFIRM = "open_confirm"  # the type-the-repository modal ([[policy]] confirm = "type")
 PAGE = "page"  # Previous/Next on a listing; data: user, value, response_url, ephemeral
 MORE = "more"  # the "More" button of an earlier release; data: response_url
 THREAD_REPLY = "thread_reply"  # a message in a thread; data: the message event
 HOME = "home"  # publish the App Home tab; data: user
-KINDS = frozenset({COMMAND, DECIDE, OPEN_DENY, PAGE, MORE, THREAD_REPLY, HOME})
+KINDS = frozenset({COMMAND, DECIDE, OPEN_DENY, OPEN_CONFIRM, PAGE, MORE, THREAD_REPLY, HOME})
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ class Listeners:
         app.action(blocks.PAGE_NEXT)(self.on_page)
         app.action(blocks.MORE)(self.on_more)
         app.view(blocks.DENY_VIEW)(self.on_deny_submitted)
+        app.action(blocks.APPROVE_TYPED)(self.on_approve_typed)
+        app.view(blocks.CONFIRM_VIEW)(self.on_confirm_submitted)
         app.event("app_mention")(self.on_mention)
         app.event("app_home_opened")(self.on_home_opened)
 
@@ -117,6 +119,42 @@ class Listeners:
         )
         if status in REFUSED:  # the modal stays open, saying why: the user can submit again
             ack(response_action="errors", errors={"reason": REFUSED[status][:150]})
+        else:
+            ack()
+
+    def on_approve_typed(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any]
+    ) -> BoltResponse | None:
+        """Approve where a rule has confirm = "type": the worker opens the modal."""
+        data = {
+            "trigger_id": body["trigger_id"],
+            "request": int(action["value"]),
+            "channel": _channel(body),
+        }
+        status = self.sink.submit(Job(handoff.OPEN_CONFIRM, data, trigger_id=body["trigger_id"]))
+        return _ack_click(ack, status)
+
+    def on_confirm_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """The typed repository name becomes `approve ID --confirm NAME`: the handler compares
+        it (a mismatch approves nothing and says so)."""
+        typed = (view["state"]["values"]["confirm"]["confirm"].get("value") or "").strip()
+        if not typed:
+            ack(response_action="errors", errors={"confirm": "Type the repository name."})
+            return
+        where = json.loads(view["private_metadata"])
+        status = self.sink.submit(
+            Job(
+                handoff.DECIDE,
+                {
+                    "user": body["user"]["id"],
+                    "channel": where.get("channel"),
+                    "command": f"approve {int(where['request'])} --confirm {shlex.quote(typed)}",
+                },
+                trigger_id=body.get("trigger_id"),
+            )
+        )
+        if status in REFUSED:
+            ack(response_action="errors", errors={"confirm": REFUSED[status][:150]})
         else:
             ack()
 

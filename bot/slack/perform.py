@@ -38,6 +38,8 @@ from bot.state.announce import HOME
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH, DatabaseUnavailable, problem_of
 from bot.state.jobqueue import JobQueue, QueuedJob
+from handlers.requests import rules_gate
+from handlers.requests.break_glass import sweep_policy
 
 log = logging.getLogger(__name__)
 PUBLIC_FLAG = "--public"
@@ -87,6 +89,7 @@ class SlackWork:
             handoff.COMMAND: self._command,
             handoff.DECIDE: self._decide_job,
             handoff.OPEN_DENY: self._open_deny_modal,
+            handoff.OPEN_CONFIRM: self._open_confirm_modal,
             handoff.PAGE: self._page,
             handoff.MORE: self._more,
             handoff.THREAD_REPLY: self._thread_reply,
@@ -332,6 +335,22 @@ class SlackWork:
         finally:
             self.queue.finish(job.key)
 
+    def _open_confirm_modal(self, job: QueuedJob) -> None:
+        """confirm = "type": the modal asking for the repository name (a trigger_id lives 3
+        seconds: a re-run after a crash cannot open it)."""
+        data = job.payload
+        if job.attempts > 1:
+            self.queue.finish(job.key, "trigger expired")
+            return
+        request = self.ctx.requests.get(data["request"])
+        view = blocks.confirm_view(
+            request, word=rules_gate.expected_word(request), channel=data.get("channel")
+        )
+        try:
+            self.client.views_open(trigger_id=data["trigger_id"], view=view)
+        finally:
+            self.queue.finish(job.key)
+
     def _decide_job(self, job: QueuedJob) -> None:
         self._decide(job, job.payload)
 
@@ -509,6 +528,7 @@ class SlackWork:
         self.ctx.requests.expire_due()
         if self.dispatcher.recover is not None:
             self.dispatcher.recover()
+        sweep_policy(self.ctx)  # [[policy]]: held by a freeze; break-glass reviews
         if self.ctx.config.retention:
             from bot.schedules.retention import run_due
 

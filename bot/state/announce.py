@@ -19,6 +19,7 @@ LINE = "line"
 OUTCOME = "outcome"
 HOME = "home"
 HOMES = "homes"  # every owner who can act on a request: their App Home is drawn again
+POST = "post"  # a line for a channel: payload {channel, text} (watch lines, alerts, break-glass)
 
 
 def card_key(request_id: int) -> str:

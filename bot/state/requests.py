@@ -48,6 +48,10 @@ Authorizer = Callable[[DeletionRequest], None]
 # Told of every change, inside the transaction that makes it (so an outbox entry and the
 # change commit together).
 Listener = Callable[[DeletionRequest, RequestEvent], None]
+# The policy rules' say once the quorum is met (handlers/requests/rules_gate.py): given the
+# request and who its counted approvals are from, True to execute now, False to hold it
+# (a freeze; an approver the rule names still missing). Raising refuses the approval.
+Ready = Callable[[DeletionRequest, tuple[str, ...]], bool]
 
 
 class Requests(Recovery):
@@ -273,6 +277,7 @@ class Requests(Recovery):
         execute: Executor,
         origin: str | None = None,
         still_counts: Callable[[str], bool] | None = None,
+        ready: Ready | None = None,
     ) -> ApprovalResult:
         """Record one approval; when it completes the quorum, run ``execute`` exactly once.
 
@@ -305,7 +310,8 @@ class Requests(Recovery):
                 outcome=f"{count}/{request.required}",
                 at=now,
             )
-            if count >= request.required:
+            counted = (*(a.approver for a in request.approvals if a.approver not in void), approver)
+            if count >= request.required and (ready is None or ready(request, counted)):
                 won = self._claim_execution(db, request_id, now)
             if not won:
                 self._tell(request_id, RequestEvent(Change.APPROVED, approver))
@@ -316,6 +322,45 @@ class Requests(Recovery):
         return ApprovalResult(
             request=self._execute(request_id, execute), executed=True, withdrawn=tuple(void)
         )
+
+    def run_now(
+        self,
+        request_id: int,
+        *,
+        execute: Executor,
+        ready: Callable[[DeletionRequest], bool],
+        before: Callable[[DeletionRequest], None] | None = None,
+        audit: tuple[str, str, str] | None = None,
+    ) -> DeletionRequest | None:
+        """Claim a pending request for execution and run it through the one execution path
+        approvals use, if ``ready`` says so now (checked inside the claim's transaction): a
+        request held by a freeze once it is over, or a break-glass. ``before`` writes what
+        must commit with the claim (a break-glass's review); ``audit`` is (actor, action,
+        outcome) for the row that says why it ran. None when it was not run (not ready, no
+        longer pending, or expired)."""
+        now = self._clock()
+        self._expire_if_due(request_id, now)
+        with self._store.transaction() as db:
+            request = self.get(request_id)
+            if request.state is not State.PENDING or request.expires_at <= now:
+                return None
+            if not ready(request):
+                return None
+            if before is not None:
+                before(request)
+            if audit is not None:
+                actor, action, outcome = audit
+                self._audit.append(
+                    actor=actor,
+                    action=action,
+                    target=request.target,
+                    request_id=request_id,
+                    outcome=outcome,
+                    at=now,
+                )
+            if not self._claim_execution(db, request_id, now):
+                return None
+        return self._execute(request_id, execute)
 
     def _approved_by_origin(self, request_id: int, approver: str, origin: str) -> bool:
         """Whether this job (run again after a crash) already recorded this approval."""

@@ -389,6 +389,36 @@ def _v10(db: Any) -> None:
             expires_at TEXT NOT NULL,       -- ISO-8601 UTC, the holder's clock
             taken_at TEXT NOT NULL
         )
+        )
+        """,
+    )
+
+
+def _v11(db: Any) -> None:
+    """Issue 23: break-glass deletions and their reviews (bot/state/reviews.py). One review
+    per break-glass request, written in the transaction that starts it; `bg_day` counts an
+    actor's break-glass uses of a UTC day (`break_glass_per_day`)."""
+    _script(
+        db,
+        """
+        CREATE TABLE reviews (
+            request_id INTEGER PRIMARY KEY REFERENCES requests(id),
+            actor TEXT NOT NULL,            -- who broke the glass
+            registry TEXT NOT NULL,
+            repositories TEXT NOT NULL,     -- JSON list: whose owners may review
+            rule TEXT NOT NULL,             -- the rule(s) that allowed it
+            bg_day TEXT NOT NULL,           -- YYYY-MM-DD (UTC) of the break-glass
+            created_at TEXT NOT NULL,
+            due_at TEXT NOT NULL,           -- review_within after created_at
+            state TEXT NOT NULL,            -- open | ok | concern
+            reviewer TEXT,
+            note TEXT,
+            reviewed_at TEXT,
+            reminded INTEGER NOT NULL DEFAULT 0,
+            escalated INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX reviews_actor_day ON reviews (actor, bg_day);
+        CREATE INDEX reviews_state ON reviews (state, due_at)
         """,
     )
 
@@ -405,6 +435,7 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v8,
     _v9,
     _v10,
+    _v11,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

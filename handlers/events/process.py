@@ -23,6 +23,7 @@ from bot.core.redaction import REDACTOR
 from bot.core.registry import Registry
 from bot.core.registry_events import Action, RegistryEvent
 from bot.kernel.context import Context
+from bot.state.announce import POST
 from bot.state.own_deletions import bot_deleted
 from bot.state.registry_events import EventLog, StoredEvent
 from bot.state.tag_index import TagIndex
@@ -35,7 +36,6 @@ class _AlreadyDone(Exception):
     """The event was finished by another worker while this one processed it."""
 
 
-POST = "post"  # outbox kind: payload {channel, text} (bot/slack/delivery.py posts it)
 FOLD_WINDOW = timedelta(minutes=1)
 BOT = "acrbot"
 

@@ -15,6 +15,7 @@ from bot.core.registry import (
 from bot.core.replies import Reply
 from bot.core.request_types import Action, DeletionRequest, State
 from bot.kernel.context import Call, Context
+from handlers.requests import rules_gate
 from handlers.requests.delete import execute_delete, gone_note, reconcile_delete
 from handlers.requests.purge_run import execute_purge
 from handlers.requests.reply import approval_text, request_reply, visible_request
@@ -66,7 +67,7 @@ def _authorizer(
 
 def approve(call: Call, *, ctx: Context) -> Reply:
     """Approve; the approval that completes the quorum runs the deletion, once."""
-    visible_request(call, ctx, call.args["id"])
+    rules_gate.confirm(call, ctx, visible_request(call, ctx, call.args["id"]))  # confirm="type"
 
     def still_counts(approver: str) -> bool:
         request = ctx.requests.get(call.args["id"])
@@ -84,9 +85,12 @@ def approve(call: Call, *, ctx: Context) -> Reply:
         execute=lambda request: EXECUTORS[request.action].run(ctx, request, call.progress),
         origin=call.origin,
         still_counts=still_counts,
+        ready=rules_gate.ready(ctx),  # [[policy]]: approvers, freeze, at this moment
     )
     request = result.request
     text = approval_text(request)
+    if request.state is State.PENDING:
+        text = rules_gate.approval_note(ctx, request)
     if result.withdrawn:
         who = ", ".join(result.withdrawn)
         text += (

@@ -29,7 +29,7 @@ from bot.core.registry import (
 from bot.core.replies import Reply
 from bot.core.request_types import DeletionRequest
 from bot.kernel.context import Call, Context
-from handlers.requests import in_use
+from handlers.requests import in_use, rules_gate
 from handlers.requests.reply import request_reply
 
 
@@ -45,6 +45,16 @@ def delete(call: Call, *, ctx: Context) -> Reply:
             f"{registry.name} cannot remove a single tag; add --manifest to delete "
             "the image and every tag on it (the request will list them)"
         )
+    action = "delete_manifest" if manifest else "delete"
+    terms = rules_gate.at_request(  # [[policy]]: reason, freeze, break-glass; approvals, ttl
+        ctx,
+        call.args,
+        user=call.user,
+        grants=call.grants,
+        registry=registry.name,
+        repositories=(ref.repository,),
+        action=action,
+    )
     tag = registry.tag(ref.repository, ref.tag) if ref.tag else None  # digest and lock, once
     digest = tag.digest if tag is not None else ref.digest
     if ref.tag and ref.digest and digest != ref.digest:
@@ -90,7 +100,6 @@ def delete(call: Call, *, ctx: Context) -> Reply:
         call.origin is None or ctx.requests.get(duplicate).origin != call.origin
     ):
         raise Conflict(f"request #{duplicate} already asks for this; approve or cancel it")
-    action = "delete_manifest" if manifest else "delete"
     request = ctx.requests.create(
         registry=registry.name,
         repository=ref.repository,
@@ -100,8 +109,8 @@ def delete(call: Call, *, ctx: Context) -> Reply:
         tags=going,
         requester=call.user,
         reason=call.args["reason"],
-        ttl=ctx.config.approvals.ttl,
-        required=ctx.config.approvals.required_for(action),
+        ttl=terms.ttl,
+        required=terms.required,
         origin=call.origin,
         channel=call.channel or ctx.config.requests_channel,
     )
@@ -109,7 +118,8 @@ def delete(call: Call, *, ctx: Context) -> Reply:
     return request_reply(
         f"Request #{request.id} created: waiting for {need} approval"
         f"{'' if need == 1 else 's'} from {'an owner' if need == 1 else 'owners'} (not you)."
-        + (f" ({warning})" if warning else ""),
+        + (f" ({warning})" if warning else "")
+        + rules_gate.created_note(terms),
         request,
     )
 

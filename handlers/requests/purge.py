@@ -47,7 +47,7 @@ from bot.core.registry import (
 from bot.core.replies import Reply, Table
 from bot.core.request_types import DeletionRequest, PurgePace, PurgeRequestSpec
 from bot.kernel.context import Call, Context
-from handlers.requests import in_use
+from handlers.requests import in_use, rules_gate
 from handlers.requests.freed import FREED_NOTE, freed_by
 from handlers.requests.reply import request_reply
 
@@ -190,7 +190,8 @@ def purge(call: Call, *, ctx: Context) -> Reply:
     return request_reply(
         f"Purge request #{request.id} created: {totals_text(request.spec)} pinned; "
         f"waiting for {need} approval{'' if need == 1 else 's'} from {who} (not you)."
-        + (f" ({warning})" if warning else ""),
+        + (f" ({warning})" if warning else "")
+        + rules_gate.created_note(rules_gate.terms_of(ctx, request)),
         request,
     )
 
@@ -231,7 +232,9 @@ def plan_and_request(
             + (f" ({len(result.skipped)} skipped: see `--dry-run`)" if result.skipped else "")
             + "; no request was made"
         )
-    if grants is not None:
+    if grants is not None and args.get("break_glass"):
+        pass  # oncall or owner on every repository: rules_gate.at_request checks it below
+    elif grants is not None:
         missing = sorted(
             {
                 i.repository
@@ -252,7 +255,17 @@ def plan_and_request(
                 "--filter."
             )
     counts = result.counts()
-    request = ctx.requests.create_purge(
+    terms = rules_gate.at_request(  # [[policy]]: reason, freeze, break-glass; approvals, ttl
+        ctx,
+        args,
+        user=requester,
+        grants=grants,
+        registry=registry.name,
+        repositories=sorted({i.repository for i in result.items}),
+        action="purge",
+        items=len(result.items),
+    )
+    return ctx.requests.create_purge(
         registry=registry.name,
         items=[_item_dict(i) for i in result.items],
         spec=PurgeRequestSpec(
@@ -274,8 +287,8 @@ def plan_and_request(
         ),
         requester=requester,
         reason=args["reason"],
-        ttl=ctx.config.approvals.ttl,
-        required=ctx.config.approvals.required_for("purge"),
+        ttl=terms.ttl,
+        required=terms.required,
         origin=origin,
         channel=channel,
         skipped=[(s.what, s.reason) for s in result.skipped],

@@ -10,6 +10,7 @@ from bot.core.policy import Scope, allows
 from bot.core.replies import Paging, Reply, Table
 from bot.core.request_types import State
 from bot.kernel.context import Call, Context
+from handlers.requests import rules_gate
 from handlers.requests.reply import request_data, request_reply, visible_request
 
 
@@ -52,6 +53,8 @@ def show_request(call: Call, *, ctx: Context) -> Reply:
     reply = request_reply(
         f"Request #{request.id} ({request.action}): {request.state.value}", request
     )
+    if (policy := rules_gate.policy_field(ctx, request)) is not None:
+        reply = replace(reply, fields=(*reply.fields, policy))
     if not request.is_purge:
         return reply
     top = call.args["top"] or 25

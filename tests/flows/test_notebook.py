@@ -129,7 +129,8 @@ def test_a_missing_argument_gets_the_grammars_own_message(acr):
     result = acr.delete("baseimages/fedora:24")
     assert not result.ok
     assert result.text == (
-        "missing --reason\nUsage: delete IMAGE --reason TEXT [--manifest] [--registry R]"
+        "missing --reason\nUsage: delete IMAGE --reason TEXT [--manifest] [--registry R] "
+        "[--break-glass]"
     )
 
 

@@ -237,7 +237,10 @@ class SlackHarness:
         self.last_click_response = f"click{next(self._ids)}"
         return self.last_click_response
 
-    def submit_view(self, user: str, view: dict[str, Any], reason: str) -> tuple[int, str]:
+    def submit_view(
+        self, user: str, view: dict[str, Any], reason: str, *, block: str = "reason"
+    ) -> tuple[int, str]:
+        """Submit a modal whose one input (block and action id ``block``) holds ``reason``."""
         payload = {
             "type": "view_submission",
             "team": {"id": TEAM},
@@ -249,7 +252,7 @@ class SlackHarness:
                 **view,
                 "id": "V0001",
                 "state": {
-                    "values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}
+                    "values": {block: {block: {"type": "plain_text_input", "value": reason}}}
                 },
             },
         }

@@ -54,9 +54,11 @@ def test_help_command_shows_usage_arguments_and_example(bot):
     reply = bot.say("alice", "help delete")
     fields = dict(reply.fields)
     assert reply.text.startswith("delete: request deletion of a tag")
-    assert fields["usage"] == "delete IMAGE --reason TEXT [--manifest] [--registry R]"
+    assert fields["usage"] == (
+        "delete IMAGE --reason TEXT [--manifest] [--registry R] [--break-glass]"
+    )
     assert fields["example"] == 'delete baseimages/fedora:24 --reason "EOL"'
-    assert fields["needs"] == "contributor"
+    assert fields["needs"] == "contributor; oncall or owner with --break-glass"
     assert bot.say("alice", "help tgas").text == "unknown command `tgas`. Did you mean `tags`?"
 
 
@@ -98,8 +100,19 @@ def config_keys() -> set[str]:
     keys |= {f"audit.blob.{k}" for k in _known(blob)}
     keys |= {f"retention.{k}" for k in _known({"registry": [_REGISTRY], "retention": [unknown]})}
     keys |= {f"report.{k}" for k in _known({"registry": [_REGISTRY], "report": [unknown]})}
+    rule = {"name": "r", "repos": ["*"], **unknown}
+    keys |= {f"policy.{k}" for k in _known({"registry": [_REGISTRY], "policy": [rule]})}
     # a table is documented by its keys; groups and users are maps of names, rows of their own
-    return keys - {"approvals", "registry", "audit", "slack", "notebook", "retention", "report"}
+    return keys - {
+        "approvals",
+        "registry",
+        "audit",
+        "slack",
+        "notebook",
+        "retention",
+        "report",
+        "policy",
+    }
 
 
 def test_config_keys_are_read_from_the_loader():

@@ -49,6 +49,7 @@ from bot.core.references import ImageRef
                 "reason": "end of life",
                 "manifest": False,
                 "registry": None,
+                "break_glass": False,
             },
         ),
         (
@@ -59,10 +60,11 @@ from bot.core.references import ImageRef
                 "reason": "smart quotes work",
                 "manifest": True,
                 "registry": None,
+                "break_glass": False,
             },
         ),
         ("requests --mine", "requests", {"mine": True, "pending": False, "all": False}),
-        ("approve #12", "approve", {"id": 12, "reason": None}),
+        ("approve #12", "approve", {"id": 12, "reason": None, "confirm": None}),
         ("deny 3 --reason 'still used'", "deny", {"id": 3, "reason": "still used"}),
         (
             "rotate password2 --reason rotation",

@@ -10,6 +10,20 @@ NO_ADMIN = "demo (oci-layout) has no admin user or credentials to manage"
 
 # command line -> expected outcome per role: OK (ran), or the start of the refusal.
 MATRIX = {
+    "policy": {
+        "none": "`policy` needs reader",
+        "reader": OK,
+        "contributor": OK,
+        "owner": OK,
+        "oncall": OK,
+    },
+    "review 1 --ok": {
+        "none": "there is no request #1",
+        "reader": "`review` needs owner",
+        "contributor": "`review` needs owner",
+        "owner": "request #1 was not a break-glass",
+        "oncall": "`review` needs owner",
+    },
     "help": dict.fromkeys(ROLES, OK),
     "whoami": dict.fromkeys(ROLES, OK),
     "roles": dict.fromkeys(ROLES, OK),
@@ -233,10 +247,12 @@ def test_help_lists_only_what_the_caller_may_run(bot):
         "request",
         "requests",
         "events",
+        "policy",
     }
     assert commands("alice") == commands("carol") | {"delete", "cancel"}
     # No configured registry has an admin user (oci-layout): rotate and admin are not offered.
-    assert commands("dave") == commands("carol")
+    # oncall may `delete --break-glass` where a [[policy]] rule allows it.
+    assert commands("dave") == commands("carol") | {"delete"}
     # Nor `where` without a [[deployed]] source.
     assert commands("bob") == {line.split()[0] for line in MATRIX} - {"rotate", "admin", "where"}
 
