@@ -389,7 +389,6 @@ def _v10(db: Any) -> None:
             expires_at TEXT NOT NULL,       -- ISO-8601 UTC, the holder's clock
             taken_at TEXT NOT NULL
         )
-        )
         """,
     )
 

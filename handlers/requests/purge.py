@@ -265,7 +265,7 @@ def plan_and_request(
         action="purge",
         items=len(result.items),
     )
-    return ctx.requests.create_purge(
+    request = ctx.requests.create_purge(
         registry=registry.name,
         items=[_item_dict(i) for i in result.items],
         spec=PurgeRequestSpec(
