@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bot.kernel.dispatch import Handler
 from handlers import access, audit_log, browse, credentials, locks, meta
-from handlers.requests import decide, delete, purge, show
+from handlers.requests import decide, delete, purge, show, undo
 
 HANDLERS: dict[str, Handler] = {
     "help": meta.help_command,
@@ -29,6 +29,7 @@ HANDLERS: dict[str, Handler] = {
     "approve": decide.approve,
     "deny": decide.deny,
     "cancel": decide.cancel,
+    "undo": undo.undo,
     "rotate": credentials.rotate,
     "admin": credentials.admin,
     "roles": access.roles,

@@ -141,6 +141,7 @@ class Config:
     notebook_user: str | None = None  # [notebook] user: who a notebook acts as by default
     protect: ProtectConfig = ProtectConfig()
     security_channel: str | None = None  # [slack] security_channel: break-glass, drift alerts
+    undo_window: timedelta = timedelta(days=7)  # [undo] window: how long deletions can be undone
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -355,6 +356,7 @@ def from_mapping(
         "notebook",
         "plain_http_hosts",
         "protect",
+        "undo",
     }
     for key in data:
         if key not in known:
@@ -385,6 +387,7 @@ def from_mapping(
         requests_channel=_slack(data.get("slack", {}), "requests_channel"),
         security_channel=_slack(data.get("slack", {}), "security_channel"),
         protect=_protect(data.get("protect", {})),
+        undo_window=_undo_window(data.get("undo", {})),
         retention=_retention(data.get("retention", []), registries=registries),
         users=users,
         notebook_user=_notebook(data.get("notebook", {}), users=users, groups=groups),
@@ -598,6 +601,28 @@ def _approvals(table: Any) -> ApprovalConfig:
     if "purge" not in table:
         required["purge"] = required["delete_manifest"]
     return ApprovalConfig(ttl=ttl, required=required)
+
+
+# `[undo] window`: how long the snapshot taken before each deletion is kept (then `undo`
+# refuses, saying when it expired). A minute at least; 90 days at most: a snapshot is the
+# exact bytes of every manifest that went, and a year of purges adds up.
+MIN_UNDO_WINDOW = timedelta(minutes=1)
+MAX_UNDO_WINDOW = timedelta(days=90)
+
+
+def _undo_window(table: Any) -> timedelta:
+    if not isinstance(table, dict):
+        raise ConfigError("undo: expected a table")
+    for key in table:
+        if key != "window":
+            raise ConfigError(unknown_key(f"undo.{key}", key, {"window"}))
+    return parse_duration(
+        table.get("window", "7d"),
+        key="undo.window",
+        minimum=MIN_UNDO_WINDOW,
+        maximum=MAX_UNDO_WINDOW,
+        bounds='from 1 minute to 90 days ("1m" to "90d")',
+    )
 
 
 def _audit_key(table: Any, *, environ: Mapping[str, str]) -> str | None:

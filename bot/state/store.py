@@ -283,6 +283,43 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v8_undo(db: sqlite_utils.Database) -> None:
+    """Issue 22: the snapshot taken before each DELETE or untag (the exact manifests that go
+    and the tags they carried, zlib-compressed), kept for `[undo] window`, and what `undo`
+    did with each (bot/state/snapshots.py). `undo_windows` outlives the pruned snapshots so
+    that `undo` can say when a request's window closed."""
+    _script(
+        db,
+        """
+        CREATE TABLE undo_snapshots (
+            request_id INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            manifest_deleted INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            raw_bytes BIGINT NOT NULL,
+            stored_bytes BIGINT NOT NULL,
+            taken_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            undo_state TEXT,
+            undo_detail TEXT,
+            undo_owner TEXT,
+            undo_by TEXT,
+            undone_at TEXT,
+            PRIMARY KEY (request_id, seq)
+        );
+        CREATE INDEX undo_snapshots_expiry ON undo_snapshots (expires_at);
+        CREATE TABLE undo_windows (
+            request_id INTEGER PRIMARY KEY,
+            expires_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
 # Index i upgrades the schema from version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1,
@@ -292,6 +329,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v5,
     _v6,
     _v7,
+    _v8_undo,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

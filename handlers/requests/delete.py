@@ -30,6 +30,7 @@ from bot.core.replies import Reply
 from bot.core.request_types import DeletionRequest
 from bot.kernel.context import Call, Context
 from handlers.requests.reply import request_reply
+from handlers.requests.snapshot import take_snapshot
 
 
 def delete(call: Call, *, ctx: Context) -> Reply:
@@ -149,7 +150,7 @@ def execute_delete(
             raise Conflict(f"tag(s) {', '.join(locked)} are locked; nothing was deleted")
         if info.manifest_locked:
             raise Conflict(f"the manifest {request.digest} is locked; nothing was deleted")
-        if _wait_for_another(ctx, request, registry):
+        if _wait_for_another(ctx, request, registry, tuple(t.name for t in on)):
             return execute_delete(ctx, ctx.requests.get(request.id), progress)
         return _unless_gone(
             request, lambda: registry.delete_manifest(repo, request.digest), registry
@@ -157,7 +158,7 @@ def execute_delete(
     assert request.tag is not None and tag is not None
     if tag.locked:
         raise Conflict(f"{repo}:{request.tag} is locked; nothing was deleted")
-    if _wait_for_another(ctx, request, registry):
+    if _wait_for_another(ctx, request, registry, (request.tag,)):
         return execute_delete(ctx, ctx.requests.get(request.id), progress)
     return _unless_gone(request, lambda: registry.untag(repo, request.tag), registry)
 
@@ -165,13 +166,28 @@ def execute_delete(
 WAIT_STEP = 0.2  # seconds between two looks at another request's DELETE of the same image
 
 
-def _wait_for_another(ctx: Context, request: DeletionRequest, registry: Registry) -> bool:
+def _wait_for_another(
+    ctx: Context, request: DeletionRequest, registry: Registry, tags: tuple[str, ...] = ()
+) -> bool:
     """Mark the DELETE as leaving (Requests.writing); if another approved request's DELETE of
     the same image may be in flight, wait until it has finished (or its grace period is over)
     and return True: the caller checks everything again, so the image goes by one DELETE and
     this request says what it found. Bounded: that request's mark expires with its grace."""
     waited = False
-    while ctx.requests.writing(request.id, grace=timedelta(seconds=registry.write_grace)):
+    snapshot = take_snapshot(  # undo's snapshot: written with the mark, before the DELETE
+        registry,
+        request_id=request.id,
+        seq=0,
+        repository=request.repository,
+        digest=request.digest,
+        tags=tags,
+        manifest_deleted=request.manifest,
+        window=ctx.config.undo_window,
+        clock=ctx.clock,
+    )
+    while ctx.requests.writing(
+        request.id, grace=timedelta(seconds=registry.write_grace), snapshot=snapshot
+    ):
         waited = True
         time.sleep(WAIT_STEP)
     return waited
