@@ -7,11 +7,19 @@ be restored" with nothing claimed, an image index comes back with its children f
 """
 
 import itertools
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 
-from tests.support.distribution import MANIFEST_ACCEPT
-from tests.support.fixtures import seed
+import pytest
+
+from bot.app import build_dispatcher
+from bot.core.policy import Grant, Role
+from tests.support.distribution import MANIFEST_ACCEPT, Distribution
+from tests.support.fixtures import make_config, seed
 
 _n = itertools.count(1)
 
@@ -94,3 +102,126 @@ def test_after_the_window_undo_refuses_with_the_date(oci_bot, clock):
     reply = oci_bot.handle("undo 1 --reason x", user="alice")
     assert not reply.ok
     assert "the undo window of request #1 closed on" in reply.text, reply.text
+
+
+def test_garbage_collection_between_deletion_and_undo_claims_nothing(tmp_path, clock):
+    """distribution's garbage collection (registry stopped, as its docs require) removes the
+    layers: the PUT is refused (MANIFEST_BLOB_UNKNOWN) and undo says so, restoring nothing."""
+    registry = Distribution(tmp_path / "gc-registry", in_memory=True).start()
+    try:
+        bot = _bot_on(registry, tmp_path, clock)
+        repo, digests = seed(bot, clock, 3)
+        assert bot.handle(f"purge --filter '{repo}:.*' --reason x", user="alice").ok
+        assert bot.handle("approve 1", user="bob").ok
+        registry.stop()
+        collected = subprocess.run(
+            ["docker-registry", "garbage-collect", str(registry.root / "config.yml")],
+            capture_output=True,
+            text=True,
+        )
+        assert collected.returncode == 0, collected.stderr
+        registry.start()
+        reply = bot.handle("undo 1 --reason x", user="alice")
+        assert not reply.ok
+        assert reply.text == "Undo of request #1: 0 restored, 3 cannot be restored.", reply.text
+        assert reply.notes[0].startswith(
+            f"{repo}:b0: cannot restore: its layers are gone (dist no longer has the layers of "
+            f"{repo}@sha256:"
+        ), reply.notes
+        assert reply.notes[0].endswith(
+            "push it again from its build (CI re-run or `docker push` of the same build)"
+        )
+        assert all(_tag_digest(bot, repo, t) is None for t in digests)
+        states = bot.ctx.store.db.execute(
+            "select undo_state from undo_snapshots where request_id = 1"
+        ).fetchall()
+        assert states == [("lost",)] * 3
+    finally:
+        registry.stop()
+
+
+def test_an_index_comes_back_whole_children_first(oci_bot, clock):
+    repo = f"undo-index{next(_n)}/app"
+    amd = oci_bot.registry.push(repo, "amd", label="amd64 build")
+    arm = oci_bot.registry.push(repo, "arm", label="arm64 build")
+    index = oci_bot.registry.push_index(
+        repo, "multi", [amd, arm], platforms=[("linux", "amd64"), ("linux", "arm64")]
+    )
+    for tag in ("amd", "arm"):  # children untagged: only the index names them
+        oci_bot.registry.client().delete(f"/v2/{repo}/manifests/{tag}")
+    assert oci_bot.handle(f"delete {repo}:multi --manifest --reason x", user="alice").ok
+    assert oci_bot.handle("approve 1", user="bob").ok
+    assert _tag_digest(oci_bot, repo, "multi") is None
+    oci_bot.registry.client().delete(f"/v2/{repo}/manifests/{arm}")  # a child gone since
+    oci_bot.proxy.reset()
+    reply = oci_bot.handle("undo 1 --reason x", user="alice")
+    assert reply.text == "Undo of request #1: 1 restored.", reply.text
+    assert _tag_digest(oci_bot, repo, "multi") == index
+    for child in (amd, arm):
+        assert _tag_digest(oci_bot, repo, child) == child
+    puts = [p for m, p, s in oci_bot.proxy.upstream_statuses if m == "PUT"]
+    assert puts == [
+        f"/v2/{repo}/manifests/{arm}",  # the missing child first, the one still there not
+        f"/v2/{repo}/manifests/{index}",
+        f"/v2/{repo}/manifests/multi",
+    ]
+
+
+def _bot_on(registry, tmp_path, clock, **options):
+    config = make_config(
+        tmp_path, registry=[{"name": "dist", "type": "oci", "url": registry.url, **options}]
+    )
+    bot = build_dispatcher(config, clock=clock)
+    for user, role in (("alice", "contributor"), ("bob", "owner")):
+        bot.ctx.roles.grant(Grant(user, Role(role)), by="t", at=clock())
+    bot.registry = registry
+    return bot
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_undo_resumes_and_puts_each_once(oci_bot, clock, tmp_path):
+    """SIGKILL `acrbot run undo` of a 500-item purge; running it again finishes the job and
+    no manifest or tag receives a second PUT."""
+    repo, digests = seed(oci_bot, clock, 500)
+    real_time = build_dispatcher(oci_bot.config)  # the processes below run on the real clock
+    assert real_time.handle(f"purge --filter '{repo}:.*' --reason x", user="alice").ok
+    done = real_time.handle("approve 1", user="bob")
+    assert "500 deleted" in done.text, done.text
+    real_time.ctx.store.close()
+    oci_bot.ctx.store.close()
+    oci_bot.proxy.reset()
+    oci_bot.proxy.delay_response("PUT", 0.2)  # each PUT lands at once, answers late
+    config_file = tmp_path / "acrbot.toml"
+    config_file.write_text(
+        f'database = "acrbot.db"\n[[registry]]\nname = "dist"\ntype = "oci"\n'
+        f'url = "{oci_bot.proxy.url}"\npurge_concurrency = 4\ntimeout = 1\n'
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    run = [sys.executable, "-m", "bot", "run", "--config", str(config_file), "--user", "alice"]
+    worker = subprocess.Popen(
+        [*run, "undo 1 --reason 'wrong keep'"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while oci_bot.proxy.count("PUT") < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(worker.pid, signal.SIGKILL)
+    out, err = worker.communicate()
+    sent = oci_bot.proxy.count("PUT")
+    assert 100 <= sent < 1000, (out + err).decode()[-2000:]
+    oci_bot.proxy.clear()
+    resumed = subprocess.run(
+        [*run, "undo 1 --reason 'wrong keep'"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.startswith("Undo of request #1 resumed: "), resumed.stdout
+    paths = [p for m, p, s in oci_bot.proxy.upstream_statuses if m == "PUT"]
+    assert len(paths) == len(set(paths)) == 1000  # each manifest and each tag PUT once
+    check = build_dispatcher(oci_bot.config)
+    assert {t.name: t.digest for t in check.ctx.registries.default.all_tags(repo)} == digests
+    again = subprocess.run([*run, "undo 1 --reason x"], env=env, capture_output=True, text=True)
+    assert again.stdout.startswith("Request #1 was already undone: nothing to do (500 restored"), (
+        again.stdout
+    )
