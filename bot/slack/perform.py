@@ -37,6 +37,7 @@ from bot.state.announce import HOME
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH, DatabaseUnavailable, problem_of
 from bot.state.jobqueue import JobQueue, QueuedJob
+from bot.state.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 PUBLIC_FLAG = "--public"
@@ -512,6 +513,7 @@ class SlackWork:
             run_due(self.ctx)
         self.queue.prune()
         self.outbox.prune()
+        Snapshots(self.ctx.store, self.ctx.audit, clock=self.ctx.clock).prune()  # [undo] window
 
 
 ROWS_PER_PAGE = 25

@@ -218,11 +218,16 @@ class Snapshots:
             ).rowcount
 
     def usage(self) -> Usage:
-        row = self._store.db.execute(
-            "SELECT count(*), coalesce(sum(raw_bytes), 0), coalesce(sum(stored_bytes), 0) "
-            "FROM undo_snapshots"
-        ).fetchone()
-        return Usage(snapshots=int(row[0]), raw_bytes=int(row[1]), stored_bytes=int(row[2]))
+        return usage(self._store)
+
+
+def usage(store: Store) -> Usage:
+    """How many snapshots are kept and their bytes (one query; `acrbot doctor`)."""
+    row = store.db.execute(
+        "SELECT count(*), coalesce(sum(raw_bytes), 0), coalesce(sum(stored_bytes), 0) "
+        "FROM undo_snapshots"
+    ).fetchone()
+    return Usage(snapshots=int(row[0]), raw_bytes=int(row[1]), stored_bytes=int(row[2]))
 
 
 def _snapshot(row: tuple) -> Snapshot:

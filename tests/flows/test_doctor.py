@@ -82,13 +82,18 @@ def test_doctor_passes_a_healthy_demo(demo, slack_env):
             None,
         ),
         "audit archive": ("–", "no [audit.blob] table: the audit stays in SQLite", None),
+        "undo snapshots": (
+            "✓",
+            "0 kept for the 7-day window: 0.0 MB stored (0.0 MB before compression)",
+            None,
+        ),
         "slack token": ("✓", "auth.test: bot acrbot (UBOT) in T (T0001)", None),
         "slack scopes": ("✓", "the token has all 6 scopes the bot uses", None),
         "slack requests channel": ("✓", f"the bot is a member of #platform ({CHANNEL})", None),
         "slack outbox": ("✓", "delivering: 0 waiting, 0 given up in the last week", None),
     }
     assert output.splitlines()[0] == f"acrbot doctor: {demo}"
-    assert output.splitlines()[-1] == "All 10 checks passed."
+    assert output.splitlines()[-1] == "All 11 checks passed."
 
 
 def test_doctor_with_a_bad_token_says_invalid_auth_and_where_to_find_the_token(demo, slack_env):
@@ -101,7 +106,7 @@ def test_doctor_with_a_bad_token_says_invalid_auth_and_where_to_find_the_token(d
         "check SLACK_BOT_TOKEN: the Bot User OAuth Token (xoxb-…) on the app's OAuth & "
         "Permissions page",
     )
-    assert output.splitlines()[-1] == "1 of 8 checks failed."  # the outbox row too
+    assert output.splitlines()[-1] == "1 of 9 checks failed."  # the outbox row too
 
 
 def test_doctor_names_missing_scopes_and_a_channel_the_bot_is_not_in(demo, slack_env):

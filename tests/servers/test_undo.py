@@ -13,11 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 
 from bot.app import build_dispatcher
 from bot.core.policy import Grant, Role
+from bot.state.snapshots import Snapshots, Usage
 from tests.support.distribution import MANIFEST_ACCEPT, Distribution
 from tests.support.fixtures import make_config, seed
 
@@ -96,12 +98,22 @@ def test_who_may_undo(oci_bot, clock):
     assert erin.text == "Undo of request #1: 2 restored.", erin.text
 
 
-def test_after_the_window_undo_refuses_with_the_date(oci_bot, clock):
+def test_after_the_window_undo_refuses_with_the_date_and_the_sweep_prunes(oci_bot, clock):
     _purged(oci_bot, clock, 2)
-    clock.advance(days=8)
+    closes = (clock() + timedelta(days=7)).strftime("%Y-%m-%d %H:%M UTC")
+    snapshots = Snapshots(oci_bot.ctx.store, oci_bot.ctx.audit, clock=clock)
+    assert snapshots.prune() == 0
+    clock.advance(days=7, seconds=1)
     reply = oci_bot.handle("undo 1 --reason x", user="alice")
     assert not reply.ok
-    assert "the undo window of request #1 closed on" in reply.text, reply.text
+    assert reply.text == (
+        f"the undo window of request #1 closed on {closes}: its snapshots are gone. Push the "
+        "images again from their builds"
+    )
+    assert snapshots.usage().snapshots == 2
+    assert snapshots.prune() == 2
+    assert snapshots.usage() == Usage(0, 0, 0)
+    assert oci_bot.handle("undo 1 --reason x", user="alice").text == reply.text
 
 
 def test_garbage_collection_between_deletion_and_undo_claims_nothing(tmp_path, clock):
