@@ -683,7 +683,9 @@ class AcrRegistry:
             raise OutcomeUnknown(
                 f"{self.name} did not answer the {write} of {what}; it may or may not have happened"
             ) from None
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if _blobs_unknown(exc):  # a PUT whose layers ACR reclaimed: not "not found"
+                raise _translate(self.name, exc, what) from None
             raise NotFound(f"{self.name}: {missing or what + ' not found'}") from None
         except DecodeError as exc:  # a reply the SDK could not deserialize
             raise self._malformed(what, f"not valid JSON ({exc.__class__.__name__})") from None
@@ -724,10 +726,18 @@ def _seconds(retry_after: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def _blobs_unknown(exc: HttpResponseError) -> bool:
+    """ACR's (distribution's) answer to a manifest PUT whose blobs it no longer has."""
+    code = getattr(exc.error, "code", None) if exc.error else None
+    return code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN") or "MANIFEST_BLOB_UNKNOWN" in _body(
+        exc
+    )
+
+
 def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
     status = exc.status_code or 0
     code = getattr(exc.error, "code", None) if exc.error else None
-    if code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN") or "MANIFEST_BLOB_UNKNOWN" in _body(exc):
+    if _blobs_unknown(exc):
         return LayersGone(
             f"{name} no longer has the layers of {what} (MANIFEST_BLOB_UNKNOWN: the registry "
             "reclaimed their storage since the deletion)",
