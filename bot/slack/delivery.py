@@ -286,7 +286,7 @@ class SlackDelivery:
 
     def _card(self, payload: dict[str, Any]) -> None:
         request = self.ctx.requests.get(payload["request"])
-        drawn = blocks.request_card(request)
+        drawn = blocks.request_card(request, undo_window=self.ctx.config.undo_window)
         card = self.cards.get(request.id)
         if card is None:
             posted = self._call(
