@@ -237,3 +237,26 @@ def test_a_process_killed_mid_undo_resumes_and_puts_each_once(oci_bot, clock, tm
     assert again.stdout.startswith("Request #1 was already undone: nothing to do (500 restored"), (
         again.stdout
     )
+
+
+def test_no_snapshot_no_deletion(oci_bot, clock):
+    """A manifest that cannot be read for its snapshot is not deleted: the item fails saying
+    why, and no DELETE leaves for it. Every item that was deleted has its snapshot."""
+    repo, digests = seed(oci_bot, clock, 3)
+    assert oci_bot.handle(f"purge --filter '{repo}:.*' --reason x", user="alice").ok
+    oci_bot.proxy.reset()
+    oci_bot.proxy.respond("GET", 500, path=rf"/manifests/{digests['b1']}$")
+    done = oci_bot.handle("approve 1", user="bob")
+    assert done.text == (
+        "Purge request #1 approved and done: 2 deleted, 0 skipped, 1 failed (1 dist failed "
+        "(HTTP 500); try again later)."
+    ), done.text
+    deleted = [p for m, p, s in oci_bot.proxy.upstream_statuses if m == "DELETE"]
+    assert sorted(deleted) == sorted(f"/v2/{repo}/manifests/{digests[t]}" for t in ("b0", "b2"))
+    assert _tag_digest(oci_bot, repo, "b1") == digests["b1"]
+    snapshots = Snapshots(oci_bot.ctx.store, oci_bot.ctx.audit, clock=clock)
+    kept = snapshots.for_request(1)
+    assert sorted((s.digest, s.tags) for s in kept) == sorted(
+        (digests[t], (t,)) for t in ("b0", "b2")
+    )
+    assert all(s.manifest.digest == s.digest and s.manifest_deleted for s in kept)
