@@ -53,6 +53,7 @@ class Snapshot:
     undo_state: str | None = None
     undo_detail: str | None = None
     undo_owner: str | None = None
+    undo_by: str | None = None  # who ran the undo that claimed it
 
     @property
     def manifest(self) -> ManifestBytes:
@@ -138,7 +139,7 @@ class Snapshots:
     def for_request(self, request_id: int) -> list[Snapshot]:
         rows = self._store.db.execute(
             "SELECT request_id, seq, registry, repository, digest, tags, manifest_deleted, "
-            "data, taken_at, expires_at, undo_state, undo_detail, undo_owner "
+            "data, taken_at, expires_at, undo_state, undo_detail, undo_owner, undo_by "
             "FROM undo_snapshots WHERE request_id = ? ORDER BY seq",
             [request_id],
         ).fetchall()
@@ -151,34 +152,49 @@ class Snapshots:
         ).fetchone()
         return from_iso(row[0]) if row else None
 
-    def claim(self, snapshot: Snapshot) -> bool:
-        """Take the snapshot for this process before its first PUT (compare-and-set): a row
-        nobody took, or one a dead process left `restoring`. False: another undo has it."""
+    def claim(self, snapshot: Snapshot, *, by: str) -> bool:
+        """Take the snapshot for this process before its first PUT (compare-and-set on the
+        state and owner read): a row nobody took, one a dead process left `restoring`, or
+        one whose undo failed (tried again). False: another undo has it."""
         me = liveness.this_process()
         with self._store.transaction() as db:
             if snapshot.undo_state is None:
                 changed = db.execute(
-                    "UPDATE undo_snapshots SET undo_state = ?, undo_owner = ? "
+                    "UPDATE undo_snapshots SET undo_state = ?, undo_owner = ?, undo_by = ? "
                     "WHERE request_id = ? AND seq = ? AND undo_state IS NULL",
-                    [RESTORING, me, snapshot.request_id, snapshot.seq],
+                    [RESTORING, me, by, snapshot.request_id, snapshot.seq],
                 ).rowcount
             else:
                 changed = db.execute(
-                    "UPDATE undo_snapshots SET undo_owner = ? "
+                    "UPDATE undo_snapshots SET undo_state = ?, undo_owner = ?, undo_by = ? "
                     "WHERE request_id = ? AND seq = ? AND undo_state = ? AND undo_owner = ?",
-                    [me, snapshot.request_id, snapshot.seq, RESTORING, snapshot.undo_owner],
+                    [
+                        RESTORING,
+                        me,
+                        by,
+                        snapshot.request_id,
+                        snapshot.seq,
+                        snapshot.undo_state,
+                        snapshot.undo_owner,
+                    ],
                 ).rowcount
         return changed == 1
 
     @staticmethod
     def abandoned(snapshot: Snapshot) -> bool:
-        """A `restoring` row whose owner died (a crash mid-undo): the next undo settles it."""
+        """A `restoring` row whose owner died (a crash mid-undo): the next undo settles it.
+        A live owner, this process included (another thread), is still at it."""
         owner = snapshot.undo_owner
-        return (
-            snapshot.undo_state == RESTORING
-            and owner is not None
-            and (owner == liveness.this_process() or not liveness.alive(owner))
-        )
+        return snapshot.undo_state == RESTORING and owner is not None and not liveness.alive(owner)
+
+    def abandoned_requests(self) -> list[int]:
+        """Requests with an undo item left `restoring` (read; the caller checks the owner)."""
+        rows = self._store.db.execute(
+            "SELECT DISTINCT request_id FROM undo_snapshots WHERE undo_state = ? "
+            "ORDER BY request_id",
+            [RESTORING],
+        ).fetchall()
+        return [int(r[0]) for r in rows]
 
     def settle(
         self, snapshot: Snapshot, state: str, *, detail: str | None, by: str, target: str
@@ -246,4 +262,5 @@ def _snapshot(row: tuple) -> Snapshot:
         undo_state=row[10],
         undo_detail=row[11],
         undo_owner=row[12],
+        undo_by=row[13],
     )

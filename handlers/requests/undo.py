@@ -86,7 +86,7 @@ def undo(call: Call, *, ctx: Context) -> Reply:
                 "(it is searched in repo:tag and repo@sha256:…)"
             )
     _authorize(call, request, sorted({s.repository for s in rows}))
-    todo = [s for s in rows if s.undo_state is None or snapshots.abandoned(s)]
+    todo = [s for s in rows if s.undo_state in (None, FAILED) or snapshots.abandoned(s)]
     busy = [s for s in rows if s.undo_state == RESTORING and s not in todo]
     if not todo:
         if busy:
@@ -108,49 +108,99 @@ def undo(call: Call, *, ctx: Context) -> Reply:
         error=f"reason: {call.args['reason']}" + (f"; --only {only}" if only else ""),
         at=now,
     )
+    outcomes = _run(ctx, request, snapshots, todo, user=call.user)
+    text = f"Undo of request #{request.id}{' resumed' if resumed else ''}: {_counts_of(outcomes)}."
+    earlier = len(rows) - len(todo) - len(busy)
+    if earlier:
+        text += f" {earlier:,} item{'s were' if earlier != 1 else ' was'} already undone before."
+    _announce(ctx, request, f"{call.user}: {text}", key=call.origin or now.isoformat())
+    return _reply(text, outcomes)
+
+
+def resume_abandoned(ctx: Context) -> list[str]:
+    """Finish the undos a crash stopped (items a dead process left `restoring`), as whoever
+    ran them, reading the registry before any PUT; return what each said. The sweep and
+    every start of the bot run it, as they finish interrupted requests."""
+    snapshots = Snapshots(ctx.store, ctx.audit, clock=ctx.clock)
+    said = []
+    for request_id in snapshots.abandoned_requests():
+        todo = [s for s in snapshots.for_request(request_id) if snapshots.abandoned(s)]
+        if not todo:
+            continue  # its owner is alive: still at it
+        request = ctx.requests.get(request_id)
+        outcomes = []
+        for user in sorted({s.undo_by or "acrbot" for s in todo}):
+            mine = [s for s in todo if (s.undo_by or "acrbot") == user]
+            outcomes += _run(ctx, request, snapshots, mine, user=user)
+        if not outcomes:
+            continue
+        text = f"Undo of request #{request_id} resumed after a restart: {_counts_of(outcomes)}."
+        _announce(ctx, request, text, key=f"resumed:{ctx.clock().isoformat()}")
+        said.append(text)
+    return said
+
+
+Outcome = tuple[Snapshot, str, str | None]
+
+
+def _run(
+    ctx: Context,
+    request: DeletionRequest,
+    snapshots: Snapshots,
+    todo: list[Snapshot],
+    *,
+    user: str,
+) -> list[Outcome]:
+    """Claim, restore and settle each snapshot, ``purge_concurrency`` at a time."""
     registry = ctx.registries.get(request.registry)
     options = next((r.options for r in ctx.config.registries if r.name == registry.name), {})
     concurrency = int(options.get("purge_concurrency", DEFAULT_CONCURRENCY))
 
-    def one(snapshot: Snapshot) -> tuple[Snapshot, str, str | None] | None:
-        if not snapshots.claim(snapshot):
+    def one(snapshot: Snapshot) -> Outcome | None:
+        if not snapshots.claim(snapshot, by=user):
             return None  # another undo took it meanwhile
         state, detail = restore(registry, snapshot)
         snapshots.settle(
-            snapshot, state, detail=detail, by=call.user, target=_target(registry, snapshot)
+            snapshot, state, detail=detail, by=user, target=_target(registry, snapshot)
         )
         return snapshot, state, detail
 
-    outcomes = []
+    outcomes: list[Outcome] = []
     for repository in sorted({s.repository for s in todo}):
         batch = [s for s in todo if s.repository == repository]
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             outcomes += [o for o in pool.map(one, batch) if o is not None]
-    counts = Counter(state for _, state, _ in outcomes)
-    text = (
-        f"Undo of request #{request.id}{' resumed' if resumed else ''}: "
-        f"{_counts(counts, [s for s, _, _ in outcomes], outcomes)}."
-    )
-    earlier = len(rows) - len(todo) - len(busy)
-    if earlier:
-        text += f" {earlier:,} item{'s were' if earlier != 1 else ' was'} already undone before."
-    lost = [d for _, state, d in outcomes if state == LOST]
-    notes = tuple(f"{_label(s)}: {d}" for s, state, d in outcomes if state in (LOST, FAILED))[:10]
-    if request.channel is not None:  # said in the request's thread, once per run
+    return outcomes
+
+
+def _announce(ctx: Context, request: DeletionRequest, text: str, *, key: str) -> None:
+    """Said in the request's thread (through the outbox), once per run."""
+    if request.channel is not None:
         ctx.outbox.put(
-            f"line:{request.id}:undo:{call.origin or now.isoformat()}",
+            f"line:{request.id}:undo:{key}",
             LINE,
-            {"request": request.id, "line": "text", "text": f"{call.user}: {text}"},
+            {"request": request.id, "line": "text", "text": text},
             after=card_key(request.id),
         )
-    return Reply(text=text, ok=not lost and not counts[FAILED], notes=notes)
+
+
+def _reply(text: str, outcomes: list[Outcome]) -> Reply:
+    states = Counter(state for _, state, _ in outcomes)
+    notes = tuple(f"{_label(s)}: {d}" for s, state, d in outcomes if state in (LOST, FAILED))
+    return Reply(text=text, ok=not states[LOST] and not states[FAILED], notes=notes[:10])
+
+
+def _counts_of(outcomes: list[Outcome]) -> str:
+    return _counts(
+        Counter(state for _, state, _ in outcomes), [s for s, _, _ in outcomes], outcomes
+    )
 
 
 def restore(registry: Registry, snapshot: Snapshot) -> tuple[str, str | None]:
     """Put one snapshot back; its final state and why. Reads before it writes: a tag that
     now names another image is never overwritten, and what is already there is not PUT."""
     repo, digest = snapshot.repository, snapshot.digest
-    resumed = snapshot.undo_state == RESTORING
+    resumed = snapshot.undo_state in (RESTORING, FAILED)  # a PUT may have landed: read first
     try:
         missing, repushed, present = [], [], []
         for tag in snapshot.tags:
@@ -220,7 +270,7 @@ def _authorize(call: Call, request: DeletionRequest, repositories: list[str]) ->
 def _counts(
     counts: Counter[str],
     rows: list[Snapshot],
-    outcomes: list[tuple[Snapshot, str, str | None]] | None = None,
+    outcomes: list[Outcome] | None = None,
 ) -> str:
     """`38 restored, 1 skipped (re-pushed), 1 cannot be restored`."""
     details = (

@@ -19,6 +19,7 @@ import pytest
 
 from bot.app import build_dispatcher
 from bot.core.policy import Grant, Role
+from bot.state import liveness
 from bot.state.snapshots import Snapshots, Usage
 from tests.support.distribution import MANIFEST_ACCEPT, Distribution
 from tests.support.fixtures import make_config, seed
@@ -260,3 +261,29 @@ def test_no_snapshot_no_deletion(oci_bot, clock):
         (digests[t], (t,)) for t in ("b0", "b2")
     )
     assert all(s.manifest.digest == s.digest and s.manifest_deleted for s in kept)
+
+
+def test_the_sweep_finishes_an_undo_whose_process_died(oci_bot, clock):
+    """Items a dead process left `restoring` are finished by the next sweep (recover), as
+    whoever ran the undo, reading first: the tag whose PUT had landed is not PUT again."""
+    repo, digests = _purged(oci_bot, clock, 3)
+    host = liveness.this_process().rsplit(":", 2)[0]
+    dead = f"{host}:999999:0"  # no such process
+    with oci_bot.ctx.store.transaction() as db:
+        db.execute(
+            "update undo_snapshots set undo_state = 'restoring', undo_owner = ?, undo_by = ? "
+            "where request_id = 1",
+            [dead, "alice"],
+        )
+    landed = Snapshots(oci_bot.ctx.store, oci_bot.ctx.audit, clock=clock).for_request(1)[0]
+    oci_bot.ctx.registries.default.put_manifest(repo, landed.digest, landed.manifest)
+    oci_bot.ctx.registries.default.put_manifest(repo, landed.tags[0], landed.manifest)
+    oci_bot.proxy.reset()
+    oci_bot.recover()
+    assert {t: _tag_digest(oci_bot, repo, t) for t in digests} == digests
+    puts = [p for m, p, s in oci_bot.proxy.upstream_statuses if m == "PUT"]
+    assert len(puts) == 4 and f"/v2/{repo}/manifests/{landed.tags[0]}" not in puts
+    rows = [e for e in oci_bot.ctx.audit.entries(last=50, request_id=1) if e.action == "undo.item"]
+    assert sorted((e.actor, e.outcome) for e in rows) == [("alice", "restored")] * 3
+    again = oci_bot.handle("undo 1 --reason x", user="alice")
+    assert again.text == "Request #1 was already undone: nothing to do (3 restored).", again.text
