@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from bot.core import formatting as fmt
-from bot.core.commands import OWN
+from bot.core.commands import CONTRIBUTE, OWN
 from bot.core.errors import (
     Conflict,
     LayersGone,
@@ -32,7 +32,7 @@ from bot.core.errors import (
     UserError,
 )
 from bot.core.patterns import compile_user_regex
-from bot.core.policy import Scope, allows
+from bot.core.policy import Role, Scope, allows
 from bot.core.references import shorten
 from bot.core.registry import Registry
 from bot.core.replies import Reply
@@ -64,28 +64,28 @@ def undo(call: Call, *, ctx: Context) -> Reply:
     request = visible_request(call, ctx, call.args["id"])
     snapshots = Snapshots(ctx.store, ctx.audit, clock=ctx.clock)
     now = ctx.clock()
+    rows = [s for s in snapshots.for_request(request.id) if s.expires_at > now]
+    only = call.args.get("only")
+    if only:
+        pattern = compile_user_regex(only)
+        rows = [s for s in rows if any(pattern.search(label) for label in s.labels())]
+    _authorize(call, request, sorted({s.repository for s in rows} or set(request.repositories)))
     closes = snapshots.window_closes(request.id)
     if closes is not None and closes <= now:
         raise Conflict(
             f"the undo window of request #{request.id} closed on {_day(closes)}: its "
             "snapshots are gone. Push the images again from their builds"
         )
-    rows = [s for s in snapshots.for_request(request.id) if s.expires_at > now]
+    if not rows and only:
+        raise UsageError(
+            f"--only `{shorten(only, 40)}` matches nothing request #{request.id} deleted "
+            "(it is searched in repo:tag and repo@sha256:…)"
+        )
     if not rows:
         raise Conflict(
             f"request #{request.id} ({request.state.value}) deleted nothing: there is nothing "
             "to undo"
         )
-    only = call.args.get("only")
-    if only:
-        pattern = compile_user_regex(only)
-        rows = [s for s in rows if any(pattern.search(label) for label in s.labels())]
-        if not rows:
-            raise UsageError(
-                f"--only `{shorten(only, 40)}` matches nothing request #{request.id} deleted "
-                "(it is searched in repo:tag and repo@sha256:…)"
-            )
-    _authorize(call, request, sorted({s.repository for s in rows}))
     todo = [s for s in rows if s.undo_state in (None, FAILED) or snapshots.abandoned(s)]
     busy = [s for s in rows if s.undo_state == RESTORING and s not in todo]
     if not todo:
@@ -253,12 +253,15 @@ def _exists(registry: Registry, repository: str, digest: str) -> bool:
 
 
 def _authorize(call: Call, request: DeletionRequest, repositories: list[str]) -> None:
-    if call.user == request.requester:
-        return
-    if all(
-        allows(call.grants, OWN, Scope.REQUEST, registry=request.registry, repository=r)
-        for r in repositories
-    ):
+    """The requester (still a contributor there), or an owner of every repository touched."""
+
+    def holds(needs: frozenset[Role]) -> bool:
+        return all(
+            allows(call.grants, needs, Scope.REQUEST, registry=request.registry, repository=r)
+            for r in repositories
+        )
+
+    if (call.user == request.requester and holds(CONTRIBUTE)) or holds(OWN):
         return
     raise PermissionDenied(
         f"only the requester of #{request.id} ({request.requester}) or an owner of every "

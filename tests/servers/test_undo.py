@@ -95,6 +95,12 @@ def test_who_may_undo(oci_bot, clock):
     _purged(oci_bot, clock, 2)
     carol = oci_bot.handle("undo 1 --reason x", user="carol")  # a reader
     assert not carol.ok
+    oci_bot.ctx.roles.revoke(Grant("alice", Role.CONTRIBUTOR))  # the requester, demoted
+    oci_bot.ctx.roles.grant(Grant("alice", Role.READER), by="t", at=clock())
+    alice = oci_bot.handle("undo 1 --reason x", user="alice")
+    assert alice.text.startswith("only the requester of #1 (alice) or an owner of every "), (
+        alice.text
+    )
     erin = oci_bot.handle("undo 1 --reason x", user="erin")  # an owner, not the requester
     assert erin.text == "Undo of request #1: 2 restored.", erin.text
 
