@@ -44,3 +44,13 @@ def test_layers_removed_by_gc_cannot_be_restored_and_nothing_is_written(bot):
     assert (bot.registry.root / repo / "index.json").read_bytes() == before
     snapshots = Snapshots(bot.ctx.store, bot.ctx.audit, clock=bot.ctx.clock)
     assert [s.undo_state for s in snapshots.for_request(1)] == ["lost"]
+
+
+def test_doctor_counts_the_snapshots_kept(bot):
+    from bot.doctor import undo_checks
+
+    assert bot.say("alice", "delete testimages/wordpress:6.4 --reason old").ok
+    assert bot.say("bob", "approve 1").ok
+    (check,) = undo_checks(bot.ctx.config)
+    assert check.name == "undo snapshots"
+    assert check.detail.startswith("1 kept for the 7-day window: 0.0 MB stored (")
