@@ -185,9 +185,19 @@ def _announce(ctx: Context, request: DeletionRequest, text: str, *, key: str) ->
 
 
 def _reply(text: str, outcomes: list[Outcome]) -> Reply:
+    """The summary, and a note for each item that did not simply come back (the first 10:
+    `request ID` and the audit have every one): what cannot be restored and what to do, what
+    failed, and the tags left alone because they were pushed again."""
     states = Counter(state for _, state, _ in outcomes)
-    notes = tuple(f"{_label(s)}: {d}" for s, state, d in outcomes if state in (LOST, FAILED))
+    notes = tuple(
+        f"{_label(s)}: {d}"
+        for s, state, d in sorted(outcomes, key=lambda o: _ORDER[o[1]])
+        if d and (state in (LOST, FAILED) or REPUSHED in d)
+    )
     return Reply(text=text, ok=not states[LOST] and not states[FAILED], notes=notes[:10])
+
+
+_ORDER = {LOST: 0, FAILED: 1, SKIPPED: 2, RESTORED: 3}
 
 
 def _counts_of(outcomes: list[Outcome]) -> str:

@@ -76,6 +76,7 @@ def test_a_tag_pushed_again_since_is_not_overwritten(oci_bot, clock):
     new = oci_bot.registry.push(repo, "b1", label="rebuilt since")
     reply = oci_bot.handle("undo 1 --reason x", user="alice")
     assert reply.text == "Undo of request #1: 2 restored, 1 skipped (re-pushed).", reply.text
+    assert reply.notes == (f"{repo}:b1: re-pushed since; not overwritten (b1)",)
     assert _tag_digest(oci_bot, repo, "b1") == new
     assert _tag_digest(oci_bot, repo, "b0") == digests["b0"]
 
