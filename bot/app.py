@@ -25,7 +25,7 @@ from bot.state.roles import RoleTable
 from bot.state.store import Store
 from handlers import HANDLERS
 from handlers.registries import BACKENDS, HAS_ADMIN
-from handlers.requests import decide
+from handlers.requests import decide, undo
 
 
 class DeferredRegistry:
@@ -174,8 +174,14 @@ def static_members(config: Config) -> Callable[[str], list[str] | None]:
 def build_dispatcher(config: Config, *, door: str = CONSOLE, **kwargs: Any) -> Dispatcher:
     """A Dispatcher for one door (console, notebook, slack: named in every audit row)."""
     dispatcher = Dispatcher(build_context(config, **kwargs), HANDLERS, door=door)
-    dispatcher.recover = lambda: decide.recover(dispatcher.ctx)
+    dispatcher.recover = lambda: _recover(dispatcher.ctx)
     return dispatcher
+
+
+def _recover(ctx: Context) -> None:
+    """What a crash left half done: requests in `executing`, then undos mid-way."""
+    decide.recover(ctx)
+    undo.resume_abandoned(ctx)
 
 
 def ship_audit(ctx: Context) -> None:

@@ -22,7 +22,7 @@ from handlers import (
     report,
 )
 from handlers.events import listing as events_listing
-from handlers.requests import break_glass, decide, show
+from handlers.requests import break_glass, decide, show, undo
 
 HANDLERS: dict[str, Handler] = {
     "help": meta.help_command,
@@ -44,6 +44,7 @@ HANDLERS: dict[str, Handler] = {
     "cancel": decide.cancel,
     "review": break_glass.review,
     "policy": policy_rules.policy,
+    "undo": undo.undo,
     "rotate": credentials.rotate,
     "admin": credentials.admin,
     "roles": access.roles,

@@ -626,6 +626,23 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
         REGISTRY_OPT,
     ),
     _spec(
+        "undo",
+        "put back what a done request deleted, from the bot's snapshots ([undo] window)",
+        'undo 12 --only "myapp:v1" --reason "still in use by a pipeline"',
+        CONTRIBUTE,
+        Scope.REQUEST,
+        REQUEST_ARG,
+        Param(
+            "only",
+            "REGEX",
+            "only the items whose repo:tag or repo@digest the RE2 regex finds",
+            str,
+            flag="--only",
+            required=False,
+        ),
+        REASON_OPT,
+    ),
+    _spec(
         "rotate",
         "regenerate the registry's admin password not in use",
         'rotate password2 --reason "quarterly rotation"',

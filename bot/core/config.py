@@ -171,6 +171,7 @@ class Config:
     events: EventsConfig | None = None  # [events]: the registry-event receiver (issue 24)
     watches: tuple[WatchRule, ...] = ()  # [[watch]]: registry events posted to channels
     rules: tuple[PolicyRule, ...] = ()  # [[policy]]: per-repository rules (bot/core/rules.py)
+    undo_window: timedelta = timedelta(days=7)  # [undo] window: how long deletions can be undone
 
     @property
     def default_registry(self) -> RegistryConfig:
@@ -392,6 +393,7 @@ def from_mapping(
         "events",
         "watch",
         "policy",
+        "undo",
     }
     for key in data:
         if key not in known:
@@ -423,6 +425,7 @@ def from_mapping(
         deployed=_deployed(data.get("deployed", []), base=base, registries=registries),
         events=events_config(data.get("events"), environ=environ, duration=parse_duration),
         watches=watch_rules(data.get("watch", []), registries=tuple(r.name for r in registries)),
+        undo_window=_undo_window(data.get("undo", {})),
         retention=_retention(data.get("retention", []), registries=registries),
         reports=parse_reports(data.get("report", []), registries={r.name for r in registries}),
         users=users,
@@ -658,6 +661,28 @@ def _approvals(table: Any) -> ApprovalConfig:
     if "purge" not in table:
         required["purge"] = required["delete_manifest"]
     return ApprovalConfig(ttl=ttl, required=required)
+
+
+# `[undo] window`: how long the snapshot taken before each deletion is kept (then `undo`
+# refuses, saying when it expired). A minute at least; 90 days at most: a snapshot is the
+# exact bytes of every manifest that went, and a year of purges adds up.
+MIN_UNDO_WINDOW = timedelta(minutes=1)
+MAX_UNDO_WINDOW = timedelta(days=90)
+
+
+def _undo_window(table: Any) -> timedelta:
+    if not isinstance(table, dict):
+        raise ConfigError("undo: expected a table")
+    for key in table:
+        if key != "window":
+            raise ConfigError(unknown_key(f"undo.{key}", key, {"window"}))
+    return parse_duration(
+        table.get("window", "7d"),
+        key="undo.window",
+        minimum=MIN_UNDO_WINDOW,
+        maximum=MAX_UNDO_WINDOW,
+        bounds='from 1 minute to 90 days ("1m" to "90d")',
+    )
 
 
 def _audit_key(table: Any, *, environ: Mapping[str, str]) -> str | None:

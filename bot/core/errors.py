@@ -9,8 +9,10 @@
         ├── Conflict          the world changed or the request is in the wrong state
         ├── Unsupported       the backend cannot do this (and says what to do instead)
         └── RegistryError     the registry is unreachable, refuses the bot, throttles or fails
-            └── OutcomeUnknown    a write (DELETE, PATCH) went unanswered: it may or may not
-                                  have happened; read the registry before doing anything else
+            ├── OutcomeUnknown    a write (DELETE, PATCH) went unanswered: it may or may not
+            │                     have happened; read the registry before doing anything else
+            └── LayersGone        a manifest put back was refused because blobs it names are
+                                  gone (MANIFEST_BLOB_UNKNOWN: garbage collection ran)
 
 The dispatcher shows a UserError's text to the user. Any other exception is a bug: it is
 logged with a reference id and the user gets one short line with that id.
@@ -83,3 +85,9 @@ class OutcomeUnknown(RegistryError):
     def __init__(self, message: str, *, grace: float = 45.0) -> None:
         super().__init__(message)
         self.grace = grace
+
+
+class LayersGone(RegistryError):
+    """A manifest could not be put back: the registry no longer has blobs it names
+    (distribution's MANIFEST_BLOB_UNKNOWN after garbage collection; ACR after it reclaimed
+    the storage). Nothing was written; only a push from the image's build brings it back."""

@@ -154,6 +154,16 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class ManifestBytes:
+    """A manifest exactly as the registry stored it: what `undo` puts back byte for byte
+    (a re-serialised manifest would have another digest)."""
+
+    digest: str
+    media_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ManifestInfo:
     """A manifest of a repository, tagged or not (for `purge --untagged`)."""
 
@@ -337,6 +347,21 @@ class Registry(Protocol):
 
     def delete_manifest(self, repository: str, digest: str) -> None: ...
 
+    def manifest_bytes(self, repository: str, digest: str) -> ManifestBytes:
+        """The manifest ``digest`` exactly as stored (checked against its digest), for the
+        snapshot taken before a deletion. NotFound when it is not there."""
+        ...
+
+    def put_manifest(self, repository: str, reference: str, manifest: ManifestBytes) -> str:
+        """PUT ``manifest`` under ``reference`` (its digest, or a tag: a re-tag); return the
+        digest the registry says it stored. LayersGone when blobs it names are gone."""
+        ...
+
+    def restore_deleted(self, repository: str, digest: str, *, tag: str | None) -> bool:
+        """Bring a soft-deleted manifest back (ACR's soft delete), with ``tag``; False when
+        the registry holds no deleted copy of it (soft delete off, or purged since)."""
+        ...
+
     def set_lock(
         self, repository: str, reference: str, *, delete: bool | None, write: bool | None
     ) -> None:
@@ -382,6 +407,14 @@ class NoLocks:
             f"{self.name} ({self.kind}) cannot list manifests without tags (the distribution "
             "API lists only tags), so `--untagged` is not possible here"
         )
+
+
+class NoSoftDelete:
+    """Mixin for backends without a recycle bin (distribution, layouts): nothing to restore
+    from, so `undo` puts the snapshot back instead."""
+
+    def restore_deleted(self, repository: str, digest: str, *, tag: str | None) -> bool:
+        return False
 
 
 class NoAdminUser:

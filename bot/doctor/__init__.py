@@ -27,7 +27,8 @@ from bot.core.config import Config, RegistryConfig, config_arg, find_config, loa
 from bot.core.errors import BotError, ConfigError, NotFound, OutcomeUnknown
 from bot.core.redaction import redact_urls
 from bot.doctor.deployed import deployed_rows
-from bot.state.store import SCHEMA_VERSION
+from bot.state.snapshots import usage
+from bot.state.store import SCHEMA_VERSION, Store
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 MARKS = {OK: "✓", FAIL: "✗", SKIP: "–"}
@@ -92,6 +93,8 @@ def run(
     ]
     if usable:
         checks += lease_checks(config)
+    if usable:
+        checks += undo_checks(config)
     for more in extra:
         checks += more(config)
     return checks
@@ -254,6 +257,32 @@ def _schema(path: Path, version: int, *, config_arg: str) -> Check:
         f"back up {path}, then start acrbot once (serve, or `acrbot roles list {config_arg}`): "
         "it migrates the database when it opens it",
     )
+
+
+# -- undo -------------------------------------------------------------------------------
+
+
+def undo_checks(config: Config) -> list[Check]:
+    """What the undo snapshots cost now (bounded by `[undo] window`, pruned by the sweep)."""
+    try:
+        store = Store(config.database, readonly=True)
+    except (BotError, sqlite3.Error, OSError) as exc:
+        return [skipped("undo snapshots", f"not read: {exc}")]
+    try:
+        if _read_header(config.database)[0] != SCHEMA_VERSION:
+            return [skipped("undo snapshots", "the schema is not current yet")]
+        kept = usage(store)
+    finally:
+        store.close()
+    days = config.undo_window.total_seconds() / 86400
+    return [
+        passed(
+            "undo snapshots",
+            f"{kept.snapshots:,} kept for the {days:g}-day window: "
+            f"{kept.stored_bytes / 1e6:.1f} MB stored ({kept.raw_bytes / 1e6:.1f} MB before "
+            "compression)",
+        )
+    ]
 
 
 # -- registries -------------------------------------------------------------------------

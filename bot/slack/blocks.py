@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -37,6 +37,7 @@ MAX_TEXT = 3000
 CHUNK = MAX_TEXT - 100  # room for the code fences
 SECTIONS_PER_PAGE = 5  # ~15k characters a page, far below 50 blocks
 APPROVE, DENY = "acr_approve", "acr_deny"
+UNDO = "acr_undo"  # a done card's Undo button: `undo ID` as whoever clicks
 PAGE_PREVIOUS, PAGE_NEXT = "acr_page_previous", "acr_page_next"
 MORE = "acr_more"  # the "More" button of earlier releases; a click says to run it again
 SECTIONS_PER_MESSAGE = 10  # ~29k characters: a reply longer than this is cut, with a note
@@ -288,9 +289,14 @@ def _frees(freed: int) -> str:
 
 
 def request_card(
-    request: DeletionRequest, *, policy: str | None = None, typed: bool = False
+    request: DeletionRequest,
+    *,
+    policy: str | None = None,
+    typed: bool = False,
+    undo_window: timedelta | None = None,
 ) -> Message:
-    """The card posted in the channel; buttons only while the request can be decided.
+    """The card posted in the channel; buttons only while the request can be decided, and
+    once done, an Undo button (with ``undo_window``) that says until when it is possible.
     ``policy``: the rule that governs it and what it still needs (handlers/requests/
     rules_gate.py), drawn under the facts; ``typed``: Approve opens the modal that asks for
     the repository name (confirm = "type") instead of a confirmation dialog."""
@@ -346,11 +352,50 @@ def request_card(
                 ]
             )
         )
+    if request.state is State.DONE and undo_window is not None and request.finished_at:
+        blocks += undo_blocks(request, request.finished_at + undo_window)
     text = (
         f"{title} #{request.id} by {_person(request.requester)}: {escape(request.target)} "
         f"({request.state.value})"
     )
     return Message(text=text, blocks=[b.to_dict() for b in blocks])
+
+
+def undo_blocks(request: DeletionRequest, until: datetime) -> list[Block]:
+    """The Undo button of a done card: its confirmation names what comes back; the line
+    under it says until when (after that `undo` refuses and says the window closed)."""
+    if request.is_purge:
+        what = f"what purge #{request.id} deleted ({request.note or 'every item'})"
+    elif request.manifest:
+        what = f"the image {request.repository}@{fmt.short_digest(request.digest)} with " + (
+            f"its tags {', '.join(request.tags[:5])}" if request.tags else "no tag"
+        )
+    else:
+        what = f"the tag {request.repository}:{request.tag}"
+    confirm = ConfirmObject(
+        title="Undo this deletion?",
+        text=(
+            f"Puts back {what} from the bot's snapshot, as you. A tag pushed again since is "
+            "left alone."
+        )[:300],
+        confirm="Undo",
+        deny="Cancel",
+    )
+    return [
+        ActionsBlock(
+            elements=[
+                ButtonElement(text="Undo", action_id=UNDO, value=str(request.id), confirm=confirm)
+            ]
+        ),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=f"The requester or an owner can undo this until {slack_date(until)} "
+                    f"(`/acr undo {request.id} --reason …`, `--only REGEX` for part of it)."
+                )
+            ]
+        ),
+    ]
 
 
 def outcome_text(request: DeletionRequest) -> str:

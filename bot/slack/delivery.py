@@ -317,6 +317,7 @@ class SlackDelivery:
             request,
             policy=policy[1] if policy else None,
             typed=rules_gate.terms_of(self.ctx, request).confirm,
+            undo_window=self.ctx.config.undo_window,
         )
         card = self.cards.get(request.id)
         if card is None:

@@ -62,6 +62,7 @@ class Listeners:
         app.command("/acr")(self.on_command)
         app.action(blocks.APPROVE)(self.on_approve)
         app.action(blocks.DENY)(self.on_deny)
+        app.action(blocks.UNDO)(self.on_undo)
         app.action(blocks.PAGE_PREVIOUS)(self.on_page)
         app.action(blocks.PAGE_NEXT)(self.on_page)
         app.action(blocks.MORE)(self.on_more)
@@ -85,6 +86,16 @@ class Listeners:
         decision = f"approve {int(action['value'])}"
         status = self.sink.submit(
             Job(handoff.DECIDE, _decision(body, decision), trigger_id=body.get("trigger_id"))
+        )
+        return _ack_click(ack, status)
+
+    def on_undo(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any]
+    ) -> BoltResponse | None:
+        """A done card's Undo (confirmed in Slack's dialog): `undo ID` as the clicker."""
+        command = f'undo {int(action["value"])} --reason "the Undo button on the card"'
+        status = self.sink.submit(
+            Job(handoff.DECIDE, _decision(body, command), trigger_id=body.get("trigger_id"))
         )
         return _ack_click(ack, status)
 

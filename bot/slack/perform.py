@@ -38,6 +38,7 @@ from bot.state.announce import HOME
 from bot.state.cards import Cards
 from bot.state.dbhealth import HEALTH, DatabaseUnavailable, problem_of
 from bot.state.jobqueue import JobQueue, QueuedJob
+from bot.state.snapshots import Snapshots
 from handlers.requests import rules_gate
 from handlers.requests.break_glass import sweep_policy
 
@@ -543,6 +544,7 @@ class SlackWork:
             post_reports(self.ctx)
         self.queue.prune()
         self.outbox.prune()
+        Snapshots(self.ctx.store, self.ctx.audit, clock=self.ctx.clock).prune()  # [undo] window
 
 
 ROWS_PER_PAGE = 25

@@ -18,6 +18,7 @@ from typing import Any
 from bot.core.redaction import redact_urls
 from bot.core.request_types import Clock
 from bot.state.audit import Audit
+from bot.state.snapshots import Snapshot, record
 from bot.state.store import Store
 
 PENDING, SENDING = "pending", "sending"
@@ -155,13 +156,16 @@ class PurgeItems:
         )
         return Counter({detail or "": n for detail, n in rows.fetchall()})
 
-    def sending(self, item: PurgeItem) -> None:
-        """Written (and committed) before the DELETE leaves."""
+    def sending(self, item: PurgeItem, *, snapshot: Snapshot | None = None) -> None:
+        """Written (and committed) before the DELETE leaves, with the snapshot `undo` needs
+        (bot/state/snapshots.py) in the same transaction."""
         with self._store.transaction() as db:
             db.execute(
                 "update purge_items set state = ?, updated_at = ? where request_id = ? and seq = ?",
                 [SENDING, self._now(), item.request_id, item.seq],
             )
+            if snapshot is not None:
+                record(db, snapshot)  # undo's snapshot: in the transaction marking the DELETE
 
     def back_to_pending(self, item: PurgeItem) -> None:
         with self._store.transaction() as db:

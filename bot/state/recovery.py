@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from bot.core.request_types import Clock, DeletionRequest, State
 from bot.state import leases, liveness
 from bot.state.audit import Audit
+from bot.state.snapshots import Snapshot, record
 from bot.state.store import Store, from_iso, iso
 
 if TYPE_CHECKING:
@@ -53,14 +54,22 @@ class Recovery:
                 at=now,
             )
 
-    def writing(self, request_id: int, *, grace: timedelta = UNKNOWN_GRACE) -> int | None:
+    def writing(
+        self,
+        request_id: int,
+        *,
+        grace: timedelta = UNKNOWN_GRACE,
+        snapshot: Snapshot | None = None,
+    ) -> int | None:
         """The DELETE is about to go out: until ``grace`` has passed, a crash leaves its
         outcome unknown (it may land after the crash), so recovery must not re-send it.
 
         Returns None once marked. Two approved requests may name one image: if another one's
         DELETE of it may be in flight (marked, not finished, its grace not over), nothing is
         marked and that request's id is returned, so the caller waits for it and checks the
-        registry again instead of sending a second DELETE of the same digest."""
+        registry again instead of sending a second DELETE of the same digest.
+
+        ``snapshot`` (what `undo` needs) is written in the transaction that marks it."""
         now = self._clock()
         with self._store.transaction() as db:
             # Replicas on PostgreSQL: two requests on one image must not both see "nobody
@@ -79,6 +88,8 @@ class Recovery:
                 "update requests set exec_retry_after = ? where id = ? and state = ?",
                 [iso(now + grace), request_id, State.EXECUTING.value],
             )
+            if snapshot is not None:
+                record(db, snapshot)  # undo's snapshot: in the transaction marking the DELETE
         return None
 
     # -- recovery --------------------------------------------------------------------------

@@ -418,6 +418,44 @@ def _v11(db: Any) -> None:
         );
         CREATE INDEX reviews_actor_day ON reviews (actor, bg_day);
         CREATE INDEX reviews_state ON reviews (state, due_at)
+        )
+        """,
+    )
+
+
+def _v12(db: Any) -> None:
+    """Issue 22: the snapshot taken before each DELETE or untag (the exact manifests that go
+    and the tags they carried, zlib-compressed), kept for `[undo] window`, and what `undo`
+    did with each (bot/state/snapshots.py). `undo_windows` outlives the pruned snapshots so
+    that `undo` can say when a request's window closed."""
+    _script(
+        db,
+        """
+        CREATE TABLE undo_snapshots (
+            request_id INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            manifest_deleted INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            raw_bytes BIGINT NOT NULL,
+            stored_bytes BIGINT NOT NULL,
+            taken_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            undo_state TEXT,
+            undo_detail TEXT,
+            undo_owner TEXT,
+            undo_by TEXT,
+            undone_at TEXT,
+            PRIMARY KEY (request_id, seq)
+        );
+        CREATE INDEX undo_snapshots_expiry ON undo_snapshots (expires_at);
+        CREATE TABLE undo_windows (
+            request_id INTEGER PRIMARY KEY,
+            expires_at TEXT NOT NULL
+        )
         """,
     )
 
@@ -435,6 +473,7 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _v9,
     _v10,
     _v11,
+    _v12,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -15,6 +15,8 @@ and `limits()` reads the SKU from ARM once for the pace of a purge's DELETEs.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import threading
@@ -44,6 +46,7 @@ from azure.mgmt.containerregistry.models import (
 
 from bot.core.errors import (
     Conflict,
+    LayersGone,
     NotFound,
     OutcomeUnknown,
     RegistryError,
@@ -58,6 +61,7 @@ from bot.core.registry import (
     Contents,
     ImageInfo,
     Limits,
+    ManifestBytes,
     ManifestInfo,
     NewPassword,
     Order,
@@ -369,6 +373,78 @@ class AcrRegistry:
             missing=f"{repository} has no manifest {digest}",
             write="DELETE",
         )
+
+    def manifest_bytes(self, repository: str, digest: str) -> ManifestBytes:
+        """The manifest as stored. The SDK's get_manifest checks the digest but hands back
+        only the parsed JSON; its raw_response_hook (an azure-core pipeline option) gives us
+        the exact bytes, which are checked against the digest again here."""
+        seen: list[tuple[bytes, str]] = []
+
+        def keep(response: Any) -> None:
+            http = response.http_response
+            seen.append((http.body(), http.headers.get("Content-Type", "")))
+
+        what = f"the manifest {repository}@{digest}"
+        try:
+            self._call(
+                lambda: self._data.get_manifest(repository, digest, raw_response_hook=keep),
+                what=what,
+                missing=f"{repository} has no manifest {digest}",
+            )
+        except ValueError as exc:  # DigestValidationError, not JSON, over 4 MB
+            raise self._malformed(what, str(exc).strip().splitlines()[0]) from None
+        data, header = seen[-1]
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise self._malformed(what, "its content is not the digest asked for")
+        try:
+            body = json.loads(data)
+        except ValueError:
+            raise self._malformed(what, "not JSON") from None
+        media_type = (body.get("mediaType") if isinstance(body, dict) else None) or header
+        return ManifestBytes(digest=digest, media_type=media_type.split(";")[0], data=data)
+
+    def put_manifest(self, repository: str, reference: str, manifest: ManifestBytes) -> str:
+        """PUT the exact bytes (set_manifest with a stream) by digest, or under a tag."""
+        tag = None if DIGEST_RE.fullmatch(reference) else reference
+        try:
+            return self._call(
+                lambda: self._data.set_manifest(
+                    repository,
+                    io.BytesIO(manifest.data),
+                    tag=tag,
+                    media_type=manifest.media_type,
+                ),
+                what=f"{repository}:{tag}" if tag else f"{repository}@{manifest.digest}",
+                missing=f"{repository} has no manifest {manifest.digest}",
+                write="PUT",
+            )
+        except ValueError as exc:  # DigestValidationError: it stored other bytes
+            raise RegistryError(f"{self.name}: {exc}") from None
+
+    def restore_deleted(self, repository: str, digest: str, *, tag: str | None) -> bool:
+        """POST /acr/v1/_deleted/{repo}/_manifests/{digest} {"tag": …} (ACR soft delete; the
+        shape `az acr manifest restore` sends). azure-containerregistry 1.2 has no soft-delete
+        API: the request goes through its generated client's send_request, which carries the
+        same pipeline (auth, retries, pacing). 404: no deleted copy (soft delete off, or
+        purged after its retention): False, and the caller puts the snapshot back."""
+        from azure.core.rest import HttpRequest
+
+        request = HttpRequest(
+            "POST",
+            f"/acr/v1/_deleted/{repository}/_manifests/{digest}",
+            params={"force": "false"},
+            json={"tag": tag} if tag else {},
+        )
+        what = f"the deleted manifest {repository}@{digest}"
+
+        def send() -> bool:
+            response = self._data._client.send_request(request)  # the SDK has no soft-delete API
+            if response.status_code == 404:
+                return False
+            response.raise_for_status()
+            return True
+
+        return self._call(send, what=what, write="POST")
 
     def set_lock(
         self, repository: str, reference: str, *, delete: bool | None, write: bool | None
@@ -688,7 +764,9 @@ class AcrRegistry:
             raise OutcomeUnknown(
                 f"{self.name} did not answer the {write} of {what}; it may or may not have happened"
             ) from None
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if _blobs_unknown(exc):  # a PUT whose layers ACR reclaimed: not "not found"
+                raise _translate(self.name, exc, what) from None
             raise NotFound(f"{self.name}: {missing or what + ' not found'}") from None
         except DecodeError as exc:  # a reply the SDK could not deserialize
             raise self._malformed(what, f"not valid JSON ({exc.__class__.__name__})") from None
@@ -729,9 +807,23 @@ def _seconds(retry_after: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def _blobs_unknown(exc: HttpResponseError) -> bool:
+    """ACR's (distribution's) answer to a manifest PUT whose blobs it no longer has."""
+    code = getattr(exc.error, "code", None) if exc.error else None
+    return code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN") or "MANIFEST_BLOB_UNKNOWN" in _body(
+        exc
+    )
+
+
 def _translate(name: str, exc: HttpResponseError, what: str) -> Exception:
     status = exc.status_code or 0
     code = getattr(exc.error, "code", None) if exc.error else None
+    if _blobs_unknown(exc):
+        return LayersGone(
+            f"{name} no longer has the layers of {what} (MANIFEST_BLOB_UNKNOWN: the registry "
+            "reclaimed their storage since the deletion)",
+            status=status,
+        )
     if status == 403:
         return RegistryError(
             f"{name} denied the bot access to {what} (403); give its identity "

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 import urllib3
 
-from bot.core.errors import NotFound, OutcomeUnknown, RegistryError, Unsupported
+from bot.core.errors import LayersGone, NotFound, OutcomeUnknown, RegistryError, Unsupported
 from bot.core.redaction import has_userinfo, redact_urls
 from bot.core.references import DIGEST_RE
 from bot.core.registry import (
@@ -35,8 +35,10 @@ from bot.core.registry import (
     RESOLVING_TAGS,
     Contents,
     ImageInfo,
+    ManifestBytes,
     NoAdminUser,
     NoLocks,
+    NoSoftDelete,
     Order,
     Progress,
     TagInfo,
@@ -94,7 +96,7 @@ NO_DATES_TIME = (
 )
 
 
-class OciRegistry(NoLocks, NoAdminUser):
+class OciRegistry(NoLocks, NoSoftDelete, NoAdminUser):
     """A distribution-API registry at ``url`` (http for local registries, https otherwise)."""
 
     kind = "oci"
@@ -386,6 +388,44 @@ class OciRegistry(NoLocks, NoAdminUser):
             missing=f"no manifest {digest}",
         )
 
+    def manifest_bytes(self, repository: str, digest: str) -> ManifestBytes:
+        """GET the manifest as stored, checked against its digest (a snapshot of the wrong
+        bytes would put back another image)."""
+        what = f"the manifest {repository}@{digest}"
+        response, body = self._request(
+            "GET",
+            f"/v2/{repository}/manifests/{digest}",
+            headers={"Accept": ACCEPT},
+            what=what,
+            missing=f"no manifest {digest}",
+            limit=MAX_MANIFEST_BYTES,
+        )
+        try:
+            check_digest(body, digest, header=response.headers.get("Docker-Content-Digest"))
+            manifest = parse_object(body)
+        except Malformed as exc:
+            raise self._malformed(what, exc) from None
+        header = response.headers.get("Content-Type", "").split(";")[0].strip()
+        media_type = manifest.get("mediaType") or header
+        if not isinstance(media_type, str) or not media_type:
+            raise self._malformed(what, Malformed("it names no media type"))
+        return ManifestBytes(digest=digest, media_type=media_type, data=body)
+
+    def put_manifest(self, repository: str, reference: str, manifest: ManifestBytes) -> str:
+        """PUT /v2/<repo>/manifests/<reference>: the exact bytes, under their media type.
+        A registry whose garbage collection removed a blob answers MANIFEST_BLOB_UNKNOWN:
+        LayersGone, nothing written."""
+        by_digest = DIGEST_RE.fullmatch(reference) is not None
+        response, _ = self._request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference if by_digest else quote(reference)}",
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.data,
+            what=f"{repository}@{reference}" if by_digest else f"{repository}:{reference}",
+            missing=f"no manifest {manifest.digest}",
+        )
+        return response.headers.get("Docker-Content-Digest") or manifest.digest
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _resolve_many(
@@ -653,11 +693,14 @@ class OciRegistry(NoLocks, NoAdminUser):
         missing: str,
         headers: dict[str, str] | None = None,
         limit: int = MAX_ERROR_BYTES,
+        content: bytes | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """One request (see :meth:`_open`) and its body, read up to ``limit`` bytes: a bigger
         one is a RegistryError, not a worker out of memory."""
-        with self._open(method, path, what=what, missing=missing, headers=headers) as response:
-            if method in ("HEAD", "DELETE"):
+        with self._open(
+            method, path, what=what, missing=missing, headers=headers, content=content
+        ) as response:
+            if method in ("HEAD", "DELETE", "PUT"):
                 # No body to read; a DELETE's answer is its status (a big body must not turn
                 # a deletion that happened into a reported failure).
                 return response, b""
@@ -683,6 +726,7 @@ class OciRegistry(NoLocks, NoAdminUser):
         what: str,
         missing: str,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> Iterator[httpx.Response]:
         """One request whose body is left to the caller to stream (closed after the block),
         with bounded retries on throttling, 5xx and refused connections. A body that breaks
@@ -692,7 +736,9 @@ class OciRegistry(NoLocks, NoAdminUser):
         never made, or the server answered 429/503. A write that went unanswered (timeout,
         dropped connection) raises OutcomeUnknown: the caller reads the registry instead.
         """
-        response = self._send(method, path, what=what, missing=missing, headers=headers)
+        response = self._send(
+            method, path, what=what, missing=missing, headers=headers, content=content
+        )
         try:
             yield response
         except httpx.TransportError as exc:
@@ -712,13 +758,14 @@ class OciRegistry(NoLocks, NoAdminUser):
         what: str,
         missing: str,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """The retry loop of :meth:`_open`: a checked, still unread (streaming) response."""
         idempotent = method in IDEMPOTENT
         retry_statuses = RETRY_STATUSES if idempotent else WRITE_RETRY_STATUSES
         for attempt in range(1, self._retries + 1):
             try:
-                request = self._http.build_request(method, path, headers=headers)
+                request = self._http.build_request(method, path, headers=headers, content=content)
                 response = self._http.send(request, stream=True)
             except httpx.TransportError as exc:
                 never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
@@ -751,6 +798,14 @@ class OciRegistry(NoLocks, NoAdminUser):
         if status < 300:
             return response
         codes = _error_codes(response)
+        if "MANIFEST_BLOB_UNKNOWN" in codes or (
+            response.request.method == "PUT" and "BLOB_UNKNOWN" in codes
+        ):
+            raise LayersGone(
+                f"{self.name} no longer has the layers of {what} (MANIFEST_BLOB_UNKNOWN: "
+                "garbage collection ran since the deletion)",
+                status=status,
+            )
         if status == 404 or "NAME_UNKNOWN" in codes or "MANIFEST_UNKNOWN" in codes:
             repository = _repository_of(response.request.url.path)
             if "NAME_UNKNOWN" in codes or repository is None:

@@ -24,13 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.core.errors import Conflict, NotFound, UsageError
+from bot.core.errors import Conflict, LayersGone, NotFound, UsageError
 from bot.core.references import DIGEST_RE, REPOSITORY_RE, shorten
 from bot.core.registry import (
     Contents,
     ImageInfo,
+    ManifestBytes,
     ManifestInfo,
     NoAdminUser,
+    NoSoftDelete,
     Order,
     Progress,
     TagInfo,
@@ -54,7 +56,7 @@ MAX_JSON_BLOB = 4 * 1024 * 1024  # the manifest limit of distribution and ACR
 GC_GRACE = 60.0  # seconds a new blob is safe from gc (a writer may not have referenced it yet)
 
 
-class OciLayoutRegistry(NoAdminUser):
+class OciLayoutRegistry(NoSoftDelete, NoAdminUser):
     """A directory of OCI image layouts, one per repository (nested for `team/app`)."""
 
     kind = "oci-layout"
@@ -209,6 +211,52 @@ class OciLayoutRegistry(NoAdminUser):
         # removes nothing, and the blobs wait for a later gc rather than fail this answer.
         with contextlib.suppress(Conflict):
             self.gc(repository, deleted=digest)
+
+    def manifest_bytes(self, repository: str, digest: str) -> ManifestBytes:
+        """The manifest blob as stored (checked against its digest), if index.json lists it."""
+        if not any(d["digest"] == digest for d in self._read_index(repository)["manifests"]):
+            raise NotFound(f"{self.name}: {repository} has no manifest {digest}")
+        body = self._manifest_body(repository, digest)  # present, its digest, an object
+        data = self._blob_path(repository, digest).read_bytes()
+        media_type = body.get("mediaType") or (INDEX_TYPE if "manifests" in body else MANIFEST_TYPE)
+        return ManifestBytes(digest=digest, media_type=media_type, data=data)
+
+    def put_manifest(self, repository: str, reference: str, manifest: ManifestBytes) -> str:
+        """Write the manifest blob and its index.json entry back (tagged ``reference`` unless
+        that is the digest). Every blob it names must still be in the layout (the deletion's
+        gc removes those no other image shares): else LayersGone, nothing written."""
+        body = json.loads(manifest.data)
+        named = [body.get("config"), *(body.get("layers") or []), *(body.get("manifests") or [])]
+        for desc in named:
+            if (
+                isinstance(desc, dict)
+                and "digest" in desc
+                and not self._blob_path(repository, desc["digest"]).is_file()
+            ):
+                raise LayersGone(
+                    f"{self.name}: {repository}@{manifest.digest} names "
+                    f"{desc['digest'][:19]}…, which the layout no longer has (its gc "
+                    "removed it)"
+                )
+        written = self._write_blob(repository, manifest.media_type, manifest.data)
+        if written["digest"] != manifest.digest:
+            raise Conflict(f"{self.name}: the snapshot of {manifest.digest} does not match it")
+        tag = None if reference == manifest.digest else reference
+        with self._rewrite(repository) as index:
+            entries = index["manifests"]
+            if tag is not None:
+                if any(_tag_of(d) == tag and d["digest"] != manifest.digest for d in entries):
+                    raise Conflict(f"{self.name}: {repository}:{tag} names another image")
+                if any(_tag_of(d) == tag for d in entries):
+                    return manifest.digest
+                # the untagged entry of this digest becomes the tagged one
+                entries[:] = [
+                    d for d in entries if not (d["digest"] == manifest.digest and not _tag_of(d))
+                ]
+                entries.append({**written, "annotations": {REF_NAME: tag}})
+            elif not any(d["digest"] == manifest.digest for d in entries):
+                entries.append(written)
+        return manifest.digest
 
     def gc(
         self, repository: str, *, grace: float = GC_GRACE, deleted: str | None = None

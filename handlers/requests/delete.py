@@ -31,6 +31,7 @@ from bot.core.request_types import DeletionRequest
 from bot.kernel.context import Call, Context
 from handlers.requests import in_use, rules_gate
 from handlers.requests.reply import request_reply
+from handlers.requests.snapshot import take_snapshot
 
 
 def delete(call: Call, *, ctx: Context) -> Reply:
@@ -179,7 +180,7 @@ def execute_delete(
             manifest=True,
             refusing=in_use.DELETED,
         )
-        if _wait_for_another(ctx, request, registry):
+        if _wait_for_another(ctx, request, registry, tuple(t.name for t in on)):
             return execute_delete(ctx, ctx.requests.get(request.id), progress)
         return _noted(
             _unless_gone(request, lambda: registry.delete_manifest(repo, request.digest), registry),
@@ -197,7 +198,7 @@ def execute_delete(
         manifest=False,
         refusing=in_use.DELETED,
     )
-    if _wait_for_another(ctx, request, registry):
+    if _wait_for_another(ctx, request, registry, (request.tag,)):
         return execute_delete(ctx, ctx.requests.get(request.id), progress)
     return _noted(
         _unless_gone(request, lambda: registry.untag(repo, request.tag), registry), warning
@@ -212,13 +213,28 @@ def _noted(note: str | None, warning: str | None) -> str | None:
 WAIT_STEP = 0.2  # seconds between two looks at another request's DELETE of the same image
 
 
-def _wait_for_another(ctx: Context, request: DeletionRequest, registry: Registry) -> bool:
+def _wait_for_another(
+    ctx: Context, request: DeletionRequest, registry: Registry, tags: tuple[str, ...] = ()
+) -> bool:
     """Mark the DELETE as leaving (Requests.writing); if another approved request's DELETE of
     the same image may be in flight, wait until it has finished (or its grace period is over)
     and return True: the caller checks everything again, so the image goes by one DELETE and
     this request says what it found. Bounded: that request's mark expires with its grace."""
     waited = False
-    while ctx.requests.writing(request.id, grace=timedelta(seconds=registry.write_grace)):
+    snapshot = take_snapshot(  # undo's snapshot: written with the mark, before the DELETE
+        registry,
+        request_id=request.id,
+        seq=0,
+        repository=request.repository,
+        digest=request.digest,
+        tags=tags,
+        manifest_deleted=request.manifest,
+        window=ctx.config.undo_window,
+        clock=ctx.clock,
+    )
+    while ctx.requests.writing(
+        request.id, grace=timedelta(seconds=registry.write_grace), snapshot=snapshot
+    ):
         waited = True
         time.sleep(WAIT_STEP)
     return waited

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from bot.core import formatting as fmt
@@ -45,8 +45,10 @@ from bot.core.request_types import DeletionRequest
 from bot.kernel import shutdown
 from bot.kernel.context import Context
 from bot.state.purges import DELETED, FAILED, GONE, PENDING, SENDING, SKIPPED, PurgeItem, PurgeItems
+from bot.state.snapshots import Snapshot
 from handlers.requests import in_use
 from handlers.requests.purge import write_pace
+from handlers.requests.snapshot import take_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ def execute_purge(
             continue
         view = _RepoView(registry, repository, by_repo[repository], purges)
         view.now = ctx.clock
+        view.undo_window = ctx.config.undo_window
         # tags before manifests: a manifest this purge leaves untagged goes after its tags
         for phase in (TAG, MANIFEST):
             batch = [i for i in todo if i.kind == phase]
@@ -171,6 +174,31 @@ class _RepoView:
         self._map: dict[str, list[TagInfo]] | None = None
         self._lock = threading.Lock()
         self.now: Callable[[], datetime] = datetime.now
+        self.undo_window = timedelta(days=7)
+
+    def snapshot(self, item: PurgeItem) -> Snapshot:
+        """What `undo` needs to bring the item back, read just before its DELETE."""
+        tags = (
+            (item.tag,)
+            if item.kind == TAG and item.tag
+            else tuple(
+                sorted(
+                    {t.name for t in self.tags_by_digest().get(item.digest, [])} | set(item.tags),
+                    key=natural_key,
+                )
+            )
+        )
+        return take_snapshot(
+            self.registry,
+            request_id=item.request_id,
+            seq=item.seq,
+            repository=item.repository,
+            digest=item.digest,
+            tags=tags,
+            manifest_deleted=item.kind == MANIFEST,
+            window=self.undo_window,
+            clock=self.now,
+        )
 
     def recent(self, item: PurgeItem) -> bool:
         """Whether the item's DELETE left so recently that it might still land."""
@@ -273,9 +301,13 @@ def _delete(
 ) -> tuple[PurgeItem, str, str | None]:
     """The DELETE, recorded as `sending` first; throttling pauses every worker and retries
     (a 429 says the DELETE did not happen, so retrying it is safe; up to THROTTLE_TRIES)."""
+    try:
+        snapshot = view.snapshot(item)  # undo's snapshot, before anything leaves
+    except NotFound:
+        return item, GONE, "already gone when the bot read it to keep a copy for undo"
     for attempt in range(THROTTLE_TRIES):
         pace.wait()
-        view.purges.sending(item)
+        view.purges.sending(item, snapshot=snapshot)
         try:
             delete()
             return item, DELETED, None

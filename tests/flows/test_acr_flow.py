@@ -19,8 +19,8 @@ D1 = "sha256:" + "a" * 64
 
 @pytest.fixture
 def bot(tmp_path, clock, acr, fake_acr):
-    fake_acr.push("team/api", "1.0", D1)
-    fake_acr.push("team/api", "stable", D1)
+    digest = fake_acr.push_image("team/api", "1.0")  # real bytes: undo keeps a copy
+    fake_acr.push("team/api", "stable", digest)
     dispatcher = build_dispatcher(make_config(tmp_path), clock=clock, registries=[acr])
     for user, role in (
         ("alice", Role.CONTRIBUTOR),

@@ -14,8 +14,8 @@ from tests.support.fixtures import D, acr_config
 @pytest.fixture
 def make_bot(tmp_path, clock, fake_acr, make_acr):
     def make(**options):
-        for i in range(40):
-            fake_acr.push("ci/app", f"pr-{i}", D[i], offset=i)
+        for i in range(40):  # real manifests: a purge keeps each one's bytes for undo
+            fake_acr.push_image("ci/app", f"pr-{i}", offset=i)
         bot = build_dispatcher(
             acr_config(tmp_path, fake_acr, **options), clock=clock, registries=[make_acr()]
         )

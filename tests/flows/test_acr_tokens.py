@@ -14,10 +14,10 @@ from tests.support.fixtures import D, acr_config
 @pytest.fixture
 def session(tmp_path, clock, fake_acr, make_acr):
     def make(**options):
-        for i in range(41):
-            fake_acr.push("ci/app", f"pr-{i}", D[i], offset=i)
+        for i in range(41):  # real manifests: each deletion keeps their bytes for undo
+            fake_acr.push_image("ci/app", f"pr-{i}", offset=i)
         fake_acr.push("ci/app", "main", D[99], offset=100)
-        fake_acr.push("team/api", "1.0", D[50])
+        fake_acr.push_image("team/api", "1.0")
         fake_acr.push("team/api", "stable", D[51])
         bot = build_dispatcher(
             acr_config(tmp_path, fake_acr, **options), clock=clock, registries=[make_acr()]
@@ -48,8 +48,9 @@ def test_a_session_spends_a_handful_of_token_calls_not_three_per_call(session, f
     assert kinds["exchange"] == 1, kinds  # one refresh token for the whole session
 
 
-def test_an_approved_untag_reads_the_tag_once_then_deletes(session, fake_acr):
+def test_an_approved_untag_reads_the_tag_once_keeps_its_manifest_then_deletes(session, fake_acr):
     bot = session()
+    digest = fake_acr.state.repositories["team/api"]["1.0"].digest
     assert bot.handle("delete team/api:1.0 --reason old", user="alice").ok
     fake_acr.reset_counts()
     assert bot.handle("approve 1", user="bob").text == (
@@ -58,19 +59,22 @@ def test_an_approved_untag_reads_the_tag_once_then_deletes(session, fake_acr):
     data = [(r.method, r.path) for r in fake_acr.requests if r.kind == "data"]
     assert data == [
         ("GET", "/acr/v1/team/api/_tags/1.0"),
+        ("GET", f"/v2/team/api/manifests/{digest}"),  # the snapshot `undo` restores from
         ("DELETE", "/acr/v1/team/api/_tags/1.0"),
     ]
 
 
 @pytest.mark.slow  # a purge at the fake ACR
-def test_a_purge_costs_two_requests_a_deleted_tag(session, fake_acr):
+def test_a_purge_costs_three_requests_a_deleted_tag(session, fake_acr):
     bot = session()
     assert bot.handle("purge --filter 'ci/app:^pr-' --reason merged", user="alice").ok
     fake_acr.reset_counts()
     assert bot.handle("approve 1", user="bob").text.endswith("41 deleted, 0 skipped, 0 failed.")
     kinds = fake_acr.kinds()
-    assert kinds["data"] <= 2 * 41, kinds  # one GET of the tag, its DELETE
-    assert fake_acr.count("GET") == 41 and fake_acr.count("DELETE") == 41
+    assert kinds["data"] <= 3 * 41, kinds  # a GET of the tag and of its manifest, the DELETE
+    assert fake_acr.count("GET", "/acr/v1/ci/app/_tags/") == 41
+    assert fake_acr.count("GET", "/v2/ci/app/manifests/") == 41  # the undo snapshots
+    assert fake_acr.count("DELETE") == 41
     assert kinds["exchange"] + kinds["token"] + kinds["challenge"] <= 4, kinds
 
 

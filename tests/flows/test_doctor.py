@@ -84,6 +84,11 @@ def test_doctor_passes_a_healthy_demo(demo, slack_env):
         ),
         "audit archive": ("–", "no [audit.blob] table: the audit stays in SQLite", None),
         "leases": ("✓", "sweep: free; archive: free; delivery: free", None),
+        "undo snapshots": (
+            "✓",
+            "0 kept for the 7-day window: 0.0 MB stored (0.0 MB before compression)",
+            None,
+        ),
         "slack token": ("✓", "auth.test: bot acrbot (UBOT) in T (T0001)", None),
         "slack scopes": ("✓", "the token has all 7 scopes the bot uses", None),
         "slack requests channel": ("✓", f"the bot is a member of #platform ({CHANNEL})", None),

@@ -102,7 +102,7 @@ def test_times_are_slack_date_tokens_and_decided_cards_say_who_and_when(slack):
     decided = fields_of(update)
     assert "Expires" not in decided
     assert decided["Decided"].startswith("done by the bot, <!date^")
-    assert buttons(update["blocks"]) == []
+    assert buttons(update["blocks"]) == ["acr_undo"]  # only Undo, once done
 
 
 def test_an_approval_sent_also_to_the_channel_counts(slack):

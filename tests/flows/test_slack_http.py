@@ -87,7 +87,7 @@ def test_full_delete_flow(slack):
     update = fake.wait_for("chat.update")[0]
     assert update["ts"] == ts
     assert "*done*" in json.dumps(update["blocks"])
-    assert buttons(update["blocks"]) == []
+    assert buttons(update["blocks"]) == ["acr_undo"]  # a done card can be undone
     posts = fake.wait_for("chat.postMessage", 3)
     thread = [p for p in posts if p.get("thread_ts") == ts]
     assert thread[0]["text"].startswith(

@@ -140,11 +140,14 @@ def small_disk(tmp_path):
 def fill(disk: Path) -> Path:
     """Write a file until the disk is full; return it (delete it to free the space)."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh, contextlib.suppress(OSError):
+    # Unbuffered: a buffered file keeps what a write could not put on the full disk and
+    # raises ENOSPC again when closed (outside the suppress), depending on how the free
+    # space divides by the write size, i.e. on the database's size.
+    with open(filler, "wb", buffering=0) as fh, contextlib.suppress(OSError):
         while True:
             fh.write(b"\0" * 65536)
             fh.flush()
-    with contextlib.suppress(OSError), open(disk / "filler2", "wb") as fh:
+    with contextlib.suppress(OSError), open(disk / "filler2", "wb", buffering=0) as fh:
         while True:  # the last few bytes
             fh.write(b"\0" * 512)
             fh.flush()

@@ -304,8 +304,8 @@ def test_a_manifest_request_fails_when_its_tag_was_pushed_again(oci_bot, clock, 
 
 
 def test_an_acr_purge_rides_out_a_429_burst_with_no_failure(make_acr, fake_acr, tmp_path, clock):
-    for i in range(40):
-        fake_acr.push("ci/app", f"pr-{i}", f"sha256:{i:064x}", offset=i)
+    for i in range(40):  # real manifests: a purge keeps each one's bytes for undo
+        fake_acr.push_image("ci/app", f"pr-{i}", offset=i)
     fake_acr.push("ci/app", "main", f"sha256:{99:064x}", offset=100)
     fake_acr.throttle(method="DELETE", times=6, retry_after=1)
     config = make_config(

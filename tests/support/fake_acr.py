@@ -38,6 +38,18 @@ actions); otherwise it gets the 401 challenge naming the scope it needs, with
 `error="invalid_token"` when a token was sent. `token_ttl()` shortens the lifetimes so a test
 can outlive its tokens. (`state.issued` holds test-only tokens that pass everywhere.)
 
+Manifest bytes: `push_image()` stores a real manifest (its digest is the sha256 of its bytes),
+served by `GET /v2/{repo}/manifests/{tag|digest}` and written back by `PUT` (by digest, or a
+tag: the bytes must hash to a digest, and the blobs must not have been reclaimed, else 404
+MANIFEST_BLOB_UNKNOWN, as distribution answers). Manifests made up by digest alone (`push()`,
+`push_manifest()`) have no bytes: a GET of one answers 404 MANIFEST_UNKNOWN.
+
+Soft delete (`state.soft_delete = True`, off by default as in Azure): a deleted manifest goes to
+the recycle bin with the tags it carried: `GET /acr/v1/_deleted/{repo}/_manifests` lists it,
+`POST /acr/v1/_deleted/{repo}/_manifests/{digest}?force=false` with `{"tag": T}` (the shape
+`az acr manifest restore` sends, Azure/azure-cli's acr tests) restores it under T, and a PUT of
+the same digest while it is soft-deleted is refused (ACR: restore it instead).
+
 Fault injection and counting for tests: `throttle()`, `delay()`, `count()`, `kinds()`,
 `requests`; the old `state.throttle` / `state.fail_status` knobs still work.
 """
@@ -45,6 +57,7 @@ Fault injection and counting for tests: `throttle()`, `delay()`, `count()`, `kin
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import ssl
@@ -65,6 +78,7 @@ ACR_PREFIX = "/providers/Microsoft.ContainerRegistry/registries/"
 DEFAULT_PAGE_SIZE = 100  # what ACR puts in Link (`n=100`) when the client sent no `n`
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 TIME_ORDERS = ("timeasc", "timedesc")
 NAME_ORDERS = ("", "none")
 
@@ -138,6 +152,7 @@ class Manifest:
     write_enabled: bool = True
     read_enabled: bool = True
     list_enabled: bool = True
+    body: bytes | None = None  # the manifest's bytes (push_image); None: made up by digest
 
     @property
     def last_update(self) -> str:
@@ -146,6 +161,15 @@ class Manifest:
     @property
     def locked(self) -> bool:
         return not (self.delete_enabled and self.write_enabled)
+
+
+@dataclass
+class Deleted:
+    """A soft-deleted manifest and the tags it carried when it went."""
+
+    manifest: Manifest
+    tags: list[str]
+    deleted_at: str
 
 
 @dataclass(frozen=True)
@@ -227,6 +251,9 @@ class FakeAcrState:
     access_ttl: float = 4500.0
     sku: str = "Premium"
     calls: list[tuple[str, str]] = field(default_factory=list)
+    soft_delete: bool = False  # ACR's soft delete policy (a preview, off by default)
+    recycle: dict[str, dict[str, Deleted]] = field(default_factory=dict)  # repo -> digest
+    reclaimed: set[str] = field(default_factory=set)  # digests whose blobs are gone
 
 
 class _Server(ThreadingHTTPServer):
@@ -322,6 +349,36 @@ class FakeAcr:
         with self._lock:
             self._put_manifest(repository, Manifest(digest, acr_time(offset)))
             self._tag(repository, tag, digest, acr_time(offset))
+
+    def push_image(
+        self, repository: str, tag: str | None, *, label: str | None = None, offset: int = 0
+    ) -> str:
+        """Store a real (tiny) OCI image manifest, tagged ``tag``; return its digest."""
+        body = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": "sha256:"
+                    + hashlib.sha256((label or f"{repository}:{tag}").encode()).hexdigest(),
+                    "size": 2,
+                },
+                "layers": [],
+            },
+            sort_keys=True,
+        ).encode()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        with self._lock:
+            self._put_manifest(
+                repository,
+                Manifest(
+                    digest, acr_time(offset), size=len(body), media_type=OCI_MANIFEST, body=body
+                ),
+            )
+            if tag is not None:
+                self._tag(repository, tag, digest, acr_time(offset))
+        return digest
 
     def push_manifest(
         self,
@@ -836,7 +893,9 @@ class FakeAcr:
                         "DELETE": "delete",
                     }.get(method, "pull")
                     if segments[:1] == ["v2"]:
-                        action = "delete" if method == "DELETE" else "pull"
+                        action = {"DELETE": "delete", "PUT": "push"}.get(method, "pull")
+                    if segments[:3] == ["acr", "v1", "_deleted"]:  # azure-cli's permissions
+                        action = "deleted_restore" if method == "POST" else "deleted_read"
                     needed = f"repository:{_repository_of(segments) or 'repo'}:{action}"
                 with fake._lock:
                     granted = state.access_tokens.get(token)
@@ -875,6 +934,10 @@ class FakeAcr:
                         order="",
                         lookup=lambda last: (last,),
                     )
+                if segments[:3] == ["acr", "v1", "_deleted"] and "_manifests" in segments:
+                    at = segments.index("_manifests")
+                    repo, rest = "/".join(segments[3:at]), segments[at + 1 :]
+                    return self._recycle(method, repo, rest, query, body)
                 if segments[:2] == ["acr", "v1"] and len(segments) > 2:
                     if "_tags" in segments:
                         at = segments.index("_tags")
@@ -885,10 +948,15 @@ class FakeAcr:
                         repo, rest = "/".join(segments[2:at]), segments[at + 1 :]
                         return self._manifests(method, repo, rest, query, body)
                     return self._repository(method, "/".join(segments[2:]))
-                if segments[:1] == ["v2"] and "manifests" in segments and method == "DELETE":
+                if segments[:1] == ["v2"] and "manifests" in segments:
                     at = segments.index("manifests")
-                    repo = "/".join(segments[1:at])
-                    return self._delete_manifest(repo, "/".join(segments[at + 1 :]))
+                    repo, reference = "/".join(segments[1:at]), "/".join(segments[at + 1 :])
+                    if method == "DELETE":
+                        return self._delete_manifest(repo, reference)
+                    if method in ("GET", "HEAD"):
+                        return self._get_manifest(repo, reference, head=method == "HEAD")
+                    if method == "PUT":
+                        return self._put_manifest_bytes(repo, reference, body)
                 return self._send(404, b"404 page not found\n", content_type="text/plain")
 
             def _repository(self, method: str, repo: str) -> None:
@@ -1031,6 +1099,90 @@ class FakeAcr:
                     },
                 )
 
+            def _get_manifest(self, repo: str, reference: str, *, head: bool) -> None:
+                tag = fake.state.repositories.get(repo, {}).get(reference)
+                digest = tag.digest if tag is not None else reference
+                manifest = fake._manifests(repo).get(digest)
+                if manifest is None or manifest.body is None:
+                    return self._send(404, MANIFEST_UNKNOWN)
+                headers = {"Docker-Content-Digest": digest}
+                if head:
+                    return self._send(200, headers=headers, content_type=manifest.media_type)
+                return self._send(
+                    200, manifest.body, headers=headers, content_type=manifest.media_type
+                )
+
+            def _put_manifest_bytes(self, repo: str, reference: str, body: bytes) -> None:
+                digest = "sha256:" + hashlib.sha256(body).hexdigest()
+                if reference.startswith("sha256:") and reference != digest:
+                    return self._send(
+                        400,
+                        _error("DIGEST_INVALID", "provided digest did not match uploaded content"),
+                    )
+                if digest in fake.state.recycle.get(repo, {}):
+                    # Guess (unrecorded): the status and code of ACR's refusal; the refusal
+                    # itself is documented (a soft-deleted digest must be restored).
+                    return self._send(
+                        400,
+                        _error(
+                            "MANIFEST_INVALID",
+                            "the manifest is soft-deleted: restore it instead of pushing it",
+                        ),
+                    )
+                if digest in fake.state.reclaimed:
+                    return self._send(
+                        404, _error("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry")
+                    )
+                try:
+                    media_type = json.loads(body).get("mediaType") or OCI_MANIFEST
+                except ValueError:
+                    return self._send(400, _error("MANIFEST_INVALID", "manifest invalid"))
+                when = acr_time(int(time.time()) % 100_000)
+                existing = fake._manifests(repo).get(digest)
+                if existing is not None and existing.locked:
+                    return self._send(405, DISALLOWED)
+                fake._put_manifest(
+                    repo,
+                    Manifest(digest, when, size=len(body), media_type=media_type, body=body),
+                )
+                fake._manifests(repo)[digest].body = body
+                if not reference.startswith("sha256:"):
+                    held = fake.state.repositories.get(repo, {}).get(reference)
+                    if held is not None and not held.write_enabled:
+                        return self._send(405, DISALLOWED)
+                    fake._tag(repo, reference, digest, when)
+                return self._send(201, headers={"Docker-Content-Digest": digest})
+
+            def _recycle(
+                self, method: str, repo: str, rest: list[str], query: dict, body: bytes
+            ) -> None:
+                """ACR soft delete's recycle bin: list (GET) and restore (POST)."""
+                bin_ = fake.state.recycle.get(repo, {})
+                if not rest and method == "GET":
+                    # Guess (unrecorded): the listing's shape, after the repository one.
+                    return self._send(
+                        200,
+                        {
+                            "registry": fake.login_server,
+                            "imageName": repo,
+                            "manifests": [
+                                {"digest": d, "deletedAt": item.deleted_at, "tags": item.tags}
+                                for d, item in sorted(bin_.items())
+                            ],
+                        },
+                    )
+                if len(rest) == 1 and method == "POST":
+                    item = bin_.get(rest[0])
+                    if item is None:
+                        return self._send(404, MANIFEST_UNKNOWN)
+                    tag = json.loads(body or b"{}").get("tag")
+                    del bin_[rest[0]]
+                    fake._put_manifest(repo, item.manifest)
+                    if tag:
+                        fake._tag(repo, tag, rest[0], item.manifest.last_update)
+                    return self._send(200, {"digest": rest[0], "tag": tag})
+                return self._send(404, b"404 page not found\n", content_type="text/plain")
+
             def _delete_manifest(self, repo: str, digest: str) -> None:
                 manifests = fake._manifests(repo)
                 manifest = manifests.get(digest)
@@ -1044,6 +1196,10 @@ class FakeAcr:
                     fake._deleted[(repo, "tag", name)] = tags.pop(name).last_update
                 del manifests[digest]
                 fake._deleted[(repo, "manifest", digest)] = manifest.last_update
+                if fake.state.soft_delete:
+                    fake.state.recycle.setdefault(repo, {})[digest] = Deleted(
+                        manifest, on_it, acr_time(int(time.time()) % 100_000)
+                    )
                 fake._drop_repository_if_empty(repo)
                 return self._send(202)
 
@@ -1174,6 +1330,8 @@ def _param(query: dict[str, list[str]], name: str) -> str:
 
 def _repository_of(segments: list[str]) -> str | None:
     """The repository a data-plane path names, for the 401 challenge's scope."""
+    if segments[:3] == ["acr", "v1", "_deleted"] and "_manifests" in segments:
+        return "/".join(segments[3 : segments.index("_manifests")])
     if segments[:2] == ["acr", "v1"] and len(segments) > 2:
         for marker in ("_tags", "_manifests"):
             if marker in segments:

@@ -147,6 +147,13 @@ MATRIX = {
         "owner": "only zed, who made request #1, can cancel it",
         "oncall": "`cancel` needs contributor",
     },
+    "undo 1 --reason mistake": {  # request #1 is zed's, still pending
+        "none": "there is no request #1",
+        "reader": "only the requester of #1 (zed) or an owner of every repository it touched",
+        "contributor": "only the requester of #1 (zed) or an owner of every repository it",
+        "owner": "request #1 (pending) deleted nothing: there is nothing to undo",
+        "oncall": "only the requester of #1 (zed) or an owner of every repository it touched",
+    },
     "rotate password2 --reason quarterly": {
         "none": "`rotate` needs oncall or owner",
         "reader": "`rotate` needs oncall or owner",
@@ -249,7 +256,7 @@ def test_help_lists_only_what_the_caller_may_run(bot):
         "events",
         "policy",
     }
-    assert commands("alice") == commands("carol") | {"delete", "cancel"}
+    assert commands("alice") == commands("carol") | {"delete", "cancel", "undo"}
     # No configured registry has an admin user (oci-layout): rotate and admin are not offered.
     # oncall may `delete --break-glass` where a [[policy]] rule allows it.
     assert commands("dave") == commands("carol") | {"delete"}
