@@ -418,7 +418,6 @@ def _v11(db: Any) -> None:
         );
         CREATE INDEX reviews_actor_day ON reviews (actor, bg_day);
         CREATE INDEX reviews_state ON reviews (state, due_at)
-        )
         """,
     )
 

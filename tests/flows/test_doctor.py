@@ -95,7 +95,7 @@ def test_doctor_passes_a_healthy_demo(demo, slack_env):
         "slack outbox": ("✓", "delivering: 0 waiting, 0 given up in the last week", None),
     }
     assert output.splitlines()[0] == f"acrbot doctor: {demo}"
-    assert output.splitlines()[-1] == "All 11 checks passed."
+    assert output.splitlines()[-1] == "All 12 checks passed."
 
 
 def test_doctor_with_a_bad_token_says_invalid_auth_and_where_to_find_the_token(demo, slack_env):
@@ -108,7 +108,7 @@ def test_doctor_with_a_bad_token_says_invalid_auth_and_where_to_find_the_token(d
         "check SLACK_BOT_TOKEN: the Bot User OAuth Token (xoxb-…) on the app's OAuth & "
         "Permissions page",
     )
-    assert output.splitlines()[-1] == "1 of 9 checks failed."  # the outbox row too
+    assert output.splitlines()[-1] == "1 of 10 checks failed."  # the outbox row too
 
 
 def test_doctor_names_missing_scopes_and_a_channel_the_bot_is_not_in(demo, slack_env):
