@@ -269,7 +269,7 @@ def undo_checks(config: Config) -> list[Check]:
     except (BotError, sqlite3.Error, OSError) as exc:
         return [skipped("undo snapshots", f"not read: {exc}")]
     try:
-        if _read_header(config.database)[0] != SCHEMA_VERSION:
+        if store.schema_version() != SCHEMA_VERSION:
             return [skipped("undo snapshots", "the schema is not current yet")]
         kept = usage(store)
     finally:

@@ -249,7 +249,7 @@ def test_lock_deployed_locks_every_digest_in_use_on_acr(fake_acr, make_acr, kube
     audited = [e.target for e in bot.ctx.audit.entries() if e.action == "lock.deployed"]
     assert audited == [f"prod/payments/api@{d}" for d in digests[:3]]
     # the schedule: unlocked outside the bot, locked again at the next slot, once a slot
-    from bot import deployed_locks
+    from bot.schedules import deployed_locks
 
     deployed_locks._TAKEN.clear()
     for d in digests[:3]:

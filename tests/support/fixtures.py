@@ -483,10 +483,33 @@ def store_options(request) -> dict[str, Any]:
 
 
 @pytest.fixture(params=ENGINES)
-def replica_database(request, tmp_path: Path) -> str:
+def replica_database(request, tmp_path: Path, monkeypatch) -> str:
     """The `database = …` value every replica of a multi-replica test shares: one SQLite file
     in WAL mode (two `acrbot serve` on one host), or a fresh PostgreSQL database (ServedBot
     adds the password's variable): every multi-replica test runs on both engines."""
     if request.param == "sqlite":
         return str(tmp_path / "replicas.db")
+    from tests.support.postgres import PASSWORD
+
+    monkeypatch.setenv(PG_PASSWORD_ENV, PASSWORD)  # the test's own reads of the config
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(autouse=True)
+def metrics_switch_restored():
+    """`acrbot run` called in the test process turns metrics off for the process, and for its
+    children through the environment (bot/cli.py, bot/ops/metrics.py): the next test gets the
+    switch and those variables as they were (test_metrics.py counted nothing after one).
+    (monkeypatch.delenv of an absent variable records nothing to restore: done by hand.)"""
+    from bot.ops import metrics
+
+    names = (metrics.SWITCH_ENV, metrics.MULTIPROC_ENV)
+    before = {name: os.environ.get(name) for name in names}
+    enabled = metrics._enabled
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    metrics._enabled = enabled
