@@ -22,7 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(os.environ.get("ACRBOT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _bin() -> Path:
+    """ACRBOT_PG_BIN, or the newest Debian postgresql's binaries (15 on bookworm)."""
+    if "ACRBOT_PG_BIN" in os.environ:
+        return Path(os.environ["ACRBOT_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _bin()
 USER = "acrbot"
 PASSWORD = "pg-test-pw-7f3c9a1e"  # tests scan logs, errors and the database for it
 
