@@ -370,7 +370,13 @@ def request_card(
                 ]
             )
         )
-    if request.state is State.DONE and undo_window is not None and request.finished_at:
+    # A forced undo deletes nothing (no snapshot): nothing to undo.
+    if (
+        request.state is State.DONE
+        and undo_window is not None
+        and request.finished_at
+        and request.forced is None
+    ):
         blocks += undo_blocks(request, request.finished_at + undo_window)
     text = (
         f"{title} #{request.id} by {_person(request.requester)}: {escape(request.target)} "

@@ -154,6 +154,14 @@ def execute_forced(ctx: Context, request: DeletionRequest, progress: Progress) -
             {"request": request.id, "line": "text", "text": note},
             after=card_key(request.id),
         )
+    source = ctx.requests.get(request.forced.source)
+    if source.channel is not None:  # and in the thread of the request it undoes
+        ctx.outbox.put(
+            f"line:{source.id}:undo:forced:{request.id}",
+            LINE,
+            {"request": source.id, "line": "text", "text": f"#{request.id}: {note}"},
+            after=card_key(source.id),
+        )
     if failed and not moved and not already:
         raise UserError(note)
     return note
