@@ -200,6 +200,19 @@ def _names(names: tuple[str, ...] | list[str], request_id: int) -> str:
     return text[:FIELD_MAX]
 
 
+def _moves(request: DeletionRequest) -> str:
+    """A forced undo's first moves, cut to fit one field (with its title) and pointing at
+    `request ID`, which lists every one."""
+    assert request.forced is not None
+    text = escape(request.forced.moves(shown=10))
+    room = FIELD_MAX - 100  # the field's title and the pointer below
+    if len(text) > room:
+        text = text[:room] + " …"
+    if len(request.forced.items) > 1:
+        text += f" (every one: `/acr request {request.id}`)"
+    return text
+
+
 def slack_date(value: datetime | None) -> str:
     """A time each viewer sees in their own time zone, with a UTC fallback for clients that
     cannot render Slack's date token."""
@@ -222,7 +235,7 @@ def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
                 f"`{escape(request.registry)}`: tags re-pushed since "
                 f"#{request.forced.source}, moved back to what it deleted",
             ),
-            ("Will move", escape(request.forced.moves(shown=10))[:FIELD_MAX]),
+            ("Will move", _moves(request)),
         ]
     elif spec is not None:  # a purge
         first = spec.first

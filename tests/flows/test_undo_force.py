@@ -2,6 +2,8 @@
 the deletion become a request, approved like a deletion and never by its requester, that moves
 exactly the pinned tags from the digest read when it was filed back to the snapshot's."""
 
+import json
+
 import pytest
 
 from bot.app import build_dispatcher
@@ -60,6 +62,7 @@ def test_force_restores_what_it_can_and_files_a_request_for_the_re_pushed_tag(bo
     assert ("request.create", "pending") in actions and ("undo.force", "moved") in actions
     shown = bot.handle("request 2", user="alice")
     assert dict(shown.fields)["moves"] == f"ci/app:pr-1 {new[:19]} → {old['pr-1'][:19]}"
+    assert shown.table.rows == (("ci/app:pr-1", new, old["pr-1"]),)
 
 
 def test_without_force_nothing_is_filed(bot, fake_acr):
@@ -111,3 +114,36 @@ def test_a_tag_moved_again_after_the_request_is_skipped_and_said(bot, fake_acr):
     ), request.note
     assert _tags(fake_acr, "ci/app")["pr-1"] == newer
     assert new != newer
+
+
+def test_the_executed_restore_is_said_in_both_threads(bot, fake_acr):
+    fake_acr.push_image("ci/app", "pr-0")
+    kw = {"channel": "CREQ"}
+    assert bot.handle("purge --filter 'ci/app:^pr-' --reason merged", user="alice", **kw).ok
+    assert bot.handle("approve 1", user="bob", **kw).ok
+    fake_acr.push_image("ci/app", "pr-0", label="rebuilt", offset=5)
+    assert bot.handle("undo 1 --force --reason x", user="alice", **kw).ok
+    assert bot.handle("approve 2", user="bob", **kw).ok
+    lines = {
+        key: json.loads(payload)
+        for key, payload in bot.ctx.store.db.execute(
+            "select key, payload from outbox where key in (?, ?)",
+            ["line:2:forced", "line:1:undo:forced:2"],
+        ).fetchall()
+    }
+    assert lines["line:2:forced"]["text"] == "Forced undo of #1: 1 restored."
+    assert lines["line:1:undo:forced:2"]["text"] == "#2: Forced undo of #1: 1 restored."
+    assert lines["line:1:undo:forced:2"]["request"] == 1
+
+
+def test_finishing_after_a_crash_reads_first_and_puts_nothing_twice(bot, fake_acr):
+    from handlers.requests.undo_force import reconcile_forced
+
+    old, _new = _purged(bot, fake_acr)
+    assert bot.handle("undo 1 --force --reason x", user="alice").ok
+    assert bot.handle("approve 2", user="bob").ok
+    fake_acr.reset_counts()
+    # What recovery runs for a request a crash left `executing` after its PUT landed.
+    assert reconcile_forced(bot.ctx, bot.ctx.requests.get(2)) == "Forced undo of #1: 1 restored."
+    assert fake_acr.count("PUT") == 0
+    assert _tags(fake_acr, "ci/app") == old
