@@ -75,16 +75,19 @@ def file_forced(
         text += " --force: no tag was re-pushed since, so no request was filed."
         return Reply(text=text, ok=reply.ok, notes=reply.notes)
     spec = ForceUndoSpec(source=request.id, items=tuple(items))
-    terms = rules_gate.at_request(
-        ctx,
-        call.args,
-        user=call.user,
-        grants=call.grants,
-        registry=request.registry,
-        repositories=spec.repositories,
-        action=rules_gate.policy_action(Action.UNDO_FORCE),
-        items=len(items),
-    )
+    try:
+        terms = rules_gate.at_request(
+            ctx,
+            call.args,
+            user=call.user,
+            grants=call.grants,
+            registry=request.registry,
+            repositories=spec.repositories,
+            action=rules_gate.policy_action(Action.UNDO_FORCE),
+            items=len(items),
+        )
+    except UserError as exc:  # a freeze, a short reason: what undo restored still stands
+        return Reply(text=f"{text} --force: {exc}", ok=False, notes=reply.notes)
     filed = ctx.requests.create_forced_undo(
         registry=request.registry,
         spec=spec,
@@ -186,6 +189,8 @@ def _move(registry: Registry, item: ForcedTag, snapshot: Snapshot | None) -> tup
             return "already", None
         if current != item.from_digest:
             return "skipped", f"now {fmt.short_digest(current)}"
+        # No registry offers a compare-and-set on a tag: the read above is the check, as close
+        # to the PUT as it can be (the window is one round trip).
         for manifest in snapshot.manifests:  # children first, the manifest last
             try:
                 registry.image(item.repository, manifest.digest)

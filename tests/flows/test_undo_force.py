@@ -9,7 +9,7 @@ import pytest
 from bot.app import build_dispatcher
 from bot.core.policy import Grant, Role
 from bot.core.request_types import Action, State
-from tests.support.fixtures import acr_config
+from tests.support.fixtures import acr_config, make_config
 
 
 @pytest.fixture
@@ -27,9 +27,13 @@ def _tags(fake_acr, repo):
 
 
 def _purged(bot, fake_acr):
+    return _purged_with(bot, fake_acr, reason="merged")
+
+
+def _purged_with(bot, fake_acr, *, reason):
     """Three tags purged by request #1; pr-1 then pushed again to another image."""
     old = {f"pr-{i}": fake_acr.push_image("ci/app", f"pr-{i}", offset=i) for i in range(3)}
-    assert bot.handle("purge --filter 'ci/app:^pr-' --reason merged", user="alice").ok
+    assert bot.handle(f"purge --filter 'ci/app:^pr-' --reason {reason}", user="alice").ok
     assert bot.handle("approve 1", user="bob").ok
     new = fake_acr.push_image("ci/app", "pr-1", label="rebuilt", offset=50)
     assert new != old["pr-1"]
@@ -146,4 +150,50 @@ def test_finishing_after_a_crash_reads_first_and_puts_nothing_twice(bot, fake_ac
     # What recovery runs for a request a crash left `executing` after its PUT landed.
     assert reconcile_forced(bot.ctx, bot.ctx.requests.get(2)) == "Forced undo of #1: 1 restored."
     assert fake_acr.count("PUT") == 0
+    assert _tags(fake_acr, "ci/app") == old
+
+
+@pytest.fixture
+def ruled(tmp_path, clock, fake_acr, make_acr):
+    """`[[policy]]` on ci/*: one approval for a purge, two for a manifest delete."""
+    config = make_config(
+        tmp_path,
+        registry=[
+            {
+                "name": "prod",
+                "type": "acr",
+                "login_server": fake_acr.login_server,
+                "subscription_id": fake_acr.subscription,
+                "resource_group": fake_acr.resource_group,
+            }
+        ],
+        policy=[
+            {
+                "name": "ci",
+                "repos": ["ci/*"],
+                "approvals": {"delete": 1, "delete_manifest": 2, "purge": 1},
+                "reason_min": 10,
+            }
+        ],
+    )
+    dispatcher = build_dispatcher(config, clock=clock, registries=[make_acr()])
+    for user, role in (("alice", Role.CONTRIBUTOR), ("bob", Role.OWNER), ("carol", Role.OWNER)):
+        dispatcher.ctx.roles.grant(Grant(user, role), by="t", at=clock())
+    return dispatcher
+
+
+def test_a_forced_undo_needs_the_approvals_of_a_manifest_delete(ruled, fake_acr):
+    old, new = _purged_with(ruled, fake_acr, reason="'merged long ago'")
+    short = ruled.handle("undo 1 --force --reason x", user="alice")
+    assert not short.ok
+    assert short.text == (
+        "Undo of request #1: 2 restored, 1 skipped (re-pushed). --force: rule ci needs a "
+        "--reason of at least 10 characters (yours has 1); nothing was requested"
+    ), short.text
+    assert [r.id for r in ruled.ctx.requests.list()] == [1]
+    assert ruled.handle("undo 1 --force --reason 'the purge was wrong'", user="alice").ok
+    assert ruled.ctx.requests.get(2).required == 2
+    assert ruled.handle("approve 2", user="bob").ok
+    assert _tags(fake_acr, "ci/app")["pr-1"] == new  # one of two
+    assert ruled.handle("approve 2", user="carol").ok
     assert _tags(fake_acr, "ci/app") == old
