@@ -640,6 +640,15 @@ COMMAND_LIST: tuple[CommandSpec, ...] = (
             flag="--only",
             required=False,
         ),
+        Param(
+            "force",
+            "",
+            "also ask (a request, approved like a delete) to move the tags re-pushed since "
+            "back to what was deleted",
+            flag="--force",
+            takes_value=False,
+            required=False,
+        ),
         REASON_OPT,
     ),
     _spec(

@@ -20,6 +20,7 @@ class Action(StrEnum):
     DELETE = "delete"
     DELETE_MANIFEST = "delete_manifest"
     PURGE = "purge"
+    UNDO_FORCE = "undo_force"  # `undo --force`: re-pushed tags moved back to the snapshot's
 
 
 Clock = Callable[[], datetime]
@@ -150,6 +151,76 @@ class PurgeRequestSpec:
 
 
 @dataclass(frozen=True)
+class ForcedTag:
+    """One tag a forced undo moves: from the digest it was re-pushed to (read when the request
+    was filed) to the digest the deletion took (the snapshot's, request ``source`` item
+    ``seq``). Execution re-reads the tag and skips it unless it still names ``from_digest``."""
+
+    repository: str
+    tag: str
+    from_digest: str
+    to_digest: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class ForceUndoSpec:
+    """What an `undo ID --force` request pins: the request undone and each tag it moves.
+    Stored as JSON in `requests.spec` (action `undo_force`)."""
+
+    source: int
+    items: tuple[ForcedTag, ...]
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        return tuple(sorted({i.repository for i in self.items}))
+
+    def moves(self, *, shown: int) -> str:
+        """`repo:tag sha256:abc… → sha256:def…` for the first ``shown`` tags (from the
+        re-pushed digest to the snapshot's), then how many more."""
+        from bot.core.formatting import short_digest
+
+        text = "; ".join(
+            f"{i.repository}:{i.tag} {short_digest(i.from_digest)} → {short_digest(i.to_digest)}"
+            for i in self.items[:shown]
+        )
+        more = len(self.items) - shown
+        return text + (f" (+{more:,} more)" if more > 0 else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "items": [
+                {
+                    "repository": i.repository,
+                    "tag": i.tag,
+                    "from": i.from_digest,
+                    "to": i.to_digest,
+                    "seq": i.seq,
+                }
+                for i in self.items
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ForceUndoSpec:
+        """A stored spec; a missing key is a KeyError (a damaged row), never "no tags"."""
+        return cls(
+            source=int(data["source"]),
+            items=tuple(
+                ForcedTag(
+                    repository=i["repository"],
+                    tag=i["tag"],
+                    from_digest=i["from"],
+                    to_digest=i["to"],
+                    seq=int(i["seq"]),
+                )
+                for i in data["items"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class DeletionRequest:
     id: int
     registry: str
@@ -174,17 +245,22 @@ class DeletionRequest:
     channel: str | None = None  # where its card lives (Slack), if anywhere
     kind: str = ""  # "purge" for a purge; "" for a deletion (see action)
     spec: PurgeRequestSpec | None = None  # a purge's (always set); None for a deletion
+    forced: ForceUndoSpec | None = None  # an `undo --force` request's (kind "undo_force")
 
     def __post_init__(self) -> None:
         # Readers tell a purge by its spec: a purge without one (or a deletion with one) is a
         # damaged row, refused here rather than shown as the other kind.
         if (self.kind == "purge") != (self.spec is not None):
             raise ValueError(f"request {self.id}: a purge has a spec and a deletion none")
+        if (self.kind == "undo_force") != (self.forced is not None):
+            raise ValueError(f"request {self.id}: a forced undo has its tags, and only it")
 
     @property
     def action(self) -> Action:
         if self.kind == "purge":
             return Action.PURGE
+        if self.kind == "undo_force":
+            return Action.UNDO_FORCE
         return Action.DELETE_MANIFEST if self.manifest else Action.DELETE
 
     @property
@@ -195,12 +271,15 @@ class DeletionRequest:
     def image(self) -> str:
         if self.is_purge:
             return f"purge {self.spec.describe if self.spec else ''}".strip()
+        if self.forced is not None:
+            n = len(self.forced.items)
+            return f"undo --force of #{self.forced.source}: {n} tag{'s' if n != 1 else ''}"
         ref = f"{self.repository}:{self.tag}" if self.tag else self.repository
         return f"{ref}@{self.digest}" if self.manifest or not self.tag else ref
 
     @property
     def target(self) -> str:
-        if self.is_purge:
+        if self.is_purge or self.forced is not None:
             return f"{self.registry}: {self.image}"
         return f"{self.registry}/{self.image}"
 
@@ -209,6 +288,8 @@ class DeletionRequest:
         """The repositories it deletes from (a purge may span several)."""
         if self.is_purge and self.spec:
             return self.spec.repositories
+        if self.forced is not None:
+            return self.forced.repositories
         return (self.repository,)
 
 

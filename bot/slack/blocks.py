@@ -200,6 +200,19 @@ def _names(names: tuple[str, ...] | list[str], request_id: int) -> str:
     return text[:FIELD_MAX]
 
 
+def _moves(request: DeletionRequest) -> str:
+    """A forced undo's first moves, cut to fit one field (with its title) and pointing at
+    `request ID`, which lists every one."""
+    assert request.forced is not None
+    text = escape(request.forced.moves(shown=10))
+    room = FIELD_MAX - 100  # the field's title and the pointer below
+    if len(text) > room:
+        text = text[:room] + " …"
+    if len(request.forced.items) > 1:
+        text += f" (every one: `/acr request {request.id}`)"
+    return text
+
+
 def slack_date(value: datetime | None) -> str:
     """A time each viewer sees in their own time zone, with a UTC fallback for clients that
     cannot render Slack's date token."""
@@ -214,7 +227,17 @@ def request_fields(request: DeletionRequest) -> list[tuple[str, str]]:
     if request.approvals:
         approvals += " (" + ", ".join(_person(a.approver) for a in request.approvals) + ")"
     spec = request.spec
-    if spec is not None:  # a purge
+    if request.forced is not None:  # `undo --force`: re-pushed tags moved back
+        head = [
+            ("Requester", _person(request.requester)),
+            (
+                "Undo --force",
+                f"`{escape(request.registry)}`: tags re-pushed since "
+                f"#{request.forced.source}, moved back to what it deleted",
+            ),
+            ("Will move", _moves(request)),
+        ]
+    elif spec is not None:  # a purge
         first = spec.first
         head = [
             ("Requester", f"<@{request.requester}>"),
@@ -288,6 +311,12 @@ def _frees(freed: int) -> str:
     return "nothing by itself: untagged images stay until a purge with `--untagged`"
 
 
+def _title(request: DeletionRequest) -> str:
+    if request.forced is not None:
+        return "Forced undo request"
+    return "Purge request" if request.is_purge else "Deletion request"
+
+
 def request_card(
     request: DeletionRequest,
     *,
@@ -300,7 +329,7 @@ def request_card(
     ``policy``: the rule that governs it and what it still needs (handlers/requests/
     rules_gate.py), drawn under the facts; ``typed``: Approve opens the modal that asks for
     the repository name (confirm = "type") instead of a confirmation dialog."""
-    title = "Purge request" if request.is_purge else "Deletion request"
+    title = _title(request)
     blocks: list[Block] = [
         HeaderBlock(text=f"{title} #{request.id}"),
         SectionBlock(
@@ -314,6 +343,8 @@ def request_card(
         what = (
             totals_text(request.spec)
             if request.spec is not None
+            else "no image: it moves tags pushed again since back to what was deleted"
+            if request.forced is not None
             else ("the image and " if request.manifest else "")
             + (f"{len(request.tags):,} tags" if len(request.tags) > 1 else f"tag {request.tag}")
             + f" from {request.registry}/{request.repository}"
@@ -352,7 +383,13 @@ def request_card(
                 ]
             )
         )
-    if request.state is State.DONE and undo_window is not None and request.finished_at:
+    # A forced undo deletes nothing (no snapshot): nothing to undo.
+    if (
+        request.state is State.DONE
+        and undo_window is not None
+        and request.finished_at
+        and request.forced is None
+    ):
         blocks += undo_blocks(request, request.finished_at + undo_window)
     text = (
         f"{title} #{request.id} by {_person(request.requester)}: {escape(request.target)} "
@@ -451,8 +488,7 @@ def home_view(
         blocks.append(section("Nothing needs your approval."))
     for request in actionable[:10]:
         card = request_card(request)
-        title = "Purge request" if request.is_purge else "Deletion request"
-        blocks.append(section(f"*{title} #{request.id}*"))
+        blocks.append(section(f"*{_title(request)} #{request.id}*"))
         blocks.extend(
             b for b in card.blocks[1:] if b["type"] != "context" or "Owners:" not in str(b)
         )

@@ -30,6 +30,7 @@ from bot.core.request_types import (
     Change,
     Clock,
     DeletionRequest,
+    ForceUndoSpec,
     PurgeRequestSpec,
     RequestEvent,
     State,
@@ -209,6 +210,55 @@ class Requests(Recovery):
             pin_items(db, row_id, items, skipped)
             return self._created(
                 row_id, requester, now, note=f"{len(items)} items pinned (sha256:{pin[:12]})"
+            )
+
+    def create_forced_undo(
+        self,
+        *,
+        registry: str,
+        spec: ForceUndoSpec,
+        requester: str,
+        reason: str,
+        ttl: timedelta,
+        required: int,
+        origin: str | None = None,
+        channel: str | None = None,
+    ) -> DeletionRequest:
+        """Record an `undo --force` request pinning each tag and the digests it moves from and
+        to (handlers/requests/undo_force.py); the request's digest is a hash of that list."""
+        import hashlib
+
+        now = self._clock()
+        data = spec.to_json()
+        pin = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        with self._store.transaction() as db:
+            if (found := self._by_origin(origin)) is not None:
+                return found
+            row_id = self._insert_pending(
+                db,
+                {
+                    "action": "undo_force",
+                    "registry": registry,
+                    "repository": ", ".join(spec.repositories)[:200] or "-",
+                    "tag": None,
+                    "digest": f"sha256:{pin}",
+                    "manifest": 0,
+                    "tags": json.dumps([f"{i.repository}:{i.tag}" for i in spec.items]),
+                    "spec": json.dumps(data),
+                },
+                now=now,
+                ttl=ttl,
+                requester=requester,
+                reason=reason,
+                required=required,
+                origin=origin,
+                channel=channel,
+            )
+            return self._created(
+                row_id,
+                requester,
+                now,
+                note=f"{len(spec.items)} tags pinned, undoing #{spec.source} (sha256:{pin[:12]})",
             )
 
     def _by_origin(self, origin: str | None) -> DeletionRequest | None:
@@ -627,8 +677,17 @@ class Requests(Recovery):
             note=row.get("note"),
             origin=row.get("origin"),
             channel=row.get("channel"),
-            kind="purge" if row["action"] == "purge" else "",
-            spec=PurgeRequestSpec.from_json(json.loads(row["spec"])) if row.get("spec") else None,
+            kind=row["action"] if row["action"] in ("purge", "undo_force") else "",
+            spec=(
+                PurgeRequestSpec.from_json(json.loads(row["spec"]))
+                if row.get("spec") and row["action"] == "purge"
+                else None
+            ),
+            forced=(
+                ForceUndoSpec.from_json(json.loads(row["spec"]))
+                if row["action"] == "undo_force"
+                else None
+            ),
         )
 
 

@@ -19,6 +19,7 @@ from handlers.requests import rules_gate
 from handlers.requests.delete import execute_delete, gone_note, reconcile_delete
 from handlers.requests.purge_run import execute_purge
 from handlers.requests.reply import approval_text, request_reply, visible_request
+from handlers.requests.undo_force import execute_forced, reconcile_forced
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ EXECUTORS: dict[Action, Executor] = {
     Action.DELETE: _DELETE,
     Action.DELETE_MANIFEST: _DELETE,
     Action.PURGE: Executor(run=_run_purge, reconcile=_reconcile_purge),
+    Action.UNDO_FORCE: Executor(run=execute_forced, reconcile=reconcile_forced),
 }
 
 

@@ -25,7 +25,12 @@ from bot.kernel.context import Call, Context
 def request_facts(request: DeletionRequest) -> tuple[tuple[str, str], ...]:
     """The facts an approver needs, shared by the console and the Slack card."""
     spec = request.spec
-    if spec is not None:  # a purge
+    if request.forced is not None:  # `undo --force`
+        head = [
+            ("undo --force", f"{request.registry}: tags re-pushed since #{request.forced.source}"),
+            ("moves", request.forced.moves(shown=20)),
+        ]
+    elif spec is not None:  # a purge
         head = [
             ("purge", f"{request.registry}: {spec.describe}"),
             ("pinned", f"{spec.items:,} items (list {request.digest[:19]}…)"),
@@ -119,6 +124,7 @@ def request_data(request: DeletionRequest) -> dict:
         "error": request.error,
         "outcome": request.note,
         "spec": request.spec.to_json() if request.spec is not None else None,
+        **({"forced": request.forced.to_json()} if request.forced is not None else {}),
     }
 
 

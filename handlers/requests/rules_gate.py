@@ -19,7 +19,7 @@ from bot.core import formatting as fmt
 from bot.core.commands import OWN, ROTATE
 from bot.core.errors import Conflict, PermissionDenied, UsageError
 from bot.core.policy import Grant, Scope, allows
-from bot.core.request_types import DeletionRequest, State
+from bot.core.request_types import Action, DeletionRequest, State
 from bot.core.rules import Terms, terms_for
 from bot.kernel.context import Call, Context
 from bot.state.requests import Executor
@@ -43,6 +43,18 @@ def terms(
     )
 
 
+def policy_action(action: Action) -> str:
+    """The [[policy]] / [approvals] action whose terms govern a request of ``action``.
+
+    A forced undo (`undo --force`) counts as `delete_manifest`: it replaces the image a tag
+    names, so what the tag pointed at is lost to its users as surely as by a manifest delete
+    (the re-pushed digest stays only if another tag names it). The strictest per-item count
+    the rules have is the sensible one; `purge`'s is meant for bulk and may be looser or
+    stricter by item count, which a handful of tags should not decide.
+    """
+    return "delete_manifest" if action is Action.UNDO_FORCE else action.value
+
+
 def terms_of(ctx: Context, request: DeletionRequest) -> Terms:
     """A request's terms under the rules in force now; never fewer approvals than it was made
     with (a rule loosened since does not lower what a waiting request was promised)."""
@@ -50,8 +62,14 @@ def terms_of(ctx: Context, request: DeletionRequest) -> Terms:
         ctx,
         registry=request.registry,
         repositories=request.repositories,
-        action=request.action.value,
-        items=request.spec.items if request.spec is not None else 1,
+        action=policy_action(request.action),
+        items=(
+            request.spec.items
+            if request.spec is not None
+            else len(request.forced.items)
+            if request.forced is not None
+            else 1
+        ),
     )
     if request.required > found.required:
         from dataclasses import replace

@@ -55,6 +55,11 @@ def show_request(call: Call, *, ctx: Context) -> Reply:
     )
     if (policy := rules_gate.policy_field(ctx, request)) is not None:
         reply = replace(reply, fields=(*reply.fields, policy))
+    if request.forced is not None:  # every tag it moves, from and to (the card shows 10)
+        rows = tuple(
+            (f"{i.repository}:{i.tag}", i.from_digest, i.to_digest) for i in request.forced.items
+        )
+        return replace(reply, table=Table(("tag", "from (re-pushed)", "to (snapshot)"), rows))
     if not request.is_purge:
         return reply
     top = call.args["top"] or 25

@@ -49,9 +49,9 @@ from bot.state.snapshots import (
     Snapshots,
 )
 from handlers.requests.reply import visible_request
+from handlers.requests.undo_force import REPUSHED, file_forced
 
 DEFAULT_CONCURRENCY = 8
-REPUSHED = "re-pushed since; not overwritten"
 STILL_THERE = "still there: its deletion did not happen"
 LAYERS_GONE = (
     "cannot restore: its layers are gone ({why}); push it again from its build (CI re-run or "
@@ -94,10 +94,11 @@ def undo(call: Call, *, ctx: Context) -> Reply:
                 f"another undo of request #{request.id} is restoring {len(busy):,} of these "
                 "items now; wait for it, then run `undo` again to see what came back"
             )
-        return Reply(
+        done = Reply(
             text=f"Request #{request.id} was already undone: nothing to do "
             f"({_counts(Counter(s.undo_state or '' for s in rows), rows)})."
         )
+        return file_forced(call, ctx, request, rows, done) if call.args.get("force") else done
     resumed = any(s.undo_state == RESTORING for s in todo)
     ctx.audit.append(
         actor=call.user,
@@ -114,7 +115,8 @@ def undo(call: Call, *, ctx: Context) -> Reply:
     if earlier:
         text += f" {earlier:,} item{'s were' if earlier != 1 else ' was'} already undone before."
     _announce(ctx, request, f"{call.user}: {text}", key=call.origin or now.isoformat())
-    return _reply(text, outcomes)
+    reply = _reply(text, outcomes)
+    return file_forced(call, ctx, request, rows, reply) if call.args.get("force") else reply
 
 
 def resume_abandoned(ctx: Context) -> list[str]:
