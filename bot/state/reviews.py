@@ -19,6 +19,21 @@ from bot.state.audit import Audit
 from bot.state.store import Store, from_iso, iso
 
 OPEN, OK, CONCERN = "open", "ok", "concern"
+_COLUMNS = (
+    "request_id",
+    "actor",
+    "registry",
+    "repositories",
+    "rule",
+    "created_at",
+    "due_at",
+    "state",
+    "reviewer",
+    "note",
+    "reviewed_at",
+    "reminded",
+    "escalated",
+)
 
 
 @dataclass(frozen=True)
@@ -82,13 +97,16 @@ class Reviews:
         return int(row[0])
 
     def get(self, request_id: int) -> Review | None:
-        rows = self._rows("SELECT * FROM reviews WHERE request_id = ?", [request_id])
+        rows = self._rows("request_id = ?", [request_id])
         return _review(rows[0]) if rows else None
 
-    def _rows(self, sql: str, params: list) -> list[dict]:
-        cursor = self._store.db.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def _rows(self, where: str, params: list) -> list[dict]:
+        """Rows as dicts by the columns named here (the store's result carries no cursor
+        description on PostgreSQL: the contract is rows of values)."""
+        cursor = self._store.db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM reviews WHERE {where}", params
+        )
+        return [dict(zip(_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
     def record(
         self, request_id: int, *, reviewer: str, ok: bool, note: str | None, now: datetime
@@ -123,7 +141,7 @@ class Reviews:
         return found
 
     def open_reviews(self) -> list[Review]:
-        rows = self._rows("SELECT * FROM reviews WHERE state = ? ORDER BY due_at", [OPEN])
+        rows = self._rows("state = ? ORDER BY due_at", [OPEN])
         return [_review(r) for r in rows]
 
     def mark(self, request_id: int, column: str) -> bool:

@@ -25,6 +25,13 @@ FEDORA = "delete baseimages/fedora:24 --reason 'end of life since 2017'"
 
 
 @pytest.fixture
+def store_options(database):
+    """Every test here on both engines: reviews and held requests are new tables and queries
+    (a review read by cursor description broke the sweep on PostgreSQL)."""
+    return database.options
+
+
+@pytest.fixture
 def prod(make_bot):
     bot = make_bot(policy=[PROD, SANDBOX], groups=GROUPS)
     bot.grant("frank", "owner")
