@@ -34,7 +34,7 @@ from bot.slack.listeners import AUTH_FAILING, Listeners
 from bot.slack.manifest import EVENTS_PATH
 from bot.slack.readiness import Readiness
 from bot.slack.registry_receiver import EVENTS_PATH as REGISTRY_EVENTS_PATH
-from bot.slack.registry_receiver import EventWriter, Receiver, events_only_app
+from bot.slack.registry_receiver import EventWriter, Receiver, events_only_app, read_body
 from bot.slack.socket_mode import SocketModeHandler, SocketModeLink
 from bot.slack.worker import WorkerProcess, prestart
 from bot.state.jobqueue import JobQueue
@@ -122,23 +122,6 @@ def asgi_app(
         )
         await send({"type": "http.response.body", "body": body.encode()})
 
-    async def read_body(scope: dict[str, Any], receive: Any) -> bytes | None:
-        """The body, or None when it is larger than ``max_body``."""
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return None
-        chunks = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return bytes(chunks)
-            chunks.extend(message.get("body", b""))
-            if len(chunks) > max_body:
-                return None
-            if not message.get("more_body", False):
-                return bytes(chunks)
-
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
@@ -159,7 +142,7 @@ def asgi_app(
         elif path == REGISTRY_EVENTS_PATH and events is not None:
             await events(scope, receive, send)  # registry notifications (issue 24)
         elif path == EVENTS_PATH and method == "POST":
-            body = await read_body(scope, receive)
+            body = await read_body(scope, receive, max_body)
             if body is None:
                 await text(send, 413, f"request body larger than {max_body} bytes\n")
                 return
